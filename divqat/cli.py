@@ -12,7 +12,7 @@ import sys
 COMMANDS = {
     "train": ("divqat.train.command", "train a victim: fp, ptq, qat, divqat, adversarial"),
     "attack": ("divqat.attacks.command", "extract a victim through a query-counted black box"),
-    "evaluate": ("divqat.experiments.evaluate", "evaluate a trained victim, optionally under a defense"),
+    "evaluate": ("divqat.evaluate", "evaluate a trained victim, optionally under a defense"),
     "experiment": ("divqat.experiments.command", "run a TOML-configured grid of experiments"),
     "report": ("divqat.experiments.report_command", "write the Markdown report and plots of a run"),
     "bench": ("divqat.bench", "time the fused ops against PyTorch"),

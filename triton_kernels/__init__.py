@@ -1,0 +1,1 @@
+"""Triton kernels of the divqat ops, one module per op (used when DIVQAT_BACKEND=triton)."""

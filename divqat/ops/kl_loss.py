@@ -1,0 +1,161 @@
+"""Public softmax-KL ops of DivQAT: ``div_kl_loss`` and ``divqat_loss``.
+
+Formulas (see ``divqat.reference.kl_loss`` for the full statement): per row r,
+KL_r = T^2 * KL(softmax(t_r/T) || softmax(s_r/T)) ("forward") or with the two swapped
+("reverse"), and the DivQAT objective (arXiv 2512.23948)
+L = mean_r CE(y_r, s_r) - alpha * mean_r min(KL_r, kl_cap).
+
+The fused kernels (``torch.ops.divqat.*`` in C++/CUDA, ``torch.ops.divqat_triton.*`` in
+Triton) read both logit rows once and return ``(loss, grad_student, grad_teacher)``: the
+gradients of the reduced loss written during the forward pass (empty when not needed), so the
+backward registered here is a scale by the upstream gradient. ``divqat._backend.select``
+picks the backend per call; "torch" runs the pure-PyTorch reference.
+"""
+import functools
+
+import torch
+
+from divqat import _backend
+from divqat.reference import kl_loss as reference
+
+_FUSED = ("div_kl_loss", "divqat_loss")
+
+
+def _div_kl_fake(student, teacher, temperature, reduction, direction, student_grad, teacher_grad):
+    loss_shape = student.shape[:-1] if reduction == "none" else ()
+    return (
+        student.new_empty(loss_shape),
+        student.new_empty(student.shape if student_grad else (0,)),
+        teacher.new_empty(teacher.shape if teacher_grad else (0,)),
+    )
+
+
+def _divqat_fake(student, teacher, target, alpha, temperature, direction, kl_cap, student_grad, teacher_grad):
+    return (
+        student.new_empty(()),
+        student.new_empty(student.shape if student_grad else (0,)),
+        teacher.new_empty(teacher.shape if teacher_grad else (0,)),
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    _, grad_student, grad_teacher = output
+    ctx.mark_non_differentiable(grad_student, grad_teacher)
+    ctx.save_for_backward(grad_student, grad_teacher)
+
+
+def _scale(grad, grad_loss):
+    """The saved gradient of the reduced loss times the upstream gradient (per row for "none")."""
+    if grad_loss.dim() > 0:
+        grad_loss = grad_loss.unsqueeze(-1)
+    return grad * grad_loss
+
+
+def _div_kl_backward(ctx, grad_loss, _grad_gs, _grad_gt):
+    grad_student, grad_teacher = ctx.saved_tensors
+    return (
+        _scale(grad_student, grad_loss) if ctx.needs_input_grad[0] else None,
+        _scale(grad_teacher, grad_loss) if ctx.needs_input_grad[1] else None,
+        None, None, None, None, None,
+    )
+
+
+def _divqat_backward(ctx, grad_loss, _grad_gs, _grad_gt):
+    grad_student, grad_teacher = ctx.saved_tensors
+    return (
+        _scale(grad_student, grad_loss) if ctx.needs_input_grad[0] else None,
+        _scale(grad_teacher, grad_loss) if ctx.needs_input_grad[1] else None,
+        None, None, None, None, None, None, None,
+    )
+
+
+def _register(namespace):
+    """Attach the shared fake implementation and autograd formula to ``namespace``'s ops."""
+    for name, fake, backward in (
+        ("div_kl_loss", _div_kl_fake, _div_kl_backward),
+        ("divqat_loss", _divqat_fake, _divqat_backward),
+    ):
+        qualname = f"{namespace}::{name}"
+        torch.library.register_fake(qualname)(fake)
+        torch.library.register_autograd(qualname, backward, setup_context=_setup_context)
+
+
+_COMPILED = _backend.compiled_available("cpu") and hasattr(torch.ops.divqat, "div_kl_loss")
+if _COMPILED:
+    _register("divqat")
+
+
+@functools.cache
+def _triton_ops():
+    """Import the Triton kernels (and register their autograd) on first use."""
+    import triton_kernels.kl_loss  # noqa: F401  (defines torch.ops.divqat_triton.*)
+
+    _register("divqat_triton")
+    return torch.ops.divqat_triton
+
+
+def _fused_ops(device):
+    """The op namespace serving ``device``, or None for the pure-PyTorch reference."""
+    backend = _backend.select(device)
+    if backend == "compiled" and _COMPILED:
+        return torch.ops.divqat
+    if backend == "triton":
+        return _triton_ops()
+    return None
+
+
+def _needs_grad(x):
+    return torch.is_grad_enabled() and x.requires_grad
+
+
+def _common_dtype(student_logits, teacher_logits):
+    dtype = torch.promote_types(student_logits.dtype, teacher_logits.dtype)
+    return student_logits.to(dtype), teacher_logits.to(dtype)
+
+
+def div_kl_loss(student_logits, teacher_logits, temperature=1.0, reduction="batchmean", direction="forward"):
+    """T^2 * KL(softmax(teacher/T) || softmax(student/T)) per row of (..., C) logits.
+
+    Args:
+        student_logits, teacher_logits: floating tensors of the same shape (..., C).
+        temperature: T > 0 (Python number).
+        reduction: "batchmean" (sum over rows / number of rows), "sum", or "none" (shape (...)).
+        direction: "forward" = KL(teacher || student), "reverse" = KL(student || teacher).
+    Returns the loss in the logits' (promoted) dtype. Differentiable in both arguments.
+    """
+    reference.check_div_kl_args(student_logits, teacher_logits, temperature, reduction, direction)
+    ops = _fused_ops(student_logits.device)
+    if ops is None:
+        return reference.div_kl_loss(student_logits, teacher_logits, temperature, reduction, direction)
+    student, teacher = _common_dtype(student_logits, teacher_logits)
+    loss, _, _ = ops.div_kl_loss(
+        student, teacher, float(temperature), reduction, direction, _needs_grad(student), _needs_grad(teacher)
+    )
+    return loss
+
+
+def divqat_loss(student_logits, teacher_logits, target, alpha, temperature=1.0, direction="forward", kl_cap=None):
+    """The DivQAT objective mean_r CE(y_r, s_r) - alpha * mean_r min(KL_r, kl_cap).
+
+    CE is at temperature 1, KL_r = T^2 KL(softmax(t_r/T) || softmax(s_r/T)) (or reversed);
+    ``kl_cap`` (None = no cap) bounds that T^2-scaled row KL, and capped rows get no KL
+    gradient. ``target`` holds int64 class indices of shape ``student_logits.shape[:-1]``.
+    Returns a 0-d tensor in the logits' (promoted) dtype.
+    """
+    reference.check_divqat_args(student_logits, teacher_logits, target, alpha, temperature, direction, kl_cap)
+    ops = _fused_ops(student_logits.device)
+    if ops is None:
+        return reference.divqat_loss(student_logits, teacher_logits, target, alpha, temperature, direction, kl_cap)
+    student, teacher = _common_dtype(student_logits, teacher_logits)
+    loss, _, _ = ops.divqat_loss(
+        student,
+        teacher,
+        target,
+        float(alpha),
+        float(temperature),
+        direction,
+        None if kl_cap is None else float(kl_cap),
+        _needs_grad(student),
+        _needs_grad(teacher),
+    )
+    return loss

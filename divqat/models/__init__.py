@@ -1,0 +1,12 @@
+"""Quantization-ready CNNs: LeNet-5, a small CNN, CIFAR ResNet-20/32, VGG-11/16-BN, WRN-16-k.
+
+Every model maps images in [0, 1] to logits, starts with :class:`layers.Normalize`, is built
+only from Conv2d, BatchNorm2d, ReLU, Linear, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten,
+Dropout and :class:`layers.Add`, writes conv -> bn -> relu as consecutive modules, traces with
+``torch.fx.symbolic_trace``, and carries ``.arch`` and ``.meta``.
+"""
+from .base import ImageClassifier
+from .factory import ARCHITECTURES, build_model, build_model_for
+from .layers import Add, Normalize
+
+__all__ = ["ARCHITECTURES", "build_model", "build_model_for", "ImageClassifier", "Normalize", "Add"]

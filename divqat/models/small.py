@@ -1,0 +1,49 @@
+"""Small plain CNNs for 28x28 (and 32x32 / 8x8) inputs: LeNet-5 and a tiny test/demo CNN."""
+from __future__ import annotations
+
+from torch import nn
+
+from .base import conv_bn_relu
+
+__all__ = ["lenet5_layers", "smallcnn_layers"]
+
+
+def lenet5_layers(num_classes: int, in_channels: int, image_size: int) -> tuple[nn.Module, nn.Module]:
+    """LeNet-5 (LeCun et al. 1998, "Gradient-Based Learning Applied to Document Recognition"):
+    conv5x5(6) -> pool -> conv5x5(16) -> pool -> fc120 -> fc84 -> fc(num_classes).
+
+    Modern, quantization-ready deviations from the 1998 network: ReLU instead of scaled tanh,
+    2x2 max-pooling instead of trainable subsampling, full C3 connectivity, a plain linear
+    output instead of RBF units, and BatchNorm after each convolution (bias-free convs) so the
+    conv-bn-relu triples fold. Inputs smaller than 32x32 (MNIST's 28x28) are zero-padded by 2
+    in the first convolution, reproducing the paper's 32x32 field: 16x5x5 features for both.
+    """
+    pad = 2 if image_size < 32 else 0
+    side = ((image_size + 2 * pad - 4) // 2 - 4) // 2
+    if side < 1:
+        raise ValueError(f"image_size: lenet5 needs at least 20x20 inputs, got {image_size}")
+    features = nn.Sequential(
+        conv_bn_relu(in_channels, 6, 5, padding=pad), nn.MaxPool2d(2),
+        conv_bn_relu(6, 16, 5, padding=0), nn.MaxPool2d(2),
+    )
+    head = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(16 * side * side, 120), nn.ReLU(),
+        nn.Linear(120, 84), nn.ReLU(),
+        nn.Linear(84, num_classes),
+    )
+    return features, head
+
+
+def smallcnn_layers(num_classes: int, in_channels: int, image_size: int) -> tuple[nn.Module, nn.Module]:
+    """A tiny fast CNN for tests and demos (about 25k parameters, ~2 MMAC at 28x28):
+    conv3x3(16) -> pool -> conv3x3(32) -> pool -> conv3x3(64) -> global average -> fc."""
+    if image_size < 4:
+        raise ValueError(f"image_size: smallcnn needs at least 4x4 inputs, got {image_size}")
+    features = nn.Sequential(
+        conv_bn_relu(in_channels, 16), nn.MaxPool2d(2),
+        conv_bn_relu(16, 32), nn.MaxPool2d(2),
+        conv_bn_relu(32, 64),
+    )
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes))
+    return features, head

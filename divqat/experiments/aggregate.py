@@ -1,0 +1,133 @@
+"""Result tables of an experiment directory: flat rows per cell, mean ± std over seeds.
+
+Rows come from the cell records (:mod:`divqat.experiments.cells`); each has identity columns
+(method and its parameters, defense, attack, budget, seed) and metric columns (SCIENCE.md §6
+names: victim_accuracy, adversary_accuracy, adversary_error, agreement, ...). ``alpha`` is the
+DivQAT weight with plain QAT at alpha = 0 (SCIENCE.md §3: the baseline). Summaries group the
+rows by every identity column except the seed and give ``<metric>_mean``, ``<metric>_std``
+(sample standard deviation, ddof = 1; 0 for a single seed) and ``n``.
+"""
+import csv
+import io
+import math
+
+from divqat.utils import atomic_write_json, atomic_write_text
+
+from .cells import CellCache
+
+ROW_IDS = ("key", "victim_key", "seed")
+
+
+def _flatten(prefix, value, out):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}_{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+
+
+def _method_columns(method):
+    name = method["name"]
+    params = {k: v for k, v in method.items() if k != "name"}
+    row = {"method": name,
+           "alpha": 0.0 if name == "qat" else params.get("alpha") if name == "divqat" else None,
+           "direction": params.get("direction", "forward") if name == "divqat" else None}
+    _flatten("method", params, row)
+    return row
+
+
+def _entry_columns(kind, entry, skip=()):
+    params = {k: v for k, v in entry.items() if k != "name" and k not in skip}
+    row = {kind: entry["name"],
+           f"{kind}_label": entry["name"] + ("(" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")" if params else "")}
+    _flatten(kind, params, row)
+    return row
+
+
+def victim_rows(records):
+    """One row per victim record; returns (rows, metric column names)."""
+    rows, metrics = [], set()
+    for r in records:
+        m = {}
+        _flatten("", r["metrics"], m)
+        m["time_s"] = r.get("time_s")
+        metrics.update(m)
+        rows.append({"key": r["key"], "seed": r["seed"], "victim_label": r["label"],
+                     **_method_columns(r["method"]), **m})
+    return rows, sorted(metrics)
+
+
+def attack_rows(records):
+    """One row per attack-cell record; returns (rows, metric column names)."""
+    rows, metrics = [], set()
+    for r in records:
+        m = {}
+        _flatten("", r["metrics"], m)
+        m["time_s"] = r.get("time_s")
+        metrics.update(m)
+        rows.append({"key": r["key"], "victim_key": r["victim_key"], "seed": r["seed"],
+                     "victim_label": r["victim_label"], **_method_columns(r["method"]),
+                     **_entry_columns("defense", r["defense"]),
+                     "budget": r["attack"].get("budget"),
+                     **_entry_columns("attack", r["attack"], skip=("budget",)), **m})
+    return rows, sorted(metrics)
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+
+
+def summarize(rows, metrics):
+    """Mean and sample std of each metric over the rows that differ only in seed."""
+    groups = {}
+    for row in rows:
+        ident = tuple(sorted(((k, row[k]) for k in row if k not in metrics and k not in ROW_IDS),
+                             key=lambda kv: kv[0]))
+        groups.setdefault(ident, []).append(row)
+    out = []
+    for members in groups.values():
+        s = {k: v for k, v in members[0].items() if k not in metrics and k not in ROW_IDS}
+        s["n"] = len(members)
+        for m in metrics:
+            vals = [r[m] for r in members if _is_number(r.get(m))]
+            if not vals:
+                continue
+            mean = sum(vals) / len(vals)
+            var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1) if len(vals) > 1 else 0.0
+            s[f"{m}_mean"], s[f"{m}_std"] = mean, math.sqrt(var)
+        out.append(s)
+    return out
+
+
+def to_csv(rows):
+    """CSV text of rows whose keys may differ (columns in first-seen order)."""
+    columns = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    return buf.getvalue()
+
+
+def collect(out_dir):
+    """All tables of an experiment directory as a dict: victims, cells, and their summaries."""
+    cache = CellCache(out_dir)
+    vrows, vmetrics = victim_rows(cache.victim_records())
+    arows, ametrics = attack_rows(cache.attack_records())
+    return {"victims": vrows, "cells": arows,
+            "victims_summary": summarize(vrows, vmetrics),
+            "cells_summary": summarize(arows, ametrics)}
+
+
+def write_results(out_dir):
+    """Write results.json (all tables), results.csv (attack cells), victims.csv (victims) and
+    summary.csv (attack cells, mean ± std over seeds), each atomically; returns the tables."""
+    tables = collect(out_dir)
+    atomic_write_json(tables, f"{out_dir}/results.json")
+    atomic_write_text(to_csv(tables["cells"]), f"{out_dir}/results.csv")
+    atomic_write_text(to_csv(tables["victims"]), f"{out_dir}/victims.csv")
+    atomic_write_text(to_csv(tables["cells_summary"]), f"{out_dir}/summary.csv")
+    return tables

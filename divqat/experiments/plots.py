@@ -1,0 +1,179 @@
+"""PNG plots of an experiment's summaries (matplotlib, Agg backend), mean ± std over seeds.
+
+- error_vs_alpha.png: victim and adversary classification error against alpha (QAT at 0),
+  per KL direction, undefended victims, each attack at its largest budget (DivQAT, SCIENCE.md §3)
+- kl_vs_alpha.png: KL(f_fp || f_q) and mean L1 between f_fp's and f_q's probabilities against alpha
+- budget.png: adversary accuracy and agreement against the query budget, per victim
+- defense_tradeoff.png: victim accuracy against adversary error along each defense's parameter
+  sweep, for the QAT and DivQAT victims (SCIENCE.md §4)
+- robustness.png: accuracy under FGSM/PGD against eps of victims and surrogates (SCIENCE.md §7)
+
+Every function takes the tables of :func:`divqat.experiments.aggregate.collect` and a
+directory, and returns the file names it wrote (none when the tables lack the data).
+"""
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from divqat.utils import atomic_write  # noqa: E402
+
+ROBUST_COLUMN = re.compile(r"^(surrogate_)?robust_(\w+?)_([0-9.]+)_mean$")
+
+
+def _save(fig, path):
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def _max_budget_rows(rows, defense="none"):
+    """Rows of the given defense, each attack at its largest budget."""
+    rows = [r for r in rows if r.get("defense") == defense]
+    top = {}
+    for r in rows:
+        top[r["attack_label"]] = max(top.get(r["attack_label"], 0), r["budget"] or 0)
+    return [r for r in rows if (r["budget"] or 0) == top[r["attack_label"]]]
+
+
+def _line(ax, points, label, **kw):
+    """points: iterable of (x, mean, std); drawn sorted by x with error bars."""
+    points = sorted(p for p in points if p[0] is not None and p[1] is not None)
+    if not points:
+        return
+    xs, ms, ss = zip(*points)
+    ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3, label=label, **kw)
+
+
+def _directions(rows):
+    return sorted({r["direction"] for r in rows if r.get("method") == "divqat"}) or ["forward"]
+
+
+def _alpha_points(rows, direction, metric, transform=lambda v: v):
+    """(alpha, mean, std) of the QAT rows and the DivQAT rows of one direction."""
+    pts = []
+    for r in rows:
+        if r.get("method") == "qat" or (r.get("method") == "divqat" and r.get("direction") == direction):
+            if f"{metric}_mean" in r:
+                pts.append((r["alpha"], transform(r[f"{metric}_mean"]), r[f"{metric}_std"]))
+    return pts
+
+
+def plot_error_vs_alpha(tables, out_dir):
+    rows = [r for r in _max_budget_rows(tables["cells_summary"]) if r.get("alpha") is not None]
+    if not any(r["method"] == "divqat" for r in rows):
+        return []
+    attacks = sorted({r["attack_label"] for r in rows})
+    fig, axes = plt.subplots(1, len(attacks), figsize=(4.5 * len(attacks), 3.6), squeeze=False)
+    for ax, attack in zip(axes[0], attacks):
+        sub = [r for r in rows if r["attack_label"] == attack]
+        for direction in _directions(sub):
+            _line(ax, _alpha_points(sub, direction, "adversary_error"), f"adversary error ({direction})")
+            _line(ax, _alpha_points(sub, direction, "victim_accuracy", lambda v: 1 - v),
+                  f"victim error ({direction})", linestyle="--")
+        ax.set(title=f"{attack}, budget {sub[0]['budget']}", xlabel="alpha (0 = QAT)", ylabel="error")
+        ax.legend(fontsize=7)
+    _save(fig, Path(out_dir) / "error_vs_alpha.png")
+    return ["error_vs_alpha.png"]
+
+
+def plot_kl_vs_alpha(tables, out_dir):
+    rows = [r for r in tables["victims_summary"] if r.get("alpha") is not None and "kl_fp_q_mean" in r]
+    if not any(r["method"] == "divqat" for r in rows):
+        return []
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for direction in _directions(rows):
+        _line(axes[0], _alpha_points(rows, direction, "kl_fp_q"), direction)
+        _line(axes[1], _alpha_points(rows, direction, "l1_fp_q"), direction)
+    axes[0].set(title="KL(f_fp || f_q) on the test set", xlabel="alpha (0 = QAT)", ylabel="nats")
+    axes[1].set(title="mean L1(p_fp, p_q)", xlabel="alpha (0 = QAT)", ylabel="L1")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    _save(fig, Path(out_dir) / "kl_vs_alpha.png")
+    return ["kl_vs_alpha.png"]
+
+
+def plot_budget(tables, out_dir):
+    rows = [r for r in tables["cells_summary"] if r.get("defense") == "none" and r.get("budget")]
+    attacks = sorted({r["attack_label"] for r in rows})
+    if not attacks or len({r["budget"] for r in rows}) < 2:
+        return []
+    fig, axes = plt.subplots(2, len(attacks), figsize=(4.5 * len(attacks), 7), squeeze=False)
+    for j, attack in enumerate(attacks):
+        sub = [r for r in rows if r["attack_label"] == attack]
+        for victim in sorted({r["victim_label"] for r in sub}):
+            vr = [r for r in sub if r["victim_label"] == victim]
+            for i, metric in enumerate(("adversary_accuracy", "agreement")):
+                _line(axes[i][j], [(r["budget"], r.get(f"{metric}_mean"), r.get(f"{metric}_std")) for r in vr], victim)
+        for i, metric in enumerate(("adversary accuracy", "agreement")):
+            axes[i][j].set(title=attack, xlabel="queries (budget)", ylabel=metric, xscale="log")
+            axes[i][j].legend(fontsize=6)
+    _save(fig, Path(out_dir) / "budget.png")
+    return ["budget.png"]
+
+
+def plot_defense_tradeoff(tables, out_dir):
+    rows = tables["cells_summary"]
+    defenses = sorted({r["defense"] for r in rows if r.get("defense") not in (None, "none")})
+    if not defenses:
+        return []
+    reference = sorted({r["attack_label"] for r in rows})[0]
+    budget = max(r["budget"] for r in rows if r["attack_label"] == reference)
+    rows = [r for r in rows if r["attack_label"] == reference and r["budget"] == budget
+            and r.get("method") in ("qat", "divqat")]
+    fig, axes = plt.subplots(1, len(defenses), figsize=(4.5 * len(defenses), 3.8), squeeze=False)
+    for ax, defense in zip(axes[0], defenses):
+        for victim in sorted({r["victim_label"] for r in rows}):
+            vr = [r for r in rows if r["victim_label"] == victim and r["defense"] in ("none", defense)]
+            vr.sort(key=lambda r: r.get("adversary_error_mean", 0))
+            xs = [r.get("adversary_error_mean") for r in vr]
+            ys = [r.get("victim_accuracy_mean") for r in vr]
+            ax.plot(xs, ys, marker="o", label=victim)
+        ax.set(title=f"{defense} ({reference}, budget {budget})", xlabel="adversary error",
+               ylabel="victim accuracy under the defense")
+        ax.legend(fontsize=6)
+    _save(fig, Path(out_dir) / "defense_tradeoff.png")
+    return ["defense_tradeoff.png"]
+
+
+def _robust_curves(row):
+    """{(who, attack): [(eps, mean, std)]} from a summary row's robust_* columns."""
+    curves = {}
+    for col, mean in row.items():
+        m = ROBUST_COLUMN.match(col)
+        if m:
+            who = "surrogate" if m.group(1) else "victim"
+            std = row.get(col[: -len("_mean")] + "_std", 0.0)
+            curves.setdefault((who, m.group(2)), []).append((float(m.group(3)), mean, std))
+    return curves
+
+
+def plot_robustness(tables, out_dir):
+    panels = {}
+    for r in tables["victims_summary"]:
+        for key, pts in _robust_curves(r).items():
+            panels.setdefault(key, []).append((r["victim_label"], pts))
+    for r in _max_budget_rows(tables["cells_summary"]):
+        for key, pts in _robust_curves(r).items():
+            panels.setdefault(key, []).append((f"{r['attack_label']} of {r['victim_label']}", pts))
+    if not panels:
+        return []
+    keys = sorted(panels)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.8), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for label, pts in panels[key]:
+            _line(ax, pts, label)
+        ax.set(title=f"{key[0]}s under {key[1].upper()}", xlabel="eps", ylabel="accuracy")
+        ax.legend(fontsize=6)
+    _save(fig, Path(out_dir) / "robustness.png")
+    return ["robustness.png"]
+
+
+PLOTS = (plot_error_vs_alpha, plot_kl_vs_alpha, plot_budget, plot_defense_tradeoff, plot_robustness)
+
+
+def write_plots(tables, out_dir):
+    """Every plot the tables have data for; returns the file names written."""
+    return [name for plot in PLOTS for name in plot(tables, out_dir)]

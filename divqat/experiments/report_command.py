@@ -1,0 +1,12 @@
+"""`divqat report DIR`: rewrite an experiment directory's tables, plots and report.md."""
+from .report import write_report
+
+
+def add_arguments(parser):
+    parser.add_argument("dir", help="an experiment output directory (divqat experiment --out DIR)")
+
+
+def run(args):
+    path = write_report(args.dir)
+    print(f"report written: {path}")
+    return 0

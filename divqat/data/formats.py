@@ -11,10 +11,12 @@
   with digit 0 stored as label 10.
 
 Pickles are read with :class:`RestrictedUnpickler`, which resolves only the globals needed to
-rebuild NumPy arrays, so a malicious file cannot run code.
+rebuild NumPy arrays (plus ``_codecs.encode``, which protocol-2 pickles written by Python 3
+use for bytes), so a malicious file cannot run code.
 """
 from __future__ import annotations
 
+import codecs
 import gzip
 import pickle
 from pathlib import Path
@@ -38,6 +40,7 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.numeric", "_frombuffer"): _frombuffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,  # how Python 3 spells bytes in protocol-2 pickles
 }
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.fx
 from torch import nn
 
-__all__ = ["Normalize", "Add"]
+__all__ = ["Normalize", "Add", "LeafTracer", "trace"]
 
 
 class Normalize(nn.Module):
@@ -36,3 +37,21 @@ class Add(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a + b
+
+
+class LeafTracer(torch.fx.Tracer):
+    """An fx tracer that keeps :class:`Normalize` and :class:`Add` as single ``call_module``
+    nodes (plain ``symbolic_trace`` inlines them into ``sub``/``truediv``/``add``), so a
+    quantization pass can find the input boundary and the residual sums by module type."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, (Normalize, Add)) or super().is_leaf_module(m, module_qualified_name)
+
+
+def trace(model: nn.Module) -> torch.fx.GraphModule:
+    """``torch.fx`` trace of ``model`` with :class:`LeafTracer`; the result keeps ``.arch``/``.meta``."""
+    graph_module = torch.fx.GraphModule(model, LeafTracer().trace(model), model.__class__.__name__)
+    for attr in ("arch", "meta"):
+        if hasattr(model, attr):
+            setattr(graph_module, attr, getattr(model, attr))
+    return graph_module

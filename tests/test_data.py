@@ -256,3 +256,12 @@ def test_resize_to():
     assert up.shape == (3, 32, 32) and up.min() >= 0 and up.max() <= 1
     with pytest.raises(ValueError, match="in_channels"):
         resize_to(torch.rand(1, 2, 8, 8), 3, 8)
+
+
+def test_changed_data_dir_is_not_served_from_cache(tmp_path, monkeypatch):
+    for i, sub in enumerate(("a", "b")):
+        folder = tmp_path / sub / "cifar-100-python"
+        folder.mkdir(parents=True)
+        _dump({b"data": np.full((1, 3072), i, np.uint8), b"fine_labels": [i]}, folder / "test")
+        monkeypatch.setenv("DIVQAT_DATA", str(tmp_path / sub))
+        assert load_tensors("cifar100", "test")[1].tolist() == [i]

@@ -25,7 +25,7 @@ def load_tensors(name: str, split: str = "train", root: str | os.PathLike | None
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive int or None, got {limit!r}")
-    raw = load_raw(name, split, None if root is None else str(root))
+    raw = load_raw(name, split, root)
     images = torch.from_numpy(raw.images[:limit].copy()).to(torch.float32).div_(raw.max_value)
     labels = torch.from_numpy(raw.labels[:limit].copy())
     return images, labels

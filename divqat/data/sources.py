@@ -135,6 +135,7 @@ _FINDERS: dict[str, Callable[[Path, str], RawSplit | None]] = {
 DIGITS_TEST_SIZE = 360
 
 
+@functools.lru_cache(maxsize=2)
 def _digits(split: str) -> RawSplit:
     """sklearn's 8x8 digits (1797 images, values 0..16), split by a fixed permutation
     (``numpy.random.RandomState(0)``): 1437 train, 360 test."""
@@ -149,20 +150,27 @@ def _digits(split: str) -> RawSplit:
     return RawSplit(images, bunch.target[idx].astype(np.int64), 16.0)
 
 
-@functools.lru_cache(maxsize=16)
-def load_raw(name: str, split: str, root: str | None = None) -> RawSplit:
-    """Decode ``name``/``split`` once per process (cached); raise ``FileNotFoundError`` with
-    installation instructions when no searched directory holds the files."""
+def load_raw(name: str, split: str, root: str | os.PathLike | None = None) -> RawSplit:
+    """Decode ``name``/``split`` (cached per process and per searched directories, so a changed
+    ``$DIVQAT_DATA`` is honoured); raise ``FileNotFoundError`` with installation instructions
+    when no searched directory holds the files."""
     if name == "digits":
-        raw = _digits(split)
-    else:
-        dirs = search_dirs(name, root)
-        raw = next((r for r in (_FINDERS[name](d, split) for d in dirs if d.is_dir()) if r is not None), None)
-        if raw is None:
-            searched = ", ".join(str(d) for d in dirs)
-            raise FileNotFoundError(
-                f"dataset {name!r} ({split} split) not found; {_HINTS[name]} ({_ROOT_NOTE}). "
-                f"Searched: {searched}")
+        return _read_only(_digits(split))
+    return _load_from_dirs(name, split, tuple(search_dirs(name, root)))
+
+
+def _read_only(raw: RawSplit) -> RawSplit:
     for arr in (raw.images, raw.labels):
         arr.flags.writeable = False
     return raw
+
+
+@functools.lru_cache(maxsize=16)
+def _load_from_dirs(name: str, split: str, dirs: tuple[Path, ...]) -> RawSplit:
+    raw = next((r for r in (_FINDERS[name](d, split) for d in dirs if d.is_dir()) if r is not None), None)
+    if raw is None:
+        searched = ", ".join(str(d) for d in dirs)
+        raise FileNotFoundError(
+            f"dataset {name!r} ({split} split) not found; {_HINTS[name]} ({_ROOT_NOTE}). "
+            f"Searched: {searched}")
+    return _read_only(raw)

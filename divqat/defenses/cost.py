@@ -1,0 +1,92 @@
+"""What a defense costs the victim's honest users (SCIENCE.md sections 4 and 6).
+
+On the victim's test set, with p = softmax(f(x)) the clean answers and y = defense(p, x) the
+returned ones:
+
+    victim_accuracy        top-1 accuracy of y (the accuracy honest users see)
+    victim_accuracy_clean  top-1 accuracy of p
+    argmax_changed         share of rows where argmax y != argmax p
+    mean_l1, mean_kl       mean_i ||p_i - y_i||_1 and mean_i KL(p_i || y_i) (divqat.metrics)
+    latency_per_query_s    median over ``repeats`` timed calls of the defense on one batch,
+                           divided by the batch's rows (the latency it adds per query)
+    victim_latency_per_query_s   the same for the victim's forward pass, timed alongside
+    latency_overhead       latency_per_query_s / victim_latency_per_query_s
+"""
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from divqat.metrics import accuracy, mean_kl, mean_l1
+
+from .base import check_int, model_device
+
+__all__ = ["defense_cost", "as_tensors"]
+
+
+def as_tensors(data):
+    """(X, Y) from an (X, Y) tensor pair or a Dataset of (x, y)."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
+        x, y = data
+    elif isinstance(data, torch.utils.data.Dataset):
+        if len(data) == 0:
+            raise ValueError("test_set is empty")
+        xs, ys = zip(*(data[i] for i in range(len(data))))
+        x, y = torch.stack(xs), torch.as_tensor(ys, dtype=torch.int64)
+    else:
+        raise ValueError("test_set must be an (X, Y) tensor pair or a Dataset of (x, y)")
+    if x.shape[0] == 0 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"test_set: X and Y must hold the same nonzero number of rows, got {x.shape[0]} and {y.shape[0]}")
+    return x, y
+
+
+def _median_seconds(fn, repeats):
+    fn()  # warm-up, not timed
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - tic)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def defense_cost(victim, defense, test_set, batch_size=256, repeats=5, progress=False):
+    """The cost of ``defense`` on ``victim`` (``forward(x) -> logits``) over ``test_set``.
+
+    ``test_set`` is an (X, Y) tensor pair or a Dataset of (x, y); the victim runs on its own
+    device, in eval mode. Returns the dict described in the module docstring, plus
+    ``defense`` (its repr) and ``num_queries``. Latencies are wall-clock seconds in this
+    process (a shared machine makes them noisy: compare ratios).
+    """
+    batch_size = check_int("batch_size", batch_size, low=1)
+    repeats = check_int("repeats", repeats, low=1)
+    x_all, y_all = as_tensors(test_set)
+    victim.eval()
+    device = model_device(victim)
+    clean, returned = [], []
+    for i in tqdm(range(0, len(x_all), batch_size), desc="defense cost", disable=not progress, leave=False):
+        x = x_all[i:i + batch_size].to(device)
+        p = F.softmax(victim(x).float(), dim=1)
+        clean.append(p.cpu())
+        returned.append(defense(p, x).float().cpu())
+    clean, returned = torch.cat(clean), torch.cat(returned)
+
+    x = x_all[:batch_size].to(device)
+    p = F.softmax(victim(x).float(), dim=1)
+    defense_s = _median_seconds(lambda: defense(p, x), repeats) / len(x)
+    victim_s = _median_seconds(lambda: victim(x), repeats) / len(x)
+    return {
+        "defense": repr(defense),
+        "num_queries": len(x_all),
+        "victim_accuracy": accuracy(returned, y_all),
+        "victim_accuracy_clean": accuracy(clean, y_all),
+        "argmax_changed": (returned.argmax(dim=1) != clean.argmax(dim=1)).double().mean().item(),
+        "mean_l1": mean_l1(clean, returned),
+        "mean_kl": mean_kl(clean, returned),
+        "latency_per_query_s": defense_s,
+        "victim_latency_per_query_s": victim_s,
+        "latency_overhead": defense_s / victim_s,
+    }

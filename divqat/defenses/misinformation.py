@@ -1,0 +1,80 @@
+"""Adaptive misinformation: Kariyappa and Qureshi, "Defending Against Model Stealing Attacks
+with Adaptive Misinformation", CVPR 2020.
+
+A query whose top probability s = max_k p_k is low looks out of distribution (the
+maximum-softmax-probability detector), as the synthetic or surrogate-data queries of an
+extraction attack do. Those queries are answered with a blend of the victim's probabilities p
+and those of a misinformation model f_mis, trained to put little mass on the true class:
+
+    a = 1 / (1 + exp(nu * (s - tau))) = sigmoid(nu * (tau - s))
+    y = (1 - a) * p + a * softmax(f_mis(x))
+
+    misinformation loss: L(x, y) = -log(1 - softmax(f_mis(x))_y)
+                                 = logsumexp_k z_k - logsumexp_{k != y} z_k    (z = f_mis(x))
+
+y is a convex combination of two probability vectors, so it is one too.
+"""
+import torch
+import torch.nn.functional as F
+
+from .base import Defense, check_real, model_device, model_fingerprint
+
+__all__ = ["AdaptiveMisinformation", "misinformation_loss", "train_misinformation_model"]
+
+
+class AdaptiveMisinformation(Defense):
+    """AdaptiveMisinformation(misinformation_model, tau, nu=1000); call as ``defense(probs, x)``.
+
+    Args:
+        misinformation_model: ``forward(x in [0, 1]) -> logits`` over the same classes
+            (e.g. from :func:`train_misinformation_model`); put in eval mode.
+        tau: the out-of-distribution threshold on the top probability, in [0, 1].
+        nu: sharpness of the blend (>= 0).
+    """
+
+    needs_input = True
+
+    def __init__(self, misinformation_model, tau, nu=1000.0):
+        if not isinstance(misinformation_model, torch.nn.Module):
+            raise ValueError(f"misinformation_model must be an nn.Module, got {type(misinformation_model).__name__}")
+        self.misinformation_model = misinformation_model.eval()
+        self.tau = check_real("tau", tau, low=0.0, high=1.0)
+        self.nu = check_real("nu", nu, low=0.0)
+        self._fingerprint = model_fingerprint(misinformation_model)
+
+    def params(self):
+        return {"misinformation_model": self._fingerprint, "tau": self.tau, "nu": self.nu}
+
+    def _perturb(self, p, x):
+        model = self.misinformation_model
+        logits = model(x.to(model_device(model), torch.float32))
+        if logits.shape != p.shape:
+            raise ValueError(f"misinformation_model returned shape {tuple(logits.shape)} for probs of shape "
+                             f"{tuple(p.shape)}: it must classify the same {p.shape[1]} classes")
+        p_mis = F.softmax(logits.to(p.device, p.dtype), dim=1)
+        a = torch.sigmoid(self.nu * (self.tau - p.max(dim=1, keepdim=True).values))
+        return (1.0 - a) * p + a * p_mis
+
+
+def misinformation_loss(logits, target):
+    """Mean over the batch of -log(1 - softmax(logits)_target), computed from logsumexps (stable)."""
+    others = logits.masked_fill(F.one_hot(target, logits.shape[1]).bool(), float("-inf"))
+    return (torch.logsumexp(logits, dim=1) - torch.logsumexp(others, dim=1)).mean()
+
+
+def train_misinformation_model(model, train_set, epochs=5, batch_size=128, lr=1e-3, optimizer="adam",
+                               seed=0, device="cpu", progress=True):
+    """Train ``model`` in place to minimise the probability of the true class; returns it in eval mode.
+
+    Minimises :func:`misinformation_loss` over ``train_set`` (a Dataset of (x, y)) with the
+    shared training loop :func:`divqat.train.loop.fit` (cosine learning rate, ``seed`` seeds
+    Python, NumPy and torch, ``progress=False`` silences the bar).
+    """
+    from divqat.train.loop import fit
+
+    def step(net, x, y, global_step):
+        return {"loss": misinformation_loss(net(x), y)}
+
+    fit(model, train_set, step, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
+        device=device, progress=progress, desc="misinformation")
+    return model.eval()

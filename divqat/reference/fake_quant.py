@@ -151,7 +151,7 @@ def fake_quant_lsq_backward(grad, x, scale, zero_point, quant_min, quant_max, ax
     dy = grad.to(inv.dtype)
     g = torch.tensor(grad_factor, dtype=inv.dtype)
     lo, hi = q < quant_min, q > quant_max
-    inside = ~(lo | hi)
+    inside = (q >= quant_min) & (q <= quant_max)
     ds = torch.where(lo, dy * (quant_min - z), torch.where(hi, dy * (quant_max - z), dy * (yq - xc) * inv)) * g
     dz = torch.where(inside, torch.zeros_like(dy), dy * -1 * s * g)
     dims = [d for d in range(x.dim()) if d != axis]

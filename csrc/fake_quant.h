@@ -1,0 +1,151 @@
+// Shared per-element math of divqat::fake_quant* (host and device inline functions), used by
+// fake_quant_cpu.cpp and fake_quant_cuda.cu, so the CPU tests exercise the GPU formulas.
+//
+// Fake quantization (SCIENCE.md §2; Jacob et al., CVPR 2018) with scale s > 0, zero point z
+// (rounded half to even and clamped to [qmin, qmax]) in the compute type A (fp32 for
+// fp16/bf16/fp32 tensors, float64 for float64):
+//
+//   inv  = 1 / s                                  (once per tensor / channel)
+//   q    = round_half_even(x * inv) + z
+//   y    = (clamp(q, qmin, qmax) - z) * s
+//   mask = qmin <= q <= qmax                      (straight-through: dx = dy * mask)
+//
+// LSQ (Esser et al., ICLR 2020), in PyTorch's evaluation order
+// (aten/src/ATen/native/quantized/cpu/kernels/QuantizedOpKernels.cpp):
+//
+//   dscale_i = (dy * (qmin - z)) * g                  if q < qmin
+//              (dy * (qmax - z)) * g                  if q > qmax
+//              ((dy * (y - x)) * inv) * g             otherwise
+//   dzero_i  = ((dy * -1) * s) * g  if q outside [qmin, qmax], else 0
+//
+// NaN x gives NaN y (the clamp keeps NaN) and mask 0.
+#pragma once
+
+#include <cstdint>
+
+#ifdef __CUDACC__
+#define DIVQAT_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define DIVQAT_HOST_DEVICE inline
+#endif
+
+namespace divqat {
+namespace fq {
+
+// 2^(mantissa bits): above it every float is an integer.
+template <typename A>
+struct RoundMagic;
+template <>
+struct RoundMagic<float> {
+  static constexpr float value = 8388608.0f;  // 2^23
+};
+template <>
+struct RoundMagic<double> {
+  static constexpr double value = 4503599627370496.0;  // 2^52
+};
+
+// Round half to even in the current (round-to-nearest-even) mode without a libm call, so the
+// CPU loops vectorize with plain SSE2: |v| + 2^23 lands in [2^23, 2^24), whose spacing is 1.
+// |v| >= 2^23 is already an integer; the sign is put back (-0.3 -> -0.0); NaN stays NaN.
+template <typename A>
+DIVQAT_HOST_DEVICE A round_half_even(A v) {
+#ifdef __CUDA_ARCH__
+  return rint(v);
+#else
+  const A magic = RoundMagic<A>::value;
+  const A a = v < A(0) ? -v : v;
+  const A r = a < magic ? (a + magic) - magic : a;
+  return v < A(0) ? -r : (v > A(0) ? r : v);
+#endif
+}
+
+// Correctly rounded product and reciprocal. On the device they are the _rn intrinsics, which
+// nvcc neither contracts into an FMA nor relaxes under --use_fast_math, so the GPU rounds
+// exactly as PyTorch's kernels do.
+DIVQAT_HOST_DEVICE float mul_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+DIVQAT_HOST_DEVICE double mul_rn(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+DIVQAT_HOST_DEVICE float reciprocal_rn(float a) {
+#ifdef __CUDA_ARCH__
+  return __frcp_rn(a);
+#else
+  return 1.0f / a;
+#endif
+}
+DIVQAT_HOST_DEVICE double reciprocal_rn(double a) {
+#ifdef __CUDA_ARCH__
+  return __drcp_rn(a);
+#else
+  return 1.0 / a;
+#endif
+}
+
+// Quantization parameters of one tensor or channel, in the compute type A.
+template <typename A>
+struct QParams {
+  A scale;
+  A inv;
+  A zero;
+};
+
+template <typename A>
+DIVQAT_HOST_DEVICE QParams<A> make_qparams(A scale, A zero_point, A qmin, A qmax) {
+  A z = round_half_even(zero_point);
+  z = z < qmin ? qmin : (z > qmax ? qmax : z);
+  return QParams<A>{scale, reciprocal_rn(scale), z};
+}
+
+// The pre-clamp quantized value q.
+template <typename A>
+DIVQAT_HOST_DEVICE A quantize(A x, A inv, A zero) {
+  return round_half_even(mul_rn(x, inv)) + zero;
+}
+
+template <typename A>
+DIVQAT_HOST_DEVICE A clamp_q(A q, A qmin, A qmax) {
+  const A c = q < qmin ? qmin : q;
+  return c > qmax ? qmax : c;
+}
+
+// y = (clamp(q) - z) * s.
+template <typename A>
+DIVQAT_HOST_DEVICE A fake_quant_value(A x, const QParams<A>& p, A qmin, A qmax) {
+  return mul_rn(clamp_q(quantize(x, p.inv, p.zero), qmin, qmax) - p.zero, p.scale);
+}
+
+// dx = dy * mask (multiplied, as PyTorch does: -dy * 0 = -0, NaN * 0 = NaN).
+template <typename A>
+DIVQAT_HOST_DEVICE A straight_through(A x, A dy, const QParams<A>& p, A qmin, A qmax) {
+  const A q = quantize(x, p.inv, p.zero);
+  return dy * ((q >= qmin && q <= qmax) ? A(1) : A(0));
+}
+
+// dx and the per-element LSQ terms (dscale_i, dzero_i).
+template <typename A>
+DIVQAT_HOST_DEVICE void lsq_terms(A x, A dy, const QParams<A>& p, A qmin, A qmax, A grad_factor, A& dx, A& ds,
+                                  A& dz) {
+  const A q = quantize(x, p.inv, p.zero);
+  const bool lo = q < qmin;
+  const bool hi = q > qmax;
+  const bool inside = q >= qmin && q <= qmax;
+  dx = dy * (inside ? A(1) : A(0));
+  const A y = mul_rn(clamp_q(q, qmin, qmax) - p.zero, p.scale);
+  const A ds_in = ((dy * (y - x)) * p.inv) * grad_factor;
+  const A ds_out = (dy * ((lo ? qmin : qmax) - p.zero)) * grad_factor;
+  ds = (lo || hi) ? ds_out : ds_in;
+  dz = inside ? A(0) : ((dy * A(-1)) * p.scale) * grad_factor;
+}
+
+}  // namespace fq
+}  // namespace divqat

@@ -1,0 +1,344 @@
+// Schemas and CPU kernels of divqat::fake_quant, fake_quant_backward, fake_quant_lsq_backward.
+//
+// The per-element math is in fake_quant.h. A tensor (made contiguous) is viewed as
+// [outer, C, inner] with C = x.shape[axis] (per tensor: C = 1). Long channel rows
+// (inner >= kMinInner) run with one scalar set of parameters; short ones (e.g. axis = last dim)
+// run along outer rows of length C * inner with per-position parameter arrays. The loops are
+// plain enough for the compiler to vectorize them (x86-64-v3/v4 clones picked at load time).
+//
+// Straight-through backward recomputes the mask from x (no mask tensor is stored): on the
+// 2-core CPU this is as fast as reading a saved uint8 mask and costs no memory.
+//
+// LSQ backward writes dx and reduces dscale / dzero inside the kernel, deterministically: every
+// fixed-size block of a row (its boundaries depend on the shape only, never on the thread count)
+// sums its terms in kLanes fp32 lanes, block sums are kept in float64 and added in block order,
+// then per channel in row order.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "fake_quant.h"
+
+namespace divqat {
+namespace {
+
+using fq::QParams;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define DIVQAT_FQ_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define DIVQAT_FQ_INLINE inline __attribute__((always_inline))
+#else
+#define DIVQAT_FQ_CLONES
+#define DIVQAT_FQ_INLINE inline
+#endif
+
+constexpr int64_t kMinInner = 64;    // shorter channel rows use per-position parameter arrays
+constexpr int64_t kBlock = 16384;    // elements per parallel task / per LSQ partial sum
+constexpr int64_t kLanes = 16;       // fp32 accumulator lanes of an LSQ block sum
+constexpr int64_t kChunks = 64;      // row groups of the short-row LSQ reduction
+
+template <typename scalar_t>
+using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+// Parameters of a span: one set (stride 0) or one per position (stride 1), structure of arrays.
+template <typename A>
+struct Params {
+  const A* scale;
+  const A* inv;
+  const A* zero;
+  int64_t stride;
+  A qmin, qmax;
+  DIVQAT_FQ_INLINE QParams<A> at(int64_t i) const {
+    const int64_t k = i * stride;
+    return QParams<A>{scale[k], inv[k], zero[k]};
+  }
+};
+
+// The elementwise span loops, compiled per dtype with target clones.
+template <typename S, typename A>
+DIVQAT_FQ_INLINE void forward_span(const S* x, S* y, int64_t n, const Params<A>& p) {
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<S>(fq::fake_quant_value(static_cast<A>(x[i]), p.at(i), p.qmin, p.qmax));
+}
+
+template <typename S, typename A>
+DIVQAT_FQ_INLINE void backward_span(const S* x, const S* dy, S* dx, int64_t n, const Params<A>& p) {
+  for (int64_t i = 0; i < n; ++i)
+    dx[i] = static_cast<S>(fq::straight_through(static_cast<A>(x[i]), static_cast<A>(dy[i]), p.at(i), p.qmin, p.qmax));
+}
+
+// dx for the span; LSQ terms summed into ds / dz (per position when sum_per_position,
+// else into ds[0] / dz[0] through kLanes lanes).
+template <typename S, typename A>
+DIVQAT_FQ_INLINE void lsq_span(const S* x, const S* dy, S* dx, int64_t n, const Params<A>& p, A g, A* ds, A* dz,
+                               bool per_position) {
+  if (per_position) {
+    for (int64_t i = 0; i < n; ++i) {
+      A dxi, dsi, dzi;
+      fq::lsq_terms(static_cast<A>(x[i]), static_cast<A>(dy[i]), p.at(i), p.qmin, p.qmax, g, dxi, dsi, dzi);
+      dx[i] = static_cast<S>(dxi);
+      ds[i] += dsi;
+      dz[i] += dzi;
+    }
+    return;
+  }
+  A ls[kLanes] = {}, lz[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int64_t j = 0; j < kLanes; ++j) {
+      A dxi, dsi, dzi;
+      fq::lsq_terms(static_cast<A>(x[i + j]), static_cast<A>(dy[i + j]), p.at(i + j), p.qmin, p.qmax, g, dxi, dsi,
+                    dzi);
+      dx[i + j] = static_cast<S>(dxi);
+      ls[j] += dsi;
+      lz[j] += dzi;
+    }
+  }
+  for (int64_t j = 0; i < n; ++i, ++j) {
+    A dxi, dsi, dzi;
+    fq::lsq_terms(static_cast<A>(x[i]), static_cast<A>(dy[i]), p.at(i), p.qmin, p.qmax, g, dxi, dsi, dzi);
+    dx[i] = static_cast<S>(dxi);
+    ls[j] += dsi;
+    lz[j] += dzi;
+  }
+  A s = 0, z = 0;
+  for (int64_t j = 0; j < kLanes; ++j) {
+    s += ls[j];
+    z += lz[j];
+  }
+  ds[0] = s;
+  dz[0] = z;
+}
+
+#define DIVQAT_FQ_SPANS(S, A)                                                                                      \
+  DIVQAT_FQ_CLONES void forward_kernel(const S* x, S* y, int64_t n, const Params<A>& p) { forward_span(x, y, n, p); } \
+  DIVQAT_FQ_CLONES void backward_kernel(const S* x, const S* dy, S* dx, int64_t n, const Params<A>& p) {            \
+    backward_span(x, dy, dx, n, p);                                                                                 \
+  }                                                                                                                 \
+  DIVQAT_FQ_CLONES void lsq_kernel(const S* x, const S* dy, S* dx, int64_t n, const Params<A>& p, A g, A* ds, A* dz, \
+                                   bool per_position) {                                                             \
+    lsq_span(x, dy, dx, n, p, g, ds, dz, per_position);                                                             \
+  }
+DIVQAT_FQ_SPANS(float, float)
+DIVQAT_FQ_SPANS(c10::Half, float)
+DIVQAT_FQ_SPANS(c10::BFloat16, float)
+DIVQAT_FQ_SPANS(double, double)
+#undef DIVQAT_FQ_SPANS
+
+// ---------------------------------------------------------------------------------------------
+// Host side: shapes, parameters, work split.
+
+struct Layout {
+  int64_t outer, channels, inner;
+  bool short_rows() const { return channels > 1 && inner < kMinInner; }
+  int64_t row_len() const { return short_rows() ? channels * inner : inner; }
+  int64_t rows() const { return short_rows() ? outer : outer * channels; }
+};
+
+Layout check_and_layout(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point, int64_t qmin,
+                        int64_t qmax, c10::optional<int64_t> axis) {
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "fake_quant: x must be a floating tensor, got ", x.scalar_type());
+  TORCH_CHECK(qmin < qmax, "fake_quant: quant_min must be < quant_max");
+  TORCH_CHECK(scale.device() == x.device() && zero_point.device() == x.device(),
+              "fake_quant: scale and zero_point must be on x's device");
+  if (!axis.has_value()) {
+    TORCH_CHECK(scale.numel() == 1 && zero_point.numel() == 1,
+                "fake_quant: per-tensor scale and zero_point must have one element");
+    return Layout{1, 1, x.numel()};
+  }
+  const int64_t ax = *axis;
+  TORCH_CHECK(ax >= 0 && ax < x.dim(), "fake_quant: axis ", ax, " out of range for ", x.dim(), "-d x");
+  const int64_t c = x.size(ax);
+  TORCH_CHECK(scale.dim() == 1 && scale.numel() == c && zero_point.dim() == 1 && zero_point.numel() == c,
+              "fake_quant: per-channel scale and zero_point must be 1-D of length x.shape[axis]");
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < ax; ++d) outer *= x.size(d);
+  for (int64_t d = ax + 1; d < x.dim(); ++d) inner *= x.size(d);
+  return Layout{outer, c, inner};
+}
+
+// Per-channel parameters in the compute type, expanded to one set per row position for short rows.
+template <typename A>
+struct ParamStore {
+  std::vector<A> scale, inv, zero;
+  A qmin, qmax;
+  Layout layout;
+
+  ParamStore(const at::Tensor& s_in, const at::Tensor& z_in, int64_t qmin_, int64_t qmax_, const Layout& l)
+      : qmin(static_cast<A>(qmin_)), qmax(static_cast<A>(qmax_)), layout(l) {
+    // fp16/bf16/fp32 tensors: the scale is rounded to fp32, as PyTorch's kernels take it.
+    const at::Tensor s = s_in.to(std::is_same_v<A, double> ? at::kDouble : at::kFloat).contiguous();
+    const at::Tensor z = z_in.to(std::is_same_v<A, double> ? at::kDouble : at::kFloat).contiguous();
+    const A* sp = s.const_data_ptr<A>();
+    const A* zp = z.const_data_ptr<A>();
+    const int64_t rep = l.short_rows() ? l.inner : 1;
+    const int64_t n = l.channels * rep;
+    scale.resize(n);
+    inv.resize(n);
+    zero.resize(n);
+    for (int64_t c = 0; c < l.channels; ++c) {
+      const QParams<A> q = fq::make_qparams<A>(sp[c], zp[c], qmin, qmax);
+      for (int64_t r = 0; r < rep; ++r) {
+        scale[c * rep + r] = q.scale;
+        inv[c * rep + r] = q.inv;
+        zero[c * rep + r] = q.zero;
+      }
+    }
+  }
+
+  // Parameters of the span of row r that starts at position start (long rows: one set for the
+  // row's channel; short rows: one per position).
+  Params<A> span(int64_t r, int64_t start) const {
+    if (layout.short_rows())
+      return Params<A>{scale.data() + start, inv.data() + start, zero.data() + start, 1, qmin, qmax};
+    const int64_t c = r % layout.channels;
+    return Params<A>{scale.data() + c, inv.data() + c, zero.data() + c, 0, qmin, qmax};
+  }
+};
+
+// Visit every (row, block) of the layout in parallel: f(row, start, length).
+template <typename F>
+void for_each_block(const Layout& l, F f) {
+  const int64_t len = l.row_len();
+  const int64_t blocks_per_row = std::max<int64_t>(1, (len + kBlock - 1) / kBlock);
+  const int64_t total = l.rows() * blocks_per_row;
+  const int64_t grain = std::max<int64_t>(1, kBlock / std::max<int64_t>(1, std::min(len, kBlock)));
+  at::parallel_for(0, total, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t r = t / blocks_per_row;
+      const int64_t start = (t % blocks_per_row) * kBlock;
+      f(t, r, start, std::min(kBlock, len - start));
+    }
+  });
+}
+
+at::Tensor fake_quant_cpu(const at::Tensor& x_in, const at::Tensor& scale, const at::Tensor& zero_point,
+                          int64_t quant_min, int64_t quant_max, c10::optional<int64_t> axis, double grad_factor) {
+  const Layout l = check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
+  const at::Tensor x = x_in.contiguous();
+  at::Tensor y = at::empty(x.sizes(), x.options());
+  if (x.numel() == 0) return y;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "divqat_fake_quant_cpu", [&] {
+    using A = acc_t<scalar_t>;
+    const ParamStore<A> ps(scale, zero_point, quant_min, quant_max, l);
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    const int64_t len = l.row_len();
+    for_each_block(l, [&](int64_t, int64_t r, int64_t start, int64_t n) {
+      const int64_t off = r * len + start;
+      forward_kernel(xp + off, yp + off, n, ps.span(r, start));
+    });
+  });
+  return y;
+}
+
+at::Tensor fake_quant_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& scale,
+                                   const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max,
+                                   c10::optional<int64_t> axis) {
+  const Layout l = check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
+  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), "fake_quant_backward: grad must have x's shape");
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor dy = grad_in.to(x.scalar_type()).contiguous();
+  at::Tensor dx = at::empty(x.sizes(), x.options());
+  if (x.numel() == 0) return dx;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "divqat_fake_quant_backward_cpu", [&] {
+    using A = acc_t<scalar_t>;
+    const ParamStore<A> ps(scale, zero_point, quant_min, quant_max, l);
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* gp = dy.const_data_ptr<scalar_t>();
+    scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
+    const int64_t len = l.row_len();
+    for_each_block(l, [&](int64_t, int64_t r, int64_t start, int64_t n) {
+      const int64_t off = r * len + start;
+      backward_kernel(xp + off, gp + off, dp + off, n, ps.span(r, start));
+    });
+  });
+  return dx;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_lsq_backward_cpu(
+    const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& scale, const at::Tensor& zero_point,
+    int64_t quant_min, int64_t quant_max, c10::optional<int64_t> axis, double grad_factor) {
+  const Layout l = check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
+  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), "fake_quant_lsq_backward: grad must have x's shape");
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor dy = grad_in.to(x.scalar_type()).contiguous();
+  at::Tensor dx = at::empty(x.sizes(), x.options());
+  const auto zdt = zero_point.is_floating_point() ? zero_point.scalar_type() : at::kFloat;
+  std::vector<double> ch_s(l.channels, 0.0), ch_z(l.channels, 0.0);
+  if (x.numel() > 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "divqat_fake_quant_lsq_cpu", [&] {
+      using A = acc_t<scalar_t>;
+      const ParamStore<A> ps(scale, zero_point, quant_min, quant_max, l);
+      const scalar_t* xp = x.const_data_ptr<scalar_t>();
+      const scalar_t* gp = dy.const_data_ptr<scalar_t>();
+      scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
+      const A g = static_cast<A>(grad_factor);
+      const int64_t len = l.row_len();
+      if (!l.short_rows()) {
+        // One lane-summed partial per (row, block); then blocks, then rows of a channel, in order.
+        const int64_t blocks_per_row = std::max<int64_t>(1, (len + kBlock - 1) / kBlock);
+        std::vector<A> part_s(l.rows() * blocks_per_row), part_z(part_s.size());
+        for_each_block(l, [&](int64_t t, int64_t r, int64_t start, int64_t n) {
+          const int64_t off = r * len + start;
+          lsq_kernel(xp + off, gp + off, dp + off, n, ps.span(r, start), g, &part_s[t], &part_z[t], false);
+        });
+        for (int64_t t = 0; t < static_cast<int64_t>(part_s.size()); ++t) {
+          const int64_t c = (t / blocks_per_row) % l.channels;
+          ch_s[c] += static_cast<double>(part_s[t]);
+          ch_z[c] += static_cast<double>(part_z[t]);
+        }
+        return;
+      }
+      // Short rows: kChunks fixed groups of rows, each summing per row position; then the groups
+      // in order, then the positions of a channel.
+      const int64_t rows = l.rows();
+      const int64_t chunks = std::min(rows, kChunks);
+      std::vector<A> part_s(chunks * len, A(0)), part_z(part_s.size(), A(0));
+      const Params<A> p = ps.span(0, 0);
+      at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t k = begin; k < end; ++k) {
+          for (int64_t r = k * rows / chunks; r < (k + 1) * rows / chunks; ++r) {
+            const int64_t off = r * len;
+            lsq_kernel(xp + off, gp + off, dp + off, len, p, g, &part_s[k * len], &part_z[k * len], true);
+          }
+        }
+      });
+      for (int64_t k = 0; k < chunks; ++k) {
+        for (int64_t i = 0; i < len; ++i) {
+          ch_s[i / l.inner] += static_cast<double>(part_s[k * len + i]);
+          ch_z[i / l.inner] += static_cast<double>(part_z[k * len + i]);
+        }
+      }
+    });
+  }
+  const auto dopt = at::TensorOptions().dtype(at::kDouble);
+  at::Tensor dscale = at::from_blob(ch_s.data(), {l.channels}, dopt).to(scale.scalar_type()).reshape(scale.sizes());
+  at::Tensor dzero = at::from_blob(ch_z.data(), {l.channels}, dopt).to(zdt).reshape(zero_point.sizes());
+  return {dx, dscale.clone(), dzero.clone()};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(divqat, m) {
+  m.def(
+      "fake_quant(Tensor x, Tensor scale, Tensor zero_point, int quant_min, int quant_max, int? axis, "
+      "float grad_factor) -> Tensor");
+  m.def(
+      "fake_quant_backward(Tensor grad, Tensor x, Tensor scale, Tensor zero_point, int quant_min, int quant_max, "
+      "int? axis) -> Tensor");
+  m.def(
+      "fake_quant_lsq_backward(Tensor grad, Tensor x, Tensor scale, Tensor zero_point, int quant_min, "
+      "int quant_max, int? axis, float grad_factor) -> (Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(divqat, CPU, m) {
+  m.impl("fake_quant", &fake_quant_cpu);
+  m.impl("fake_quant_backward", &fake_quant_backward_cpu);
+  m.impl("fake_quant_lsq_backward", &fake_quant_lsq_backward_cpu);
+}
+
+}  // namespace divqat

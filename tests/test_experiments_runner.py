@@ -46,8 +46,10 @@ class FakePipeline:
         self.trained, self.loaded, self.attacked = [], [], []
         self.fail_at = fail_at
 
-    def train_victim(self, cell, teacher, out_dir):
-        assert (teacher is None) == (cell.teacher is None)
+    def train_victim(self, cell, teacher_dir, out_dir):
+        assert (teacher_dir is None) == (cell.teacher is None)
+        if teacher_dir is not None:  # the teacher is finished before its students start
+            assert (teacher_dir / "model.txt").read_text() == cell.teacher.key
         self.trained.append(cell.key)
         (out_dir / "model.txt").write_text(cell.key)
         alpha = cell.method.kwargs.get("alpha", 0.0)
@@ -58,7 +60,7 @@ class FakePipeline:
         self.loaded.append(cell.key)
         return (out_dir / "model.txt").read_text()
 
-    def attack(self, victim, cell, work_dir):
+    def attack(self, victim, cell, victim_dir):
         assert victim == cell.victim.key
         if self.fail_at is not None and len(self.attacked) == self.fail_at:
             raise RuntimeError("simulated interruption")

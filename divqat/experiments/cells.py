@@ -61,6 +61,8 @@ def victim_cells(config, seed):
     """The victims of one seed: the full-precision victim first (it is the teacher of the
     ptq/qat/divqat victims), then one per expanded method entry (``fp`` reuses the first)."""
     base = {"data": _data_spec(config), "victim": config.victim, "seed": seed}
+    if config.robustness:  # victims' robustness is part of their record
+        base["robustness"] = config.robustness
     fp = VictimCell(Entry("fp"), seed, {**base, "method": {"name": "fp"}})
     cells = [fp]
     for method in config.methods:
@@ -87,8 +89,10 @@ def attack_cells(config, victim):
     """All (defense, attack, budget) cells of one victim."""
     common = {k: config.data[k] for k in ("queryset", "query_limit", "test_limit") if k in config.data}
     cells = []
+    # largest budget first: smaller budgets then reuse its cached transfer set
+    attacks = sorted(config.attacks, key=lambda a: -a.kwargs["budget"])
     for defense in config.defenses:
-        for attack in config.attacks:
+        for attack in attacks:
             spec = {"victim": victim.key, "defense": defense.as_dict(), "attack": attack.as_dict(),
                     "data": common, "robustness": config.robustness, "seed": victim.seed}
             cells.append(AttackCell(victim, defense, attack, spec))

@@ -4,9 +4,12 @@ cache every finished cell, then write the result tables and the report.
 The work itself is done by a *pipeline* (the library's functions, see
 :class:`divqat.experiments.pipeline.LibraryPipeline`) with three methods::
 
-    train_victim(cell: VictimCell, teacher: nn.Module | None, out_dir: Path) -> (model, metrics: dict)
+    train_victim(cell: VictimCell, teacher_dir: Path | None, out_dir: Path) -> (model, metrics: dict)
     load_victim(cell: VictimCell, out_dir: Path) -> model
-    attack(victim: nn.Module, cell: AttackCell, work_dir: Path) -> metrics: dict
+    attack(victim: model, cell: AttackCell, victim_dir: Path) -> metrics: dict
+
+``teacher_dir`` is the finished output directory of the cell's teacher (the full-precision
+victim of the same seed) for ptq/qat/divqat, else None.
 
 The runner owns the order, the caching and resumption: a finished victim is loaded, never
 retrained; a finished attack cell is skipped; a victim whose attack cells are all finished is
@@ -46,9 +49,12 @@ class _Victims:
         if self.cache.victim_record(cell.key) is not None:
             model = self.pipeline.load_victim(cell, out_dir)
         else:
-            teacher = self.get(cell.teacher) if cell.teacher is not None else None
+            teacher_dir = None
+            if cell.teacher is not None:
+                self.record(cell.teacher)
+                teacher_dir = self.cache.victim_dir(cell.teacher.key)
             start = time.perf_counter()
-            model, metrics = self.pipeline.train_victim(cell, teacher, out_dir)
+            model, metrics = self.pipeline.train_victim(cell, teacher_dir, out_dir)
             self.cache.save_victim_record(cell.key, {
                 "key": cell.key, "seed": cell.seed, "method": cell.method.as_dict(),
                 "label": cell.method.label, "spec": cell.spec, "metrics": metrics,
@@ -84,9 +90,8 @@ def run_experiment(config, out_dir, pipeline=None, progress=True, report=True):
                     bar.update(1)
                     continue
                 model = victims.get(victim)
-                work_dir = cache.victim_dir(victim.key) / "work"
                 start = time.perf_counter()
-                metrics = pipeline.attack(model, cell, work_dir)
+                metrics = pipeline.attack(model, cell, cache.victim_dir(victim.key))
                 cache.save_attack_record(cell.key, {
                     "key": cell.key, "seed": seed, "victim_key": victim.key,
                     "method": victim.method.as_dict(), "victim_label": victim.method.label,

@@ -1,0 +1,200 @@
+"""The library pipeline the experiment runner drives (DESIGN.md's data flow):
+
+    dataset -> train f_fp -> ptq | QAT | DivQAT | adversarial training -> convert to int8
+            -> BlackBox(victim, defense, budget) -> attack -> surrogate -> metrics
+
+- Victims are trained by the ``divqat train`` command itself (:mod:`divqat.train.command`,
+  the same code and output directory as on the command line, resumable with ``--resume``),
+  from a ``[victim]``/``[quant]``/method table of the experiment config, and loaded back with
+  :func:`divqat.train.load_victim` (``kind="auto"``: the converted int8 model for quantized
+  methods, which is what an edge deployment answers queries with).
+- Each attack cell deploys the victim behind a :class:`divqat.blackbox.BlackBox` with the
+  cell's defense (:func:`divqat.defenses.build_defense`; MAD's defender surrogate defaults to
+  a randomly initialised model of the victim's architecture, as in Orekondy et al., ICLR 2020)
+  and budget, runs the attack (:data:`divqat.attacks.ATTACKS`), and scores the surrogate with
+  :func:`divqat.metrics.evaluate_surrogate` on the victim's test set (SCIENCE.md §6). A
+  defense's cost (accuracy under it, mean L1/KL between clean and returned vectors, latency)
+  comes from :func:`divqat.defenses.cost.defense_cost`.
+- With a ``[robustness]`` table, accuracy under FGSM/PGD (:mod:`divqat.robustness`) is
+  measured for every victim (int8 victims against examples crafted on their fake-quantized
+  model) and for every surrogate (white box): SCIENCE.md §7's inherited robustness.
+"""
+import argparse
+import inspect
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from divqat.data import load_dataset
+from divqat.utils import seed_everything
+
+from .cells import victim_cells
+from .config import QUANTIZED_METHODS
+
+# [victim] keys that are not `divqat train` options
+_NOT_TRAIN_OPTIONS = {"arch", "deploy"}
+
+
+def _flag(key):
+    return "--" + key.replace("_", "-")
+
+
+def _as_argv(options):
+    argv = []
+    for key, value in options.items():
+        if value is True:
+            argv.append(_flag(key))
+        elif value is not False and value is not None:
+            argv += [_flag(key), str(value)]
+    return argv
+
+
+class LibraryPipeline:
+    """Train, load and attack victims with divqat's own functions (see the module docstring)."""
+
+    def __init__(self, config, progress=True):
+        from divqat.train import command as train_command
+
+        self.config, self.progress = config, progress
+        self._train_command = train_command
+        self._parser = argparse.ArgumentParser(prog="divqat train", add_help=False, exit_on_error=False)
+        train_command.add_arguments(self._parser)
+        self._test_set = None
+        for cell in victim_cells(config, config.seeds[0]):  # fail fast on a bad option
+            self._train_command.check_args(self.parse_train_args(self.train_argv(cell, "teacher", "out")))
+
+    # ---- victims -------------------------------------------------------------------------
+    def train_argv(self, cell, teacher_dir, out_dir):
+        """The ``divqat train`` arguments of a victim cell."""
+        c = self.config
+        options = {k: v for k, v in c.victim.items() if k not in _NOT_TRAIN_OPTIONS}
+        if cell.method.name in QUANTIZED_METHODS:
+            options.update(c.quant)
+        options.update(cell.method.kwargs)
+        options.update(dataset=c.data["victim"], arch=c.victim["arch"], method=cell.method.name,
+                       limit=c.data.get("train_limit"), test_limit=c.data.get("test_limit"),
+                       seed=cell.seed, out=str(out_dir), teacher=str(teacher_dir) if teacher_dir else None,
+                       device=c.device, resume=True, no_progress=not self.progress)
+        return _as_argv(options)
+
+    def parse_train_args(self, argv):
+        try:
+            args, extra = self._parser.parse_known_args(argv)
+        except argparse.ArgumentError as err:
+            raise ValueError(f"config: bad `divqat train` option: {err}") from None
+        if extra:
+            raise ValueError(f"config: options unknown to `divqat train`: {' '.join(extra)}")
+        return args
+
+    def train_victim(self, cell, teacher_dir, out_dir):
+        self._train_command.run(self.parse_train_args(self.train_argv(cell, teacher_dir, out_dir)))
+        metrics = json.loads((Path(out_dir) / "metrics.json").read_text())
+        metrics.update(self.victim_robustness(cell, out_dir))
+        return self.load_victim(cell, out_dir), metrics
+
+    def load_victim(self, cell, out_dir):
+        from divqat.train import load_victim
+
+        kind = self.config.victim.get("deploy", "auto")
+        return load_victim(out_dir, kind=kind)
+
+    # ---- data ----------------------------------------------------------------------------
+    @property
+    def test_set(self):
+        """The victim's test set (first ``data.test_limit`` examples)."""
+        if self._test_set is None:
+            self._test_set = load_dataset(self.config.data["victim"], "test", limit=self.config.data.get("test_limit"))
+        return self._test_set
+
+    def robust_set(self):
+        from torch.utils.data import Subset
+
+        limit = self.config.robustness.get("limit")
+        data = self.test_set
+        return Subset(data, range(min(limit, len(data)))) if limit else data
+
+    def robustness(self, model, source=None, prefix="robust"):
+        """{f"{prefix}_{attack}_{eps}": accuracy} for the configured attacks and eps list."""
+        from divqat.robustness import robust_accuracy
+
+        r = self.config.robustness
+        out = {}
+        for attack in r.get("attacks", ()):
+            acc = robust_accuracy(model, self.robust_set(), attack, r["eps"], source_model=source,
+                                  progress=self.progress, **({"step_size": None} if attack == "pgd" else {}))
+            out.update({f"{prefix}_{attack}_{eps:g}": a for eps, a in acc.items()})
+        return out
+
+    def victim_robustness(self, cell, out_dir):
+        if not self.config.robustness:
+            return {}
+        from divqat.train import load_victim
+
+        model = self.load_victim(cell, out_dir)
+        source = load_victim(out_dir, kind="fake_quant") if cell.method.name in QUANTIZED_METHODS else None
+        return self.robustness(model, source)
+
+    # ---- attacks -------------------------------------------------------------------------
+    def build_defense(self, cell):
+        from divqat.defenses import build_defense
+        from divqat.models import build_model_for
+
+        if cell.defense.name == "none":
+            return None
+        kwargs = cell.defense.kwargs
+        if cell.defense.name == "mad" and "surrogate" not in kwargs and "model" not in kwargs:
+            seed_everything(cell.victim.seed)
+            kwargs["surrogate"] = build_model_for(self.config.victim["arch"], self.config.data["victim"])
+        return build_defense(cell.defense.name, **kwargs)
+
+    def attack_kwargs(self, cell):
+        """Split an attack entry into the attack function and its keyword arguments: fields of
+        the surrogate TrainConfig go into ``train=`` for the attacks that take one."""
+        from divqat.attacks import ATTACKS, DATA_FREE
+        from divqat.attacks.surrogate import TrainConfig
+
+        name = cell.attack.name
+        if name not in ATTACKS:
+            raise ValueError(f"attacks: unknown attack {name!r} (choose from {', '.join(ATTACKS)})")
+        fn = ATTACKS[name]
+        params = {k: v for k, v in cell.attack.kwargs.items() if k != "budget"}
+        accepted = inspect.signature(fn).parameters
+        if "train" in accepted:
+            train_fields = {f.name for f in fields(TrainConfig)}
+            train = {k: params.pop(k) for k in list(params) if k in train_fields}
+            if train:
+                params["train"] = train
+        unknown = set(params) - set(accepted)
+        if unknown:
+            raise ValueError(f"attacks {name}: unknown parameters {sorted(unknown)}")
+        if "progress" in accepted:
+            params["progress"] = self.progress
+        if name not in DATA_FREE:
+            params["queryset"] = self.config.data["queryset"]
+        return fn, params
+
+    def attack(self, victim, cell, victim_dir):
+        from divqat.blackbox import BlackBox
+        from divqat.defenses.cost import defense_cost
+        from divqat.metrics import evaluate_surrogate
+
+        fn, kwargs = self.attack_kwargs(cell)
+        defense = self.build_defense(cell)
+        budget = cell.attack.kwargs["budget"]
+        # the API publishes the victim's architecture (SCIENCE.md §1); ids key the transfer cache
+        identity = dict(arch=self.config.victim["arch"], victim_id=cell.victim.key,
+                        defense_id=cell.defense.label if defense else None)
+        blackbox = BlackBox(victim, defense=defense, budget=budget, **identity)
+        if "cache_dir" in inspect.signature(fn).parameters:
+            kwargs["cache_dir"] = str(Path(victim_dir) / "transfer")
+        surrogate, record = fn(blackbox, budget=budget, seed=cell.victim.seed, **kwargs)
+        metrics = evaluate_surrogate(surrogate, BlackBox(victim, defense=defense, **identity), self.test_set)
+        metrics["queries_used"] = record["queries_used"]  # answers the surrogate was trained on
+        metrics["fresh_queries"] = blackbox.queries_used  # of which not served by the transfer cache
+        if defense is not None:
+            cost = defense_cost(victim, defense, self.test_set, progress=False)
+            metrics.update(defense_l1=cost["mean_l1"], defense_kl=cost["mean_kl"],
+                           defense_latency_per_query_s=cost["latency_per_query_s"])
+        if self.config.robustness:
+            metrics.update(self.robustness(surrogate, prefix="surrogate_robust"))
+        return metrics

@@ -80,8 +80,7 @@ def _register(namespace):
         torch.library.register_autograd(qualname, backward, setup_context=_setup_context)
 
 
-_COMPILED = _backend.compiled_available("cpu") and hasattr(torch.ops.divqat, "div_kl_loss")
-if _COMPILED:
+if _backend.compiled_available("cpu"):
     _register("divqat")
 
 
@@ -97,7 +96,7 @@ def _triton_ops():
 def _fused_ops(device):
     """The op namespace serving ``device``, or None for the pure-PyTorch reference."""
     backend = _backend.select(device)
-    if backend == "compiled" and _COMPILED:
+    if backend == "compiled":
         return torch.ops.divqat
     if backend == "triton":
         return _triton_ops()

@@ -1,0 +1,336 @@
+// CPU kernels of divqat::div_kl_loss and divqat::divqat_loss (schemas below).
+//
+// One fused pass per row (the math is in kl_loss.h): the row maxima, then the exponentials,
+// their sums and the KL cross term in one sweep (kept in a per-thread scratch row), then the
+// gradients of the reduced loss written straight away, so the backward is a scale. Rows run in
+// parallel (at::parallel_for); per-row losses are summed afterwards in row order, so results do
+// not depend on the thread count. fp16/bf16 rows are widened to fp32, float64 runs in float64.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <limits>
+#include <memory>
+#include <type_traits>
+
+#include "kl_loss.h"
+
+namespace divqat {
+namespace {
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// Compile the row loops for AVX-512 and AVX2+FMA as well, picked at load time.
+#define DIVQAT_TARGET_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DIVQAT_TARGET_CLONES
+#endif
+
+#if defined(__GNUC__)
+#define DIVQAT_INLINE inline __attribute__((always_inline))
+#else
+#define DIVQAT_INLINE inline
+#endif
+
+template <typename scalar_t>
+using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+// Everything a chunk of rows needs. Gradient pointers are null when that gradient is not wanted.
+template <typename scalar_t>
+struct Rows {
+  using A = acc_t<scalar_t>;
+  const scalar_t* student;
+  const scalar_t* teacher;
+  const int64_t* target;  // null: no cross-entropy term (div_kl_loss)
+  scalar_t* grad_student;
+  scalar_t* grad_teacher;
+  A* kl_rows;  // T^2 KL of every row
+  A* ce_rows;  // cross-entropy of every row (divqat_loss)
+  int64_t cols;
+  A temperature;
+  bool reverse;
+  A kl_coef;  // d(reduced loss) / d(row KL) before the cap
+  A ce_coef;  // d(reduced loss) / d(row CE)
+  A cap;      // +inf: no cap
+};
+
+// g = coef * d(T^2 KL)/da (the logits of P) + ce_weight * e1.
+template <typename A>
+DIVQAT_INLINE void p_side(A* g, const A* a, const A* b, const A* ea, const A* e1, int64_t cols, A ma, A mb,
+                          A inv_t, A ra, A shift, A ce_weight) {
+#pragma omp simd
+  for (int64_t j = 0; j < cols; ++j)
+    g[j] = kl::p_side_grad(ra, ea[j], (a[j] - ma) * inv_t, (b[j] - mb) * inv_t, shift) + ce_weight * e1[j];
+}
+
+// g = coef * d(T^2 KL)/db (the logits of Q) + ce_weight * e1.
+template <typename A>
+DIVQAT_INLINE void q_side(A* g, const A* ea, const A* eb, const A* e1, int64_t cols, A ra, A rb, A ce_weight) {
+#pragma omp simd
+  for (int64_t j = 0; j < cols; ++j) g[j] = kl::q_side_grad(ra, ea[j], rb, eb[j]) + ce_weight * e1[j];
+}
+
+// One row in accumulation type A: losses into kl_out / ce_out, gradients into gs / gt.
+// scratch holds 3 * cols values.
+template <typename A>
+DIVQAT_INLINE void row(const A* s, const A* t, int64_t cols, int64_t y, const Rows<A>& p, A* scratch,
+                       A* gs, A* gt, A& kl_out, A& ce_out) {
+  const A* a = p.reverse ? s : t;  // logits of P
+  const A* b = p.reverse ? t : s;  // logits of Q
+  const A T = p.temperature;
+  const A inv_t = A(1) / T;
+  A* ea = scratch;
+  A* eb = scratch + cols;
+  A* e1 = scratch + 2 * cols;
+
+  A ma = -std::numeric_limits<A>::infinity();
+  A mb = ma;
+#pragma omp simd reduction(max : ma, mb)
+  for (int64_t j = 0; j < cols; ++j) {
+    ma = a[j] > ma ? a[j] : ma;
+    mb = b[j] > mb ? b[j] : mb;
+  }
+  A sum_a = 0, sum_b = 0, cross = 0;
+#pragma omp simd reduction(+ : sum_a, sum_b, cross)
+  for (int64_t j = 0; j < cols; ++j) {
+    const A ca = (a[j] - ma) * inv_t;
+    const A cb = (b[j] - mb) * inv_t;
+    const A xa = kl::exp_nonpos(ca);
+    const A xb = kl::exp_nonpos(cb);
+    ea[j] = xa;
+    eb[j] = xb;
+    sum_a += xa;
+    sum_b += xb;
+    cross += xa * (ca - cb);
+  }
+  const A kl_raw = kl::kl_from_partials(cross, sum_a, sum_b);
+  kl_out = T * T * kl_raw;
+
+  // Cross-entropy at temperature 1 (divqat_loss): reuse the student's exponentials when T = 1.
+  A r1 = 0;                      // ce_coef / S1
+  const A* es = p.reverse ? ea : eb;  // exponentials of the student at T
+  if (y >= 0) {
+    const A ms = p.reverse ? ma : mb;
+    A sum_1 = 0;
+    if (T == A(1)) {
+      e1 = const_cast<A*>(es);
+      sum_1 = p.reverse ? sum_a : sum_b;
+    } else {
+#pragma omp simd reduction(+ : sum_1)
+      for (int64_t j = 0; j < cols; ++j) {
+        e1[j] = kl::exp_nonpos(s[j] - ms);
+        sum_1 += e1[j];
+      }
+    }
+    ce_out = kl::ce_from_partials(sum_1, s[y] - ms);
+    r1 = p.ce_coef / sum_1;
+  } else {
+    e1 = ea;  // multiplied by r1 = 0 below
+  }
+
+  const A coef = kl::capped_coef(kl_out, p.cap, p.kl_coef);
+  const A ra = coef * T / sum_a;
+  const A rb = coef * T / sum_b;
+  const A shift = kl::p_side_shift(sum_a, sum_b, kl_raw);
+  // The student's gradient also gets the CE term r1 * e1.
+  if (gs) {
+    p.reverse ? p_side(gs, a, b, ea, e1, cols, ma, mb, inv_t, ra, shift, r1)
+              : q_side(gs, ea, eb, e1, cols, ra, rb, r1);
+    if (y >= 0) gs[y] -= p.ce_coef;
+  }
+  if (gt) {
+    p.reverse ? q_side(gt, ea, eb, e1, cols, ra, rb, A(0))
+              : p_side(gt, a, b, ea, e1, cols, ma, mb, inv_t, ra, shift, A(0));
+  }
+}
+
+// Rows [begin, end): widen to A where needed, run `row`, narrow the gradients.
+template <typename scalar_t>
+DIVQAT_INLINE void run_rows(const Rows<scalar_t>& p, int64_t begin, int64_t end) {
+  using A = acc_t<scalar_t>;
+  constexpr bool widen = !std::is_same_v<scalar_t, A>;
+  const int64_t cols = p.cols;
+  const std::unique_ptr<A[]> scratch(new A[(widen ? 7 : 3) * cols]);  // uninitialized
+  A* ws = scratch.get() + 3 * cols;  // widened student, teacher and their gradients
+  A* wt = ws + cols;
+  A* wgs = wt + cols;
+  A* wgt = wgs + cols;
+  Rows<A> pa{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, cols, p.temperature,
+             p.reverse, p.kl_coef, p.ce_coef, p.cap};
+  A ce_dummy = 0;
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t off = r * cols;
+    const int64_t y = p.target ? p.target[r] : -1;
+    A* ce_out = p.ce_rows ? p.ce_rows + r : &ce_dummy;
+    if constexpr (widen) {
+      for (int64_t j = 0; j < cols; ++j) ws[j] = static_cast<A>(p.student[off + j]);
+      for (int64_t j = 0; j < cols; ++j) wt[j] = static_cast<A>(p.teacher[off + j]);
+      row<A>(ws, wt, cols, y, pa, scratch.get(), p.grad_student ? wgs : nullptr,
+             p.grad_teacher ? wgt : nullptr, p.kl_rows[r], *ce_out);
+      if (p.grad_student)
+        for (int64_t j = 0; j < cols; ++j) p.grad_student[off + j] = static_cast<scalar_t>(wgs[j]);
+      if (p.grad_teacher)
+        for (int64_t j = 0; j < cols; ++j) p.grad_teacher[off + j] = static_cast<scalar_t>(wgt[j]);
+    } else {
+      row<A>(p.student + off, p.teacher + off, cols, y, pa, scratch.get(),
+             p.grad_student ? p.grad_student + off : nullptr, p.grad_teacher ? p.grad_teacher + off : nullptr,
+             p.kl_rows[r], *ce_out);
+    }
+  }
+}
+
+// The vectorized instantiations, one per dtype, each compiled for several instruction sets.
+DIVQAT_TARGET_CLONES void rows_kernel(const Rows<float>& p, int64_t begin, int64_t end) {
+  run_rows(p, begin, end);
+}
+DIVQAT_TARGET_CLONES void rows_kernel(const Rows<c10::Half>& p, int64_t begin, int64_t end) {
+  run_rows(p, begin, end);
+}
+DIVQAT_TARGET_CLONES void rows_kernel(const Rows<c10::BFloat16>& p, int64_t begin, int64_t end) {
+  run_rows(p, begin, end);
+}
+void rows_kernel(const Rows<double>& p, int64_t begin, int64_t end) { run_rows(p, begin, end); }
+
+bool parse_direction(c10::string_view direction) {
+  TORCH_CHECK(direction == "forward" || direction == "reverse",
+              "direction must be 'forward' or 'reverse', got '", direction, "'");
+  return direction == "reverse";
+}
+
+void check_logits(const at::Tensor& student, const at::Tensor& teacher, double temperature) {
+  TORCH_CHECK(student.is_floating_point(), "student_logits must be floating point, got ", student.scalar_type());
+  TORCH_CHECK(teacher.scalar_type() == student.scalar_type(), "teacher_logits must have the dtype of student_logits (",
+              student.scalar_type(), "), got ", teacher.scalar_type());
+  TORCH_CHECK(student.dim() >= 1 && student.size(-1) >= 1, "student_logits must have shape (..., C) with C >= 1");
+  TORCH_CHECK(teacher.sizes() == student.sizes(), "teacher_logits must have the shape of student_logits, got ",
+              teacher.sizes(), " vs ", student.sizes());
+  TORCH_CHECK(temperature > 0, "temperature must be > 0, got ", temperature);
+}
+
+at::Tensor grad_buffer(const at::Tensor& like, bool wanted) {
+  return wanted ? at::empty(like.sizes(), like.options()) : at::empty({0}, like.options());
+}
+
+// Runs the rows; returns the per-row KL (and CE) in the accumulation dtype.
+template <typename scalar_t>
+void launch(const at::Tensor& s, const at::Tensor& t, const int64_t* target, at::Tensor& gs, at::Tensor& gt,
+            at::Tensor& kl_rows, at::Tensor& ce_rows, double temperature, bool reverse, double kl_coef,
+            double ce_coef, double cap) {
+  using A = acc_t<scalar_t>;
+  const int64_t cols = s.size(-1);
+  const int64_t rows = cols == 0 ? 0 : s.numel() / cols;
+  Rows<scalar_t> p{s.const_data_ptr<scalar_t>(),
+                   t.const_data_ptr<scalar_t>(),
+                   target,
+                   gs.numel() ? gs.mutable_data_ptr<scalar_t>() : nullptr,
+                   gt.numel() ? gt.mutable_data_ptr<scalar_t>() : nullptr,
+                   kl_rows.mutable_data_ptr<A>(),
+                   ce_rows.numel() ? ce_rows.mutable_data_ptr<A>() : nullptr,
+                   cols,
+                   static_cast<A>(temperature),
+                   reverse,
+                   static_cast<A>(kl_coef),
+                   static_cast<A>(ce_coef),
+                   static_cast<A>(cap)};
+  const int64_t grain = std::max<int64_t>(1, 32768 / cols);
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) { rows_kernel(p, begin, end); });
+}
+
+// Sum of a per-row vector in row order, in double.
+template <typename A>
+double ordered_sum(const at::Tensor& v) {
+  const A* x = v.const_data_ptr<A>();
+  double total = 0;
+  for (int64_t i = 0; i < v.numel(); ++i) total += static_cast<double>(x[i]);
+  return total;
+}
+
+at::ScalarType acc_dtype(at::ScalarType dtype) { return dtype == at::kDouble ? at::kDouble : at::kFloat; }
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> div_kl_loss_cpu(const at::Tensor& student_logits,
+                                                               const at::Tensor& teacher_logits, double temperature,
+                                                               c10::string_view reduction, c10::string_view direction,
+                                                               bool student_grad, bool teacher_grad) {
+  check_logits(student_logits, teacher_logits, temperature);
+  const bool reverse = parse_direction(direction);
+  TORCH_CHECK(reduction == "batchmean" || reduction == "sum" || reduction == "none",
+              "reduction must be 'batchmean', 'sum' or 'none', got '", reduction, "'");
+  const at::Tensor s = student_logits.contiguous();
+  const at::Tensor t = teacher_logits.contiguous();
+  const int64_t rows = s.numel() / s.size(-1);
+  const double kl_coef = reduction == "batchmean" ? 1.0 / static_cast<double>(rows) : 1.0;
+  at::Tensor gs = grad_buffer(s, student_grad);
+  at::Tensor gt = grad_buffer(t, teacher_grad);
+  at::Tensor kl_rows = at::empty(s.sizes().slice(0, s.dim() - 1), s.options().dtype(acc_dtype(s.scalar_type())));
+  at::Tensor no_ce = at::empty({0}, kl_rows.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "div_kl_loss_cpu", [&] {
+    launch<scalar_t>(s, t, nullptr, gs, gt, kl_rows, no_ce, temperature, reverse, kl_coef, 0.0,
+                     std::numeric_limits<double>::infinity());
+  });
+  at::Tensor loss;
+  if (reduction == "none") {
+    loss = kl_rows.to(s.scalar_type());
+  } else {
+    const double total = kl_rows.scalar_type() == at::kDouble ? ordered_sum<double>(kl_rows)
+                                                               : ordered_sum<float>(kl_rows);
+    loss = at::scalar_tensor(reduction == "sum" ? total : total / static_cast<double>(rows), s.options());
+  }
+  return {loss, gs, gt};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> divqat_loss_cpu(const at::Tensor& student_logits,
+                                                               const at::Tensor& teacher_logits,
+                                                               const at::Tensor& target, double alpha,
+                                                               double temperature, c10::string_view direction,
+                                                               std::optional<double> kl_cap, bool student_grad,
+                                                               bool teacher_grad) {
+  check_logits(student_logits, teacher_logits, temperature);
+  const bool reverse = parse_direction(direction);
+  TORCH_CHECK(target.scalar_type() == at::kLong, "target must have dtype int64, got ", target.scalar_type());
+  TORCH_CHECK(target.sizes() == student_logits.sizes().slice(0, student_logits.dim() - 1),
+              "target must have the shape of student_logits without its last dimension, got ", target.sizes());
+  TORCH_CHECK(alpha >= 0, "alpha must be >= 0, got ", alpha);
+  TORCH_CHECK(!kl_cap.has_value() || *kl_cap > 0, "kl_cap must be > 0, got ", kl_cap.value_or(0));
+  const at::Tensor s = student_logits.contiguous();
+  const at::Tensor t = teacher_logits.contiguous();
+  const at::Tensor y = target.contiguous();
+  const int64_t cols = s.size(-1);
+  const int64_t rows = s.numel() / cols;
+  const int64_t* yp = y.const_data_ptr<int64_t>();
+  for (int64_t r = 0; r < rows; ++r)
+    TORCH_CHECK(yp[r] >= 0 && yp[r] < cols, "target holds class index ", yp[r], ", outside [0, ", cols, ")");
+  const double inv_rows = 1.0 / static_cast<double>(rows);
+  at::Tensor gs = grad_buffer(s, student_grad);
+  at::Tensor gt = grad_buffer(t, teacher_grad);
+  const auto acc_options = s.options().dtype(acc_dtype(s.scalar_type()));
+  at::Tensor kl_rows = at::empty({rows}, acc_options);
+  at::Tensor ce_rows = at::empty({rows}, acc_options);
+  const double cap = kl_cap.value_or(std::numeric_limits<double>::infinity());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "divqat_loss_cpu", [&] {
+    launch<scalar_t>(s, t, yp, gs, gt, kl_rows, ce_rows, temperature, reverse, -alpha * inv_rows, inv_rows, cap);
+  });
+  // mean CE - alpha * mean min(KL, cap), both sums in row order.
+  const at::Tensor capped = kl_rows.clamp_max(cap);
+  const bool is_double = kl_rows.scalar_type() == at::kDouble;
+  const double ce_total = is_double ? ordered_sum<double>(ce_rows) : ordered_sum<float>(ce_rows);
+  const double kl_total = is_double ? ordered_sum<double>(capped) : ordered_sum<float>(capped);
+  at::Tensor loss = at::scalar_tensor((ce_total - alpha * kl_total) * inv_rows, s.options());
+  return {loss, gs, gt};
+}
+
+}  // namespace
+}  // namespace divqat
+
+TORCH_LIBRARY_FRAGMENT(divqat, m) {
+  m.def(
+      "div_kl_loss(Tensor student_logits, Tensor teacher_logits, float temperature, str reduction, str direction, "
+      "bool student_grad, bool teacher_grad) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "divqat_loss(Tensor student_logits, Tensor teacher_logits, Tensor target, float alpha, float temperature, "
+      "str direction, float? kl_cap, bool student_grad, bool teacher_grad) -> (Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(divqat, CPU, m) {
+  m.impl("div_kl_loss", &divqat::div_kl_loss_cpu);
+  m.impl("divqat_loss", &divqat::divqat_loss_cpu);
+}

@@ -66,7 +66,8 @@ def test_normalize_and_add_against_float64():
     mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 0.125)
     norm = Normalize(mean, std)
     x = torch.rand(2, 3, 4, 5, dtype=torch.float64)
-    ref = (x - torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1)) / torch.tensor(std, dtype=torch.float64).view(1, 3, 1, 1)
+    as64 = lambda v: torch.tensor(v, dtype=torch.float64).view(1, 3, 1, 1)  # noqa: E731
+    ref = (x - as64(mean)) / as64(std)
     torch.testing.assert_close(norm(x.float()).double(), ref, rtol=1e-6, atol=1e-6)
     assert set(norm.state_dict()) == {"mean", "std"}
     a, b = torch.randn(3, 4), torch.randn(3, 4)

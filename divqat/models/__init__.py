@@ -3,10 +3,12 @@
 Every model maps images in [0, 1] to logits, starts with :class:`layers.Normalize`, is built
 only from Conv2d, BatchNorm2d, ReLU, Linear, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten,
 Dropout and :class:`layers.Add`, writes conv -> bn -> relu as consecutive modules, traces with
-``torch.fx.symbolic_trace`` (:func:`trace` keeps Normalize and Add as leaf modules), and carries ``.arch`` and ``.meta``.
+``torch.fx.symbolic_trace`` (:func:`trace` keeps Normalize and Add as leaf modules), and
+carries ``.arch`` and ``.meta``.
 """
 from .base import ImageClassifier
 from .factory import ARCHITECTURES, build_model, build_model_for
 from .layers import Add, LeafTracer, Normalize, trace
 
-__all__ = ["ARCHITECTURES", "build_model", "build_model_for", "ImageClassifier", "Normalize", "Add", "LeafTracer", "trace"]
+__all__ = ["ARCHITECTURES", "build_model", "build_model_for", "ImageClassifier", "Normalize", "Add",
+           "LeafTracer", "trace"]

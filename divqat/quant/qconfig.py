@@ -10,6 +10,12 @@ the full range [0, 255]. PyTorch's x86 config sets ``reduce_range=True`` for act
 SCIENCE.md §2 fixes the full range instead (ONNX Runtime on VNNI CPUs, AVX512-VNNI/AVX-VNNI,
 accumulates u8 x s8 products in int32 without saturation).
 
+Scale of the symmetric weights: the observers' formula max(|m|, |M|) / 127.5 (that of
+``torch.ao.quantization.FakeQuantize`` with ``MovingAveragePerChannelMinMaxObserver``, and of
+PyTorch's conversion). PyTorch's x86 preset wraps the observer in ``FusedMovingAvgObsFakeQuantize``
+whose C++ kernel picks max(-m / 128, M / 127) instead (at most 0.4% apart); divqat keeps the
+observer formula so observers, fake quantization and conversion share one definition.
+
 Lower bit widths (2..8) keep the same schemes: b-bit weights use [-2^(b-1), 2^(b-1) - 1],
 b-bit activations [0, 2^b - 1]; the converted integer model stores them in int8/uint8.
 """

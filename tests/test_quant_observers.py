@@ -1,0 +1,116 @@
+"""Observers against torch.ao.quantization's observers (the oracle), every bit width 2..8."""
+import pytest
+import torch
+from torch.ao.quantization import observer as tq
+
+from divqat.quant import (
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    MovingAveragePerChannelMinMaxObserver,
+    PerChannelMinMaxObserver,
+    QuantSpec,
+    calculate_qparams,
+    get_qconfig,
+    quant_range,
+)
+
+BITS = range(2, 9)
+
+
+def _torch_observer(cls, bits, signed, symmetric, per_channel, **kw):
+    qmin, qmax = quant_range(bits, signed)
+    if per_channel:
+        scheme = torch.per_channel_symmetric if symmetric else torch.per_channel_affine
+    else:
+        scheme = torch.per_tensor_symmetric if symmetric else torch.per_tensor_affine
+    return cls(dtype=torch.qint8 if signed else torch.quint8, qscheme=scheme, quant_min=qmin, quant_max=qmax, **kw)
+
+
+def _batches(shape, n=3):
+    g = torch.Generator().manual_seed(1)
+    # shifted/scaled so some batches are all-positive and ranges differ between batches
+    return [torch.randn(shape, generator=g) * (1 + i) + (0.5 * i) for i in range(n)]
+
+
+def _assert_same(ours, theirs):
+    s, z = ours.calculate_qparams()
+    ts, tz = theirs.calculate_qparams()
+    torch.testing.assert_close(s, ts.float().reshape(s.shape), rtol=0, atol=0)
+    assert torch.equal(z.long(), tz.long().reshape(z.shape))
+    torch.testing.assert_close(ours.min_val, theirs.min_val.reshape(ours.min_val.shape), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("signed,symmetric", [(False, False), (True, False), (True, True)])
+def test_per_tensor_observers_match_torch(bits, signed, symmetric):
+    for ours, theirs in (
+        (MinMaxObserver(bits, signed, symmetric), _torch_observer(tq.MinMaxObserver, bits, signed, symmetric, False)),
+        (MovingAverageMinMaxObserver(bits, signed, symmetric),
+         _torch_observer(tq.MovingAverageMinMaxObserver, bits, signed, symmetric, False, averaging_constant=0.01)),
+    ):
+        for x in _batches((4, 5, 3)):
+            ours(x)
+            theirs(x)
+            _assert_same(ours, theirs)
+
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("signed,symmetric", [(False, False), (True, True)])
+@pytest.mark.parametrize("ch_axis", [0, 1])
+def test_per_channel_observers_match_torch(bits, signed, symmetric, ch_axis):
+    shape = (6, 4, 3, 3)
+    c = shape[ch_axis]
+    for ours, theirs in (
+        (PerChannelMinMaxObserver(c, bits, signed, symmetric, ch_axis),
+         _torch_observer(tq.PerChannelMinMaxObserver, bits, signed, symmetric, True, ch_axis=ch_axis)),
+        (MovingAveragePerChannelMinMaxObserver(c, bits, signed, symmetric, ch_axis, averaging_constant=0.3),
+         _torch_observer(tq.MovingAveragePerChannelMinMaxObserver, bits, signed, symmetric, True,
+                         ch_axis=ch_axis, averaging_constant=0.3)),
+    ):
+        for x in _batches(shape):
+            ours(x)
+            theirs(x)
+            _assert_same(ours, theirs)
+
+
+def test_quant_range_and_unobserved_defaults():
+    assert quant_range(8, True) == (-128, 127)
+    assert quant_range(8, False) == (0, 255)
+    assert quant_range(4, True) == (-8, 7)
+    assert quant_range(2, False) == (0, 3)
+    s, z = MinMaxObserver().calculate_qparams()  # nothing observed: PyTorch's (1, 0)
+    assert s.tolist() == [1.0] and z.tolist() == [0]
+    # a constant zero tensor hits the eps floor of the scale, as in PyTorch
+    s, z = calculate_qparams(torch.zeros(1), torch.zeros(1), 0, 255, symmetric=False)
+    assert s.item() == torch.finfo(torch.float32).eps and z.item() == 0
+
+
+def test_empty_input_is_ignored():
+    obs = MovingAverageMinMaxObserver()
+    obs(torch.empty(0, 3))
+    assert not bool(obs.has_observed())
+    obs(torch.tensor([-1.0, 2.0]))
+    assert obs.min_val.item() == -1.0 and obs.max_val.item() == 2.0
+
+
+@pytest.mark.parametrize("bits", [0, 1, 9, 16, 8.0, True, "8"])
+def test_bad_bits_raise(bits):
+    with pytest.raises(ValueError, match="bits"):
+        MinMaxObserver(bits)
+    with pytest.raises(ValueError, match="bits"):
+        get_qconfig(weight_bits=bits)
+    with pytest.raises(ValueError, match="act_bits"):
+        get_qconfig(act_bits=bits)
+
+
+def test_bad_observer_arguments_raise():
+    with pytest.raises(ValueError, match="signed"):
+        MinMaxObserver(8, signed=False, symmetric=True)
+    with pytest.raises(ValueError, match="num_channels"):
+        PerChannelMinMaxObserver(0)
+    with pytest.raises(ValueError, match="averaging_constant"):
+        MovingAverageMinMaxObserver(averaging_constant=0.0)
+    with pytest.raises(ValueError, match="channels"):
+        PerChannelMinMaxObserver(3)(torch.randn(4, 2))
+    with pytest.raises(ValueError, match="averaging_constant"):
+        QuantSpec(averaging_constant=1.5)

@@ -14,7 +14,9 @@ a(ŷ) and a(y) equals the angle between (ŷ - F) and (y - F) in R^C. The objecti
 therefore 2 - 2 cos(ŷ - F, y - F): it needs only F = softmax(surrogate(x)), one batched
 forward pass, with no per-class backward passes; exact for any surrogate whose logits come
 from a final linear layer (every divqat architecture). When y = F (the surrogate is the
-victim itself) the honest step is zero and every candidate scores alike (the first wins).
+victim itself) the honest step is zero, the angle is undefined and every candidate scores
+alike (the first wins): use a surrogate other than the victim, as the paper does (a model of
+the attacker's architecture trained on other data).
 
 Solver (the authors' heuristic, batched over rows):
   1. oracle "argmax": the objective is convex in ŷ, so its maximum over the simplex is at a

@@ -125,6 +125,7 @@ def _fuse(gm, qconfig):
             qat = QATAdd(_absorb_relu(gm, chain), a.make())
             if node.op != "call_module":
                 name = f"{node.name}_qat"
+                gm.add_submodule(name, qat)
                 with graph.inserting_after(node):
                     new = graph.call_module(name, node.args)
                 node.replace_all_uses_with(new)

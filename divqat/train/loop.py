@@ -1,0 +1,159 @@
+"""The one training loop every trainer shares: epochs, optimizer, cosine schedule, progress
+bar, per-epoch log and evaluation, checkpoints with resume, and data parallel training.
+
+A trainer supplies a ``step(model, x, y, epochs_done) -> {"loss": ..., other monitors}``
+(``epochs_done``: epochs completed once this step is done, ``epoch + (i + 1) / S`` for batch ``i``
+of ``S``; ``loss`` is back-propagated; every value is averaged over the epoch's examples and logged),
+an ``evaluate(model) -> dict`` run at the end of each epoch, and optionally
+``before_epoch(model, epoch)`` (e.g. to freeze observers and batch-norm statistics), which
+must depend on ``epoch`` only, so a resumed run sets the same state.
+
+Learning rate: ``lr_t = lr * (1 + cos(pi * t / (E * S))) / 2`` at global step ``t`` of ``E``
+epochs of ``S`` steps (cosine annealing to 0, stepped per batch). Optimizers: SGD with momentum
+0.9 or Adam. Data: a :class:`~torch.utils.data.DistributedSampler` (one replica when not
+distributed) shuffles with ``seed + epoch``, so the same examples form global batch ``b`` in
+every run, however many processes share it.
+"""
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from divqat.train import distributed
+from divqat.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, set_rng_state
+from divqat.utils import atomic_write_text, resolve_device, seed_everything
+
+OPTIMIZERS = ("sgd", "adam")
+LOG_NAME = "log.jsonl"
+
+
+def make_optimizer(name, params, lr, weight_decay):
+    """SGD (momentum 0.9) or Adam over ``params``."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+
+
+def check_options(epochs, batch_size, lr, weight_decay, workers):
+    """ValueError naming the first loop option out of range."""
+    for name, value, ok in (("epochs", epochs, epochs >= 1), ("batch_size", batch_size, batch_size >= 1),
+                            ("lr", lr, lr > 0), ("weight_decay", weight_decay, weight_decay >= 0),
+                            ("workers", workers, workers >= 0)):
+        if not ok:
+            raise ValueError(f"{name} out of range: {value}")
+
+
+def _seed_worker(worker_id):
+    """Seed NumPy and Python in a DataLoader worker from the seed torch gave it."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _loader(dataset, ctx, batch_size, seed, epoch, workers):
+    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed)
+    sampler.set_epoch(epoch)
+    generator = torch.Generator()  # seeds the workers; per epoch and rank, so resume needs no state
+    generator.manual_seed((seed * 1_000_003 + epoch * 1_009 + ctx.rank) % 2**63)
+    return DataLoader(dataset, batch_size=batch_size // ctx.world_size, sampler=sampler, num_workers=workers,
+                      generator=generator, worker_init_fn=_seed_worker, pin_memory=ctx.device.type == "cuda")
+
+
+def write_log(path, history):
+    """Atomically (re)write ``path`` with one JSON line per record of ``history``."""
+    atomic_write_text("".join(json.dumps(rec, sort_keys=True) + "\n" for rec in history), path)
+
+
+def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, batch_size=128, lr=0.05,
+        optimizer="sgd", weight_decay=0.0, seed=0, device="cpu", workers=0, progress=True, out_dir=None,
+        resume=False, callback=None, signature=None, desc="train"):
+    """Train ``model`` in place with ``step`` and return the per-epoch history (list of dicts).
+
+    - ``batch_size`` is the global batch; under torchrun each of N processes takes
+      ``batch_size / N`` of it (it must divide) and DDP averages their gradients.
+    - ``seed`` seeds Python, NumPy and torch before training (the data order depends on it too).
+    - ``out_dir``: rank 0 rewrites ``out_dir/log.jsonl`` (one JSON line per epoch) and
+      ``out_dir/checkpoint.pt`` atomically after every epoch; ``resume=True`` continues from
+      that checkpoint's last finished epoch (refused when ``signature`` or the loop options
+      differ), and the result equals an uninterrupted run bit for bit.
+    - ``callback(record)`` is called on every rank after each epoch's checkpoint is written.
+    - ``progress=False`` silences the tqdm bar and the per-epoch line.
+    """
+    check_options(epochs, batch_size, lr, weight_decay, workers)
+    if len(train_set) == 0:
+        raise ValueError("train_set is empty")
+    ctx = distributed.context(resolve_device(device))
+    if batch_size % ctx.world_size:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the {ctx.world_size} processes")
+    seed_everything(seed)
+    signature = dict(signature or {}, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                     weight_decay=weight_decay, seed=seed, world_size=ctx.world_size)
+    model.to(ctx.device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(optimizer, params, lr, weight_decay)
+    steps_per_epoch = len(_loader(train_set, ctx, batch_size, seed, 0, 0))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    history, start = [], 0
+    ckpt_path = log_path = None
+    if out_dir is not None:
+        ckpt_path, log_path = Path(out_dir) / CHECKPOINT_NAME, Path(out_dir) / LOG_NAME
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, signature, ctx.device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, start = list(state["history"]), state["epoch"]
+        set_rng_state(state["rng"])
+    wrapped = model
+    if ctx.distributed:
+        wrapped = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    for epoch in range(start, epochs):
+        tic = time.perf_counter()
+        model.train()
+        if before_epoch is not None:
+            before_epoch(model, epoch)
+        loader = _loader(train_set, ctx, batch_size, seed, epoch, workers)
+        sums, count = None, torch.zeros((), dtype=torch.float64, device=ctx.device)
+        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{epochs}", disable=not (progress and ctx.is_main), leave=False)
+        for i, (x, y) in enumerate(bar):
+            x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+            out = step(wrapped, x, y, epoch + (i + 1) / steps_per_epoch)
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            opt.step()
+            scheduler.step()
+            values = torch.stack([v.detach().double() for v in out.values()]) * len(y)
+            sums = values if sums is None else sums + values
+            count += len(y)
+            if i % 20 == 0 and not bar.disable:
+                bar.set_postfix(loss=f"{out['loss'].item():.4f}")
+        distributed.all_reduce_sum(sums, ctx)
+        distributed.all_reduce_sum(count, ctx)
+        record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"]}
+        record.update({k: (s / count).item() for k, s in zip(out, sums)})
+        if evaluate is not None:
+            record.update(evaluate(model))
+        record["seconds"] = time.perf_counter() - tic
+        history.append(record)
+        if ctx.is_main and out_dir is not None:
+            save_checkpoint(ckpt_path, epoch=epoch + 1, model=model, optimizer=opt, scheduler=scheduler,
+                            history=history, signature=signature)
+            write_log(log_path, history)
+        if progress and ctx.is_main:
+            tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}: "
+                       + " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds")))
+        distributed.barrier(ctx)
+        if callback is not None:
+            callback(record)
+    model.eval()
+    return history
+

@@ -26,7 +26,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from divqat.data import load_dataset
-from divqat.utils import seed_everything
+from divqat.utils import resolve_device, seed_everything
 
 from .cells import victim_cells
 from .config import QUANTIZED_METHODS
@@ -62,6 +62,8 @@ class LibraryPipeline:
         self._test_set = None
         for cell in victim_cells(config, config.seeds[0]):  # fail fast on a bad option
             self._train_command.check_args(self.parse_train_args(self.train_argv(cell, "teacher", "out")))
+        for entry in config.attacks:
+            self.attack_kwargs(entry)
 
     # ---- victims -------------------------------------------------------------------------
     def train_argv(self, cell, teacher_dir, out_dir):
@@ -147,23 +149,25 @@ class LibraryPipeline:
             kwargs["surrogate"] = build_model_for(self.config.victim["arch"], self.config.data["victim"])
         return build_defense(cell.defense.name, **kwargs)
 
-    def attack_kwargs(self, cell):
+    def attack_kwargs(self, entry):
         """Split an attack entry into the attack function and its keyword arguments: fields of
         the surrogate TrainConfig go into ``train=`` for the attacks that take one."""
         from divqat.attacks import ATTACKS, DATA_FREE
         from divqat.attacks.surrogate import TrainConfig
 
-        name = cell.attack.name
+        name = entry.name
         if name not in ATTACKS:
             raise ValueError(f"attacks: unknown attack {name!r} (choose from {', '.join(ATTACKS)})")
         fn = ATTACKS[name]
-        params = {k: v for k, v in cell.attack.kwargs.items() if k != "budget"}
+        params = {k: v for k, v in entry.kwargs.items() if k != "budget"}
         accepted = inspect.signature(fn).parameters
+        device = str(resolve_device(self.config.device))  # the config's one device, for every attack
         if "train" in accepted:
             train_fields = {f.name for f in fields(TrainConfig)}
             train = {k: params.pop(k) for k in list(params) if k in train_fields}
-            if train:
-                params["train"] = train
+            params["train"] = {"device": device, **train}
+        elif "device" in accepted:
+            params.setdefault("device", device)
         unknown = set(params) - set(accepted)
         if unknown:
             raise ValueError(f"attacks {name}: unknown parameters {sorted(unknown)}")
@@ -178,7 +182,7 @@ class LibraryPipeline:
         from divqat.defenses.cost import defense_cost
         from divqat.metrics import evaluate_surrogate
 
-        fn, kwargs = self.attack_kwargs(cell)
+        fn, kwargs = self.attack_kwargs(cell.attack)
         defense = self.build_defense(cell)
         budget = cell.attack.kwargs["budget"]
         # the API publishes the victim's architecture (SCIENCE.md §1); ids key the transfer cache

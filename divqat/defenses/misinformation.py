@@ -52,7 +52,7 @@ class AdaptiveMisinformation(Defense):
             raise ValueError(f"misinformation_model returned shape {tuple(logits.shape)} for probs of shape "
                              f"{tuple(p.shape)}: it must classify the same {p.shape[1]} classes")
         p_mis = F.softmax(logits.to(p.device, p.dtype), dim=1)
-        a = torch.sigmoid(self.nu * (self.tau - p.max(dim=1, keepdim=True).values))
+        a = torch.sigmoid(self.nu * (self.tau - p.amax(dim=1, keepdim=True)))
         return (1.0 - a) * p + a * p_mis
 
 

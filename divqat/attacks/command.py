@@ -1,0 +1,129 @@
+"""`divqat attack`: extract a trained victim through a query-counted black box.
+
+    divqat attack --victim DIR --attack {knockoff,knockoff-adaptive,copycat,jbda,dfme,maze}
+                  [--queryset D [--adapt-queries]] --budget N [--arch A]
+                  [--output probs|topk|rounded|label [--k K] [--decimals D]]
+                  [--defense NAME --defense-arg k=v ...] [--epochs N] [--seed S]
+                  [--device DEV] [--cache-dir DIR] [--no-progress] --out OUT
+
+The victim of a ``divqat train --out DIR`` directory is deployed behind a
+:class:`~divqat.blackbox.BlackBox` with the given output truncation, defense and budget; the
+attack spends the budget and the surrogate is scored on the victim's test set
+(:func:`divqat.metrics.evaluate_surrogate`). Writes OUT/surrogate.pt (arch, meta, state_dict)
+and then OUT/metrics.json (victim_accuracy, adversary_accuracy, adversary_error, agreement,
+normalized_accuracy, queries_used, fresh_queries and the attack's parameters), both atomically.
+"""
+from pathlib import Path
+
+from divqat.blackbox import OUTPUT_MODES
+
+__all__ = ["add_arguments", "run", "parse_defense_args"]
+
+_CACHED = ("knockoff", "copycat")
+
+
+def add_arguments(parser):
+    parser.add_argument("--victim", required=True, metavar="DIR", help="a `divqat train --out` directory")
+    parser.add_argument("--victim-kind", default="auto", metavar="KIND",
+                        help="which model of DIR answers: auto (int8 for quantized methods), float, fake_quant, int8")
+    parser.add_argument("--attack", required=True, metavar="NAME",
+                        help="knockoff, knockoff-adaptive, copycat, jbda, dfme or maze")
+    parser.add_argument("--queryset", metavar="D", help="the adversary's natural images (dataset name); "
+                        "not for the data-free dfme and maze")
+    parser.add_argument("--adapt-queries", action="store_true",
+                        help="resize/recolour query images that do not fit the victim (otherwise an error)")
+    parser.add_argument("--budget", required=True, type=int, metavar="N", help="queries the adversary may spend")
+    parser.add_argument("--arch", metavar="A", help="surrogate architecture (default: the victim's)")
+    parser.add_argument("--output", default="probs", metavar="MODE", help=f"what a query returns: {', '.join(OUTPUT_MODES)}")
+    parser.add_argument("--k", type=int, help="entries kept by --output topk")
+    parser.add_argument("--decimals", type=int, help="decimals kept by --output rounded")
+    parser.add_argument("--defense", metavar="NAME", help="output-perturbation defense (divqat.defenses)")
+    parser.add_argument("--defense-arg", action="append", default=[], metavar="K=V",
+                        help="a defense argument, repeatable (e.g. --defense-arg beta=0.5)")
+    parser.add_argument("--reward", default="all", help="knockoff-adaptive reward: cert, div, loss or all")
+    parser.add_argument("--epochs", type=int, help="surrogate training epochs (default: 50 for MNIST-like "
+                        "victims, else 100; not for dfme/maze, whose steps follow from the budget)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--cache-dir", metavar="DIR", help="transfer-set cache shared by knockoff/copycat runs")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--out", required=True, metavar="OUT", help="output directory")
+
+
+def parse_defense_args(items):
+    """``["beta=0.5", ...]`` -> ``{"beta": "0.5"}`` (strings; ``build_defense`` parses them)."""
+    args = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--defense-arg expects K=V, got {item!r}")
+        if key in args:
+            raise ValueError(f"--defense-arg {key} given twice")
+        args[key] = value
+    return args
+
+
+def _attack_kwargs(args, device):
+    from divqat.attacks import DATA_FREE
+    from divqat.attacks.surrogate import TrainConfig
+
+    kwargs = {"arch": args.arch, "seed": args.seed, "progress": not args.no_progress}
+    if args.attack in DATA_FREE:
+        if args.queryset is not None:
+            raise ValueError(f"{args.attack} is data-free: drop --queryset")
+        if args.epochs is not None:
+            raise ValueError(f"{args.attack} trains for as many steps as the budget pays for: drop --epochs")
+        kwargs["device"] = device
+    else:
+        if args.queryset is None:
+            raise ValueError(f"{args.attack} needs --queryset (the adversary's natural images)")
+        kwargs.update(queryset=args.queryset, adapt_queries=args.adapt_queries,
+                      train=TrainConfig(epochs=args.epochs, device=device))
+    if args.cache_dir is not None:
+        if args.attack not in _CACHED:
+            raise ValueError(f"--cache-dir applies to {' and '.join(_CACHED)} only (their queries do not depend on the surrogate)")
+        kwargs["cache_dir"] = args.cache_dir
+    if args.attack == "knockoff-adaptive":
+        kwargs["reward"] = args.reward
+    elif args.reward != "all":
+        raise ValueError("--reward applies to knockoff-adaptive only")
+    return kwargs
+
+
+def run(args):
+    from divqat.attacks import ATTACKS
+    from divqat.blackbox import BlackBox
+    from divqat.data import load_tensors
+    from divqat.metrics import evaluate_surrogate
+    from divqat.train import load_config
+    from divqat.utils import atomic_save, atomic_write_json, resolve_device
+
+    if args.attack not in ATTACKS:
+        raise ValueError(f"unknown attack {args.attack!r}; choose from {', '.join(ATTACKS)}")
+    if args.budget <= 0:
+        raise ValueError(f"--budget must be > 0, got {args.budget}")
+    device = str(resolve_device(args.device))
+    kwargs = _attack_kwargs(args, device)
+    defense = None
+    if args.defense is not None:
+        from divqat.defenses import build_defense
+
+        defense = build_defense(args.defense, **parse_defense_args(args.defense_arg))
+    elif args.defense_arg:
+        raise ValueError("--defense-arg needs --defense")
+    config = load_config(args.victim)
+    blackbox = BlackBox.from_dir(args.victim, kind=args.victim_kind, output=args.output, k=args.k,
+                                 decimals=args.decimals, defense=defense, budget=args.budget, device=device)
+    surrogate, record = ATTACKS[args.attack](blackbox, budget=args.budget, **kwargs)
+    test = load_tensors(config["dataset"], "test")
+    metrics = {**record, **evaluate_surrogate(surrogate, blackbox, test, device=device),
+               "fresh_queries": blackbox.queries_used, "victim": str(args.victim),
+               "victim_kind": args.victim_kind, "defense": blackbox.defense_id}
+    out = Path(args.out)
+    atomic_save({"arch": surrogate.arch, "meta": surrogate.meta,
+                 "state_dict": {k: v.cpu() for k, v in surrogate.state_dict().items()}}, out / "surrogate.pt")
+    atomic_write_json(metrics, out / "metrics.json")
+    print(f"{args.attack}: {record['queries_used']} queries, agreement {metrics['agreement']:.4f}, "
+          f"adversary accuracy {metrics['adversary_accuracy']:.4f} (victim {metrics['victim_accuracy']:.4f}) "
+          f"-> {out / 'metrics.json'}")
+    return 0

@@ -1,0 +1,98 @@
+"""Shared machinery of the data-free attacks (DFME, MAZE): the generator, the zeroth-order
+gradient estimate through the black box, and the query plan.
+
+Generator (Fang et al., "Data-Free Adversarial Distillation", 2019; the "GeneratorA" used by
+DFME and MAZE): z (nz) -> linear -> (2 ngf, s/4, s/4) -> BN -> upsample x2 -> conv 3x3 -> BN ->
+LeakyReLU(0.2) -> upsample x2 -> conv 3x3 (ngf) -> BN -> LeakyReLU(0.2) -> conv 3x3 (C) ->
+BN(affine=False) gives the pre-activation a; the image is x = (tanh(a) + 1) / 2 in [0, 1]
+(cropped to the victim's size when it is not a multiple of 4).
+
+Zeroth-order gradient (forward differences on random unit directions, Nesterov and Spokoiny
+2017; used by DFME with m = 1, eps = 1e-3 and MAZE with ndirs = 10, mu = 1e-3): for a
+per-example objective f of the pre-activation a in R^d,
+
+    grad f(a) ~ (d / m) * sum_{i=1..m} [(f(a + eps u_i) - f(a)) / eps] u_i,   u_i uniform on the unit sphere.
+
+Perturbing the pre-activation keeps every queried image inside [0, 1]. The estimate of one
+example costs m + 1 victim queries, all counted by the black box; the estimate of the batch
+mean is the per-example estimate divided by the batch size, and is back-propagated into the
+generator with ``a.backward(grad)``.
+"""
+import math
+
+import torch
+import torch.nn as nn
+
+__all__ = ["Generator", "to_image", "zeroth_order_gradient", "plan_queries", "recovered_logits"]
+
+
+class Generator(nn.Module):
+    """DFAD/DFME/MAZE generator producing pre-activations of (C, image_size, image_size) images."""
+
+    def __init__(self, nz, in_channels, image_size, ngf=64):
+        super().__init__()
+        self.nz, self.image_size = nz, image_size
+        self.init_size = math.ceil(image_size / 4)
+        self.fc = nn.Linear(nz, 2 * ngf * self.init_size ** 2)
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(2 * ngf),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(2 * ngf, 2 * ngf, 3, padding=1),
+            nn.BatchNorm2d(2 * ngf),
+            nn.LeakyReLU(0.2),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(2 * ngf, ngf, 3, padding=1),
+            nn.BatchNorm2d(ngf),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(ngf, in_channels, 3, padding=1),
+            nn.BatchNorm2d(in_channels, affine=False),
+        )
+
+    def forward(self, z):
+        a = self.fc(z).view(len(z), -1, self.init_size, self.init_size)
+        return self.body(a)[:, :, :self.image_size, :self.image_size]
+
+    def sample(self, n):
+        """Pre-activations of ``n`` images from z ~ N(0, I)."""
+        return self(torch.randn(n, self.nz, device=self.fc.weight.device))
+
+
+def to_image(a):
+    """Pre-activation -> image in [0, 1]: (tanh(a) + 1) / 2."""
+    return (torch.tanh(a) + 1) / 2
+
+
+@torch.no_grad()
+def zeroth_order_gradient(objective, a, ndirs, eps):
+    """Forward-difference estimate of d mean_n f(a_n) / d a (see the module docstring).
+
+    ``objective`` maps a batch of pre-activations (M, C, H, W) to per-example values (M,); it is
+    called once, on the N * (ndirs + 1) points a_n and a_n + eps u_{n,i}. Returns the gradient
+    estimate (shape of ``a``) and the mean objective at ``a``.
+    """
+    n, d = a.shape[0], a[0].numel()
+    u = torch.randn(n, ndirs, d, device=a.device)
+    u = u / u.norm(dim=2, keepdim=True)
+    flat = a.detach().reshape(n, 1, d)
+    points = torch.cat([flat, flat + eps * u], dim=1).reshape(n * (ndirs + 1), *a.shape[1:])
+    values = objective(points).reshape(n, ndirs + 1)
+    slopes = (values[:, 1:] - values[:, :1]) / eps
+    grad = (d / ndirs) * (slopes.unsqueeze(2) * u).sum(dim=1) / n
+    return grad.reshape(a.shape), values[:, 0].mean().item()
+
+
+def plan_queries(budget, batch_size, cost_per_iteration):
+    """How a budget is spent: ``(iterations, tail)`` where each iteration costs
+    ``cost_per_iteration`` queries and ``tail`` lists the batch sizes (each <= batch_size, sizes
+    differing by at most one) of the extra clone steps that spend the remainder exactly."""
+    iterations, rest = divmod(budget, cost_per_iteration)
+    steps = math.ceil(rest / batch_size)
+    tail = [rest // steps + (1 if i < rest % steps else 0) for i in range(steps)] if steps else []
+    return iterations, tail
+
+
+def recovered_logits(probs, floor):
+    """Logits recovered from probabilities (DFME's "logit correction"): log p - mean_k log p,
+    with p clamped below at ``floor``; softmax of the result is p (up to the clamp)."""
+    log_p = probs.clamp_min(floor).log()
+    return log_p - log_p.mean(dim=1, keepdim=True)

@@ -1,0 +1,66 @@
+"""KnockoffNets with random sampling (Orekondy, Schiele and Fritz, "Knockoff Nets: Stealing
+Functionality of Black-Box Models", CVPR 2019).
+
+Algorithm:
+    1. draw ``budget`` images uniformly without replacement from a natural query set
+       (a seeded permutation of it, so budgets share prefixes: see :mod:`divqat.attacks.transfer`);
+    2. query the black box once per image, keeping the returned vectors y;
+    3. train a fresh surrogate on {(x, y)} with the soft cross-entropy
+       (:func:`divqat.attacks.surrogate.soft_label_loss`), Knockoff's SGD schedule.
+
+:func:`random_transfer_attack` is shared with Copycat, which differs only in training on the
+argmax of y.
+"""
+from dataclasses import asdict
+
+import torch
+import torch.nn.functional as F
+
+from divqat.attacks.common import attack_record, queryset_name, setup_attack
+from divqat.attacks.queryset import load_queryset
+from divqat.attacks.surrogate import make_train_config, train_surrogate
+from divqat.attacks.transfer import query_in_order
+
+__all__ = ["knockoff", "random_transfer_attack"]
+
+
+def random_transfer_attack(name, hard_labels, blackbox, queryset, budget, *, arch=None, train=None, seed=0,
+                           progress=True, cache_dir=None, adapt_queries=False):
+    """Query ``budget`` random images of ``queryset`` and train on the answers (soft, or
+    one-hot argmax when ``hard_labels``). Returns ``(surrogate, record)``."""
+    config = make_train_config(train).resolved(blackbox.meta)
+    surrogate = setup_attack(blackbox, budget, arch, seed)
+    x, _ = load_queryset(queryset, blackbox, adapt=adapt_queries)
+    if budget > len(x):
+        raise ValueError(f"budget {budget} exceeds the {len(x)} images of the query set")
+    order = torch.randperm(len(x))
+    answers, fresh = query_in_order(blackbox, x, order, budget, cache_dir=cache_dir, progress=progress)
+    targets = F.one_hot(answers.argmax(dim=1), blackbox.num_classes).float() if hard_labels else answers
+    history = train_surrogate(surrogate, x[order[:budget]], targets, config, progress=progress, desc=name)
+    record = attack_record(name, blackbox, surrogate, budget, seed, budget, fresh_queries=fresh, train=asdict(config),
+                           queryset=queryset_name(queryset),
+                           adapt_queries=adapt_queries, labels="argmax" if hard_labels else "returned vectors",
+                           final_train_loss=history[-1])
+    return surrogate, record
+
+
+def knockoff(blackbox, queryset, budget, *, arch=None, train=None, seed=0, progress=True, cache_dir=None,
+             adapt_queries=False):
+    """KnockoffNets, random strategy: soft labels on ``budget`` random query-set images.
+
+    Args:
+        blackbox: the :class:`~divqat.blackbox.BlackBox` victim.
+        queryset: dataset name, image tensor or (X, Y) pair (see :func:`~divqat.attacks.queryset.load_queryset`).
+        budget: queries to spend (exactly; at most the query set's size).
+        arch: surrogate architecture (default: the victim's).
+        train: :class:`~divqat.attacks.surrogate.TrainConfig`, a dict of its fields, or None.
+        seed: seeds python, numpy and torch (sampling order and surrogate initialisation).
+        progress: tqdm bars.
+        cache_dir: reuse/extend a transfer-set cache there (see :mod:`divqat.attacks.transfer`).
+        adapt_queries: resize query images that do not fit the victim instead of refusing them.
+
+    Returns ``(surrogate, record)``; ``record["queries_used"]`` counts the answers the surrogate
+    was trained on, ``record["fresh_queries"]`` those not served by the cache.
+    """
+    return random_transfer_attack("knockoff", False, blackbox, queryset, budget, arch=arch, train=train, seed=seed,
+                                  progress=progress, cache_dir=cache_dir, adapt_queries=adapt_queries)

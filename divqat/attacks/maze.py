@@ -1,0 +1,102 @@
+"""MAZE: data-free model stealing with zeroth-order gradient estimation (Kariyappa, Prakash
+and Qureshi, "MAZE: Data-Free Model Stealing Attack Using Zeroth-Order Gradient Estimation",
+CVPR 2021).
+
+A generator G proposes images on which the clone C disagrees with the victim V, measured by
+
+    L(x) = KL( V(x) || softmax(C(x)) ),
+
+and C minimizes the same divergence through :func:`divqat.ops.div_kl_loss` (teacher logits
+log V(x), clamped as in :mod:`divqat.attacks.surrogate`). Each iteration (queries in brackets,
+B the batch size):
+    1. generator step: a = G(z); estimate d(-L)/da by forward differences through the black box
+       with ``ndirs`` = 10 random directions and step ``mu`` = 1e-3 [B (ndirs + 1)]; back-propagate
+       it into G, Adam step (lr 1e-4), so G maximizes L;
+    2. ``clone_steps`` = 5 clone steps: x = G(z) (detached), query V(x) [5 B], SGD step on
+       L(x) (lr 0.1, momentum 0.9, weight decay 5e-4); (x, V(x)) join the replay buffer;
+    3. ``replay_steps`` = 10 experience-replay steps: SGD on L over batches drawn from every
+       (x, V(x)) collected so far (no queries).
+
+Clone and generator learning rates follow a cosine annealing over the iterations. The budget is
+planned exactly: whole iterations, then extra clone steps on generator samples spend the
+remainder. Paper settings: budget 30M queries for CIFAR-10, batch 128.
+"""
+import torch
+from tqdm.auto import tqdm
+
+from divqat.attacks.common import attack_record, setup_attack
+from divqat.attacks.data_free import Generator, plan_queries, to_image, zeroth_order_gradient
+from divqat.attacks.surrogate import soft_label_loss
+
+__all__ = ["maze"]
+
+
+def maze(blackbox, budget, *, arch=None, batch_size=128, lr_clone=0.1, lr_generator=1e-4, momentum=0.9,
+         weight_decay=5e-4, ndirs=10, mu=1e-3, clone_steps=5, replay_steps=10, nz=100, seed=0, device="cpu",
+         progress=True):
+    """MAZE (see the module docstring); spends exactly ``budget`` queries. Returns ``(clone, record)``."""
+    for name, value, low in (("batch_size", batch_size, 1), ("ndirs", ndirs, 1), ("clone_steps", clone_steps, 1),
+                             ("replay_steps", replay_steps, 0), ("nz", nz, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    for name, value in (("lr_clone", lr_clone), ("lr_generator", lr_generator), ("mu", mu)):
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+    clone = setup_attack(blackbox, budget, arch, seed).to(device)
+    channels, size, _ = blackbox.input_shape
+    generator = Generator(nz, channels, size).to(device)
+    opt_c = torch.optim.SGD(clone.parameters(), lr=lr_clone, momentum=momentum, weight_decay=weight_decay)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=lr_generator)
+    iterations, tail = plan_queries(budget, batch_size, batch_size * (ndirs + 1 + clone_steps))
+    sch_c = torch.optim.lr_scheduler.CosineAnnealingLR(opt_c, max(iterations, 1))
+    sch_g = torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, max(iterations, 1))
+    replay_x, replay_y = [], []
+    start = blackbox.queries_used
+
+    def divergence(points):
+        victim_probs = blackbox.query(to_image(points).cpu()).to(device)
+        return -soft_label_loss(clone(to_image(points)), victim_probs, reduction="none")
+
+    def clone_step(x, victim_probs):
+        clone.train()
+        loss = soft_label_loss(clone(x), victim_probs)
+        opt_c.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_c.step()
+        return loss.item()
+
+    def query_and_learn(n):
+        with torch.no_grad():
+            x = to_image(generator.sample(n))
+        victim_probs = blackbox.query(x.cpu()).to(device)
+        replay_x.append(x)
+        replay_y.append(victim_probs)
+        return clone_step(x, victim_probs)
+
+    generator.train()
+    losses = {"clone": float("nan"), "generator": float("nan")}
+    for _ in tqdm(range(iterations), desc="maze", disable=not progress, leave=False):
+        clone.eval()
+        a = generator.sample(batch_size)
+        grad, losses["generator"] = zeroth_order_gradient(divergence, a, ndirs, mu)
+        opt_g.zero_grad(set_to_none=True)
+        a.backward(grad)
+        opt_g.step()
+        for _ in range(clone_steps):
+            losses["clone"] = query_and_learn(batch_size)
+        buffer_x, buffer_y = torch.cat(replay_x), torch.cat(replay_y)
+        replay_x[:], replay_y[:] = [buffer_x], [buffer_y]
+        for _ in range(replay_steps):
+            idx = torch.randint(len(buffer_x), (batch_size,), device=buffer_x.device)
+            clone_step(buffer_x[idx], buffer_y[idx])
+        sch_c.step()
+        sch_g.step()
+    for n in tail:
+        losses["clone"] = query_and_learn(n)
+    clone.eval()
+    record = attack_record("maze", blackbox, clone, budget, seed, blackbox.queries_used - start,
+                           iterations=iterations, tail_steps=len(tail), batch_size=batch_size, lr_clone=lr_clone,
+                           lr_generator=lr_generator, momentum=momentum, weight_decay=weight_decay, ndirs=ndirs, mu=mu,
+                           clone_steps=clone_steps, replay_steps=replay_steps, nz=nz,
+                           final_clone_loss=losses["clone"], final_generator_objective=losses["generator"])
+    return clone, record

@@ -26,7 +26,9 @@ q = clamp(round(w * (1/s)) + z, qmin, qmax), so they are the values the QAT mode
 the clamp at the output zero point (a ReLU output's observed minimum is 0, so z3 = 0; a learned
 z3 > 0 gets an explicit Clip); activations of fewer than 8 bits get a Clip to [qmin, qmax].
 Normalize runs in float before the first quantizer. The only difference from the fake-quantized
-model is the int32 rounding of the bias (at most s1 * s2 / 2 per output, far below one output step).
+model is the int32 rounding of the bias (at most s1 * s2 / 2 per output) and float-vs-integer
+accumulation: measured on a conv-bn-relu-conv stack, 0.1% of the output codes differ by one step
+at 8 bits, 2% with 4-bit weights and 6-bit activations (where s1 * s2 / s3 is larger).
 """
 import numpy as np
 import onnx

@@ -137,14 +137,15 @@ DIVQAT_HOST_DEVICE void lsq_terms(A x, A dy, const QParams<A>& p, A qmin, A qmax
                                   A& dz) {
   const A q = quantize(x, p.inv, p.zero);
   const bool lo = q < qmin;
-  const bool hi = q > qmax;
-  const bool inside = q >= qmin && q <= qmax;
+  const bool out = lo | (q > qmax);
+  const bool inside = (q >= qmin) & (q <= qmax);
   dx = dy * (inside ? A(1) : A(0));
   const A y = mul_rn(clamp_q(q, qmin, qmax) - p.zero, p.scale);
   const A ds_in = ((dy * (y - x)) * p.inv) * grad_factor;
   const A ds_out = (dy * ((lo ? qmin : qmax) - p.zero)) * grad_factor;
-  ds = (lo || hi) ? ds_out : ds_in;
-  dz = inside ? A(0) : ((dy * A(-1)) * p.scale) * grad_factor;
+  const A dz_out = ((dy * A(-1)) * p.scale) * grad_factor;
+  ds = out ? ds_out : ds_in;
+  dz = inside ? A(0) : dz_out;
 }
 
 }  // namespace fq

@@ -21,6 +21,10 @@
 #include <type_traits>
 #include <vector>
 
+// Lets the compiler if-convert the LSQ selects (no FP trap is ever enabled); results are unchanged.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include "fake_quant.h"
 
 namespace divqat {
@@ -31,7 +35,9 @@ using fq::QParams;
 #if defined(__x86_64__) && defined(__GNUC__)
 #define DIVQAT_FQ_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #define DIVQAT_FQ_INLINE inline __attribute__((always_inline))
+#define DIVQAT_FQ_LAMBDA_INLINE __attribute__((always_inline))
 #else
+#define DIVQAT_FQ_LAMBDA_INLINE
 #define DIVQAT_FQ_CLONES
 #define DIVQAT_FQ_INLINE inline
 #endif
@@ -39,6 +45,7 @@ using fq::QParams;
 constexpr int64_t kMinInner = 64;    // shorter channel rows use per-position parameter arrays
 constexpr int64_t kBlock = 16384;    // elements per parallel task / per LSQ partial sum
 constexpr int64_t kLanes = 16;       // fp32 accumulator lanes of an LSQ block sum
+constexpr int64_t kTile = 512;       // LSQ terms buffered per tile before lane sums
 constexpr int64_t kChunks = 64;      // row groups of the short-row LSQ reduction
 
 template <typename scalar_t>
@@ -52,58 +59,77 @@ struct Params {
   const A* zero;
   int64_t stride;
   A qmin, qmax;
-  DIVQAT_FQ_INLINE QParams<A> at(int64_t i) const {
-    const int64_t k = i * stride;
-    return QParams<A>{scale[k], inv[k], zero[k]};
-  }
 };
 
-// The elementwise span loops, compiled per dtype with target clones.
+// Run f(i, params of i) for i < n: with the parameters hoisted out of the loop when they are
+// shared (stride 0), so that both loops vectorize without gathers.
+template <typename A, typename F>
+DIVQAT_FQ_INLINE void for_each_element(const Params<A>& p, int64_t n, F f) {
+  if (p.stride == 0) {
+    const QParams<A> q{p.scale[0], p.inv[0], p.zero[0]};
+    for (int64_t i = 0; i < n; ++i) f(i, q);
+  } else {
+    for (int64_t i = 0; i < n; ++i) f(i, QParams<A>{p.scale[i], p.inv[i], p.zero[i]});
+  }
+}
+
+// The elementwise span loops (compiled per dtype with target clones below).
 template <typename S, typename A>
-DIVQAT_FQ_INLINE void forward_span(const S* x, S* y, int64_t n, const Params<A>& p) {
-  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<S>(fq::fake_quant_value(static_cast<A>(x[i]), p.at(i), p.qmin, p.qmax));
+DIVQAT_FQ_INLINE void forward_span(const S* __restrict__ x, S* __restrict__ y, int64_t n, const Params<A>& p) {
+  for_each_element(p, n, [&](int64_t i, const QParams<A>& q) DIVQAT_FQ_LAMBDA_INLINE {
+    y[i] = static_cast<S>(fq::fake_quant_value(static_cast<A>(x[i]), q, p.qmin, p.qmax));
+  });
 }
 
 template <typename S, typename A>
-DIVQAT_FQ_INLINE void backward_span(const S* x, const S* dy, S* dx, int64_t n, const Params<A>& p) {
-  for (int64_t i = 0; i < n; ++i)
-    dx[i] = static_cast<S>(fq::straight_through(static_cast<A>(x[i]), static_cast<A>(dy[i]), p.at(i), p.qmin, p.qmax));
+DIVQAT_FQ_INLINE void backward_span(const S* __restrict__ x, const S* __restrict__ dy, S* __restrict__ dx, int64_t n,
+                                    const Params<A>& p) {
+  for_each_element(p, n, [&](int64_t i, const QParams<A>& q) DIVQAT_FQ_LAMBDA_INLINE {
+    dx[i] = static_cast<S>(fq::straight_through(static_cast<A>(x[i]), static_cast<A>(dy[i]), q, p.qmin, p.qmax));
+  });
 }
 
-// dx for the span; LSQ terms summed into ds / dz (per position when sum_per_position,
-// else into ds[0] / dz[0] through kLanes lanes).
+// dx and the LSQ terms of n <= kTile elements.
+template <typename S, typename A>
+DIVQAT_FQ_INLINE void lsq_tile(const S* __restrict__ x, const S* __restrict__ dy, S* __restrict__ dx, int64_t n,
+                               const Params<A>& p, A g, A* __restrict__ ts, A* __restrict__ tz) {
+  for_each_element(p, n, [&](int64_t i, const QParams<A>& q) DIVQAT_FQ_LAMBDA_INLINE {
+    A dxi;
+    fq::lsq_terms(static_cast<A>(x[i]), static_cast<A>(dy[i]), q, p.qmin, p.qmax, g, dxi, ts[i], tz[i]);
+    dx[i] = static_cast<S>(dxi);
+  });
+}
+
+// dx for the span; the LSQ terms are added into ds[i] / dz[i] per position (per_position), or
+// summed through kLanes fp32 lanes into ds[0] / dz[0] (the lanes, then their sum, in a fixed order).
 template <typename S, typename A>
 DIVQAT_FQ_INLINE void lsq_span(const S* x, const S* dy, S* dx, int64_t n, const Params<A>& p, A g, A* ds, A* dz,
                                bool per_position) {
-  if (per_position) {
-    for (int64_t i = 0; i < n; ++i) {
-      A dxi, dsi, dzi;
-      fq::lsq_terms(static_cast<A>(x[i]), static_cast<A>(dy[i]), p.at(i), p.qmin, p.qmax, g, dxi, dsi, dzi);
-      dx[i] = static_cast<S>(dxi);
-      ds[i] += dsi;
-      dz[i] += dzi;
+  alignas(64) A ts[kTile], tz[kTile];
+  alignas(64) A ls[kLanes] = {}, lz[kLanes] = {};
+  for (int64_t b = 0; b < n; b += kTile) {
+    const int64_t m = std::min(kTile, n - b);
+    Params<A> pb = p;
+    if (p.stride) pb = Params<A>{p.scale + b, p.inv + b, p.zero + b, 1, p.qmin, p.qmax};
+    lsq_tile(x + b, dy + b, dx + b, m, pb, g, ts, tz);
+    if (per_position) {
+      A* __restrict__ os = ds + b;
+      A* __restrict__ oz = dz + b;
+      for (int64_t i = 0; i < m; ++i) {
+        os[i] += ts[i];
+        oz[i] += tz[i];
+      }
+      continue;
     }
-    return;
-  }
-  A ls[kLanes] = {}, lz[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int64_t j = 0; j < kLanes; ++j) {
-      A dxi, dsi, dzi;
-      fq::lsq_terms(static_cast<A>(x[i + j]), static_cast<A>(dy[i + j]), p.at(i + j), p.qmin, p.qmax, g, dxi, dsi,
-                    dzi);
-      dx[i + j] = static_cast<S>(dxi);
-      ls[j] += dsi;
-      lz[j] += dzi;
+    for (int64_t i = m; i < kTile; ++i) ts[i] = tz[i] = A(0);  // a short last tile
+    for (int64_t t = 0; t < kTile; t += kLanes) {
+      for (int64_t j = 0; j < kLanes; ++j) {
+        ls[j] += ts[t + j];
+        lz[j] += tz[t + j];
+      }
     }
   }
-  for (int64_t j = 0; i < n; ++i, ++j) {
-    A dxi, dsi, dzi;
-    fq::lsq_terms(static_cast<A>(x[i]), static_cast<A>(dy[i]), p.at(i), p.qmin, p.qmax, g, dxi, dsi, dzi);
-    dx[i] = static_cast<S>(dxi);
-    ls[j] += dsi;
-    lz[j] += dzi;
-  }
+  if (per_position) return;
   A s = 0, z = 0;
   for (int64_t j = 0; j < kLanes; ++j) {
     s += ls[j];

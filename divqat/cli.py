@@ -24,20 +24,22 @@ class UsageError(Exception):
     """A user mistake: reported as one line, exit status 2."""
 
 
-def build_parser():
+def build_parser(command=None):
+    """The argument parser; only ``command``'s module is imported (start-up stays fast)."""
     parser = argparse.ArgumentParser(prog="divqat", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module_name)
-        module = importlib.import_module(module_name)
-        module.add_arguments(p)
+        if name == command:
+            importlib.import_module(module_name).add_arguments(p)
     return parser
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)

@@ -176,7 +176,8 @@ def _ddp_worker(rank, world_size, port, out_path):
 
 def test_two_process_ddp_matches_one_process(tmp_path):
     out = tmp_path / "ddp.pt"
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    # fork: the children inherit the imported modules (spawn would import torch twice more)
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True, start_method="fork")
     ddp = torch.load(out, weights_only=True)
     torch.manual_seed(0)
     single = train_fp(_mlp(), _blobs(128, 0), _blobs(32, 1), epochs=2, batch_size=32, lr=0.1, seed=7, **OPTS)

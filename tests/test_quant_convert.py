@@ -9,11 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
-from torch import nn
+from test_quant_prepare import Functional
 
 from divqat.data import load_tensors
 from divqat.models import build_model, build_model_for
-from divqat.models.layers import Normalize
 from divqat.quant import (
     Int8Model,
     calibrate,
@@ -89,28 +88,6 @@ def test_mnist_int8_agrees_with_fake_quant(mnist_qat, tmp_path):
 
 def _resnet8():
     return build_model("resnet8", 5, 3, 8, [0.5, 0.4, 0.3], [0.25, 0.2, 0.3])
-
-
-class Functional(nn.Module):
-    """Functional add/relu/flatten, a standalone BatchNorm + ReLU, AvgPool2d, MaxPool2d with
-    padding, a standalone ReLU after pooling, Dropout, and a conv with bias and no BN."""
-
-    def __init__(self):
-        super().__init__()
-        self.normalize = Normalize([0.5], [0.5])
-        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
-        self.conv2 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(4)
-        self.pool = nn.AvgPool2d(2)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.drop = nn.Dropout(0.1)
-        self.fc = nn.Linear(4 * 2 * 2, 5)
-
-    def forward(self, x):
-        a = self.conv1(self.normalize(x))
-        b = torch.relu(self.bn(self.conv2(F.relu(a)) + a))
-        c = F.relu(self.maxpool(self.pool(b)))
-        return self.fc(self.drop(torch.flatten(c, 1)))
 
 
 def _qat_steps(prepared, x, steps=3):

@@ -42,7 +42,8 @@ def _resnet8():
 
 
 class Functional(nn.Module):
-    """Functional add/relu/flatten, a standalone BatchNorm, AvgPool2d and Dropout."""
+    """Functional add/relu/flatten, a standalone BatchNorm + ReLU, AvgPool2d, MaxPool2d with
+    padding, a standalone ReLU after pooling, Dropout, and a conv with bias and no BN."""
 
     def __init__(self):
         super().__init__()
@@ -51,13 +52,15 @@ class Functional(nn.Module):
         self.conv2 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(4)
         self.pool = nn.AvgPool2d(2)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.drop = nn.Dropout(0.1)
-        self.fc = nn.Linear(4 * 4 * 4, 5)
+        self.fc = nn.Linear(4 * 2 * 2, 5)
 
     def forward(self, x):
-        a = F.relu(self.conv1(self.normalize(x)))
-        b = torch.relu(self.bn(self.conv2(a) + a))
-        return self.fc(self.drop(torch.flatten(self.pool(b), 1)))
+        a = self.conv1(self.normalize(x))
+        b = torch.relu(self.bn(self.conv2(F.relu(a)) + a))
+        c = F.relu(self.maxpool(self.pool(b)))
+        return self.fc(self.drop(torch.flatten(c, 1)))
 
 
 def _count(model, cls):
@@ -92,7 +95,8 @@ def test_resnet_structure():
     assert len(adds) == 3 and all(a.relu for a in adds)
     assert _count(p, QATAvgPool2d) == 1
     assert _count(p, nn.ReLU) == 0 and _count(p, nn.BatchNorm2d) == _count(p, QATConv2d)
-    standalone = [n for n in p.graph.nodes if n.op == "call_module" and isinstance(p.get_submodule(n.target), FakeQuantize)]
+    standalone = [n for n in p.graph.nodes
+                  if n.op == "call_module" and isinstance(p.get_submodule(n.target), FakeQuantize)]
     assert len(standalone) == 1  # every other value is quantized by the module that produced it
     fq = p.get_submodule("features.1.conv1.0").weight_fake_quant
     assert (fq.quant_min, fq.quant_max) == (-8, 7)

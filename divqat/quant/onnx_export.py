@@ -39,7 +39,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from divqat.models.layers import Normalize
 from divqat.quant.fake_quantize import FakeQuantize
-from divqat.quant.prepare import _module, is_passthrough
+from divqat.quant.prepare import called_module, is_passthrough
 from divqat.quant.qat_modules import QATAdd, QATAvgPool2d, QATConv2d, QATLinear
 
 __all__ = ["build_int8_onnx", "OPSET", "INPUT_NAME", "OUTPUT_NAME"]
@@ -181,7 +181,7 @@ def _avg_pool(b, x, m):
 
 
 def _passthrough(b, gm, node, x):
-    m = _module(gm, node)
+    m = called_module(gm, node)
     if isinstance(m, (nn.Dropout, nn.Identity)):
         return x
     if isinstance(m, nn.MaxPool2d):
@@ -211,7 +211,7 @@ def build_int8_onnx(gm, example_input):
         ShapeProp(gm).propagate(example_input)
     b, env, out_shape = _GraphBuilder(), {}, None
     for node in gm.graph.nodes:
-        m = _module(gm, node)
+        m = called_module(gm, node)
         args = [env[a] for a in node.args if isinstance(a, torch.fx.Node)]
         if node.op == "placeholder":
             env[node] = _Value(INPUT_NAME)
@@ -234,16 +234,17 @@ def build_int8_onnx(gm, example_input):
         elif is_passthrough(gm, node):
             env[node] = _passthrough(b, gm, node, args[0])
         else:
-            raise ValueError(f"convert: unsupported operation {node.format_node()} (was the model built by prepare_qat?)")
-    n, c, h, w = example_input.shape
+            raise ValueError(f"convert: unsupported operation {node.format_node()} "
+                             "(was the model built by prepare_qat?)")
+    _, c, h, w = example_input.shape
     graph = helper.make_graph(
         b.nodes, "divqat_int8",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", c, h, w])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, out_shape)],
         initializer=b.initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)],
-                              producer_name="divqat")
+    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="divqat")
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model

@@ -28,7 +28,7 @@ from divqat.quant.fake_quantize import FakeQuantize
 from divqat.quant.qat_modules import QATAdd, QATAvgPool2d, QATConv2d, QATLinear
 from divqat.quant.qconfig import QConfig, default_qconfig
 
-__all__ = ["prepare_qat", "QUANTIZED_MODULES", "is_passthrough", "is_prepared"]
+__all__ = ["prepare_qat", "QUANTIZED_MODULES", "called_module", "is_passthrough", "is_prepared"]
 
 QUANTIZED_MODULES = (QATConv2d, QATLinear, QATAdd, QATAvgPool2d)
 _PASSTHROUGH_MODULES = (nn.MaxPool2d, nn.ReLU, nn.Dropout, nn.Identity)
@@ -41,13 +41,14 @@ class _Tracer(fx.Tracer):
         return isinstance(m, (Normalize, Add)) or super().is_leaf_module(m, qualname)
 
 
-def _module(gm, node):
+def called_module(gm, node):
+    """The submodule a call_module node runs; None for any other node."""
     return gm.get_submodule(node.target) if node.op == "call_module" else None
 
 
 def _is_relu(gm, node):
     if node.op == "call_module":
-        return type(_module(gm, node)) is nn.ReLU
+        return type(called_module(gm, node)) is nn.ReLU
     if node.op == "call_function":
         return node.target in (F.relu, torch.relu)
     return node.op == "call_method" and node.target == "relu"
@@ -55,7 +56,7 @@ def _is_relu(gm, node):
 
 def _is_add(gm, node):
     if node.op == "call_module":
-        return isinstance(_module(gm, node), Add)
+        return isinstance(called_module(gm, node), Add)
     return (node.op == "call_function" and node.target in (operator.add, torch.add) and not node.kwargs
             and len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args))
 
@@ -63,7 +64,7 @@ def _is_add(gm, node):
 def _is_flatten(gm, node):
     """Flatten of every dimension after the batch one (module, function or method form)."""
     if node.op == "call_module":
-        m = _module(gm, node)
+        m = called_module(gm, node)
         return isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1
     if node.op in ("call_function", "call_method") and node.target in (torch.flatten, "flatten"):
         args = list(node.args[1:]) + [node.kwargs.get(k) for k in ("start_dim", "end_dim") if k in node.kwargs]
@@ -73,8 +74,8 @@ def _is_flatten(gm, node):
 
 def is_passthrough(gm, node):
     """True for operations that map quantized values onto the same quantization grid."""
-    if node.op == "call_module" and isinstance(_module(gm, node), _PASSTHROUGH_MODULES):
-        m = _module(gm, node)
+    if node.op == "call_module" and isinstance(called_module(gm, node), _PASSTHROUGH_MODULES):
+        m = called_module(gm, node)
         return not (isinstance(m, nn.MaxPool2d) and m.return_indices)
     return _is_relu(gm, node) or _is_flatten(gm, node)
 
@@ -105,11 +106,11 @@ def _fuse(gm, qconfig):
     for node in list(graph.nodes):
         if node.graph is not graph:  # erased as part of an earlier chain
             continue
-        m = _module(gm, node)
+        m = called_module(gm, node)
         chain = [node]
         if isinstance(m, nn.Conv2d):
             nxt = _sole_user(node)
-            bn = _module(gm, nxt) if nxt is not None else None
+            bn = called_module(gm, nxt) if nxt is not None else None
             bn = bn if isinstance(bn, nn.BatchNorm2d) else None
             if bn is not None:
                 chain.append(nxt)
@@ -147,7 +148,7 @@ def _insert_input_quantizers(gm, qconfig):
             quantized[node] = False
         elif node.op == "output":
             continue
-        elif isinstance(_module(gm, node), QUANTIZED_MODULES):
+        elif isinstance(called_module(gm, node), QUANTIZED_MODULES):
             for arg in node.args:
                 if not isinstance(arg, fx.Node):
                     raise ValueError(f"prepare_qat: {node.format_node()} has a non-tensor input {arg!r}")
@@ -162,7 +163,7 @@ def _insert_input_quantizers(gm, qconfig):
             quantized[node] = True
         elif is_passthrough(gm, node):
             quantized[node] = quantized[node.args[0]]
-        elif isinstance(_module(gm, node), Normalize):
+        elif isinstance(called_module(gm, node), Normalize):
             quantized[node] = False
         else:
             raise ValueError(

@@ -11,7 +11,7 @@ gradients of the reduced loss written during the forward pass (empty when not ne
 backward registered here is a scale by the upstream gradient. ``divqat._backend.select``
 picks the backend per call; "torch" runs the pure-PyTorch reference.
 """
-import functools
+import importlib.util
 
 import torch
 
@@ -84,13 +84,25 @@ if _backend.compiled_available("cpu"):
     _register("divqat")
 
 
-@functools.cache
-def _triton_ops():
-    """Import the Triton kernels (and register their autograd) on first use."""
-    import triton_kernels.kl_loss  # noqa: F401  (defines torch.ops.divqat_triton.*)
+_triton_registered = False
 
-    _register("divqat_triton")
+
+def _triton_ops():
+    """Import the Triton kernels (and register their fake and autograd) once."""
+    global _triton_registered
+    if not _triton_registered:
+        import triton_kernels.kl_loss  # noqa: F401  (defines torch.ops.divqat_triton.*)
+
+        _register("divqat_triton")
+        _triton_registered = True
     return torch.ops.divqat_triton
+
+
+# Register now where Triton can run, so torch.compile never meets a first-use registration.
+if importlib.util.find_spec("triton") is not None and (
+    torch.cuda.is_available() or _backend.triton_usable(torch.device("cpu"))
+):
+    _triton_ops()
 
 
 def _fused_ops(device):

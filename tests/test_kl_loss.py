@@ -1,0 +1,364 @@
+"""div_kl_loss and divqat_loss on every backend against a float64 oracle.
+
+The oracle is divqat.reference.kl_loss on float64 inputs (log_softmax, cross_entropy and
+autograd of PyTorch); the fused kernels (C++ "compiled", Triton under TRITON_INTERPRET=1)
+compute the same losses and write their gradients in the forward pass.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from divqat import _backend
+from divqat.ops import div_kl_loss, divqat_loss
+from divqat.ops import kl_loss as ops_module
+from divqat.reference import kl_loss as ref
+
+BACKENDS = ("compiled", "torch", "triton")
+REDUCTIONS = ("batchmean", "sum", "none")
+DIRECTIONS = ("forward", "reverse")
+
+
+def _use_backend(monkeypatch, name):
+    if name == "compiled":
+        if not _backend.compiled_available("cpu"):
+            pytest.skip("divqat._C is not built")
+        monkeypatch.delenv("DIVQAT_BACKEND", raising=False)
+    elif name == "triton":
+        pytest.importorskip("triton")
+        monkeypatch.setenv("DIVQAT_BACKEND", "triton")
+    else:
+        monkeypatch.setenv("DIVQAT_BACKEND", "torch")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    _use_backend(monkeypatch, request.param)
+    return request.param
+
+
+@pytest.fixture(params=("compiled", "triton"))
+def fused_ops(request, monkeypatch):
+    """The op namespace of a fused backend (torch.ops.divqat or torch.ops.divqat_triton)."""
+    _use_backend(monkeypatch, request.param)
+    return ops_module._fused_ops(torch.device("cpu"))
+
+
+def _logits(shape, dtype=torch.float32, scale=3.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+
+def _value_and_grads(fn, student, teacher, upstream, **kwargs):
+    """Loss and the gradients w.r.t. both logits for a given upstream gradient."""
+    s = student.detach().clone().requires_grad_()
+    t = teacher.detach().clone().requires_grad_()
+    loss = fn(s, t, **kwargs)
+    gs, gt = torch.autograd.grad(loss, (s, t), grad_outputs=upstream.to(loss.dtype).expand_as(loss))
+    return loss.detach(), gs, gt
+
+
+def _assert_close_to_oracle(fn, ref_fn, student, teacher, rtol=2e-5, atol=2e-6, **kwargs):
+    loss_ref, gs_ref, gt_ref = _value_and_grads(
+        ref_fn, student.double(), teacher.double(), _upstream(ref_fn, student, teacher, **kwargs), **kwargs
+    )
+    loss, gs, gt = _value_and_grads(fn, student, teacher, _upstream(ref_fn, student, teacher, **kwargs), **kwargs)
+    assert loss.dtype == student.dtype and gs.dtype == student.dtype
+    scale = max(1.0, float(loss_ref.abs().max())) if loss_ref.numel() else 1.0
+    torch.testing.assert_close(loss.double(), loss_ref, rtol=rtol, atol=atol * scale)
+    torch.testing.assert_close(gs.double(), gs_ref, rtol=rtol, atol=atol)
+    torch.testing.assert_close(gt.double(), gt_ref, rtol=rtol, atol=atol)
+
+
+def _upstream(ref_fn, student, teacher, **kwargs):
+    """A non-unit upstream gradient of the loss's shape (per row for reduction='none')."""
+    with torch.no_grad():
+        shape = ref_fn(student.double(), teacher.double(), **kwargs).shape
+    return torch.linspace(-1.5, 2.0, max(1, int(torch.Size(shape).numel()))).reshape(shape) if shape else torch.tensor(
+        -0.75
+    )
+
+
+@pytest.mark.parametrize("cols", [1, 2, 4097])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 4.0])
+def test_div_kl_loss_matches_float64_reference(backend, cols, reduction, direction, temperature):
+    s, t = _logits((3, cols), seed=1), _logits((3, cols), seed=2)
+    _assert_close_to_oracle(
+        div_kl_loss, ref.div_kl_loss, s, t, temperature=temperature, reduction=reduction, direction=direction
+    )
+
+
+@pytest.mark.parametrize("cols", [1, 2, 4097])
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 4.0])
+def test_divqat_loss_matches_float64_reference(backend, cols, direction, temperature):
+    s, t = _logits((3, cols), seed=3), _logits((3, cols), seed=4)
+    target = torch.tensor([0, cols - 1, cols // 2])
+    _assert_close_to_oracle(
+        divqat_loss, ref.divqat_loss, s, t, target=target, alpha=0.7, temperature=temperature, direction=direction
+    )
+
+
+def test_kl_matches_pytorch_kl_div(backend):
+    """Independent of the reference module: T^2 * F.kl_div on log_softmax, both directions."""
+    s, t, temperature = _logits((5, 11), torch.float64), _logits((5, 11), torch.float64, seed=5), 2.0
+    log_q, log_p = F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1)
+    forward = temperature**2 * F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
+    reverse = temperature**2 * F.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
+    torch.testing.assert_close(div_kl_loss(s, t, temperature), forward)
+    torch.testing.assert_close(div_kl_loss(s, t, temperature, direction="reverse"), reverse)
+    target = torch.arange(5)
+    expected = F.cross_entropy(s, target) - 0.5 * forward
+    torch.testing.assert_close(divqat_loss(s, t, target, 0.5, temperature), expected)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_leading_dimensions(backend, reduction):
+    s, t = _logits((2, 3, 5), seed=6), _logits((2, 3, 5), seed=7)
+    _assert_close_to_oracle(div_kl_loss, ref.div_kl_loss, s, t, temperature=1.5, reduction=reduction)
+    loss = div_kl_loss(s, t, reduction=reduction)
+    assert loss.shape == ((2, 3) if reduction == "none" else ())
+    target = torch.tensor([[0, 4, 2], [1, 1, 3]])
+    _assert_close_to_oracle(divqat_loss, ref.divqat_loss, s, t, target=target, alpha=0.3, temperature=2.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs(backend, dtype):
+    s, t = _logits((4, 33), dtype, seed=8), _logits((4, 33), dtype, seed=9)
+    _assert_close_to_oracle(
+        div_kl_loss, ref.div_kl_loss, s, t, rtol=2e-2, atol=2e-2, temperature=2.0, reduction="none"
+    )
+    target = torch.tensor([0, 5, 32, 7])
+    _assert_close_to_oracle(divqat_loss, ref.divqat_loss, s, t, rtol=2e-2, atol=2e-2, target=target, alpha=1.0)
+
+
+def test_mixed_dtypes_promote(backend):
+    s, t = _logits((2, 6), torch.float16), _logits((2, 6), torch.float32, seed=1)
+    loss = div_kl_loss(s, t)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, ref.div_kl_loss(s.float(), t), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_extreme_logits_are_finite(backend, direction):
+    """Logits of +-1e4: log-space arithmetic keeps loss and gradient finite and exact."""
+    s = torch.tensor([[1e4, -1e4, 0.0, 5.0], [-1e4, 1e4, 3.0, 1e4], [1e4, 1e4, 1e4, 1e4]])
+    t = torch.tensor([[-1e4, 1e4, 0.0, 1.0], [1e4, -1e4, 5.0, 1e4], [1e4, 1e4, 1e4, -1e4]])
+    _assert_close_to_oracle(
+        div_kl_loss, ref.div_kl_loss, s, t, rtol=1e-5, atol=1e-5, reduction="none", direction=direction
+    )
+    target = torch.tensor([0, 1, 2])
+    _assert_close_to_oracle(
+        divqat_loss, ref.divqat_loss, s, t, rtol=1e-5, atol=1e-5, target=target, alpha=0.1, direction=direction
+    )
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_gradcheck_float64(backend, direction):
+    s = _logits((3, 5), torch.float64).requires_grad_()
+    t = _logits((3, 5), torch.float64, seed=1).requires_grad_()
+    target = torch.tensor([4, 0, 2])
+    assert torch.autograd.gradcheck(lambda a, b: div_kl_loss(a, b, 1.7, "none", direction), (s, t), fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda a, b: divqat_loss(a, b, target, 0.6, 0.8, direction), (s, t), fast_mode=True
+    )
+
+
+def test_kl_cap_is_a_hinge_on_the_scaled_row_kl(backend):
+    s, t = _logits((6, 7), seed=10), _logits((6, 7), seed=11)
+    target, temperature, alpha = torch.tensor([0, 1, 2, 3, 4, 5]), 2.0, 0.8
+    row_kl = ref.div_kl_loss(s.double(), t.double(), temperature, "none")
+    cap = float(row_kl.sort().values[2:4].mean())  # halfway between two rows' KL
+    capped = row_kl > cap
+    assert 0 < int(capped.sum()) < 6
+    _assert_close_to_oracle(
+        divqat_loss, ref.divqat_loss, s, t, target=target, alpha=alpha, temperature=temperature, kl_cap=cap
+    )
+    # capped rows: the student's gradient is the cross-entropy's alone
+    sg = s.double().requires_grad_()
+    divqat_loss(sg.float(), t, target, alpha, temperature, kl_cap=cap).backward()
+    sc = s.double().requires_grad_()
+    (F.cross_entropy(sc, target, reduction="sum") / 6).backward()
+    torch.testing.assert_close(sg.grad[capped], sc.grad[capped], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(sg.grad[~capped], sc.grad[~capped])
+    expected = F.cross_entropy(s.double(), target) - alpha * row_kl.clamp(max=cap).mean()
+    got = divqat_loss(s, t, target, alpha, temperature, kl_cap=cap).double()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_teacher_gradient_matches_autograd_of_pytorch(backend):
+    """The teacher's gradient is computed (never a silent zero) in both directions."""
+    s, t = _logits((4, 9), torch.float64, seed=12), _logits((4, 9), torch.float64, seed=13)
+    for direction in DIRECTIONS:
+        tg = t.clone().requires_grad_()
+        div_kl_loss(s, tg, 3.0, "sum", direction).backward()
+        tr = t.clone().requires_grad_()
+        log_q, log_p = F.log_softmax(s / 3.0, -1), F.log_softmax(tr / 3.0, -1)
+        a, b = (log_p, log_q) if direction == "forward" else (log_q, log_p)
+        (9.0 * (a.exp() * (a - b)).sum()).backward()
+        torch.testing.assert_close(tg.grad, tr.grad)
+        assert tg.grad.abs().max() > 1e-3
+
+
+def test_no_grad_and_frozen_teacher(backend):
+    s, t = _logits((3, 8)), _logits((3, 8), seed=1)
+    with torch.no_grad():
+        frozen = div_kl_loss(s.requires_grad_(), t)
+    assert not frozen.requires_grad
+    torch.testing.assert_close(frozen, ref.div_kl_loss(s.detach(), t))
+    loss = divqat_loss(s, t, torch.tensor([1, 2, 3]), 0.5)
+    (grad_s,) = torch.autograd.grad(loss, s)
+    assert grad_s.shape == s.shape
+
+
+def test_empty_batch(backend):
+    s, t = torch.empty(0, 4), torch.empty(0, 4)
+    assert torch.isnan(div_kl_loss(s, t))
+    assert float(div_kl_loss(s, t, reduction="sum")) == 0.0
+    assert div_kl_loss(s, t, reduction="none").shape == (0,)
+    assert torch.isnan(divqat_loss(s, t, torch.empty(0, dtype=torch.long), 0.5))
+
+
+def test_fused_backend_serves_the_call(fused_ops, monkeypatch):
+    """The fused kernels, not the reference, answer when a fused backend is selected."""
+
+    def fail(*args, **kwargs):
+        raise AssertionError("reference called")
+
+    monkeypatch.setattr(ops_module.reference, "div_kl_loss", fail)
+    monkeypatch.setattr(ops_module.reference, "divqat_loss", fail)
+    s, t = _logits((2, 3)), _logits((2, 3), seed=1)
+    div_kl_loss(s, t)
+    divqat_loss(s, t, torch.tensor([0, 2]), 1.0)
+
+
+def test_compiled_kernel_is_deterministic_across_thread_counts(monkeypatch):
+    _use_backend(monkeypatch, "compiled")
+    s, t = _logits((257, 301)), _logits((257, 301), seed=1)
+    target = torch.arange(257) % 301
+    threads = torch.get_num_threads()
+    results = []
+    for n in (1, 2):
+        torch.set_num_threads(n)
+        s_ = s.clone().requires_grad_()
+        loss = divqat_loss(s_, t, target, 0.5, 2.0)
+        loss.backward()
+        results.append((loss.detach(), s_.grad))
+    torch.set_num_threads(threads)
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_opcheck(fused_ops, direction):
+    s = _logits((3, 5)).requires_grad_()
+    t = _logits((3, 5), seed=1).requires_grad_()
+    target = torch.tensor([0, 4, 2])
+    for reduction in REDUCTIONS:
+        torch.library.opcheck(fused_ops.div_kl_loss.default, (s, t, 2.0, reduction, direction, True, True))
+    s0, t0 = s.detach(), t.detach()  # no gradient wanted: none written
+    torch.library.opcheck(fused_ops.div_kl_loss.default, (s0, t0, 1.0, "batchmean", direction, False, False))
+    torch.library.opcheck(fused_ops.divqat_loss.default, (s, t0, target, 0.5, 2.0, direction, 0.1, True, False))
+    torch.library.opcheck(fused_ops.divqat_loss.default, (s, t, target, 0.5, 1.0, direction, None, True, True))
+
+
+def test_torch_compile_fullgraph(backend):
+    torch._dynamo.reset()
+    target = torch.tensor([1, 0, 3])
+
+    def objective(s, t):
+        return div_kl_loss(s, t, 2.0, "none", "reverse").sum() + divqat_loss(s, t, target, 0.5, 2.0, kl_cap=0.5)
+
+    s = _logits((3, 6)).requires_grad_()
+    t = _logits((3, 6), seed=1)
+    compiled = torch.compile(objective, fullgraph=True)
+    loss = compiled(s, t)
+    loss.backward()
+    s_ref = s.detach().double().requires_grad_()
+    expected = ref.div_kl_loss(s_ref, t.double(), 2.0, "none", "reverse").sum() + ref.divqat_loss(
+        s_ref, t.double(), target, 0.5, 2.0, kl_cap=0.5
+    )
+    expected.backward()
+    torch.testing.assert_close(loss.double(), expected.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(s.grad.double(), s_ref.grad, rtol=1e-5, atol=1e-6)
+
+
+@settings(deadline=None, max_examples=12)
+@given(
+    rows=st.integers(0, 4),
+    cols=st.integers(1, 40),
+    lead=st.sampled_from([(), (2,)]),
+    transpose=st.booleans(),
+    reduction=st.sampled_from(REDUCTIONS),
+    direction=st.sampled_from(DIRECTIONS),
+    temperature=st.floats(0.25, 5.0),
+)
+def test_property_shapes_and_views(rows, cols, lead, transpose, reduction, direction, temperature):
+    """Odd shapes, one column, empty batches and non-contiguous views, on every backend."""
+    shape = (*lead, rows, cols)
+    s, t = _logits(shape, seed=rows), _logits(shape, seed=cols)
+    if transpose:  # a non-contiguous view with the same logical values
+        s = s.transpose(-1, -2).contiguous().transpose(-1, -2)
+        t = t.transpose(-1, -2).contiguous().transpose(-1, -2)
+    target = (torch.arange(s[..., 0].numel()) % cols).reshape(s.shape[:-1])
+    expected = ref.div_kl_loss(s.double(), t.double(), temperature, reduction, direction)
+    expected_q = ref.divqat_loss(s.double(), t.double(), target, 0.4, temperature, direction)
+    with pytest.MonkeyPatch.context() as mp:
+        for name in BACKENDS:
+            _use_backend(mp, name)
+            got = div_kl_loss(s, t, temperature, reduction, direction)
+            torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5, equal_nan=True)
+            got_q = divqat_loss(s, t, target, 0.4, temperature, direction)
+            torch.testing.assert_close(got_q.double(), expected_q, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def _bad_div_kl_cases():
+    s, t = _logits((2, 3)), _logits((2, 3), seed=1)
+    return [
+        ((s, _logits((2, 4))), {}, "teacher_logits"),
+        ((s.long(), t), {}, "student_logits"),
+        ((s, t.int()), {}, "teacher_logits"),
+        ((torch.tensor(1.0), torch.tensor(1.0)), {}, "student_logits"),
+        ((torch.empty(2, 0), torch.empty(2, 0)), {}, "student_logits"),
+        ((s, t), {"temperature": 0.0}, "temperature"),
+        ((s, t), {"temperature": -1.0}, "temperature"),
+        ((s, t), {"temperature": float("nan")}, "temperature"),
+        ((s, t), {"reduction": "mean"}, "reduction"),
+        ((s, t), {"direction": "backward"}, "direction"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_bad_div_kl_cases())))
+def test_div_kl_loss_bad_input(backend, case):
+    args, kwargs, name = _bad_div_kl_cases()[case]
+    with pytest.raises(ValueError, match=name):
+        div_kl_loss(*args, **kwargs)
+
+
+def _bad_divqat_cases():
+    s, t, y = _logits((2, 3)), _logits((2, 3), seed=1), torch.tensor([0, 2])
+    base = {"student_logits": s, "teacher_logits": t, "target": y, "alpha": 0.5}
+    return [
+        ({"teacher_logits": _logits((3, 3))}, "teacher_logits"),
+        ({"student_logits": s.to(torch.int64)}, "student_logits"),
+        ({"target": torch.tensor([0, 3])}, "target"),
+        ({"target": torch.tensor([-1, 0])}, "target"),
+        ({"target": y.float()}, "target"),
+        ({"target": y.int()}, "target"),
+        ({"target": torch.tensor([0, 1, 2])}, "target"),
+        ({"alpha": -0.1}, "alpha"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"direction": "both"}, "direction"),
+        ({"kl_cap": 0.0}, "kl_cap"),
+        ({"kl_cap": -2.0}, "kl_cap"),
+    ], base
+
+
+@pytest.mark.parametrize("case", range(len(_bad_divqat_cases()[0])))
+def test_divqat_loss_bad_input(backend, case):
+    cases, base = _bad_divqat_cases()
+    change, name = cases[case]
+    with pytest.raises((ValueError, RuntimeError), match=name):
+        divqat_loss(**{**base, **change})

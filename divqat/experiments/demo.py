@@ -15,7 +15,7 @@ from .config import parse_config
 from .runner import run_experiment
 
 FULL = {"train_limit": 10000, "test_limit": 2000, "fp_epochs": 3, "quant_epochs": 1, "budget": 5000,
-        "attack_epochs": 10}
+        "attack_epochs": 20}
 QUICK = {"train_limit": 512, "test_limit": 256, "fp_epochs": 1, "quant_epochs": 1, "budget": 256,
          "attack_epochs": 2}
 
@@ -32,7 +32,7 @@ def demo_config(quick=False, seed=0, alpha=1.0):
         "quant": {"epochs": s["quant_epochs"]},
         "methods": [{"name": "qat"}, {"name": "divqat", "alpha": alpha}],
         "defenses": [{"name": "none"}],
-        "attacks": [{"name": "knockoff", "budget": s["budget"], "epochs": s["attack_epochs"]}],
+        "attacks": [{"name": "knockoff", "budget": s["budget"], "epochs": s["attack_epochs"], "momentum": 0.9}],
     })
 
 

@@ -119,9 +119,11 @@ def robustness_section(tables):
             + _table(["model", "which", "attack_eps: accuracy"], lines))
 
 
-def build_report(tables, plots, config=None):
-    """The Markdown text of a report."""
-    parts = [f"# Experiment report: {config.get('name', '') if config else ''}".rstrip(),
+def build_report(tables, plots, configs=None):
+    """The Markdown text of a report; ``configs`` maps each config name run into the
+    directory to its raw config."""
+    configs = configs or {}
+    parts = [f"# Experiment report: {', '.join(configs)}".rstrip(": "),
              f"{len(tables['victims'])} victims, {len(tables['cells'])} attack cells; mean ± std over "
              "seeds (sample std). Tables: results.csv (per cell and seed), summary.csv, victims.csv, "
              "results.json."]
@@ -129,8 +131,8 @@ def build_report(tables, plots, config=None):
                           robustness_section(tables)) if s]
     if plots:
         parts.append("## Plots\n\n" + "\n\n".join(f"![{p}]({p})" for p in plots))
-    if config:
-        parts.append("## Configuration\n\n```json\n" + json.dumps(config.get("config", config), indent=1) + "\n```")
+    for name, raw in configs.items():
+        parts.append(f"## Configuration {name}\n\n```json\n" + json.dumps(raw, indent=1) + "\n```")
     return "\n\n".join(parts) + "\n"
 
 
@@ -142,6 +144,5 @@ def write_report(out_dir):
         raise FileNotFoundError(f"{out_dir} is not an experiment directory (no cells/ inside)")
     tables = write_results(out_dir)
     plots = write_plots(tables, out_dir)
-    config_path = out_dir / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else None
-    return atomic_write_text(build_report(tables, plots, config), out_dir / "report.md")
+    configs = {p.stem: json.loads(p.read_text()) for p in sorted((out_dir / "configs").glob("*.json"))}
+    return atomic_write_text(build_report(tables, plots, configs), out_dir / "report.md")

@@ -74,7 +74,8 @@ def run_experiment(config, out_dir, pipeline=None, progress=True, report=True):
         pipeline = LibraryPipeline(config, progress=progress)
     out_dir = Path(out_dir)
     cache = CellCache(out_dir)
-    atomic_write_json({"name": config.name, "config": config.raw}, out_dir / "config.json")
+    # several configs may share one directory (and its cached victims): one record per config
+    atomic_write_json(config.raw, out_dir / "configs" / f"{config.name}.json")
     counts = {"victims_trained": 0, "cells_run": 0, "cells_cached": 0}
     total = sum(len(attack_cells(config, v)) for s in config.seeds for v in attacked_victims(config, s))
     bar = tqdm(total=total, desc=f"experiment {config.name}", disable=not progress)

@@ -14,6 +14,7 @@ import math
 from divqat.utils import atomic_write_json, atomic_write_text
 
 from .cells import CellCache
+from .config import Entry
 
 ROW_IDS = ("key", "victim_key", "seed")
 
@@ -38,39 +39,36 @@ def _method_columns(method):
 
 def _entry_columns(kind, entry, skip=()):
     params = {k: v for k, v in entry.items() if k != "name" and k not in skip}
-    row = {kind: entry["name"],
-           f"{kind}_label": entry["name"] + ("(" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")" if params else "")}
+    row = {kind: entry["name"], f"{kind}_label": Entry(entry["name"], tuple(sorted(params.items()))).label}
     _flatten(kind, params, row)
     return row
 
 
-def victim_rows(records):
-    """One row per victim record; returns (rows, metric column names)."""
+def _rows(records, identity):
+    """One row per record: ``identity(record)`` then its flattened metrics and time_s;
+    returns (rows, metric column names)."""
     rows, metrics = [], set()
     for r in records:
         m = {}
         _flatten("", r["metrics"], m)
         m["time_s"] = r.get("time_s")
         metrics.update(m)
-        rows.append({"key": r["key"], "seed": r["seed"], "victim_label": r["label"],
-                     **_method_columns(r["method"]), **m})
+        rows.append({**identity(r), **m})
     return rows, sorted(metrics)
+
+
+def victim_rows(records):
+    """One row per victim record; returns (rows, metric column names)."""
+    return _rows(records, lambda r: {"key": r["key"], "seed": r["seed"], "victim_label": r["label"],
+                                     **_method_columns(r["method"])})
 
 
 def attack_rows(records):
     """One row per attack-cell record; returns (rows, metric column names)."""
-    rows, metrics = [], set()
-    for r in records:
-        m = {}
-        _flatten("", r["metrics"], m)
-        m["time_s"] = r.get("time_s")
-        metrics.update(m)
-        rows.append({"key": r["key"], "victim_key": r["victim_key"], "seed": r["seed"],
-                     "victim_label": r["victim_label"], **_method_columns(r["method"]),
-                     **_entry_columns("defense", r["defense"]),
-                     "budget": r["attack"].get("budget"),
-                     **_entry_columns("attack", r["attack"], skip=("budget",)), **m})
-    return rows, sorted(metrics)
+    return _rows(records, lambda r: {
+        "key": r["key"], "victim_key": r["victim_key"], "seed": r["seed"], "victim_label": r["victim_label"],
+        **_method_columns(r["method"]), **_entry_columns("defense", r["defense"]), "budget": r["attack"].get("budget"),
+        **_entry_columns("attack", r["attack"], skip=("budget",))})
 
 
 def _is_number(v):

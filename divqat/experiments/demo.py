@@ -4,8 +4,9 @@ A small built-in experiment run by the same runner as ``divqat experiment``: a L
 victim (LeCun et al. 1998) is trained in full precision, then quantized to int8 twice, by plain
 QAT and by DivQAT at one alpha (arXiv 2512.23948: CE - alpha * KL(f_fp || f_q)); both int8
 victims are attacked through a query-counted black box by KnockoffNets (Orekondy et al., CVPR
-2019) with Fashion-MNIST images as queries, and the table compares victim accuracy, the
-adversary's classification error and its agreement with the victim. ``--quick`` shrinks every
+2019) with 5000 Fashion-MNIST images as queries (surrogate: 20 epochs of SGD with momentum 0.9,
+one of SCIENCE.md §5's two settings), and the table compares victim accuracy, the adversary's
+classification error and its agreement with the victim. ``--quick`` shrinks every
 setting for a smoke test. Results (and the cache that makes a re-run instant) go to ``--out``.
 """
 import time

@@ -2,15 +2,15 @@
 the same run (random weights: latency does not depend on them).
 
 Groups (compare medians within a group; quote ratios, not absolute times):
-  dcp-overhead-lenet5    LeNet-5, 28x28, batch 256: victim alone vs victim + DCP
-  dcp-overhead-resnet20  ResNet-20, 32x32, batch 128: victim alone vs victim + DCP
+  dcp-overhead-lenet5    LeNet-5, 28x28, batch 256: victim alone, victim + DCP, DCP alone
+  dcp-overhead-resnet20  ResNet-20, 32x32, batch 128: the same
   victim+defense         ResNet-20, batch 128, end to end: DCP, reverse sigmoid, adaptive
                          misinformation (ResNet-20 misinformation model) and MAD (ResNet-20
                          surrogate, argmax oracle, and its argmax-preserving variant)
   defense-only           the same defenses on the victim's precomputed probabilities
 
-    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184 \
-        python -m pytest benchmarks/bench_defenses.py --benchmark-json=bench_defenses.json
+    OMP_NUM_THREADS=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184 \
+        python -m pytest benchmarks/bench_defenses.py --benchmark-min-rounds=10 --benchmark-json=bench_defenses.json
 """
 import pytest
 import torch
@@ -42,11 +42,15 @@ def _answer(victim, defense, x):
 
 
 @pytest.mark.parametrize("arch", list(VICTIMS))
-@pytest.mark.parametrize("defended", [False, True], ids=["undefended", "dcp"])
-def test_dcp_overhead(benchmark, arch, defended):
+@pytest.mark.parametrize("what", ["undefended", "victim+dcp", "dcp-only"])
+def test_dcp_overhead(benchmark, arch, what):
     benchmark.group = f"dcp-overhead-{arch}"
-    victim, x = _model(arch, 0), _queries(arch)
-    benchmark(_answer, victim, DCP(0.5) if defended else None, x)
+    victim, x, defense = _model(arch, 0), _queries(arch), DCP(0.5)
+    if what == "dcp-only":
+        p = _answer(victim, None, x)
+        benchmark(defense, p)
+    else:
+        benchmark(_answer, victim, defense if what == "victim+dcp" else None, x)
 
 
 def _defenses():

@@ -70,6 +70,48 @@ def _uniform_on(mask, top, bonus):
     return weights / weights.sum(dim=1, keepdim=True)
 
 
+def _vertex_target(p, f):
+    """The vertex e_j (S = {j}) of largest angular deviation, per row."""
+    v = p - f
+    pick = _cosine(v, f, torch.ones_like(v), f, v, p.argmax(dim=1), 0.0).argmin(dim=1)
+    return F.one_hot(pick, p.shape[1]).to(p.dtype)
+
+
+def _exhaustive_target(p, f):
+    """Best uniform vector on S + {top} over every subset S of classes (each set met twice)."""
+    n, c = p.shape
+    v, top, rows = p - f, p.argmax(dim=1), torch.arange(n, device=p.device)
+    codes = torch.arange(2 ** c, device=p.device).unsqueeze(1)
+    subsets = ((codes >> torch.arange(c, device=p.device)) & 1).to(p.dtype)  # (2^C, C)
+    missing_top = 1.0 - subsets[:, top].T  # (N, 2^C): 1 where the subset lacks the top class
+    s_dot_v = v @ subsets.T + missing_top * v[rows, top].unsqueeze(1)
+    s_dot_f = f @ subsets.T + missing_top * f[rows, top].unsqueeze(1)
+    size = subsets.sum(dim=1) + missing_top
+    pick = _cosine(s_dot_v, s_dot_f, size, f, v, top, _ARGMAX_BONUS).argmin(dim=1)
+    return _uniform_on(subsets[pick].index_put((rows, top), p.new_ones(n)), top, _ARGMAX_BONUS)
+
+
+def _greedy_target(p, f):
+    """Grow S from {top} one class at a time (the one maximizing the objective); keep the best S."""
+    n, c = p.shape
+    v, top, rows = p - f, p.argmax(dim=1), torch.arange(n, device=p.device)
+    mask = F.one_hot(top, c).to(p.dtype)
+    s_dot_v, s_dot_f = v[rows, top].unsqueeze(1), f[rows, top].unsqueeze(1)
+    best_mask = mask
+    best_cos = _cosine(s_dot_v, s_dot_f, p.new_ones(n, 1), f, v, top, _ARGMAX_BONUS).squeeze(1)
+    for size in range(2, c + 1):
+        cos = _cosine(s_dot_v + v, s_dot_f + f, torch.full_like(v, float(size)), f, v, top, _ARGMAX_BONUS)
+        cos = cos.masked_fill(mask.bool(), float("inf"))  # candidate j adds class j, not yet in S
+        pick = cos.argmin(dim=1)
+        step_cos = cos[rows, pick]
+        mask = mask.index_put((rows, pick), p.new_ones(n))
+        s_dot_v, s_dot_f = s_dot_v + v[rows, pick].unsqueeze(1), s_dot_f + f[rows, pick].unsqueeze(1)
+        improved = step_cos < best_cos
+        best_mask = torch.where(improved.unsqueeze(1), mask, best_mask)
+        best_cos = torch.where(improved, step_cos, best_cos)
+    return _uniform_on(best_mask, top, _ARGMAX_BONUS)
+
+
 class MAD(Defense):
     """MAD(surrogate, epsilon, ydist="l1", oracle="argmax", keep_argmax=False); call as ``defense(probs, x)``.
 
@@ -113,38 +155,11 @@ class MAD(Defense):
     def target(self, p, f):
         """y* of the oracle for victim probabilities p and surrogate probabilities f (N, C), in float64."""
         p, f = p.double(), f.double()
-        n, c = p.shape
-        v = p - f
-        top = p.argmax(dim=1)
-        rows = torch.arange(n, device=p.device)
-        if not self.keep_argmax:  # the vertices e_j: S = {j}
-            pick = _cosine(v, f, torch.ones_like(v), f, v, top, 0.0).argmin(dim=1)
-            return F.one_hot(pick, c).double()
-        bonus = _ARGMAX_BONUS
-        if c <= EXHAUSTIVE_MAX_CLASSES:  # every subset B of classes, with the top class added
-            codes = torch.arange(2 ** c, device=p.device).unsqueeze(1)
-            subsets = ((codes >> torch.arange(c, device=p.device)) & 1).double()  # (2^C, C)
-            missing_top = 1.0 - subsets[:, top].T  # (N, 2^C): 1 where the subset lacks the top class
-            s_dot_v = v @ subsets.T + missing_top * v[rows, top].unsqueeze(1)
-            s_dot_f = f @ subsets.T + missing_top * f[rows, top].unsqueeze(1)
-            size = subsets.sum(dim=1) + missing_top
-            pick = _cosine(s_dot_v, s_dot_f, size, f, v, top, bonus).argmin(dim=1)
-            return _uniform_on(subsets[pick].index_put((rows, top), p.new_ones(n)), top, bonus)
-        mask = F.one_hot(top, c).double()  # greedy: grow S from {top}, one class at a time
-        best_mask = mask
-        best_cos = _cosine(v[rows, top].unsqueeze(1), f[rows, top].unsqueeze(1), p.new_ones(n, 1),
-                           f, v, top, bonus).squeeze(1)
-        s_dot_v, s_dot_f = (mask * v).sum(dim=1, keepdim=True), (mask * f).sum(dim=1, keepdim=True)
-        for size in range(2, c + 1):
-            cos = _cosine(s_dot_v + v, s_dot_f + f, torch.full_like(v, float(size)), f, v, top, bonus)
-            cos = cos.masked_fill(mask.bool(), float("inf"))  # candidate j adds class j not yet in S
-            pick = cos.argmin(dim=1)
-            mask = mask.index_put((rows, pick), p.new_ones(n))
-            s_dot_v, s_dot_f = s_dot_v + v[rows, pick].unsqueeze(1), s_dot_f + f[rows, pick].unsqueeze(1)
-            improved = cos[rows, pick] < best_cos
-            best_mask = torch.where(improved.unsqueeze(1), mask, best_mask)
-            best_cos = torch.where(improved, cos[rows, pick], best_cos)
-        return _uniform_on(best_mask, top, bonus)
+        if not self.keep_argmax:
+            return _vertex_target(p, f)
+        if p.shape[1] <= EXHAUSTIVE_MAX_CLASSES:
+            return _exhaustive_target(p, f)
+        return _greedy_target(p, f)
 
     def _perturb(self, p, x):
         if self.epsilon == 0.0:

@@ -15,6 +15,8 @@
 //   ce = log S1 - (s_y - ms),  S1 = sum_j exp(s_j - ms),  d ce / d s_j = exp(s_j - ms) / S1 - [j == y].
 #pragma once
 
+#include <ATen/ATen.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -91,11 +93,88 @@ DIVQAT_HD A ce_from_partials(A sum_1, A target_centered) {
   return log(sum_1) - target_centered;
 }
 
+// exp((m_old - m_new) * inv_t): rescales an online sum when its running maximum grows
+// (0 while nothing has been summed yet, m_old = -inf).
+template <typename A>
+DIVQAT_HD A rescale(A m_old, A m_new, A inv_t) {
+  return m_old == -INFINITY ? A(0) : exp_nonpos((m_old - m_new) * inv_t);
+}
+
+// KL(P || Q) from the online sums: W = sum ea_j (a_j - b_j) / T, so X = W - (ma - mb) Sa / T.
+template <typename A>
+DIVQAT_HD A kl_from_online(A w, A ma, A mb, A inv_t, A sum_a, A sum_b) {
+  return w / sum_a - (ma - mb) * inv_t - log(sum_a) + log(sum_b);
+}
+
 // The weight of a row's KL gradient: coef, or 0 when the hinge min(loss, cap) is capped.
 template <typename A>
 DIVQAT_HD A capped_coef(A loss, A cap, A coef) {
   return loss > cap ? A(0) : coef;
 }
+
+// ---- host side: the argument checks and reduction weights shared by the CPU and CUDA ops ----
+
+// What a launch needs beyond the tensors: rows, columns, direction and the weights of each row's
+// KL and CE in the reduced loss (their gradients are written scaled by these).
+struct Plan {
+  int64_t rows;
+  int64_t cols;
+  bool reverse;    // direction == "reverse": P = student, Q = teacher
+  double kl_coef;  // d loss / d (row T^2 KL), before the cap
+  double ce_coef;  // d loss / d (row CE)
+  double cap;      // +inf: no cap
+};
+
+inline void check_logits(const at::Tensor& student, const at::Tensor& teacher, double temperature) {
+  TORCH_CHECK(student.is_floating_point(), "student_logits must be floating point, got ", student.scalar_type());
+  TORCH_CHECK(teacher.scalar_type() == student.scalar_type(), "teacher_logits must have the dtype of student_logits (",
+              student.scalar_type(), "), got ", teacher.scalar_type());
+  TORCH_CHECK(student.dim() >= 1 && student.size(-1) >= 1, "student_logits must have shape (..., C) with C >= 1");
+  TORCH_CHECK(teacher.sizes() == student.sizes(), "teacher_logits must have the shape of student_logits, got ",
+              teacher.sizes(), " vs ", student.sizes());
+  TORCH_CHECK(teacher.device() == student.device(), "teacher_logits must be on the device of student_logits");
+  TORCH_CHECK(temperature > 0, "temperature must be > 0, got ", temperature);
+}
+
+inline bool parse_direction(c10::string_view direction) {
+  TORCH_CHECK(direction == "forward" || direction == "reverse",
+              "direction must be 'forward' or 'reverse', got '", direction, "'");
+  return direction == "reverse";
+}
+
+inline Plan plan_div_kl(const at::Tensor& student, const at::Tensor& teacher, double temperature,
+                        c10::string_view reduction, c10::string_view direction) {
+  check_logits(student, teacher, temperature);
+  TORCH_CHECK(reduction == "batchmean" || reduction == "sum" || reduction == "none",
+              "reduction must be 'batchmean', 'sum' or 'none', got '", reduction, "'");
+  const int64_t cols = student.size(-1);
+  const int64_t rows = student.numel() / cols;
+  const double kl_coef = reduction == "batchmean" ? 1.0 / static_cast<double>(rows) : 1.0;
+  return {rows, cols, parse_direction(direction), kl_coef, 0.0, INFINITY};
+}
+
+inline Plan plan_divqat(const at::Tensor& student, const at::Tensor& teacher, const at::Tensor& target, double alpha,
+                        double temperature, c10::string_view direction, std::optional<double> kl_cap) {
+  check_logits(student, teacher, temperature);
+  TORCH_CHECK(target.scalar_type() == at::kLong, "target must have dtype int64, got ", target.scalar_type());
+  TORCH_CHECK(target.sizes() == student.sizes().slice(0, student.dim() - 1),
+              "target must have the shape of student_logits without its last dimension, got ", target.sizes());
+  TORCH_CHECK(target.device() == student.device(), "target must be on the device of student_logits");
+  TORCH_CHECK(alpha >= 0, "alpha must be >= 0, got ", alpha);
+  TORCH_CHECK(!kl_cap.has_value() || *kl_cap > 0, "kl_cap must be > 0, got ", kl_cap.value_or(0));
+  const int64_t cols = student.size(-1);
+  const int64_t rows = student.numel() / cols;
+  const double inv_rows = 1.0 / static_cast<double>(rows);
+  return {rows, cols, parse_direction(direction), -alpha * inv_rows, inv_rows, kl_cap.value_or(INFINITY)};
+}
+
+// The gradient output: the input's shape when wanted, else an empty tensor.
+inline at::Tensor grad_buffer(const at::Tensor& like, bool wanted) {
+  return wanted ? at::empty(like.sizes(), like.options()) : at::empty({0}, like.options());
+}
+
+// Per-row values are kept in float (double for double logits).
+inline at::ScalarType acc_dtype(at::ScalarType dtype) { return dtype == at::kDouble ? at::kDouble : at::kFloat; }
 
 }  // namespace kl
 }  // namespace divqat

@@ -191,34 +191,11 @@ DIVQAT_TARGET_CLONES void rows_kernel(const Rows<c10::BFloat16>& p, int64_t begi
 }
 void rows_kernel(const Rows<double>& p, int64_t begin, int64_t end) { run_rows(p, begin, end); }
 
-bool parse_direction(c10::string_view direction) {
-  TORCH_CHECK(direction == "forward" || direction == "reverse",
-              "direction must be 'forward' or 'reverse', got '", direction, "'");
-  return direction == "reverse";
-}
-
-void check_logits(const at::Tensor& student, const at::Tensor& teacher, double temperature) {
-  TORCH_CHECK(student.is_floating_point(), "student_logits must be floating point, got ", student.scalar_type());
-  TORCH_CHECK(teacher.scalar_type() == student.scalar_type(), "teacher_logits must have the dtype of student_logits (",
-              student.scalar_type(), "), got ", teacher.scalar_type());
-  TORCH_CHECK(student.dim() >= 1 && student.size(-1) >= 1, "student_logits must have shape (..., C) with C >= 1");
-  TORCH_CHECK(teacher.sizes() == student.sizes(), "teacher_logits must have the shape of student_logits, got ",
-              teacher.sizes(), " vs ", student.sizes());
-  TORCH_CHECK(temperature > 0, "temperature must be > 0, got ", temperature);
-}
-
-at::Tensor grad_buffer(const at::Tensor& like, bool wanted) {
-  return wanted ? at::empty(like.sizes(), like.options()) : at::empty({0}, like.options());
-}
-
-// Runs the rows; returns the per-row KL (and CE) in the accumulation dtype.
+// Runs every row: per-row T^2 KL (and CE) into kl_rows / ce_rows, gradients into gs / gt.
 template <typename scalar_t>
-void launch(const at::Tensor& s, const at::Tensor& t, const int64_t* target, at::Tensor& gs, at::Tensor& gt,
-            at::Tensor& kl_rows, at::Tensor& ce_rows, double temperature, bool reverse, double kl_coef,
-            double ce_coef, double cap) {
+void launch(const kl::Plan& plan, const at::Tensor& s, const at::Tensor& t, const int64_t* target, at::Tensor& gs,
+            at::Tensor& gt, at::Tensor& kl_rows, at::Tensor& ce_rows, double temperature) {
   using A = acc_t<scalar_t>;
-  const int64_t cols = s.size(-1);
-  const int64_t rows = cols == 0 ? 0 : s.numel() / cols;
   Rows<scalar_t> p{s.const_data_ptr<scalar_t>(),
                    t.const_data_ptr<scalar_t>(),
                    target,
@@ -226,14 +203,14 @@ void launch(const at::Tensor& s, const at::Tensor& t, const int64_t* target, at:
                    gt.numel() ? gt.mutable_data_ptr<scalar_t>() : nullptr,
                    kl_rows.mutable_data_ptr<A>(),
                    ce_rows.numel() ? ce_rows.mutable_data_ptr<A>() : nullptr,
-                   cols,
+                   plan.cols,
                    static_cast<A>(temperature),
-                   reverse,
-                   static_cast<A>(kl_coef),
-                   static_cast<A>(ce_coef),
-                   static_cast<A>(cap)};
-  const int64_t grain = std::max<int64_t>(1, 32768 / cols);
-  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) { rows_kernel(p, begin, end); });
+                   plan.reverse,
+                   static_cast<A>(plan.kl_coef),
+                   static_cast<A>(plan.ce_coef),
+                   static_cast<A>(plan.cap)};
+  const int64_t grain = std::max<int64_t>(1, 32768 / plan.cols);
+  at::parallel_for(0, plan.rows, grain, [&](int64_t begin, int64_t end) { rows_kernel(p, begin, end); });
 }
 
 // Sum of a per-row vector in row order, in double.
@@ -245,27 +222,19 @@ double ordered_sum(const at::Tensor& v) {
   return total;
 }
 
-at::ScalarType acc_dtype(at::ScalarType dtype) { return dtype == at::kDouble ? at::kDouble : at::kFloat; }
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> div_kl_loss_cpu(const at::Tensor& student_logits,
                                                                const at::Tensor& teacher_logits, double temperature,
                                                                c10::string_view reduction, c10::string_view direction,
                                                                bool student_grad, bool teacher_grad) {
-  check_logits(student_logits, teacher_logits, temperature);
-  const bool reverse = parse_direction(direction);
-  TORCH_CHECK(reduction == "batchmean" || reduction == "sum" || reduction == "none",
-              "reduction must be 'batchmean', 'sum' or 'none', got '", reduction, "'");
+  const kl::Plan plan = kl::plan_div_kl(student_logits, teacher_logits, temperature, reduction, direction);
   const at::Tensor s = student_logits.contiguous();
   const at::Tensor t = teacher_logits.contiguous();
-  const int64_t rows = s.numel() / s.size(-1);
-  const double kl_coef = reduction == "batchmean" ? 1.0 / static_cast<double>(rows) : 1.0;
-  at::Tensor gs = grad_buffer(s, student_grad);
-  at::Tensor gt = grad_buffer(t, teacher_grad);
-  at::Tensor kl_rows = at::empty(s.sizes().slice(0, s.dim() - 1), s.options().dtype(acc_dtype(s.scalar_type())));
+  at::Tensor gs = kl::grad_buffer(s, student_grad);
+  at::Tensor gt = kl::grad_buffer(t, teacher_grad);
+  at::Tensor kl_rows = at::empty(s.sizes().slice(0, s.dim() - 1), s.options().dtype(kl::acc_dtype(s.scalar_type())));
   at::Tensor no_ce = at::empty({0}, kl_rows.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "div_kl_loss_cpu", [&] {
-    launch<scalar_t>(s, t, nullptr, gs, gt, kl_rows, no_ce, temperature, reverse, kl_coef, 0.0,
-                     std::numeric_limits<double>::infinity());
+    launch<scalar_t>(plan, s, t, nullptr, gs, gt, kl_rows, no_ce, temperature);
   });
   at::Tensor loss;
   if (reduction == "none") {
@@ -273,7 +242,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> div_kl_loss_cpu(const at::Tensor&
   } else {
     const double total = kl_rows.scalar_type() == at::kDouble ? ordered_sum<double>(kl_rows)
                                                                : ordered_sum<float>(kl_rows);
-    loss = at::scalar_tensor(reduction == "sum" ? total : total / static_cast<double>(rows), s.options());
+    loss = at::scalar_tensor(reduction == "sum" ? total : total / static_cast<double>(plan.rows), s.options());
   }
   return {loss, gs, gt};
 }
@@ -284,37 +253,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> divqat_loss_cpu(const at::Tensor&
                                                                double temperature, c10::string_view direction,
                                                                std::optional<double> kl_cap, bool student_grad,
                                                                bool teacher_grad) {
-  check_logits(student_logits, teacher_logits, temperature);
-  const bool reverse = parse_direction(direction);
-  TORCH_CHECK(target.scalar_type() == at::kLong, "target must have dtype int64, got ", target.scalar_type());
-  TORCH_CHECK(target.sizes() == student_logits.sizes().slice(0, student_logits.dim() - 1),
-              "target must have the shape of student_logits without its last dimension, got ", target.sizes());
-  TORCH_CHECK(alpha >= 0, "alpha must be >= 0, got ", alpha);
-  TORCH_CHECK(!kl_cap.has_value() || *kl_cap > 0, "kl_cap must be > 0, got ", kl_cap.value_or(0));
+  const kl::Plan plan =
+      kl::plan_divqat(student_logits, teacher_logits, target, alpha, temperature, direction, kl_cap);
   const at::Tensor s = student_logits.contiguous();
   const at::Tensor t = teacher_logits.contiguous();
   const at::Tensor y = target.contiguous();
-  const int64_t cols = s.size(-1);
-  const int64_t rows = s.numel() / cols;
   const int64_t* yp = y.const_data_ptr<int64_t>();
-  for (int64_t r = 0; r < rows; ++r)
-    TORCH_CHECK(yp[r] >= 0 && yp[r] < cols, "target holds class index ", yp[r], ", outside [0, ", cols, ")");
-  const double inv_rows = 1.0 / static_cast<double>(rows);
-  at::Tensor gs = grad_buffer(s, student_grad);
-  at::Tensor gt = grad_buffer(t, teacher_grad);
-  const auto acc_options = s.options().dtype(acc_dtype(s.scalar_type()));
-  at::Tensor kl_rows = at::empty({rows}, acc_options);
-  at::Tensor ce_rows = at::empty({rows}, acc_options);
-  const double cap = kl_cap.value_or(std::numeric_limits<double>::infinity());
+  for (int64_t r = 0; r < plan.rows; ++r)
+    TORCH_CHECK(yp[r] >= 0 && yp[r] < plan.cols, "target holds class index ", yp[r], ", outside [0, ", plan.cols,
+                ")");
+  at::Tensor gs = kl::grad_buffer(s, student_grad);
+  at::Tensor gt = kl::grad_buffer(t, teacher_grad);
+  const auto acc_options = s.options().dtype(kl::acc_dtype(s.scalar_type()));
+  at::Tensor kl_rows = at::empty({plan.rows}, acc_options);
+  at::Tensor ce_rows = at::empty({plan.rows}, acc_options);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "divqat_loss_cpu", [&] {
-    launch<scalar_t>(s, t, yp, gs, gt, kl_rows, ce_rows, temperature, reverse, -alpha * inv_rows, inv_rows, cap);
+    launch<scalar_t>(plan, s, t, yp, gs, gt, kl_rows, ce_rows, temperature);
   });
   // mean CE - alpha * mean min(KL, cap), both sums in row order.
-  const at::Tensor capped = kl_rows.clamp_max(cap);
+  const at::Tensor capped = kl_rows.clamp_max(plan.cap);
   const bool is_double = kl_rows.scalar_type() == at::kDouble;
   const double ce_total = is_double ? ordered_sum<double>(ce_rows) : ordered_sum<float>(ce_rows);
   const double kl_total = is_double ? ordered_sum<double>(capped) : ordered_sum<float>(capped);
-  at::Tensor loss = at::scalar_tensor((ce_total - alpha * kl_total) * inv_rows, s.options());
+  at::Tensor loss = at::scalar_tensor((ce_total - alpha * kl_total) / static_cast<double>(plan.rows), s.options());
   return {loss, gs, gt};
 }
 

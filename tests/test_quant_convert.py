@@ -99,15 +99,17 @@ def _qat_steps(prepared, x, steps=3):
     return prepared.eval()
 
 
-@pytest.mark.parametrize("build,shape,weight_bits,act_bits", [
-    (_resnet8, (3, 8, 8), 8, 8), (_resnet8, (3, 8, 8), 4, 6),
-    (Functional, (1, 8, 8), 8, 8), (Functional, (1, 8, 8), 4, 8), (Functional, (1, 8, 8), 3, 4),
+@pytest.mark.parametrize("build,shape,weight_bits,act_bits,learnable", [
+    (_resnet8, (3, 8, 8), 8, 8, False), (_resnet8, (3, 8, 8), 4, 6, False),
+    (Functional, (1, 8, 8), 8, 8, False), (Functional, (1, 8, 8), 4, 8, False),
+    (Functional, (1, 8, 8), 3, 4, False), (Functional, (1, 8, 8), 8, 8, True),
 ])
-def test_residual_and_low_bit_logits_within_steps(build, shape, weight_bits, act_bits):
-    """ResNet-8 (Add modules, identity and projection shortcuts) and a functional-style net."""
+def test_residual_and_low_bit_logits_within_steps(build, shape, weight_bits, act_bits, learnable):
+    """ResNet-8 (Add modules, identity and projection shortcuts) and a functional-style net,
+    at low bit widths and with LSQ-learned scales and zero points."""
     torch.manual_seed(0)
     x = torch.rand(32, *shape)
-    prepared = _qat_steps(prepare_qat(build(), get_qconfig(weight_bits, act_bits)), x)
+    prepared = _qat_steps(prepare_qat(build(), get_qconfig(weight_bits, act_bits, learnable)), x)
     with torch.no_grad():
         fq_logits = prepared(x)
     int8 = convert(prepared, x[:2])

@@ -5,6 +5,13 @@ the folded weights and the observed scales, Jacob et al. 2018) and run by ONNX R
 integer kernels (divqat.quant.int8_model). ONNX Runtime was chosen over PyTorch's x86
 quantized engine because its int8 QOperator model is the edge-deployment format and the file
 is self-contained (no Python model code needed to load it).
+
+Verified (tests/test_quant_convert.py): after ONNX Runtime's graph optimizations the graph runs
+QLinearConv (every conv and linear layer), QLinearAdd, QLinearGlobalAveragePool /
+QLinearAveragePool and uint8 MaxPool; no float Conv, Gemm or MatMul remains. Float arithmetic is
+left only at the boundaries (Normalize and the input quantization, the final dequantization).
+The integer model's argmax agrees with the fake-quantized model on 100% of 1000 MNIST test
+images after a short LeNet-5 QAT (SCIENCE.md §2 asks for >= 99%).
 """
 import copy
 

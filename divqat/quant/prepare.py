@@ -17,6 +17,7 @@ The pass (Jacob et al., CVPR 2018, §3; Krishnamoorthi 2018, §3.2) on the fx gr
 Any other operation raises ValueError, so a prepared model always converts (divqat.quant.convert).
 """
 import copy
+import itertools
 import operator
 
 import torch
@@ -202,12 +203,15 @@ def prepare_qat(model, qconfig=None):
         raise ValueError(f"qconfig must be a divqat.quant.QConfig, got {type(qconfig).__name__}")
     if is_prepared(model):
         raise ValueError("model is already prepared for QAT (it contains FakeQuantize modules)")
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    device = next(tensors, torch.empty(0)).device
     gm = _trace(copy.deepcopy(model))
     _fuse(gm, qconfig)
     _insert_input_quantizers(gm, qconfig)
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
+    gm.to(device)  # the new quantizers are created on the CPU
     for attr in ("arch", "meta"):
         if hasattr(model, attr):
             setattr(gm, attr, copy.deepcopy(getattr(model, attr)))

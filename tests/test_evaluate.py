@@ -92,3 +92,21 @@ def test_evaluate_bad_arguments(victim, argv, match):
 def test_evaluate_missing_victim(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         _run(["--victim", str(tmp_path / "nothing")])
+
+
+def test_misinformation_model_saved_as_a_run_directory_serves_the_cli(victim, tmp_path):
+    from divqat.data import load_dataset
+    from divqat.defenses import AdaptiveMisinformation, train_misinformation_model
+
+    directory, _ = victim
+    torch.manual_seed(2)
+    misinformation = build_model_for("smallcnn", "digits")
+    train_misinformation_model(misinformation, load_dataset("digits", "train", limit=64), epochs=1, batch_size=32,
+                               progress=False, out_dir=tmp_path / "misinfo", dataset="digits")
+    out = tmp_path / "am.json"
+    assert _run(["--victim", str(directory), "--defense", "am", "--defense-arg", f"model={tmp_path / 'misinfo'}",
+                 "--defense-arg", "tau=0.99", "--limit", "16", "--repeats", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    result = json.loads(out.read_text())
+    assert result["defense"] == repr(AdaptiveMisinformation(misinformation, tau=0.99))  # the same weights
+    assert result["mean_l1"] > 0

@@ -63,18 +63,34 @@ def misinformation_loss(logits, target):
 
 
 def train_misinformation_model(model, train_set, epochs=5, batch_size=128, lr=1e-3, optimizer="adam",
-                               seed=0, device="cpu", progress=True):
+                               seed=0, device="cpu", progress=True, out_dir=None, dataset=None):
     """Train ``model`` in place to minimise the probability of the true class; returns it in eval mode.
 
     Minimises :func:`misinformation_loss` over ``train_set`` (a Dataset of (x, y)) with the
     shared training loop :func:`divqat.train.loop.fit` (cosine learning rate, ``seed`` seeds
     Python, NumPy and torch, ``progress=False`` silences the bar).
+
+    With ``out_dir``, the run is written in the ``divqat train --out`` format (config.json with
+    method "misinformation", model.pt, log.jsonl, metrics.json; ``model`` must be a divqat
+    model, with ``.arch`` and ``.meta``), so the CLI can load it:
+    ``--defense am --defense-arg model=OUT_DIR --defense-arg tau=0.5``. ``dataset`` names the
+    training set in config.json.
     """
+    from divqat.train.artifacts import write_config, write_results
     from divqat.train.loop import fit
+
+    if out_dir is not None:
+        if not (hasattr(model, "arch") and hasattr(model, "meta")):
+            raise ValueError("out_dir: only a divqat model (with .arch and .meta) can be saved as a run directory")
+        write_config(out_dir, {"method": "misinformation", "quantized": False, "qconfig": None, "arch": model.arch,
+                               "meta": dict(model.meta), "dataset": dataset, "epochs": epochs,
+                               "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "seed": seed})
 
     def step(net, x, y, global_step):
         return {"loss": misinformation_loss(net(x), y)}
 
-    fit(model, train_set, step, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
-        device=device, progress=progress, desc="misinformation")
+    history = fit(model, train_set, step, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                  seed=seed, device=device, progress=progress, out_dir=out_dir, desc="misinformation")
+    if out_dir is not None:
+        write_results(out_dir, model, {"train_loss": history[-1]["loss"]})
     return model.eval()

@@ -148,6 +148,9 @@ def test_gradients_flow_and_freeze_bn():
     with torch.no_grad():
         p(x)
     assert torch.equal(conv.bn.running_mean, before)
+    reloaded = prepare_qat(_resnet8())
+    reloaded.load_state_dict(p.state_dict())  # the frozen phase travels with the checkpoint
+    assert not reloaded.train().get_submodule("features.0.0").bn.training
 
 
 def test_train_mode_observes_and_eval_does_not():

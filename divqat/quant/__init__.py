@@ -1,9 +1,13 @@
 """Quantization-aware training and integer conversion (SCIENCE.md §2).
 
     prepared = prepare_qat(model, get_qconfig(weight_bits=8, act_bits=8))   # fx: fold conv-bn-relu, fake quant
-    ... train prepared (freeze_bn / freeze_observers for the last epochs) ...
-    int8 = convert(prepared, example_input)                                 # ONNX Runtime integer model
+    ... train prepared; for the last epochs freeze_bn(prepared), freeze_observers(prepared) ...
+    int8 = convert(prepared, example_input)      # Int8Model: ONNX Runtime QLinearConv/QLinearAdd/...
     save_int8(int8, "model_int8.onnx"); int8 = load_int8("model_int8.onnx")
+
+Modules: observers (min/max statistics -> scale, zero point), fake_quantize (FakeQuantize, LSQ),
+qconfig (presets), qat_modules (folded QAT layers), prepare (the fx pass), phases (switches,
+calibration), onnx_export (the integer graph), int8_model (Int8Model, save/load), convert.
 """
 from divqat.quant.convert import convert
 from divqat.quant.fake_quantize import FakeQuantize

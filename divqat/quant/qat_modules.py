@@ -15,7 +15,7 @@ inference: a whitepaper", 2018, §3.2; Jacob et al., CVPR 2018, §3.2), exactly 
 
 so the weight that is fake-quantized during training is the folded weight the integer model
 stores. ``freeze_bn_stats`` stops the running-statistics update (and uses them) for the last
-epochs. A BatchNorm2d that follows no convolution is treated as a depthwise 1x1 convolution
+epochs (the switch is saved in the state dict). A BatchNorm2d that follows no convolution is treated as a depthwise 1x1 convolution
 with fixed unit weights followed by that BatchNorm, which folds the same way.
 """
 import torch
@@ -100,6 +100,13 @@ class QATConv2d(nn.Module):
         if self.freeze_bn:
             self.bn.eval()
         return self
+
+    def get_extra_state(self):
+        return {"freeze_bn": self.freeze_bn}
+
+    def set_extra_state(self, state):
+        if state["freeze_bn"]:
+            self.freeze_bn_stats()
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

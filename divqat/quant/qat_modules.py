@@ -15,8 +15,9 @@ inference: a whitepaper", 2018, §3.2; Jacob et al., CVPR 2018, §3.2), exactly 
 
 so the weight that is fake-quantized during training is the folded weight the integer model
 stores. ``freeze_bn_stats`` stops the running-statistics update (and uses them) for the last
-epochs (the switch is saved in the state dict). A BatchNorm2d that follows no convolution is treated as a depthwise 1x1 convolution
-with fixed unit weights followed by that BatchNorm, which folds the same way.
+epochs (the switch is saved in the state dict). A BatchNorm2d that follows no convolution is
+treated as a depthwise 1x1 convolution with fixed unit weights followed by that BatchNorm, which
+folds the same way.
 """
 import torch
 import torch.nn.functional as F

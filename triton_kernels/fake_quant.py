@@ -28,7 +28,7 @@ __all__ = ["fake_quant", "fake_quant_backward", "fake_quant_lsq_backward"]
 
 BLOCK = 1024  # elements per program of the elementwise kernels and of long-row LSQ partials
 TILE_ROWS, TILE_COLS = 16, 128  # short-row LSQ tile
-REDUCE_BLOCK = 128  # columns per step of the pass-2 reduction
+REDUCE_ROWS, REDUCE_COLS = 64, 64  # pass-2 reduction tile
 MIN_INNER = 64  # channel rows shorter than this use the short-row LSQ tiles
 
 
@@ -153,23 +153,22 @@ def _lsq_short_kernel(g_ptr, x_ptr, dx_ptr, s_ptr, z_ptr, ps_ptr, pz_ptr, outer,
 
 
 @triton.jit
-def _reduce_kernel(ps_ptr, pz_ptr, os_ptr, oz_ptr, R, W, G, BLOCK: tl.constexpr):
-    """Pass 2: channel c sums columns [c*G, (c+1)*G) of the [R, W] partials, rows in order."""
+def _reduce_kernel(ps_ptr, pz_ptr, os_ptr, oz_ptr, R, W, G, ROWS: tl.constexpr, COLS: tl.constexpr):
+    """Pass 2: channel c sums columns [c*G, (c+1)*G) of the [R, W] partials, tile by tile in a
+    fixed order, then the tile accumulator."""
     c = tl.program_id(0).to(tl.int64)
-    acc_s = tl.zeros([BLOCK], dtype=ps_ptr.dtype.element_ty)
-    acc_z = tl.zeros([BLOCK], dtype=pz_ptr.dtype.element_ty)
-    row_s = ps_ptr + c * G  # pointer arithmetic is 64-bit
-    row_z = pz_ptr + c * G
-    for _ in range(0, R):
-        for g0 in range(0, G, BLOCK):
-            cols = g0 + tl.arange(0, BLOCK)
-            m = cols < G
-            acc_s += tl.load(row_s + cols, mask=m, other=0.0)
-            acc_z += tl.load(row_z + cols, mask=m, other=0.0)
-        row_s += W
-        row_z += W
-    tl.store(os_ptr + c, tl.sum(acc_s, axis=0))
-    tl.store(oz_ptr + c, tl.sum(acc_z, axis=0))
+    acc_s = tl.zeros([ROWS, COLS], dtype=ps_ptr.dtype.element_ty)
+    acc_z = tl.zeros([ROWS, COLS], dtype=pz_ptr.dtype.element_ty)
+    for r0 in range(0, R, ROWS):
+        rows = (r0 + tl.arange(0, ROWS)).to(tl.int64)
+        for g0 in range(0, G, COLS):
+            cols = g0 + tl.arange(0, COLS)
+            m = (rows[:, None] < R) & (cols[None, :] < G)
+            offs = rows[:, None] * W + c * G + cols[None, :]
+            acc_s += tl.load(ps_ptr + offs, mask=m, other=0.0)
+            acc_z += tl.load(pz_ptr + offs, mask=m, other=0.0)
+    tl.store(os_ptr + c, tl.sum(tl.sum(acc_s, axis=1), axis=0))
+    tl.store(oz_ptr + c, tl.sum(tl.sum(acc_z, axis=1), axis=0))
 
 
 def _prepare(x, scale, zero_point, axis):
@@ -249,6 +248,6 @@ def fake_quant_lsq_backward(grad: torch.Tensor, x: torch.Tensor, scale: torch.Te
         rows, width, group = outer, channels * nblocks, nblocks
     out_s = torch.empty(channels, dtype=acc, device=x.device)
     out_z = torch.empty_like(out_s)
-    _reduce_kernel[(channels,)](ps, pz, out_s, out_z, rows, width, group, BLOCK=REDUCE_BLOCK)
+    _reduce_kernel[(channels,)](ps, pz, out_s, out_z, rows, width, group, ROWS=REDUCE_ROWS, COLS=REDUCE_COLS)
     zdt = zero_point.dtype if zero_point.is_floating_point() else torch.float32
     return dx, out_s.to(scale.dtype).reshape(scale.shape), out_z.to(zdt).reshape(zero_point.shape)

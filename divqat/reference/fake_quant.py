@@ -155,9 +155,13 @@ def fake_quant_lsq_backward(grad, x, scale, zero_point, quant_min, quant_max, ax
     ds = torch.where(lo, dy * (quant_min - z), torch.where(hi, dy * (quant_max - z), dy * (yq - xc) * inv)) * g
     dz = torch.where(inside, torch.zeros_like(dy), dy * -1 * s * g)
     dims = [d for d in range(x.dim()) if d != axis]
-    dscale = ds.to(torch.float64).sum(dims).to(scale.dtype).reshape(scale.shape)
-    zdt = zero_point.dtype if zero_point.is_floating_point() else torch.float32
-    dzero = dz.to(torch.float64).sum(dims).to(zdt).reshape(zero_point.shape)
+
+    def reduce(t, dtype, shape):  # float64 sum over every dim but axis (sum([]) would sum all)
+        t = t.to(torch.float64)
+        return (t.sum(dims) if dims else t).to(dtype).reshape(shape)
+
+    dscale = reduce(ds, scale.dtype, scale.shape)
+    dzero = reduce(dz, zero_point.dtype if zero_point.is_floating_point() else torch.float32, zero_point.shape)
     return (dy * inside).to(x.dtype), dscale, dzero
 
 

@@ -1,6 +1,8 @@
 """Observers against torch.ao.quantization's observers (the oracle), every bit width 2..8."""
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.ao.quantization import observer as tq
 
 from divqat.quant import (
@@ -114,3 +116,33 @@ def test_bad_observer_arguments_raise():
         PerChannelMinMaxObserver(3)(torch.randn(4, 2))
     with pytest.raises(ValueError, match="averaging_constant"):
         QuantSpec(averaging_constant=1.5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=2, max_size=4),  # PyTorch needs >= 2-D per channel
+    bits=st.integers(2, 8),
+    symmetric=st.booleans(),
+    moving=st.booleans(),
+    magnitude=st.floats(1e-6, 1e3),
+    offset=st.floats(-2.0, 2.0),
+    data=st.data(),
+)
+def test_observers_match_torch_property(shape, bits, symmetric, moving, magnitude, offset, data):
+    """Any shape (single elements, one column), any scale, transposed (non-contiguous) inputs."""
+    ch_axis = data.draw(st.integers(0, len(shape) - 1))
+    g = torch.Generator().manual_seed(len(shape) * 7 + bits)
+    xs = [(torch.randn(shape[::-1], generator=g) * magnitude + offset * magnitude).permute(
+        *reversed(range(len(shape)))) for _ in range(2)]
+    signed = symmetric or bits % 2 == 0
+    if moving:
+        ours = MovingAveragePerChannelMinMaxObserver(shape[ch_axis], bits, signed, symmetric, ch_axis)
+        theirs = _torch_observer(tq.MovingAveragePerChannelMinMaxObserver, bits, signed, symmetric, True,
+                                 ch_axis=ch_axis, averaging_constant=0.01)
+    else:
+        ours = PerChannelMinMaxObserver(shape[ch_axis], bits, signed, symmetric, ch_axis)
+        theirs = _torch_observer(tq.PerChannelMinMaxObserver, bits, signed, symmetric, True, ch_axis=ch_axis)
+    for x in xs:
+        ours(x)
+        theirs(x)
+        _assert_same(ours, theirs)

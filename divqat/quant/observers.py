@@ -115,7 +115,7 @@ class _Observer(nn.Module):
                 f"observer expects {self.min_val.numel()} channels along axis {self.ch_axis}, "
                 f"got input of shape {tuple(x.shape)}"
             )
-        return torch.aminmax(x.movedim(self.ch_axis, 0).flatten(1), dim=1)
+        return torch.aminmax(x.movedim(self.ch_axis, 0).reshape(x.shape[self.ch_axis], -1), dim=1)
 
     def forward(self, x):
         """Update the statistics with ``x`` (an empty x is ignored) and return x unchanged."""

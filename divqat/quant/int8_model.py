@@ -32,6 +32,8 @@ class Int8Model(nn.Module):
         onnx_bytes: the serialized ONNX model (from ``convert`` or ``load_int8``).
         batch_size: inputs are run through ONNX Runtime in chunks of this many images.
     Attributes ``arch`` and ``meta`` come from the float model (stored in the ONNX metadata).
+    The forward pass is not differentiable (integer kernels); inputs on any device are run on
+    the CPU and the logits are returned on the input's device.
     """
 
     def __init__(self, onnx_bytes, batch_size=256):

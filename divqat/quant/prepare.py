@@ -94,18 +94,20 @@ def _absorb_relu(gm, chain):
     return False
 
 
-def _collapse(chain):
-    """Make chain[0] stand for the whole chain and erase the others."""
+def _collapse(chain, erased):
+    """Make chain[0] stand for the whole chain and erase the others (recorded in ``erased``)."""
     chain[-1].replace_all_uses_with(chain[0])
     for n in reversed(chain[1:]):
         n.graph.erase_node(n)
+        erased.add(n)
 
 
 def _fuse(gm, qconfig):
     """Step 1 of the module docstring, in place on ``gm``."""
     graph, w, a = gm.graph, qconfig.weight, qconfig.activation
+    erased = set()
     for node in list(graph.nodes):
-        if node.graph is not graph:  # erased as part of an earlier chain
+        if node in erased:  # folded into an earlier chain
             continue
         m = called_module(gm, node)
         chain = [node]
@@ -136,7 +138,7 @@ def _fuse(gm, qconfig):
         else:
             continue
         gm.add_submodule(chain[0].target, qat)
-        _collapse(chain)
+        _collapse(chain, erased)
 
 
 def _insert_input_quantizers(gm, qconfig):

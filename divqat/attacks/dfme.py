@@ -37,9 +37,9 @@ def _disagreement(student_logits, victim_probs):
 
 
 def dfme(blackbox, budget, *, arch=None, batch_size=256, lr_student=0.1, lr_generator=1e-4, momentum=0.9,
-         weight_decay=5e-4, grad_m=1, grad_eps=1e-3, student_steps=5, nz=256, seed=0, device="cpu", progress=True):
+         weight_decay=5e-4, grad_m=1, grad_eps=1e-3, student_steps=5, nz=256, ngf=64, seed=0, device="cpu", progress=True):
     """DFME (see the module docstring); spends exactly ``budget`` queries. Returns ``(student, record)``."""
-    for name, value in (("batch_size", batch_size), ("grad_m", grad_m), ("student_steps", student_steps), ("nz", nz)):
+    for name, value in (("batch_size", batch_size), ("grad_m", grad_m), ("student_steps", student_steps), ("nz", nz), ("ngf", ngf)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     for name, value in (("lr_student", lr_student), ("lr_generator", lr_generator), ("grad_eps", grad_eps)):
@@ -47,7 +47,7 @@ def dfme(blackbox, budget, *, arch=None, batch_size=256, lr_student=0.1, lr_gene
             raise ValueError(f"{name} must be > 0, got {value!r}")
     student = setup_attack(blackbox, budget, arch, seed).to(device)
     channels, size, _ = blackbox.input_shape
-    generator = Generator(nz, channels, size).to(device)
+    generator = Generator(nz, channels, size, ngf).to(device)
     opt_s = torch.optim.SGD(student.parameters(), lr=lr_student, momentum=momentum, weight_decay=weight_decay)
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr_generator)
     iterations, tail = plan_queries(budget, batch_size, batch_size * (grad_m + 1 + student_steps))
@@ -90,6 +90,6 @@ def dfme(blackbox, budget, *, arch=None, batch_size=256, lr_student=0.1, lr_gene
     record = attack_record("dfme", blackbox, student, budget, seed, blackbox.queries_used - start,
                            iterations=iterations, tail_steps=len(tail), batch_size=batch_size, lr_student=lr_student,
                            lr_generator=lr_generator, momentum=momentum, weight_decay=weight_decay, grad_m=grad_m,
-                           grad_eps=grad_eps, student_steps=student_steps, nz=nz,
+                           grad_eps=grad_eps, student_steps=student_steps, nz=nz, ngf=ngf,
                            final_student_loss=losses["student"], final_generator_objective=losses["generator"])
     return student, record

@@ -32,11 +32,11 @@ __all__ = ["maze"]
 
 
 def maze(blackbox, budget, *, arch=None, batch_size=128, lr_clone=0.1, lr_generator=1e-4, momentum=0.9,
-         weight_decay=5e-4, ndirs=10, mu=1e-3, clone_steps=5, replay_steps=10, nz=100, seed=0, device="cpu",
-         progress=True):
+         weight_decay=5e-4, ndirs=10, mu=1e-3, clone_steps=5, replay_steps=10, nz=100, ngf=64, seed=0,
+         device="cpu", progress=True):
     """MAZE (see the module docstring); spends exactly ``budget`` queries. Returns ``(clone, record)``."""
     for name, value, low in (("batch_size", batch_size, 1), ("ndirs", ndirs, 1), ("clone_steps", clone_steps, 1),
-                             ("replay_steps", replay_steps, 0), ("nz", nz, 1)):
+                             ("replay_steps", replay_steps, 0), ("nz", nz, 1), ("ngf", ngf, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     for name, value in (("lr_clone", lr_clone), ("lr_generator", lr_generator), ("mu", mu)):
@@ -44,7 +44,7 @@ def maze(blackbox, budget, *, arch=None, batch_size=128, lr_clone=0.1, lr_genera
             raise ValueError(f"{name} must be > 0, got {value!r}")
     clone = setup_attack(blackbox, budget, arch, seed).to(device)
     channels, size, _ = blackbox.input_shape
-    generator = Generator(nz, channels, size).to(device)
+    generator = Generator(nz, channels, size, ngf).to(device)
     opt_c = torch.optim.SGD(clone.parameters(), lr=lr_clone, momentum=momentum, weight_decay=weight_decay)
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr_generator)
     iterations, tail = plan_queries(budget, batch_size, batch_size * (ndirs + 1 + clone_steps))
@@ -97,6 +97,6 @@ def maze(blackbox, budget, *, arch=None, batch_size=128, lr_clone=0.1, lr_genera
     record = attack_record("maze", blackbox, clone, budget, seed, blackbox.queries_used - start,
                            iterations=iterations, tail_steps=len(tail), batch_size=batch_size, lr_clone=lr_clone,
                            lr_generator=lr_generator, momentum=momentum, weight_decay=weight_decay, ndirs=ndirs, mu=mu,
-                           clone_steps=clone_steps, replay_steps=replay_steps, nz=nz,
+                           clone_steps=clone_steps, replay_steps=replay_steps, nz=nz, ngf=ngf,
                            final_clone_loss=losses["clone"], final_generator_objective=losses["generator"])
     return clone, record

@@ -45,25 +45,24 @@ _ARG_ALIASES = {"adaptive_misinformation": {"model": "misinformation_model"}, "m
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
-def _parse_bool(text):
-    try:
-        return _BOOLS[text.lower()]
-    except KeyError:
-        raise ValueError(f"expected true or false, got {text!r}") from None
+def _strict_bool(text):
+    if text.lower() not in _BOOLS:
+        raise ValueError(text)
+    return _BOOLS[text.lower()]
 
 
-def _parse_float(text):
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"expected a number, got {text!r}") from None
+def _parser(convert, expected):
+    """A CLI string parser: ``convert(text)``, or ValueError("expected <expected>, got 'text'")."""
+    def parse(text):
+        try:
+            return convert(text)
+        except ValueError:
+            raise ValueError(f"expected {expected}, got {text!r}") from None
+    return parse
 
 
-def _parse_int(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"expected an integer, got {text!r}") from None
+_parse_float, _parse_int = _parser(float, "a number"), _parser(int, "an integer")
+_parse_bool = _parser(_strict_bool, "true or false")
 
 
 def load_model(source):

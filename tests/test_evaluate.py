@@ -110,3 +110,12 @@ def test_misinformation_model_saved_as_a_run_directory_serves_the_cli(victim, tm
     result = json.loads(out.read_text())
     assert result["defense"] == repr(AdaptiveMisinformation(misinformation, tau=0.99))  # the same weights
     assert result["mean_l1"] > 0
+
+
+def test_cli_reports_bad_defense_arguments_in_one_line(victim, capsys):
+    from divqat.cli import main
+
+    directory, _ = victim
+    assert main(["evaluate", "--victim", str(directory), "--defense", "dcp", "--defense-arg", "beta=-1"]) == 2
+    err = capsys.readouterr().err
+    assert err == "divqat evaluate: error: beta must be >= 0.0, got -1.0\n"

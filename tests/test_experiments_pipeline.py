@@ -16,6 +16,7 @@ RAW = {
     "methods": [{"name": "qat"}],
     "defenses": [{"name": "none"}, {"name": "dcp", "beta": 0.5}],
     "attacks": [{"name": "knockoff", "budget": [64, 128], "epochs": 1}],
+    "robustness": {"attacks": ["fgsm"], "eps": [0.0, 0.2], "limit": 60},
 }
 
 
@@ -33,11 +34,14 @@ def test_tiny_grid_end_to_end(tmp_path):
         assert c["queries_used"] == c["budget"]
         assert c["adversary_error"] == pytest.approx(1 - c["adversary_accuracy"])
         assert 0 <= c["agreement"] <= 1
+        assert 0 <= c["surrogate_robust_fgsm_0.2"] <= 1
     # largest budget first: the smaller budget's transfer set comes from the cache
     assert cells["none", 128]["fresh_queries"] == 128 and cells["none", 64]["fresh_queries"] == 0
     assert cells["dcp", 128]["fresh_queries"] == 128  # another defense, other answers
     assert cells["dcp", 128]["defense_l1"] > 0 and "defense_l1" not in cells["none", 128]
-    assert (out / "report.md").is_file() and (out / "budget.png").is_file()
+    # robustness of the int8 victim, on examples crafted on its fake-quantized model
+    assert qat["robust_limit"] == 60 and 0 <= qat["robust_fgsm_0.2"] <= qat["robust_fgsm_0"] <= 1
+    assert (out / "report.md").is_file() and (out / "robustness.png").is_file()
     assert run_experiment(parse_config(RAW), out, progress=False, report=False) == {
         "victims_trained": 0, "cells_run": 0, "cells_cached": 4}
 

@@ -43,7 +43,7 @@ class FakePipeline:
     """Deterministic metrics computed from the cell; records every call; can fail on demand."""
 
     def __init__(self, fail_at=None):
-        self.trained, self.loaded, self.attacked = [], [], []
+        self.trained, self.loaded, self.attacked, self.evaluated = [], [], [], []
         self.fail_at = fail_at
 
     def train_victim(self, cell, teacher_dir, out_dir):
@@ -59,6 +59,12 @@ class FakePipeline:
     def load_victim(self, cell, out_dir):
         self.loaded.append(cell.key)
         return (out_dir / "model.txt").read_text()
+
+    def evaluate_victim(self, cell, out_dir, metrics):
+        if "robust_fgsm_0.1" in metrics:
+            return {}
+        self.evaluated.append(cell.key)
+        return {"robust_fgsm_0.1": 0.5 - 0.01 * cell.method.kwargs.get("alpha", 0.0)}
 
     def attack(self, victim, cell, victim_dir):
         assert victim == cell.victim.key
@@ -108,7 +114,8 @@ def test_run_caches_every_cell_and_second_run_does_no_work(config, tmp_path):
     again = FakePipeline()
     counts = run_experiment(config, out, pipeline=again, progress=False)
     assert counts == {"victims_trained": 0, "cells_run": 0, "cells_cached": 60}
-    assert again.trained == again.loaded == again.attacked == []
+    assert again.trained == again.loaded == again.attacked == again.evaluated == []
+    assert len(fake.evaluated) == 12
 
 
 def test_interrupted_run_resumes_without_redoing_work(config, tmp_path):

@@ -61,8 +61,6 @@ def victim_cells(config, seed):
     """The victims of one seed: the full-precision victim first (it is the teacher of the
     ptq/qat/divqat victims), then one per expanded method entry (``fp`` reuses the first)."""
     base = {"data": _data_spec(config), "victim": config.victim, "seed": seed}
-    if config.robustness:  # victims' robustness is part of their record
-        base["robustness"] = config.robustness
     fp = VictimCell(Entry("fp"), seed, {**base, "method": {"name": "fp"}})
     cells = [fp]
     for method in config.methods:

@@ -6,6 +6,7 @@ The work itself is done by a *pipeline* (the library's functions, see
 
     train_victim(cell: VictimCell, teacher_dir: Path | None, out_dir: Path) -> (model, metrics: dict)
     load_victim(cell: VictimCell, out_dir: Path) -> model
+    evaluate_victim(cell: VictimCell, out_dir: Path, metrics: dict) -> metrics to add (may be empty)
     attack(victim: model, cell: AttackCell, victim_dir: Path) -> metrics: dict
 
 ``teacher_dir`` is the finished output directory of the cell's teacher (the full-precision
@@ -82,7 +83,11 @@ def run_experiment(config, out_dir, pipeline=None, progress=True, report=True):
     for seed in config.seeds:
         victims = _Victims(cache, pipeline, counts)
         for victim in victim_cells(config, seed):
-            victims.record(victim)
+            record = victims.record(victim)
+            extra = pipeline.evaluate_victim(victim, cache.victim_dir(victim.key), record["metrics"])
+            if extra:
+                record["metrics"].update(extra)
+                cache.save_victim_record(victim.key, record)
         for victim in attacked_victims(config, seed):
             for cell in attack_cells(config, victim):
                 bar.set_postfix_str(f"seed {seed} {victim.method.label} {cell.defense.label} {cell.attack.label}")

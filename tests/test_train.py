@@ -197,8 +197,9 @@ def test_fit_custom_step_logs_every_monitor(tmp_path):
         loss = F.cross_entropy(model(x), y)
         return {"loss": loss, "double": 2 * loss.detach()}
 
-    history = fit(_mlp(), _blobs(64, 0), step, epochs=2, batch_size=16, out_dir=tmp_path, **OPTS)
+    history = fit(_mlp(), _blobs(64, 0), step, epochs=2, batch_size=16, lr=0.05, out_dir=tmp_path, **OPTS)
     assert [r["epoch"] for r in history] == [1, 2]
     for r in history:
         assert r["double"] == pytest.approx(2 * r["loss"])
-    assert history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine schedule ends at 0
+    # cosine schedule: lr_t = lr * (1 + cos(pi * t / T)) / 2, here at t = T / 2 for epoch 2
+    assert [r["lr"] for r in history] == pytest.approx([0.05, 0.025])

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from divqat import cli
+from divqat.cli import main
 from divqat.data import load_dataset
 from divqat.train import load_config, load_victim
 from test_train import one_thread  # noqa: F401  (autouse fixture)
@@ -16,14 +16,6 @@ TEST_LIMIT = 1000
 COMMON = ["--dataset", "mnist", "--arch", "lenet5", "--limit", "3000", "--test-limit", str(TEST_LIMIT),
           "--batch-size", "64", "--seed", "0", "--no-progress", "--device", "cpu"]
 ALPHA = "0.5"
-
-
-def main(argv):
-    """``divqat`` with only the train subcommand registered, so these tests do not depend on
-    the other subcommands' modules."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cli, "COMMANDS", {"train": cli.COMMANDS["train"]})
-        return cli.main(argv)
 
 
 def _train(*argv):
@@ -134,8 +126,11 @@ BAD = {  # case -> (extra arguments given a runs dir and a tmp dir, a word the e
     "dataset": (lambda r, t: ["--dataset", "nope"], "dataset"),
     "arch": (lambda r, t: ["--arch", "lenet7"], "arch"),
     "method": (lambda r, t: ["--method", "sgd"], "--method"),
-    "direction": (lambda r, t: ["--direction", "up"], "--direction"),
-    "alpha": (lambda r, t: ["--method", "divqat", "--alpha", "-1", "--teacher", str(r / "fp")], "--alpha"),
+    "direction": (lambda r, t: ["--direction", "up"], "direction"),
+    "alpha": (lambda r, t: ["--method", "divqat", "--alpha", "-1", "--teacher", str(r / "fp")], "alpha"),
+    "temperature": (lambda r, t: ["--temperature", "0"], "temperature"),
+    "bits": (lambda r, t: ["--method", "qat", "--bits", "1", "--teacher", str(r / "fp")], "--bits"),
+    "epochs": (lambda r, t: ["--epochs", "0"], "epochs"),
     "no_teacher": (lambda r, t: ["--method", "divqat"], "--teacher"),
     "teacher_arch": (lambda r, t: ["--method", "divqat", "--teacher", _other_teacher(r, t, arch="smallcnn")], "arch"),
     "teacher_dataset": (lambda r, t: ["--method", "qat", "--teacher", _other_teacher(r, t, dataset="fashion-mnist")],

@@ -8,7 +8,6 @@ Methods: fp (cross-entropy), ptq (calibrate a quantized copy of the teacher, no 
 qat (fine-tune a quantized copy with cross-entropy), divqat (DivQAT, arXiv 2512.23948:
 CE - alpha * T^2 * KL(f_fp || f_q)), adv-fgsm / adv-pgd (adversarial training, float).
 """
-import copy
 import platform
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from divqat.models import build_model_for
 from divqat.train import distributed
 from divqat.train.artifacts import load_config, load_victim, write_config, write_results
 from divqat.train.evaluate import Evaluator, quantized_metrics
-from divqat.train.loop import LOG_NAME, OPTIMIZERS, write_log
-from divqat.train.trainers import DIRECTIONS, ptq, train_divqat, train_fp
+from divqat.train.loop import LOG_NAME, OPTIMIZERS, check_options, write_log
+from divqat.train.trainers import check_divqat_options, ptq, train_divqat, train_fp
 from divqat.utils import resolve_device, seed_everything
 
 QUANTIZED = ("ptq", "qat", "divqat")
@@ -71,16 +70,20 @@ def check_args(args):
         raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {args.method!r}")
     dataset_info(args.dataset)  # ValueError naming the dataset
     build_model_for(args.arch, args.dataset)  # ValueError naming the architecture
-    if args.alpha < 0:
-        raise ValueError(f"--alpha must be >= 0, got {args.alpha}")
-    if args.direction not in DIRECTIONS:
-        raise ValueError(f"--direction must be one of {', '.join(DIRECTIONS)}, got {args.direction!r}")
+    check_divqat_options(args.alpha, args.temperature, args.direction, args.kl_cap, args.alpha_warmup)
     if args.optimizer not in OPTIMIZERS:
         raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {args.optimizer!r}")
-    for name in ("epochs", "batch_size", "limit", "test_limit"):
+    if args.method != "ptq":
+        o = _loop_options(args, "cpu")
+        check_options(o["epochs"], o["batch_size"], o["lr"], o.get("weight_decay", 0.0), o["workers"])
+    for name in ("limit", "test_limit"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    try:
+        quant.get_qconfig(args.bits, args.bits)
+    except ValueError as exc:
+        raise ValueError(f"--bits {args.bits}: {exc}") from None
     if args.method in QUANTIZED and args.teacher is None:
         raise ValueError(f"--method {args.method} needs --teacher DIR (the output directory of an fp run)")
     if args.method in ADVERSARIAL and args.eps is None:
@@ -100,7 +103,8 @@ def check_teacher(args, teacher_config):
 
 def _loop_options(args, device):
     lr = args.lr if args.lr is not None else LR[args.method] / (50 if args.optimizer == "adam" else 1)
-    options = {"epochs": args.epochs or EPOCHS[args.method], "batch_size": args.batch_size, "lr": lr,
+    epochs = EPOCHS[args.method] if args.epochs is None else args.epochs
+    options = {"epochs": epochs, "batch_size": args.batch_size, "lr": lr,
                "optimizer": args.optimizer, "seed": args.seed, "device": device, "workers": args.workers,
                "progress": not args.no_progress, "out_dir": args.out, "resume": args.resume}
     if args.weight_decay is not None:
@@ -163,7 +167,7 @@ def run(args):
             int8_model = None
             if args.method in QUANTIZED:
                 example = test_set[0][0].unsqueeze(0)
-                int8_model = quant.convert(copy.deepcopy(trained).cpu().eval(), example)
+                int8_model = quant.convert(trained, example)
                 metrics = quantized_metrics(trained, teacher, int8_model, test_set, device=ctx.device)
             else:
                 metrics = Evaluator(test_set, device=ctx.device)(trained)

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
@@ -76,7 +75,9 @@ def write_log(path, history):
 def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, batch_size=128, lr=0.05,
         optimizer="sgd", weight_decay=0.0, seed=0, device="cpu", workers=0, progress=True, out_dir=None,
         resume=False, callback=None, signature=None, desc="train"):
-    """Train ``model`` in place with ``step`` and return the per-epoch history (list of dicts).
+    """Train ``model`` in place with ``step`` and return the per-epoch history (list of dicts:
+    epoch, lr at the epoch's first step, the step's monitors averaged over the epoch, the
+    ``evaluate`` results, seconds).
 
     - ``batch_size`` is the global batch; under torchrun each of N processes takes
       ``batch_size / N`` of it (it must divide) and DDP averages their gradients.
@@ -117,7 +118,7 @@ def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, 
     if ctx.distributed:
         wrapped = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     for epoch in range(start, epochs):
-        tic = time.perf_counter()
+        tic, epoch_lr = time.perf_counter(), opt.param_groups[0]["lr"]
         model.train()
         if before_epoch is not None:
             before_epoch(model, epoch)
@@ -138,7 +139,7 @@ def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, 
                 bar.set_postfix(loss=f"{out['loss'].item():.4f}")
         distributed.all_reduce_sum(sums, ctx)
         distributed.all_reduce_sum(count, ctx)
-        record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"]}
+        record = {"epoch": epoch + 1, "lr": epoch_lr}
         record.update({k: (s / count).item() for k, s in zip(out, sums)})
         if evaluate is not None:
             record.update(evaluate(model))

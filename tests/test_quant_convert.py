@@ -69,7 +69,8 @@ def test_mnist_int8_agrees_with_fake_quant(mnist_qat, tmp_path):
     agreement = (logits.argmax(1) == fq_logits.argmax(1)).float().mean().item()
     assert agreement >= 0.99
     assert (fq_logits.argmax(1) == yt).float().mean() > 0.8  # the QAT model learned something
-    assert (logits - fq_logits).abs().max() <= 3 * _logit_step(prepared)
+    diff = (logits - fq_logits).abs() / _logit_step(prepared)
+    assert diff.max() <= 1.001 and (diff > 1e-3).float().mean() <= 0.01  # same int32 bias: near bit-exact
     assert int8.arch == "lenet5" and int8.meta["num_classes"] == 10 and not int8.training
 
     # ONNX Runtime runs integer kernels: QLinearConv for every conv and linear, no float GEMM
@@ -115,10 +116,10 @@ def test_residual_and_low_bit_logits_within_steps(build, shape, weight_bits, act
     int8 = convert(prepared, x[:2])
     logits = int8(x)
     step = _logit_step(prepared)
-    # the int32 bias rounding (larger at low bit widths) and float-vs-integer accumulation move
-    # a few codes by one step; the differences reaching the logits stay within a few steps
-    assert (logits - fq_logits).abs().max() <= 4 * step
-    assert (logits - fq_logits).abs().mean() <= 0.75 * step
+    # the eval-mode QAT model rounds its bias as the integer model does; only float-vs-integer
+    # accumulation flips a rare code by one step (compounding over ResNet-8's depth)
+    diff = (logits - fq_logits).abs() / step
+    assert diff.max() <= 2.001 and (diff > 1e-3).float().mean() <= 0.1
     # b-bit weights are stored as int8 values inside the b-bit range
     proto = onnx.load_from_string(int8.onnx_bytes)
     weights = [numpy_helper.to_array(t) for t in proto.graph.initializer if t.name.startswith("w_") and
@@ -139,7 +140,7 @@ def test_calibrate_then_convert_matches():
     with torch.no_grad():
         fq_logits = prepared(x)
     logits = convert(prepared, x[:1])(x)
-    assert (logits - fq_logits).abs().max() <= 3 * _logit_step(prepared)
+    assert (logits - fq_logits).abs().max() <= 1.001 * _logit_step(prepared)
 
 
 def test_bad_inputs_raise(tmp_path):

@@ -12,7 +12,9 @@ The pass (Jacob et al., CVPR 2018, §3; Krishnamoorthi 2018, §3.2) on the fx gr
 2. every input of those modules that is not already quantized gets an activation
    FakeQuantize (so the model's input is quantized right after its Normalize layer);
 3. MaxPool2d, Flatten, ReLU, Dropout and Identity pass quantization through (they map
-   quantized values onto quantized values); Normalize is computed in float before it.
+   quantized values onto quantized values); Normalize is computed in float before it;
+4. every QATConv2d/QATLinear gets the scale of its input quantizer as a second argument, so
+   in eval mode it rounds its bias as the integer model does (see qat_modules).
 
 Any other operation raises ValueError, so a prepared model always converts (divqat.quant.convert).
 """
@@ -175,6 +177,26 @@ def _insert_input_quantizers(gm, qconfig):
             )
 
 
+def _quantizer_path(gm, node):
+    """Qualified name of the FakeQuantize that produced the (quantized) value of ``node``."""
+    while True:
+        m = called_module(gm, node)
+        if isinstance(m, FakeQuantize):
+            return node.target
+        if isinstance(m, QUANTIZED_MODULES):
+            return f"{node.target}.output_fake_quant"
+        node = node.args[0]  # a pass-through operation
+
+
+def _link_input_scales(gm):
+    """Step 4 of the module docstring."""
+    for node in list(gm.graph.nodes):
+        if isinstance(called_module(gm, node), (QATConv2d, QATLinear)):
+            with gm.graph.inserting_before(node):
+                scale = gm.graph.get_attr(f"{_quantizer_path(gm, node.args[0])}.scale")
+            node.args = (node.args[0], scale)
+
+
 def _trace(model):
     try:
         graph = _Tracer().trace(model)
@@ -210,6 +232,7 @@ def prepare_qat(model, qconfig=None):
     gm = _trace(copy.deepcopy(model))
     _fuse(gm, qconfig)
     _insert_input_quantizers(gm, qconfig)
+    _link_input_scales(gm)
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()

@@ -14,7 +14,14 @@ inference: a whitepaper", 2018, §3.2; Jacob et al., CVPR 2018, §3.2), exactly 
               W_fold = W * f,  b_fold = beta + (b - running_mean) * f
 
 so the weight that is fake-quantized during training is the folded weight the integer model
-stores. ``freeze_bn_stats`` stops the running-statistics update (and uses them) for the last
+stores. In eval mode (with fake quantization on, given the input quantizer's scale s1, which
+prepare_qat wires in) QATConv2d and QATLinear compute exactly what the integer model computes
+(Jacob et al. 2018, §2.4: the bias is int32 on the grid s1 * s2)::
+
+    y = conv(x, FQ_w(W_fold)) + round(b_fold / (s1 * s2)) * (s1 * s2)
+
+so the fake-quantized model and the converted integer model agree up to float-vs-integer
+accumulation. Training keeps the float bias (as torch.ao and Jacob et al. §3 do). ``freeze_bn_stats`` stops the running-statistics update (and uses them) for the last
 epochs (the switch is saved in the state dict). A BatchNorm2d that follows no convolution is
 treated as a depthwise 1x1 convolution with fixed unit weights followed by that BatchNorm, which
 folds the same way.
@@ -25,8 +32,24 @@ from torch import nn
 
 __all__ = ["QATConv2d", "QATLinear", "QATAdd", "QATAvgPool2d"]
 
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
-class QATConv2d(nn.Module):
+
+class _WeightedQAT(nn.Module):
+    """What QATConv2d and QATLinear share: the int32 bias of the integer model."""
+
+    def integer_bias(self, input_scale):
+        """(codes, step): the folded bias as int32 codes (float tensor) on the grid
+        step = s1 * s2 (per output channel), codes = round(b_fold / step)."""
+        step = input_scale.detach().float() * self.weight_fake_quant.scale.detach().float()
+        codes = torch.round(self.folded_bias().detach().float() / step).clamp(_INT32_MIN, _INT32_MAX)
+        return codes, step
+
+    def _integer_eval(self, input_scale):
+        return input_scale is not None and not self.training and self.weight_fake_quant.fake_quant_enabled
+
+
+class QATConv2d(_WeightedQAT):
     """Conv2d (+ folded BatchNorm2d) (+ ReLU) with a fake-quantized (folded) weight and output."""
 
     def __init__(self, conv, bn, relu, weight_fake_quant, output_fake_quant):
@@ -74,9 +97,12 @@ class QATConv2d(nn.Module):
             return bias
         return self.bn.bias + (bias - self.bn.running_mean) * self._bn_factor()
 
-    def forward(self, x):
+    def forward(self, x, input_scale=None):
         w = self.weight_fake_quant(self.quantized_weight_input())
-        if self.bn is None:
+        if self._integer_eval(input_scale):
+            codes, step = self.integer_bias(input_scale)
+            y = self._conv(x, w) + (codes * step).reshape(1, -1, 1, 1)
+        elif self.bn is None:
             y = self._conv(x, w)
             if self.bias is not None:
                 y = y + self.bias.reshape(1, -1, 1, 1)
@@ -121,7 +147,7 @@ def _copy_bn(bn):
     return copy
 
 
-class QATLinear(nn.Module):
+class QATLinear(_WeightedQAT):
     """Linear (+ ReLU) with a fake-quantized weight and output."""
 
     def __init__(self, linear, relu, weight_fake_quant, output_fake_quant):
@@ -139,8 +165,12 @@ class QATLinear(nn.Module):
     def folded_bias(self):
         return self.bias if self.bias is not None else torch.zeros(self.out_features, device=self.weight.device)
 
-    def forward(self, x):
-        y = F.linear(x, self.weight_fake_quant(self.weight), self.bias)
+    def forward(self, x, input_scale=None):
+        bias = self.bias
+        if self._integer_eval(input_scale):
+            codes, step = self.integer_bias(input_scale)
+            bias = codes * step
+        y = F.linear(x, self.weight_fake_quant(self.weight), bias)
         if self.relu:
             y = F.relu(y)
         return self.output_fake_quant(y)

@@ -318,7 +318,7 @@ def test_opcheck(kind):
     if kind == "triton":
         _triton()  # imports and registers the Triton ops
     ns = torch.ops.divqat_triton if kind == "triton" else torch.ops.divqat
-    x = torch.randn(6, 5) * 2
+    x = torch.randn(5, 6).t() * 2  # non-contiguous: the outputs are contiguous, fake and real
     dy = torch.randn(6, 5)
     per_channel = (torch.rand(5) * 0.1 + 0.01, torch.randint(0, 16, (5,)).float(), 0, 15, 1)
     per_tensor = (torch.tensor(0.05), torch.tensor(3, dtype=torch.int32), -8, 7, None)

@@ -29,18 +29,19 @@ _triton_ops = []
 def _register(ops):
     """Attach fake implementations and the autograd formula to one backend's op triple."""
 
+    # The kernels return contiguous tensors whatever the strides of their inputs.
     @torch.library.register_fake(ops.fake_quant)
     def _(x, scale, zero_point, quant_min, quant_max, axis, grad_factor):
-        return torch.empty_like(x)
+        return x.new_empty(x.shape)
 
     @torch.library.register_fake(ops.fake_quant_backward)
     def _(grad, x, scale, zero_point, quant_min, quant_max, axis):
-        return torch.empty_like(x)
+        return x.new_empty(x.shape)
 
     @torch.library.register_fake(ops.fake_quant_lsq_backward)
     def _(grad, x, scale, zero_point, quant_min, quant_max, axis, grad_factor):
         zdt = zero_point.dtype if zero_point.is_floating_point() else torch.float32
-        return torch.empty_like(x), torch.empty_like(scale), torch.empty_like(zero_point, dtype=zdt)
+        return x.new_empty(x.shape), scale.new_empty(scale.shape), zero_point.new_empty(zero_point.shape, dtype=zdt)
 
     def setup_context(ctx, inputs, output):
         x, scale, zero_point, quant_min, quant_max, axis, grad_factor = inputs

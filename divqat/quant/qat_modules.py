@@ -21,10 +21,12 @@ prepare_qat wires in) QATConv2d and QATLinear compute exactly what the integer m
     y = conv(x, FQ_w(W_fold)) + round(b_fold / (s1 * s2)) * (s1 * s2)
 
 so the fake-quantized model and the converted integer model agree up to float-vs-integer
-accumulation. Training keeps the float bias (as torch.ao and Jacob et al. §3 do). ``freeze_bn_stats`` stops the running-statistics update (and uses them) for the last
-epochs (the switch is saved in the state dict). A BatchNorm2d that follows no convolution is
-treated as a depthwise 1x1 convolution with fixed unit weights followed by that BatchNorm, which
-folds the same way.
+accumulation. Training keeps the float bias (as torch.ao and Jacob et al. §3 do).
+
+``freeze_bn_stats`` stops the running-statistics update (and uses them) for the last epochs
+(the switch is saved in the state dict). A BatchNorm2d that follows no convolution is treated
+as a depthwise 1x1 convolution with fixed unit weights followed by that BatchNorm, which folds
+the same way.
 """
 import torch
 import torch.nn.functional as F

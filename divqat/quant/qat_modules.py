@@ -37,7 +37,14 @@ __all__ = ["QATConv2d", "QATLinear", "QATAdd", "QATAvgPool2d"]
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
-class _WeightedQAT(nn.Module):
+class _QuantizedOutput(nn.Module):
+    """A module whose result goes through the fused ReLU (if any) and ``output_fake_quant``."""
+
+    def _output(self, y):
+        return self.output_fake_quant(F.relu(y) if self.relu else y)
+
+
+class _WeightedQAT(_QuantizedOutput):
     """What QATConv2d and QATLinear share: the int32 bias of the integer model."""
 
     def integer_bias(self, input_scale):
@@ -113,9 +120,7 @@ class QATConv2d(_WeightedQAT):
             if self.bias is not None:
                 y = y + self.bias.reshape(1, -1, 1, 1)
             y = self.bn(y)
-        if self.relu:
-            y = F.relu(y)
-        return self.output_fake_quant(y)
+        return self._output(y)
 
     def freeze_bn_stats(self):
         """Use (and stop updating) the BN running statistics, whatever the training mode."""
@@ -173,15 +178,13 @@ class QATLinear(_WeightedQAT):
             codes, step = self.integer_bias(input_scale)
             bias = codes * step
         y = F.linear(x, self.weight_fake_quant(self.weight), bias)
-        if self.relu:
-            y = F.relu(y)
-        return self.output_fake_quant(y)
+        return self._output(y)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, relu={self.relu}"
 
 
-class QATAdd(nn.Module):
+class QATAdd(_QuantizedOutput):
     """Elementwise sum of two fake-quantized tensors (+ ReLU), output fake-quantized."""
 
     def __init__(self, relu, output_fake_quant):
@@ -191,9 +194,7 @@ class QATAdd(nn.Module):
 
     def forward(self, a, b):
         y = a + b
-        if self.relu:
-            y = F.relu(y)
-        return self.output_fake_quant(y)
+        return self._output(y)
 
     def extra_repr(self):
         return f"relu={self.relu}"

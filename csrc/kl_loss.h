@@ -168,13 +168,25 @@ inline Plan plan_divqat(const at::Tensor& student, const at::Tensor& teacher, co
   return {rows, cols, parse_direction(direction), -alpha * inv_rows, inv_rows, kl_cap.value_or(INFINITY)};
 }
 
-// The gradient output: the input's shape when wanted, else an empty tensor.
-inline at::Tensor grad_buffer(const at::Tensor& like, bool wanted) {
-  return wanted ? at::empty(like.sizes(), like.options()) : at::empty({0}, like.options());
-}
+// The tensors a launch reads and writes: contiguous logits, the gradient outputs (the input's
+// shape when wanted, else empty), and the per-row T^2 KL (shape (...)) and CE (rows, or empty)
+// kept in float (double for double logits).
+struct Buffers {
+  at::Tensor s, t, grad_student, grad_teacher, kl_rows, ce_rows;
+};
 
-// Per-row values are kept in float (double for double logits).
-inline at::ScalarType acc_dtype(at::ScalarType dtype) { return dtype == at::kDouble ? at::kDouble : at::kFloat; }
+inline Buffers make_buffers(const at::Tensor& student, const at::Tensor& teacher, bool student_grad,
+                            bool teacher_grad, bool with_ce) {
+  Buffers b;
+  b.s = student.contiguous();
+  b.t = teacher.contiguous();
+  b.grad_student = student_grad ? at::empty(b.s.sizes(), b.s.options()) : at::empty({0}, b.s.options());
+  b.grad_teacher = teacher_grad ? at::empty(b.t.sizes(), b.t.options()) : at::empty({0}, b.t.options());
+  const auto acc = b.s.options().dtype(b.s.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
+  b.kl_rows = at::empty(b.s.sizes().slice(0, b.s.dim() - 1), acc);
+  b.ce_rows = at::empty({with_ce ? b.kl_rows.numel() : 0}, acc);
+  return b;
+}
 
 }  // namespace kl
 }  // namespace divqat

@@ -191,18 +191,17 @@ DIVQAT_TARGET_CLONES void rows_kernel(const Rows<c10::BFloat16>& p, int64_t begi
 }
 void rows_kernel(const Rows<double>& p, int64_t begin, int64_t end) { run_rows(p, begin, end); }
 
-// Runs every row: per-row T^2 KL (and CE) into kl_rows / ce_rows, gradients into gs / gt.
+// Runs every row: per-row T^2 KL (and CE) and the gradients into the buffers.
 template <typename scalar_t>
-void launch(const kl::Plan& plan, const at::Tensor& s, const at::Tensor& t, const int64_t* target, at::Tensor& gs,
-            at::Tensor& gt, at::Tensor& kl_rows, at::Tensor& ce_rows, double temperature) {
+void launch(const kl::Plan& plan, kl::Buffers& b, const int64_t* target, double temperature) {
   using A = acc_t<scalar_t>;
-  Rows<scalar_t> p{s.const_data_ptr<scalar_t>(),
-                   t.const_data_ptr<scalar_t>(),
+  Rows<scalar_t> p{b.s.const_data_ptr<scalar_t>(),
+                   b.t.const_data_ptr<scalar_t>(),
                    target,
-                   gs.numel() ? gs.mutable_data_ptr<scalar_t>() : nullptr,
-                   gt.numel() ? gt.mutable_data_ptr<scalar_t>() : nullptr,
-                   kl_rows.mutable_data_ptr<A>(),
-                   ce_rows.numel() ? ce_rows.mutable_data_ptr<A>() : nullptr,
+                   b.grad_student.numel() ? b.grad_student.mutable_data_ptr<scalar_t>() : nullptr,
+                   b.grad_teacher.numel() ? b.grad_teacher.mutable_data_ptr<scalar_t>() : nullptr,
+                   b.kl_rows.mutable_data_ptr<A>(),
+                   b.ce_rows.numel() ? b.ce_rows.mutable_data_ptr<A>() : nullptr,
                    plan.cols,
                    static_cast<A>(temperature),
                    plan.reverse,
@@ -213,13 +212,17 @@ void launch(const kl::Plan& plan, const at::Tensor& s, const at::Tensor& t, cons
   at::parallel_for(0, plan.rows, grain, [&](int64_t begin, int64_t end) { rows_kernel(p, begin, end); });
 }
 
-// Sum of a per-row vector in row order, in double.
-template <typename A>
-double ordered_sum(const at::Tensor& v) {
-  const A* x = v.const_data_ptr<A>();
-  double total = 0;
-  for (int64_t i = 0; i < v.numel(); ++i) total += static_cast<double>(x[i]);
-  return total;
+// sum_r min(v_r, cap) in row order, in double (NaN stays NaN).
+double ordered_sum(const at::Tensor& v, double cap) {
+  return AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "ordered_sum", [&] {
+    const scalar_t* x = v.const_data_ptr<scalar_t>();
+    double total = 0;
+    for (int64_t i = 0; i < v.numel(); ++i) {
+      const double value = static_cast<double>(x[i]);
+      total += value > cap ? cap : value;
+    }
+    return total;
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> div_kl_loss_cpu(const at::Tensor& student_logits,
@@ -227,24 +230,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> div_kl_loss_cpu(const at::Tensor&
                                                                c10::string_view reduction, c10::string_view direction,
                                                                bool student_grad, bool teacher_grad) {
   const kl::Plan plan = kl::plan_div_kl(student_logits, teacher_logits, temperature, reduction, direction);
-  const at::Tensor s = student_logits.contiguous();
-  const at::Tensor t = teacher_logits.contiguous();
-  at::Tensor gs = kl::grad_buffer(s, student_grad);
-  at::Tensor gt = kl::grad_buffer(t, teacher_grad);
-  at::Tensor kl_rows = at::empty(s.sizes().slice(0, s.dim() - 1), s.options().dtype(kl::acc_dtype(s.scalar_type())));
-  at::Tensor no_ce = at::empty({0}, kl_rows.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "div_kl_loss_cpu", [&] {
-    launch<scalar_t>(plan, s, t, nullptr, gs, gt, kl_rows, no_ce, temperature);
+  kl::Buffers b = kl::make_buffers(student_logits, teacher_logits, student_grad, teacher_grad, false);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.s.scalar_type(), "div_kl_loss_cpu", [&] {
+    launch<scalar_t>(plan, b, nullptr, temperature);
   });
   at::Tensor loss;
   if (reduction == "none") {
-    loss = kl_rows.to(s.scalar_type());
+    loss = b.kl_rows.to(b.s.scalar_type());
   } else {
-    const double total = kl_rows.scalar_type() == at::kDouble ? ordered_sum<double>(kl_rows)
-                                                               : ordered_sum<float>(kl_rows);
-    loss = at::scalar_tensor(reduction == "sum" ? total : total / static_cast<double>(plan.rows), s.options());
+    const double total = ordered_sum(b.kl_rows, INFINITY);
+    loss = at::scalar_tensor(reduction == "sum" ? total : total / static_cast<double>(plan.rows), b.s.options());
   }
-  return {loss, gs, gt};
+  return {loss, b.grad_student, b.grad_teacher};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> divqat_loss_cpu(const at::Tensor& student_logits,
@@ -255,28 +252,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> divqat_loss_cpu(const at::Tensor&
                                                                bool teacher_grad) {
   const kl::Plan plan =
       kl::plan_divqat(student_logits, teacher_logits, target, alpha, temperature, direction, kl_cap);
-  const at::Tensor s = student_logits.contiguous();
-  const at::Tensor t = teacher_logits.contiguous();
   const at::Tensor y = target.contiguous();
   const int64_t* yp = y.const_data_ptr<int64_t>();
   for (int64_t r = 0; r < plan.rows; ++r)
     TORCH_CHECK(yp[r] >= 0 && yp[r] < plan.cols, "target holds class index ", yp[r], ", outside [0, ", plan.cols,
                 ")");
-  at::Tensor gs = kl::grad_buffer(s, student_grad);
-  at::Tensor gt = kl::grad_buffer(t, teacher_grad);
-  const auto acc_options = s.options().dtype(kl::acc_dtype(s.scalar_type()));
-  at::Tensor kl_rows = at::empty({plan.rows}, acc_options);
-  at::Tensor ce_rows = at::empty({plan.rows}, acc_options);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "divqat_loss_cpu", [&] {
-    launch<scalar_t>(plan, s, t, yp, gs, gt, kl_rows, ce_rows, temperature);
+  kl::Buffers b = kl::make_buffers(student_logits, teacher_logits, student_grad, teacher_grad, true);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.s.scalar_type(), "divqat_loss_cpu", [&] {
+    launch<scalar_t>(plan, b, yp, temperature);
   });
   // mean CE - alpha * mean min(KL, cap), both sums in row order.
-  const at::Tensor capped = kl_rows.clamp_max(plan.cap);
-  const bool is_double = kl_rows.scalar_type() == at::kDouble;
-  const double ce_total = is_double ? ordered_sum<double>(ce_rows) : ordered_sum<float>(ce_rows);
-  const double kl_total = is_double ? ordered_sum<double>(capped) : ordered_sum<float>(capped);
-  at::Tensor loss = at::scalar_tensor((ce_total - alpha * kl_total) / static_cast<double>(plan.rows), s.options());
-  return {loss, gs, gt};
+  const double total = ordered_sum(b.ce_rows, INFINITY) - alpha * ordered_sum(b.kl_rows, plan.cap);
+  at::Tensor loss = at::scalar_tensor(total / static_cast<double>(plan.rows), b.s.options());
+  return {loss, b.grad_student, b.grad_teacher};
 }
 
 }  // namespace

@@ -228,15 +228,14 @@ int threads_for(int64_t vectors) {
 }
 
 template <typename scalar_t, bool HAS_CE>
-void launch_rows(const kl::Plan& plan, const at::Tensor& s, const at::Tensor& t, const int64_t* target,
-                 at::Tensor& gs, at::Tensor& gt, at::Tensor& kl_rows, at::Tensor& ce_rows, double temperature) {
+void launch_rows(const kl::Plan& plan, kl::Buffers& buf, const int64_t* target, double temperature) {
   using A = acc_t<scalar_t>;
   if (plan.rows == 0) return;
   // P = teacher, Q = student in the forward direction; swapped in the reverse one.
-  const at::Tensor& a = plan.reverse ? s : t;
-  const at::Tensor& b = plan.reverse ? t : s;
-  at::Tensor& ga = plan.reverse ? gs : gt;
-  at::Tensor& gb = plan.reverse ? gt : gs;
+  const at::Tensor& a = plan.reverse ? buf.s : buf.t;
+  const at::Tensor& b = plan.reverse ? buf.t : buf.s;
+  at::Tensor& ga = plan.reverse ? buf.grad_student : buf.grad_teacher;
+  at::Tensor& gb = plan.reverse ? buf.grad_teacher : buf.grad_student;
   constexpr int kVec = 16 / sizeof(scalar_t);
   auto aligned = [](const at::Tensor& x) {
     return x.numel() == 0 || reinterpret_cast<std::uintptr_t>(x.const_data_ptr()) % 16 == 0;
@@ -247,15 +246,16 @@ void launch_rows(const kl::Plan& plan, const at::Tensor& s, const at::Tensor& t,
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   scalar_t* ga_ptr = ga.numel() ? ga.mutable_data_ptr<scalar_t>() : nullptr;
   scalar_t* gb_ptr = gb.numel() ? gb.mutable_data_ptr<scalar_t>() : nullptr;
-  A* ce_ptr = ce_rows.numel() ? ce_rows.mutable_data_ptr<A>() : nullptr;
+  A* kl_ptr = buf.kl_rows.mutable_data_ptr<A>();
+  A* ce_ptr = buf.ce_rows.numel() ? buf.ce_rows.mutable_data_ptr<A>() : nullptr;
   if (vec) {
     kl_rows_kernel<scalar_t, kVec, HAS_CE><<<plan.rows, threads, 0, stream>>>(
         a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(), target, ga_ptr, gb_ptr,
-        kl_rows.mutable_data_ptr<A>(), ce_ptr, args);
+        kl_ptr, ce_ptr, args);
   } else {
     kl_rows_kernel<scalar_t, 1, HAS_CE><<<plan.rows, threads, 0, stream>>>(
         a.const_data_ptr<scalar_t>(), b.const_data_ptr<scalar_t>(), target, ga_ptr, gb_ptr,
-        kl_rows.mutable_data_ptr<A>(), ce_ptr, args);
+        kl_ptr, ce_ptr, args);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -279,24 +279,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> div_kl_loss_cuda(const at::Tensor
                                                                 bool teacher_grad) {
   const kl::Plan plan = kl::plan_div_kl(student_logits, teacher_logits, temperature, reduction, direction);
   const c10::cuda::CUDAGuard guard(student_logits.device());
-  const at::Tensor s = student_logits.contiguous();
-  const at::Tensor t = teacher_logits.contiguous();
-  at::Tensor gs = kl::grad_buffer(s, student_grad);
-  at::Tensor gt = kl::grad_buffer(t, teacher_grad);
-  at::Tensor kl_rows = at::empty(s.sizes().slice(0, s.dim() - 1), s.options().dtype(kl::acc_dtype(s.scalar_type())));
-  at::Tensor no_ce = at::empty({0}, kl_rows.options());
+  kl::Buffers b = kl::make_buffers(student_logits, teacher_logits, student_grad, teacher_grad, false);
   at::Tensor loss;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "div_kl_loss_cuda", [&] {
-    launch_rows<scalar_t, false>(plan, s, t, nullptr, gs, gt, kl_rows, no_ce, temperature);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.s.scalar_type(), "div_kl_loss_cuda", [&] {
+    launch_rows<scalar_t, false>(plan, b, nullptr, temperature);
     if (reduction == "none") {
-      loss = kl_rows.to(s.scalar_type());
+      loss = b.kl_rows.to(b.s.scalar_type());
     } else {
       const double scale = reduction == "sum" ? 1.0 : 1.0 / static_cast<double>(plan.rows);
       // -alpha * min(kl, cap) with alpha = -1, cap = inf: the plain sum
-      loss = finish<scalar_t>(kl_rows, no_ce, plan.rows, -1.0, INFINITY, scale, s.options());
+      loss = finish<scalar_t>(b.kl_rows, b.ce_rows, plan.rows, -1.0, INFINITY, scale, b.s.options());
     }
   });
-  return {loss, gs, gt};
+  return {loss, b.grad_student, b.grad_teacher};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> divqat_loss_cuda(const at::Tensor& student_logits,
@@ -308,21 +303,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> divqat_loss_cuda(const at::Tensor
   const kl::Plan plan =
       kl::plan_divqat(student_logits, teacher_logits, target, alpha, temperature, direction, kl_cap);
   const c10::cuda::CUDAGuard guard(student_logits.device());
-  const at::Tensor s = student_logits.contiguous();
-  const at::Tensor t = teacher_logits.contiguous();
   const at::Tensor y = target.contiguous();
-  at::Tensor gs = kl::grad_buffer(s, student_grad);
-  at::Tensor gt = kl::grad_buffer(t, teacher_grad);
-  const auto acc_options = s.options().dtype(kl::acc_dtype(s.scalar_type()));
-  at::Tensor kl_rows = at::empty({plan.rows}, acc_options);
-  at::Tensor ce_rows = at::empty({plan.rows}, acc_options);
+  kl::Buffers b = kl::make_buffers(student_logits, teacher_logits, student_grad, teacher_grad, true);
   at::Tensor loss;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "divqat_loss_cuda", [&] {
-    launch_rows<scalar_t, true>(plan, s, t, y.const_data_ptr<int64_t>(), gs, gt, kl_rows, ce_rows, temperature);
-    loss = finish<scalar_t>(kl_rows, ce_rows, plan.rows, alpha, plan.cap, 1.0 / static_cast<double>(plan.rows),
-                            s.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.s.scalar_type(), "divqat_loss_cuda", [&] {
+    launch_rows<scalar_t, true>(plan, b, y.const_data_ptr<int64_t>(), temperature);
+    loss = finish<scalar_t>(b.kl_rows, b.ce_rows, plan.rows, alpha, plan.cap, 1.0 / static_cast<double>(plan.rows),
+                            b.s.options());
   });
-  return {loss, gs, gt};
+  return {loss, b.grad_student, b.grad_teacher};
 }
 
 }  // namespace

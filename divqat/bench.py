@@ -45,28 +45,39 @@ def _fwd_bwd(loss_fn, x):
     return step
 
 
-def kl_cases(rows, cols, device, dtype=torch.float32, alpha=0.5, temperature=1.0):
-    """{case: {"divqat": step, "eager": step}} for div_kl_loss and divqat_loss, forward+backward.
+def kl_inputs(rows, cols, device, dtype=torch.float32, seed=0):
+    """Student and teacher logits (rows, cols) and class indices, the same on every device."""
+    g = torch.Generator().manual_seed(seed)
+    s = (torch.randn(rows, cols, generator=g) * 2).to(device, dtype)
+    t = (torch.randn(rows, cols, generator=g) * 2).to(device, dtype)
+    y = torch.randint(0, cols, (rows,), generator=g).to(device)
+    return s, t, y
+
+
+def kl_cases(s, t, y, alpha=0.5, temperature=1.0, compile=False):
+    """{op: {"divqat": step, "eager": step[, "compile": step]}} for div_kl_loss and divqat_loss,
+    each step a forward+backward; with ``compile``, also torch.compile of the eager expression.
 
     Also returns the bytes each step moves at least (read both logits, write the gradient in
     the forward, read and write it in the backward), for GB/s.
     """
     from divqat.ops import div_kl_loss, divqat_loss
 
-    g = torch.Generator().manual_seed(0)
-    s = (torch.randn(rows, cols, generator=g) * 2).to(device, dtype)
-    t = (torch.randn(rows, cols, generator=g) * 2).to(device, dtype)
-    y = torch.randint(0, cols, (rows,), generator=g).to(device)
-    cases = {
-        "div_kl_loss": {
-            "divqat": _fwd_bwd(lambda x: div_kl_loss(x, t, temperature), s),
-            "eager": _fwd_bwd(lambda x: eager_div_kl(x, t, temperature), s),
-        },
-        "divqat_loss": {
-            "divqat": _fwd_bwd(lambda x: divqat_loss(x, t, y, alpha, temperature), s),
-            "eager": _fwd_bwd(lambda x: eager_divqat(x, t, y, alpha, temperature), s),
-        },
+    losses = {
+        "div_kl_loss": (
+            lambda x: div_kl_loss(x, t, temperature),
+            lambda x: eager_div_kl(x, t, temperature),
+        ),
+        "divqat_loss": (
+            lambda x: divqat_loss(x, t, y, alpha, temperature),
+            lambda x: eager_divqat(x, t, y, alpha, temperature),
+        ),
     }
+    cases = {}
+    for name, (fused, eager) in losses.items():
+        cases[name] = {"divqat": _fwd_bwd(fused, s), "eager": _fwd_bwd(eager, s)}
+        if compile:
+            cases[name]["compile"] = _fwd_bwd(torch.compile(eager), s)
     return cases, 5 * s.numel() * s.element_size()
 
 
@@ -159,7 +170,7 @@ def run(args):
         raise ValueError(str(err)) from err
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    kl, kl_bytes = kl_cases(args.rows, args.cols, device)
+    kl, kl_bytes = kl_cases(*kl_inputs(args.rows, args.cols, device))
     fq, fq_bytes = fake_quant_cases(args.fq_size, args.fq_size, device)
     print(
         f"divqat bench on {device} ({torch.get_num_threads()} CPU threads): forward+backward, "

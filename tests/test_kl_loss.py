@@ -81,19 +81,19 @@ def _upstream(ref_fn, student, teacher, **kwargs):
 
 
 @pytest.mark.parametrize("cols", [1, 2, 4097])
-@pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("direction", DIRECTIONS)
-@pytest.mark.parametrize("temperature", [0.5, 1.0, 4.0])
-def test_div_kl_loss_matches_float64_reference(backend, cols, reduction, direction, temperature):
+@pytest.mark.parametrize("temperature", [0.5, 4.0])
+def test_div_kl_loss_matches_float64_reference(backend, cols, direction, temperature):
     s, t = _logits((3, cols), seed=1), _logits((3, cols), seed=2)
-    _assert_close_to_oracle(
-        div_kl_loss, ref.div_kl_loss, s, t, temperature=temperature, reduction=reduction, direction=direction
-    )
+    for reduction in REDUCTIONS:
+        _assert_close_to_oracle(
+            div_kl_loss, ref.div_kl_loss, s, t, temperature=temperature, reduction=reduction, direction=direction
+        )
 
 
 @pytest.mark.parametrize("cols", [1, 2, 4097])
 @pytest.mark.parametrize("direction", DIRECTIONS)
-@pytest.mark.parametrize("temperature", [0.5, 1.0, 4.0])
+@pytest.mark.parametrize("temperature", [0.5, 1.0])  # T = 1 shares the exponentials of CE and KL
 def test_divqat_loss_matches_float64_reference(backend, cols, direction, temperature):
     s, t = _logits((3, cols), seed=3), _logits((3, cols), seed=4)
     target = torch.tensor([0, cols - 1, cols // 2])

@@ -83,6 +83,7 @@ def _kl_rows_kernel(
     ms = ma if STUDENT_IS_A else mb
     if HAS_CE:
         y = tl.load(y_ptr + row)
+        tl.device_assert((y >= 0) & (y < C), "divqat_loss: target holds a class index outside [0, C)")
         s_ptr = a_ptr if STUDENT_IS_A else b_ptr
         s_y = tl.load(s_ptr + base + y).to(ACC)
         tl.store(ce_ptr + row, tl.log(sum_1) - (s_y - ms))

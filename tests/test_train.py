@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from divqat.data import ImageDataset, dataset_info
 from divqat.models import build_model
 from divqat.train import fit, train_divqat, train_fp
 from divqat.train.checkpoint import CHECKPOINT_NAME
@@ -126,13 +127,15 @@ class _Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_interrupted_and_resumed_divqat_equals_uninterrupted(tmp_path, optimizer):
+@pytest.mark.parametrize("optimizer,workers", [("sgd", 0), ("adam", 2)])
+def test_interrupted_and_resumed_divqat_equals_uninterrupted(tmp_path, optimizer, workers):
     torch.manual_seed(0)
     teacher = train_fp(_cnn(), _images(96, 0), _images(24, 1), epochs=1, batch_size=32, **OPTS).model
-    train, test = _images(80, 2), _images(24, 3)
+    images = _images(80, 2).tensors
+    train = ImageDataset(*images, dataset_info("cifar10"), augment=True)  # random crops and flips
+    test = _images(24, 3)
     opts = dict(alpha=0.5, epochs=3, batch_size=16, lr=0.01, optimizer=optimizer, seed=5, freeze_last_epochs=1,
-                **OPTS)
+                workers=workers, **OPTS)
     whole = train_divqat(teacher, train, test, out_dir=tmp_path / "whole", **opts)
 
     def stop_after_first(record):

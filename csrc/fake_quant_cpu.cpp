@@ -21,9 +21,11 @@
 #include <type_traits>
 #include <vector>
 
-// Lets the compiler if-convert the LSQ selects (no FP trap is ever enabled); results are unchanged.
+// no-trapping-math lets the compiler if-convert the LSQ selects (no FP trap is ever enabled);
+// fp-contract=off keeps every product rounded on its own, as in PyTorch's kernels (GCC would
+// otherwise fuse (c - z) * s - x into an FMA in the x86-64-v3/v4 clones).
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
+#pragma GCC optimize("no-trapping-math", "fp-contract=off")
 #endif
 #include "fake_quant.h"
 
@@ -73,6 +75,21 @@ DIVQAT_FQ_INLINE void for_each_element(const Params<A>& p, int64_t n, F f) {
   }
 }
 
+// The incoming gradient: an array, or one value broadcast to every element (the backward of a
+// sum or mean hands over an expanded scalar, read in place instead of materialized).
+template <typename S>
+struct GradArray {
+  const S* __restrict__ p;
+  DIVQAT_FQ_INLINE S operator[](int64_t i) const { return p[i]; }
+  DIVQAT_FQ_INLINE GradArray operator+(int64_t k) const { return GradArray{p + k}; }
+};
+template <typename S>
+struct GradScalar {
+  S v;
+  DIVQAT_FQ_INLINE S operator[](int64_t) const { return v; }
+  DIVQAT_FQ_INLINE GradScalar operator+(int64_t) const { return *this; }
+};
+
 // The elementwise span loops (compiled per dtype with target clones below).
 template <typename S, typename A>
 DIVQAT_FQ_INLINE void forward_span(const S* __restrict__ x, S* __restrict__ y, int64_t n, const Params<A>& p) {
@@ -81,17 +98,16 @@ DIVQAT_FQ_INLINE void forward_span(const S* __restrict__ x, S* __restrict__ y, i
   });
 }
 
-template <typename S, typename A>
-DIVQAT_FQ_INLINE void backward_span(const S* __restrict__ x, const S* __restrict__ dy, S* __restrict__ dx, int64_t n,
-                                    const Params<A>& p) {
+template <typename S, typename A, typename G>
+DIVQAT_FQ_INLINE void backward_span(const S* __restrict__ x, G dy, S* __restrict__ dx, int64_t n, const Params<A>& p) {
   for_each_element(p, n, [&](int64_t i, const QParams<A>& q) DIVQAT_FQ_LAMBDA_INLINE {
     dx[i] = static_cast<S>(fq::straight_through(static_cast<A>(x[i]), static_cast<A>(dy[i]), q, p.qmin, p.qmax));
   });
 }
 
 // dx and the LSQ terms of n <= kTile elements.
-template <typename S, typename A>
-DIVQAT_FQ_INLINE void lsq_tile(const S* __restrict__ x, const S* __restrict__ dy, S* __restrict__ dx, int64_t n,
+template <typename S, typename A, typename G>
+DIVQAT_FQ_INLINE void lsq_tile(const S* __restrict__ x, G dy, S* __restrict__ dx, int64_t n,
                                const Params<A>& p, A g, A* __restrict__ ts, A* __restrict__ tz) {
   for_each_element(p, n, [&](int64_t i, const QParams<A>& q) DIVQAT_FQ_LAMBDA_INLINE {
     A dxi;
@@ -102,8 +118,8 @@ DIVQAT_FQ_INLINE void lsq_tile(const S* __restrict__ x, const S* __restrict__ dy
 
 // dx for the span; the LSQ terms are added into ds[i] / dz[i] per position (per_position), or
 // summed through kLanes fp32 lanes into ds[0] / dz[0] (the lanes, then their sum, in a fixed order).
-template <typename S, typename A>
-DIVQAT_FQ_INLINE void lsq_span(const S* x, const S* dy, S* dx, int64_t n, const Params<A>& p, A g, A* ds, A* dz,
+template <typename S, typename A, typename G>
+DIVQAT_FQ_INLINE void lsq_span(const S* x, G dy, S* dx, int64_t n, const Params<A>& p, A g, A* ds, A* dz,
                                bool per_position) {
   alignas(64) A ts[kTile], tz[kTile];
   alignas(64) A ls[kLanes] = {}, lz[kLanes] = {};
@@ -139,14 +155,22 @@ DIVQAT_FQ_INLINE void lsq_span(const S* x, const S* dy, S* dx, int64_t n, const 
   dz[0] = z;
 }
 
+// dy_scalar: dy points to one value that stands for every element's gradient.
 #define DIVQAT_FQ_SPANS(S, A)                                                                                      \
   DIVQAT_FQ_CLONES void forward_kernel(const S* x, S* y, int64_t n, const Params<A>& p) { forward_span(x, y, n, p); } \
-  DIVQAT_FQ_CLONES void backward_kernel(const S* x, const S* dy, S* dx, int64_t n, const Params<A>& p) {            \
-    backward_span(x, dy, dx, n, p);                                                                                 \
+  DIVQAT_FQ_CLONES void backward_kernel(const S* x, const S* dy, bool dy_scalar, S* dx, int64_t n,                  \
+                                        const Params<A>& p) {                                                       \
+    if (dy_scalar)                                                                                                  \
+      backward_span(x, GradScalar<S>{dy[0]}, dx, n, p);                                                             \
+    else                                                                                                            \
+      backward_span(x, GradArray<S>{dy}, dx, n, p);                                                                 \
   }                                                                                                                 \
-  DIVQAT_FQ_CLONES void lsq_kernel(const S* x, const S* dy, S* dx, int64_t n, const Params<A>& p, A g, A* ds, A* dz, \
-                                   bool per_position) {                                                             \
-    lsq_span(x, dy, dx, n, p, g, ds, dz, per_position);                                                             \
+  DIVQAT_FQ_CLONES void lsq_kernel(const S* x, const S* dy, bool dy_scalar, S* dx, int64_t n, const Params<A>& p,  \
+                                   A g, A* ds, A* dz, bool per_position) {                                          \
+    if (dy_scalar)                                                                                                  \
+      lsq_span(x, GradScalar<S>{dy[0]}, dx, n, p, g, ds, dz, per_position);                                         \
+    else                                                                                                            \
+      lsq_span(x, GradArray<S>{dy}, dx, n, p, g, ds, dz, per_position);                                             \
   }
 DIVQAT_FQ_SPANS(float, float)
 DIVQAT_FQ_SPANS(c10::Half, float)
@@ -241,6 +265,21 @@ void for_each_block(const Layout& l, F f) {
   });
 }
 
+// True when every element of g is the same stored value (g expanded from one element).
+bool expanded_scalar(const at::Tensor& g) {
+  if (g.numel() <= 1) return false;
+  for (int64_t d = 0; d < g.dim(); ++d)
+    if (g.size(d) != 1 && g.stride(d) != 0) return false;
+  return true;
+}
+
+// The gradient in x's dtype: its one value when expanded from a scalar, else contiguous.
+at::Tensor gradient_values(const at::Tensor& grad, const at::Tensor& x, bool scalar) {
+  TORCH_CHECK(grad.sizes() == x.sizes(), "fake_quant: grad must have x's shape");
+  if (scalar) return grad.as_strided({1}, {1}).to(x.scalar_type()).contiguous();
+  return grad.to(x.scalar_type()).contiguous();
+}
+
 at::Tensor fake_quant_cpu(const at::Tensor& x_in, const at::Tensor& scale, const at::Tensor& zero_point,
                           int64_t quant_min, int64_t quant_max, c10::optional<int64_t> axis, double grad_factor) {
   const Layout l = check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
@@ -265,9 +304,9 @@ at::Tensor fake_quant_backward_cpu(const at::Tensor& grad_in, const at::Tensor& 
                                    const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max,
                                    c10::optional<int64_t> axis) {
   const Layout l = check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
-  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), "fake_quant_backward: grad must have x's shape");
   const at::Tensor x = x_in.contiguous();
-  const at::Tensor dy = grad_in.to(x.scalar_type()).contiguous();
+  const bool dy_scalar = expanded_scalar(grad_in);
+  const at::Tensor dy = gradient_values(grad_in, x, dy_scalar);
   at::Tensor dx = at::empty(x.sizes(), x.options());
   if (x.numel() == 0) return dx;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "divqat_fake_quant_backward_cpu", [&] {
@@ -279,7 +318,7 @@ at::Tensor fake_quant_backward_cpu(const at::Tensor& grad_in, const at::Tensor& 
     const int64_t len = l.row_len();
     for_each_block(l, [&](int64_t, int64_t r, int64_t start, int64_t n) {
       const int64_t off = r * len + start;
-      backward_kernel(xp + off, gp + off, dp + off, n, ps.span(r, start));
+      backward_kernel(xp + off, dy_scalar ? gp : gp + off, dy_scalar, dp + off, n, ps.span(r, start));
     });
   });
   return dx;
@@ -289,9 +328,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_lsq_backward_cpu(
     const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& scale, const at::Tensor& zero_point,
     int64_t quant_min, int64_t quant_max, c10::optional<int64_t> axis, double grad_factor) {
   const Layout l = check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
-  TORCH_CHECK(grad_in.sizes() == x_in.sizes(), "fake_quant_lsq_backward: grad must have x's shape");
   const at::Tensor x = x_in.contiguous();
-  const at::Tensor dy = grad_in.to(x.scalar_type()).contiguous();
+  const bool dy_scalar = expanded_scalar(grad_in);
+  const at::Tensor dy = gradient_values(grad_in, x, dy_scalar);
   at::Tensor dx = at::empty(x.sizes(), x.options());
   const auto zdt = zero_point.is_floating_point() ? zero_point.scalar_type() : at::kFloat;
   std::vector<double> ch_s(l.channels, 0.0), ch_z(l.channels, 0.0);
@@ -310,7 +349,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_lsq_backward_cpu(
         std::vector<A> part_s(l.rows() * blocks_per_row), part_z(part_s.size());
         for_each_block(l, [&](int64_t t, int64_t r, int64_t start, int64_t n) {
           const int64_t off = r * len + start;
-          lsq_kernel(xp + off, gp + off, dp + off, n, ps.span(r, start), g, &part_s[t], &part_z[t], false);
+          lsq_kernel(xp + off, dy_scalar ? gp : gp + off, dy_scalar, dp + off, n, ps.span(r, start), g, &part_s[t],
+                     &part_z[t], false);
         });
         for (int64_t t = 0; t < static_cast<int64_t>(part_s.size()); ++t) {
           const int64_t c = (t / blocks_per_row) % l.channels;
@@ -329,7 +369,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_lsq_backward_cpu(
         for (int64_t k = begin; k < end; ++k) {
           for (int64_t r = k * rows / chunks; r < (k + 1) * rows / chunks; ++r) {
             const int64_t off = r * len;
-            lsq_kernel(xp + off, gp + off, dp + off, len, p, g, &part_s[k * len], &part_z[k * len], true);
+            lsq_kernel(xp + off, dy_scalar ? gp : gp + off, dy_scalar, dp + off, len, p, g, &part_s[k * len],
+                       &part_z[k * len], true);
           }
         }
       });

@@ -240,6 +240,28 @@ def test_lsq_large_tensor_all_layouts(backend):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6 * bound)
 
 
+@pytest.mark.parametrize("axis", [None, 0, 1])
+def test_expanded_gradient(backend, axis):
+    """The gradient of a sum arrives expanded from one value (stride 0); the C++ kernels read it
+    in place: results equal those for the same gradient materialized, and the native op's."""
+    x = torch.randn(30, 70) * 3
+    channels = 1 if axis is None else x.shape[axis]
+    scale, zp = torch.rand(channels) * 0.05 + 0.01, torch.randint(0, 256, (channels,)).float()
+    if axis is None:
+        scale, zp = scale.reshape(()), zp.reshape(())
+    expanded = torch.tensor(0.75).expand(x.shape)
+    dense = expanded.contiguous()
+    got = _lsq_grads(lambda a, s, z: fake_quant(a, s, z, 0, 255, axis), x, scale, zp, expanded)
+    want = _lsq_grads(lambda a, s, z: fake_quant(a, s, z, 0, 255, axis), x, scale, zp, dense)
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+    x_ste = x.clone().requires_grad_()
+    fake_quant(x_ste, scale, zp.int(), 0, 255, axis).sum().backward()
+    assert torch.equal(x_ste.grad, _forward_backward(
+        lambda v: native_fake_quant(v, scale, zp.int(), 0, 255, axis), Case(x, scale, zp, 0, 255, axis),
+        torch.ones(x.shape))[1])
+
+
 def test_lsq_reduction_is_deterministic(backend):
     """The in-kernel reductions do not depend on the thread count or the run."""
     x = torch.randn(16, 40, 33) if backend != "triton" else torch.randn(4, 10, 33)

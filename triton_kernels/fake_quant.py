@@ -185,7 +185,8 @@ def _prepare(x, scale, zero_point, axis):
         inner = x.shape[axis + 1:].numel()
     magic = 4503599627370496.0 if compute == torch.float64 else 8388608.0
     tl_compute = tl.float64 if compute == torch.float64 else tl.float32
-    consts = dict(MAGIC=magic, COMPUTE=tl_compute, BF16_RNE=x.dtype == torch.bfloat16)
+    # enable_fp_fusion=False: every product rounded on its own (no FMA), as in PyTorch's kernels.
+    consts = dict(MAGIC=magic, COMPUTE=tl_compute, BF16_RNE=x.dtype == torch.bfloat16, enable_fp_fusion=False)
     return x.contiguous(), s, z, (outer, channels, inner), consts
 
 

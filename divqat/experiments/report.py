@@ -27,7 +27,7 @@ def fmt(mean, std, scale=1):
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "—"
     digits = 2 if scale == 100 or abs(mean * scale) < 100 else 0
-    if abs(mean * scale) < 0.1 and mean != 0:
+    if scale != 100 and abs(mean * scale) < 0.1 and mean != 0:
         return f"{mean * scale:.2g} ± {std * scale:.2g}"
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 

@@ -41,11 +41,16 @@ def _divqat_fake(student, teacher, target, alpha, temperature, direction, kl_cap
 def _setup_context(ctx, inputs, output):
     _, grad_student, grad_teacher = output
     ctx.mark_non_differentiable(grad_student, grad_teacher)
+    # the gradient outputs never get an upstream gradient: do not fill zeros of their size
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(grad_student, grad_teacher)
 
 
 def _scale(grad, grad_loss):
-    """The saved gradient of the reduced loss times the upstream gradient (per row for "none")."""
+    """The saved gradient of the reduced loss times the upstream gradient (per row for "none");
+    None when the loss got no upstream gradient (grads are not materialized)."""
+    if grad_loss is None:
+        return None
     if grad_loss.dim() > 0:
         grad_loss = grad_loss.unsqueeze(-1)
     return grad * grad_loss

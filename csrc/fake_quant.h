@@ -21,6 +21,8 @@
 // NaN x gives NaN y (the clamp keeps NaN) and mask 0.
 #pragma once
 
+#include <ATen/ATen.h>
+
 #include <cstdint>
 
 #ifdef __CUDACC__
@@ -146,6 +148,60 @@ DIVQAT_HOST_DEVICE void lsq_terms(A x, A dy, const QParams<A>& p, A qmin, A qmax
   const A dz_out = ((dy * A(-1)) * p.scale) * grad_factor;
   ds = out ? ds_out : ds_in;
   dz = inside ? A(0) : dz_out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host side, shared by the CPU and CUDA launchers: shapes and the incoming gradient.
+
+// Channel rows shorter than this are processed along whole outer rows of C * inner positions.
+constexpr int64_t kMinInner = 64;
+
+// A contiguous x viewed as [outer, C, inner], C = x.shape[axis] (per tensor: [1, 1, numel]).
+struct Layout {
+  int64_t outer, channels, inner;
+  bool short_rows() const { return channels > 1 && inner < kMinInner; }
+  int64_t row_len() const { return short_rows() ? channels * inner : inner; }
+  int64_t rows() const { return short_rows() ? outer : outer * channels; }
+};
+
+// What the kernels index with is checked here too (the Python wrapper checks everything, with
+// messages naming the argument), so a direct torch.ops call cannot read out of bounds.
+inline Layout check_and_layout(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
+                               int64_t qmin, int64_t qmax, c10::optional<int64_t> axis) {
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "fake_quant: x must be a floating tensor, got ", x.scalar_type());
+  TORCH_CHECK(qmin < qmax, "fake_quant: quant_min must be < quant_max");
+  TORCH_CHECK(scale.device() == x.device() && zero_point.device() == x.device(),
+              "fake_quant: scale and zero_point must be on x's device");
+  if (!axis.has_value()) {
+    TORCH_CHECK(scale.numel() == 1 && zero_point.numel() == 1,
+                "fake_quant: per-tensor scale and zero_point must have one element");
+    return Layout{1, 1, x.numel()};
+  }
+  const int64_t ax = *axis;
+  TORCH_CHECK(ax >= 0 && ax < x.dim(), "fake_quant: axis ", ax, " out of range for ", x.dim(), "-d x");
+  const int64_t c = x.size(ax);
+  TORCH_CHECK(scale.dim() == 1 && scale.numel() == c && zero_point.dim() == 1 && zero_point.numel() == c,
+              "fake_quant: per-channel scale and zero_point must be 1-D of length x.shape[axis]");
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < ax; ++d) outer *= x.size(d);
+  for (int64_t d = ax + 1; d < x.dim(); ++d) inner *= x.size(d);
+  return Layout{outer, c, inner};
+}
+
+// True when every element of g is the same stored value: the backward of a sum or mean hands
+// over such an expanded scalar, which the kernels read in place instead of materializing.
+inline bool expanded_scalar(const at::Tensor& g) {
+  if (g.numel() <= 1) return false;
+  for (int64_t d = 0; d < g.dim(); ++d)
+    if (g.size(d) != 1 && g.stride(d) != 0) return false;
+  return true;
+}
+
+// The gradient in x's dtype: its one value when expanded from a scalar, else contiguous.
+inline at::Tensor gradient_values(const at::Tensor& grad, const at::Tensor& x, bool scalar) {
+  TORCH_CHECK(grad.sizes() == x.sizes(), "fake_quant: grad must have x's shape");
+  if (scalar) return grad.as_strided({1}, {1}).to(x.scalar_type()).contiguous();
+  return grad.to(x.scalar_type()).contiguous();
 }
 
 }  // namespace fq

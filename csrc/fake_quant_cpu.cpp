@@ -44,7 +44,6 @@ using fq::QParams;
 #define DIVQAT_FQ_INLINE inline
 #endif
 
-constexpr int64_t kMinInner = 64;    // shorter channel rows use per-position parameter arrays
 constexpr int64_t kBlock = 16384;    // elements per parallel task / per LSQ partial sum
 constexpr int64_t kLanes = 16;       // fp32 accumulator lanes of an LSQ block sum
 constexpr int64_t kTile = 512;       // LSQ terms buffered per tile before lane sums
@@ -181,34 +180,7 @@ DIVQAT_FQ_SPANS(double, double)
 // ---------------------------------------------------------------------------------------------
 // Host side: shapes, parameters, work split.
 
-struct Layout {
-  int64_t outer, channels, inner;
-  bool short_rows() const { return channels > 1 && inner < kMinInner; }
-  int64_t row_len() const { return short_rows() ? channels * inner : inner; }
-  int64_t rows() const { return short_rows() ? outer : outer * channels; }
-};
-
-Layout check_and_layout(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point, int64_t qmin,
-                        int64_t qmax, c10::optional<int64_t> axis) {
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "fake_quant: x must be a floating tensor, got ", x.scalar_type());
-  TORCH_CHECK(qmin < qmax, "fake_quant: quant_min must be < quant_max");
-  TORCH_CHECK(scale.device() == x.device() && zero_point.device() == x.device(),
-              "fake_quant: scale and zero_point must be on x's device");
-  if (!axis.has_value()) {
-    TORCH_CHECK(scale.numel() == 1 && zero_point.numel() == 1,
-                "fake_quant: per-tensor scale and zero_point must have one element");
-    return Layout{1, 1, x.numel()};
-  }
-  const int64_t ax = *axis;
-  TORCH_CHECK(ax >= 0 && ax < x.dim(), "fake_quant: axis ", ax, " out of range for ", x.dim(), "-d x");
-  const int64_t c = x.size(ax);
-  TORCH_CHECK(scale.dim() == 1 && scale.numel() == c && zero_point.dim() == 1 && zero_point.numel() == c,
-              "fake_quant: per-channel scale and zero_point must be 1-D of length x.shape[axis]");
-  int64_t outer = 1, inner = 1;
-  for (int64_t d = 0; d < ax; ++d) outer *= x.size(d);
-  for (int64_t d = ax + 1; d < x.dim(); ++d) inner *= x.size(d);
-  return Layout{outer, c, inner};
-}
+using fq::Layout;
 
 // Per-channel parameters in the compute type, expanded to one set per row position for short rows.
 template <typename A>
@@ -265,24 +237,9 @@ void for_each_block(const Layout& l, F f) {
   });
 }
 
-// True when every element of g is the same stored value (g expanded from one element).
-bool expanded_scalar(const at::Tensor& g) {
-  if (g.numel() <= 1) return false;
-  for (int64_t d = 0; d < g.dim(); ++d)
-    if (g.size(d) != 1 && g.stride(d) != 0) return false;
-  return true;
-}
-
-// The gradient in x's dtype: its one value when expanded from a scalar, else contiguous.
-at::Tensor gradient_values(const at::Tensor& grad, const at::Tensor& x, bool scalar) {
-  TORCH_CHECK(grad.sizes() == x.sizes(), "fake_quant: grad must have x's shape");
-  if (scalar) return grad.as_strided({1}, {1}).to(x.scalar_type()).contiguous();
-  return grad.to(x.scalar_type()).contiguous();
-}
-
 at::Tensor fake_quant_cpu(const at::Tensor& x_in, const at::Tensor& scale, const at::Tensor& zero_point,
                           int64_t quant_min, int64_t quant_max, c10::optional<int64_t> axis, double grad_factor) {
-  const Layout l = check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
+  const Layout l = fq::check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
   const at::Tensor x = x_in.contiguous();
   at::Tensor y = at::empty(x.sizes(), x.options());
   if (x.numel() == 0) return y;
@@ -303,10 +260,10 @@ at::Tensor fake_quant_cpu(const at::Tensor& x_in, const at::Tensor& scale, const
 at::Tensor fake_quant_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& scale,
                                    const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max,
                                    c10::optional<int64_t> axis) {
-  const Layout l = check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
+  const Layout l = fq::check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
   const at::Tensor x = x_in.contiguous();
-  const bool dy_scalar = expanded_scalar(grad_in);
-  const at::Tensor dy = gradient_values(grad_in, x, dy_scalar);
+  const bool dy_scalar = fq::expanded_scalar(grad_in);
+  const at::Tensor dy = fq::gradient_values(grad_in, x, dy_scalar);
   at::Tensor dx = at::empty(x.sizes(), x.options());
   if (x.numel() == 0) return dx;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "divqat_fake_quant_backward_cpu", [&] {
@@ -327,10 +284,10 @@ at::Tensor fake_quant_backward_cpu(const at::Tensor& grad_in, const at::Tensor& 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_lsq_backward_cpu(
     const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& scale, const at::Tensor& zero_point,
     int64_t quant_min, int64_t quant_max, c10::optional<int64_t> axis, double grad_factor) {
-  const Layout l = check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
+  const Layout l = fq::check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
   const at::Tensor x = x_in.contiguous();
-  const bool dy_scalar = expanded_scalar(grad_in);
-  const at::Tensor dy = gradient_values(grad_in, x, dy_scalar);
+  const bool dy_scalar = fq::expanded_scalar(grad_in);
+  const at::Tensor dy = fq::gradient_values(grad_in, x, dy_scalar);
   at::Tensor dx = at::empty(x.sizes(), x.options());
   const auto zdt = zero_point.is_floating_point() ? zero_point.scalar_type() : at::kFloat;
   std::vector<double> ch_s(l.channels, 0.0), ch_z(l.channels, 0.0);

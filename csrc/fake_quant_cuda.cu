@@ -28,7 +28,6 @@ using fq::QParams;
 
 constexpr int kThreads = 256;
 constexpr int64_t kChunk = 4096;     // elements of a long row per LSQ pass-1 block
-constexpr int64_t kMinInner = 64;    // shorter channel rows use the per-position LSQ pass 1
 constexpr int64_t kRowGroups = 256;  // row groups of the short-row LSQ pass 1
 
 template <typename scalar_t>
@@ -46,8 +45,9 @@ __device__ __forceinline__ QParams<A> channel_params(const A* __restrict__ s, co
 }
 
 // Elementwise kernels: y = fake_quant(x) (dy == nullptr) or dx = dy * mask(x).
+// dy_scalar: dy holds one value that stands for every element's gradient (an expanded scalar).
 template <typename scalar_t, typename A, int VEC>
-__global__ void elementwise_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ dy,
+__global__ void elementwise_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ dy, bool dy_scalar,
                                    scalar_t* __restrict__ out, const A* __restrict__ s, const A* __restrict__ zr,
                                    int64_t n, int64_t channels, int64_t inner, A qmin, A qmax) {
   const int64_t nvec = n / VEC;
@@ -64,7 +64,13 @@ __global__ void elementwise_kernel(const scalar_t* __restrict__ x, const scalar_
       for (int k = 0; k < VEC; ++k)
         ov.v[k] = static_cast<scalar_t>(fq::fake_quant_value(static_cast<A>(xv.v[k]), p, qmin, qmax));
     } else {
-      const Vec<scalar_t, VEC> gv = reinterpret_cast<const Vec<scalar_t, VEC>*>(dy)[v];
+      Vec<scalar_t, VEC> gv;
+      if (dy_scalar) {
+#pragma unroll
+        for (int k = 0; k < VEC; ++k) gv.v[k] = dy[0];
+      } else {
+        gv = reinterpret_cast<const Vec<scalar_t, VEC>*>(dy)[v];
+      }
 #pragma unroll
       for (int k = 0; k < VEC; ++k)
         ov.v[k] = static_cast<scalar_t>(
@@ -78,7 +84,8 @@ __global__ void elementwise_kernel(const scalar_t* __restrict__ x, const scalar_
     const QParams<A> p = shared ? p0 : channel_params(s, zr, (i / inner) % channels, qmin, qmax);
     const A xi = static_cast<A>(x[i]);
     out[i] = static_cast<scalar_t>(dy == nullptr ? fq::fake_quant_value(xi, p, qmin, qmax)
-                                                 : fq::straight_through(xi, static_cast<A>(dy[i]), p, qmin, qmax));
+                                                 : fq::straight_through(xi, static_cast<A>(dy[dy_scalar ? 0 : i]), p,
+                                                                        qmin, qmax));
   }
 }
 
@@ -103,7 +110,7 @@ __device__ __forceinline__ void block_sum2(A& a, A& b) {
 
 // LSQ pass 1, long rows: block t = (row r, chunk k) of the [rows, inner] view; row r has channel r % C.
 template <typename scalar_t, typename A>
-__global__ void lsq_long_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ dy,
+__global__ void lsq_long_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ dy, int64_t dy_step,
                                 scalar_t* __restrict__ dx, const A* __restrict__ s, const A* __restrict__ zr,
                                 int64_t channels, int64_t inner, int64_t chunks, A qmin, A qmax, A g,
                                 A* __restrict__ part_s, A* __restrict__ part_z) {
@@ -116,7 +123,7 @@ __global__ void lsq_long_kernel(const scalar_t* __restrict__ x, const scalar_t* 
   for (int64_t j = start + threadIdx.x; j < end; j += kThreads) {
     const int64_t i = r * inner + j;
     A dxi, dsi, dzi;
-    fq::lsq_terms(static_cast<A>(x[i]), static_cast<A>(dy[i]), p, qmin, qmax, g, dxi, dsi, dzi);
+    fq::lsq_terms(static_cast<A>(x[i]), static_cast<A>(dy[i * dy_step]), p, qmin, qmax, g, dxi, dsi, dzi);
     dx[i] = static_cast<scalar_t>(dxi);
     ds += dsi;
     dz += dzi;
@@ -130,7 +137,7 @@ __global__ void lsq_long_kernel(const scalar_t* __restrict__ x, const scalar_t* 
 
 // LSQ pass 1, short rows of width = C * inner: thread (group gi, position j) sums its rows in order.
 template <typename scalar_t, typename A>
-__global__ void lsq_short_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ dy,
+__global__ void lsq_short_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ dy, int64_t dy_step,
                                  scalar_t* __restrict__ dx, const A* __restrict__ s, const A* __restrict__ zr,
                                  int64_t outer, int64_t width, int64_t inner, int64_t groups, A qmin, A qmax, A g,
                                  A* __restrict__ part_s, A* __restrict__ part_z) {
@@ -143,7 +150,7 @@ __global__ void lsq_short_kernel(const scalar_t* __restrict__ x, const scalar_t*
   for (int64_t r = gi * outer / groups; r < (gi + 1) * outer / groups; ++r) {
     const int64_t i = r * width + j;
     A dxi, dsi, dzi;
-    fq::lsq_terms(static_cast<A>(x[i]), static_cast<A>(dy[i]), p, qmin, qmax, g, dxi, dsi, dzi);
+    fq::lsq_terms(static_cast<A>(x[i]), static_cast<A>(dy[i * dy_step]), p, qmin, qmax, g, dxi, dsi, dzi);
     dx[i] = static_cast<scalar_t>(dxi);
     ds += dsi;
     dz += dzi;
@@ -170,31 +177,7 @@ __global__ void lsq_reduce_kernel(const A* __restrict__ part_s, const A* __restr
   }
 }
 
-struct Layout {
-  int64_t outer, channels, inner;
-};
-
-Layout check_and_layout(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point, int64_t qmin,
-                        int64_t qmax, c10::optional<int64_t> axis) {
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "fake_quant: x must be a floating tensor, got ", x.scalar_type());
-  TORCH_CHECK(qmin < qmax, "fake_quant: quant_min must be < quant_max");
-  TORCH_CHECK(scale.device() == x.device() && zero_point.device() == x.device(),
-              "fake_quant: scale and zero_point must be on x's device");
-  if (!axis.has_value()) {
-    TORCH_CHECK(scale.numel() == 1 && zero_point.numel() == 1,
-                "fake_quant: per-tensor scale and zero_point must have one element");
-    return Layout{1, 1, x.numel()};
-  }
-  const int64_t ax = *axis;
-  TORCH_CHECK(ax >= 0 && ax < x.dim(), "fake_quant: axis ", ax, " out of range for ", x.dim(), "-d x");
-  const int64_t c = x.size(ax);
-  TORCH_CHECK(scale.dim() == 1 && scale.numel() == c && zero_point.dim() == 1 && zero_point.numel() == c,
-              "fake_quant: per-channel scale and zero_point must be 1-D of length x.shape[axis]");
-  int64_t outer = 1, inner = 1;
-  for (int64_t d = 0; d < ax; ++d) outer *= x.size(d);
-  for (int64_t d = ax + 1; d < x.dim(); ++d) inner *= x.size(d);
-  return Layout{outer, c, inner};
-}
+using fq::Layout;
 
 // Scale (rounded to fp32 for fp16/bf16/fp32 x) and raw zero point, flat, in the compute dtype.
 std::pair<at::Tensor, at::Tensor> device_params(const at::Tensor& x, const at::Tensor& scale,
@@ -208,12 +191,13 @@ int64_t grid_for(int64_t items) {
 }
 
 template <typename scalar_t, typename A, int VEC>
-void launch_elementwise(const at::Tensor& x, const at::Tensor* dy, at::Tensor& out, const at::Tensor& s,
-                        const at::Tensor& z, const Layout& l, A qmin, A qmax) {
+void launch_elementwise(const at::Tensor& x, const at::Tensor* dy, bool dy_scalar, at::Tensor& out,
+                        const at::Tensor& s, const at::Tensor& z, const Layout& l, A qmin, A qmax) {
   const int64_t n = x.numel();
   auto stream = c10::cuda::getCurrentCUDAStream();
   elementwise_kernel<scalar_t, A, VEC><<<grid_for(std::max<int64_t>(n / VEC, 1)), kThreads, 0, stream>>>(
-      x.const_data_ptr<scalar_t>(), dy ? dy->const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(),
+      x.const_data_ptr<scalar_t>(), dy ? dy->const_data_ptr<scalar_t>() : nullptr, dy_scalar,
+      out.mutable_data_ptr<scalar_t>(),
       s.const_data_ptr<A>(), z.const_data_ptr<A>(), n, l.channels, l.inner, qmin, qmax);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -224,14 +208,11 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 at::Tensor run_elementwise(const at::Tensor& x_in, const at::Tensor* dy_in, const at::Tensor& scale,
                            const at::Tensor& zero_point, int64_t quant_min, int64_t quant_max,
                            c10::optional<int64_t> axis) {
-  const Layout l = check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
+  const Layout l = fq::check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
-  at::Tensor dy;
-  if (dy_in) {
-    TORCH_CHECK(dy_in->sizes() == x_in.sizes(), "fake_quant_backward: grad must have x's shape");
-    dy = dy_in->to(x.scalar_type()).contiguous();
-  }
+  const bool dy_scalar = dy_in && fq::expanded_scalar(*dy_in);
+  const at::Tensor dy = dy_in ? fq::gradient_values(*dy_in, x, dy_scalar) : at::Tensor();
   at::Tensor out = at::empty(x.sizes(), x.options());
   if (x.numel() == 0) return out;
   auto [s, z] = device_params(x, scale, zero_point);
@@ -239,12 +220,13 @@ at::Tensor run_elementwise(const at::Tensor& x_in, const at::Tensor* dy_in, cons
     using A = acc_t<scalar_t>;
     constexpr int VEC = 16 / sizeof(scalar_t);
     const bool vec_ok = aligned16(x.const_data_ptr()) && aligned16(out.const_data_ptr()) &&
-                        (!dy_in || aligned16(dy.const_data_ptr())) && (l.channels == 1 || l.inner % VEC == 0);
+                        (!dy_in || dy_scalar || aligned16(dy.const_data_ptr())) &&
+                        (l.channels == 1 || l.inner % VEC == 0);
     const A qmin = static_cast<A>(quant_min), qmax = static_cast<A>(quant_max);
     if (vec_ok)
-      launch_elementwise<scalar_t, A, VEC>(x, dy_in ? &dy : nullptr, out, s, z, l, qmin, qmax);
+      launch_elementwise<scalar_t, A, VEC>(x, dy_in ? &dy : nullptr, dy_scalar, out, s, z, l, qmin, qmax);
     else
-      launch_elementwise<scalar_t, A, 1>(x, dy_in ? &dy : nullptr, out, s, z, l, qmin, qmax);
+      launch_elementwise<scalar_t, A, 1>(x, dy_in ? &dy : nullptr, dy_scalar, out, s, z, l, qmin, qmax);
   });
   return out;
 }
@@ -263,11 +245,12 @@ at::Tensor fake_quant_backward_cuda(const at::Tensor& grad, const at::Tensor& x,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_lsq_backward_cuda(
     const at::Tensor& grad, const at::Tensor& x_in, const at::Tensor& scale, const at::Tensor& zero_point,
     int64_t quant_min, int64_t quant_max, c10::optional<int64_t> axis, double grad_factor) {
-  const Layout l = check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
-  TORCH_CHECK(grad.sizes() == x_in.sizes(), "fake_quant_lsq_backward: grad must have x's shape");
+  const Layout l = fq::check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
-  const at::Tensor dy = grad.to(x.scalar_type()).contiguous();
+  const bool dy_scalar = fq::expanded_scalar(grad);
+  const at::Tensor dy = fq::gradient_values(grad, x, dy_scalar);
+  const int64_t dy_step = dy_scalar ? 0 : 1;
   at::Tensor dx = at::empty(x.sizes(), x.options());
   auto [s, z] = device_params(x, scale, zero_point);
   at::Tensor out_s = at::zeros({l.channels}, s.options());
@@ -280,14 +263,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_lsq_backward_cuda(
       const A g = static_cast<A>(grad_factor);
       int64_t R, W, G;
       at::Tensor part_s, part_z;
-      if (l.channels > 1 && l.inner < kMinInner) {
+      if (l.short_rows()) {
         const int64_t width = l.channels * l.inner;
         const int64_t groups = std::min(l.outer, kRowGroups);
         part_s = at::empty({groups, width}, s.options());
         part_z = at::empty({groups, width}, s.options());
         const int64_t blocks = groups * ((width + kThreads - 1) / kThreads);
         lsq_short_kernel<scalar_t, A><<<blocks, kThreads, 0, stream>>>(
-            x.const_data_ptr<scalar_t>(), dy.const_data_ptr<scalar_t>(), dx.mutable_data_ptr<scalar_t>(),
+            x.const_data_ptr<scalar_t>(), dy.const_data_ptr<scalar_t>(), dy_step, dx.mutable_data_ptr<scalar_t>(),
             s.const_data_ptr<A>(), z.const_data_ptr<A>(), l.outer, width, l.inner, groups, qmin, qmax, g,
             part_s.mutable_data_ptr<A>(), part_z.mutable_data_ptr<A>());
         R = groups, W = width, G = l.inner;
@@ -297,7 +280,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fake_quant_lsq_backward_cuda(
         part_s = at::empty({rows * chunks}, s.options());
         part_z = at::empty({rows * chunks}, s.options());
         lsq_long_kernel<scalar_t, A><<<rows * chunks, kThreads, 0, stream>>>(
-            x.const_data_ptr<scalar_t>(), dy.const_data_ptr<scalar_t>(), dx.mutable_data_ptr<scalar_t>(),
+            x.const_data_ptr<scalar_t>(), dy.const_data_ptr<scalar_t>(), dy_step, dx.mutable_data_ptr<scalar_t>(),
             s.const_data_ptr<A>(), z.const_data_ptr<A>(), l.channels, l.inner, chunks, qmin, qmax, g,
             part_s.mutable_data_ptr<A>(), part_z.mutable_data_ptr<A>());
         R = l.outer, W = l.channels * chunks, G = chunks;

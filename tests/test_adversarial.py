@@ -9,7 +9,7 @@ from divqat.robustness import robust_accuracy
 from divqat.train.adversarial import adversarial_step, train_adversarial
 from divqat.train.trainers import train_fp
 
-OPTS = dict(epochs=3, batch_size=64, lr=0.05, seed=0, progress=False)
+OPTS = dict(epochs=2, batch_size=32, lr=0.05, seed=0, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -81,8 +81,9 @@ def _register_compiled():
 
 
 def _triton():
-    """The Triton op triple, imported (and registered) on first use: the kernels must be
-    defined after TRITON_INTERPRET is set, and triton is an optional dependency."""
+    """The Triton op triple, imported (and registered) on first eager use, or at import when
+    DIVQAT_BACKEND=triton is already set (so that a first call under torch.compile finds it):
+    the kernels must be defined after TRITON_INTERPRET is set, and triton is optional."""
     if not _triton_ops:
         importlib.import_module("triton_kernels.fake_quant")
         _triton_ops.append(_Ops(torch.ops.divqat_triton))
@@ -91,6 +92,8 @@ def _triton():
 
 
 _register_compiled()
+if _backend.requested_backend() == "triton":
+    _triton()
 
 
 def fake_quant(x, scale, zero_point, quant_min, quant_max, axis=None, grad_factor=1.0):
@@ -116,5 +119,7 @@ def fake_quant(x, scale, zero_point, quant_min, quant_max, axis=None, grad_facto
     if backend == "compiled":
         return torch.ops.divqat.fake_quant(*args)
     if backend == "triton":
-        return _triton().fake_quant(*args)
+        if not torch.compiler.is_compiling():
+            _triton()
+        return torch.ops.divqat_triton.fake_quant(*args)
     return fake_quant_unchecked(*args)

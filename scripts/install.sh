@@ -22,4 +22,4 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   fi
 fi
 pip install -q --no-build-isolation -e .
-python -c "import divqat._C; print('divqat installed; C++ kernels built')"
+python -c "import torch, divqat._C; print('divqat installed; C++ kernels built')"

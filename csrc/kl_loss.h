@@ -94,9 +94,10 @@ DIVQAT_HD A ce_from_partials(A sum_1, A target_centered) {
 }
 
 // exp((m_old - m_new) * inv_t): rescales an online sum when its running maximum grows
-// (0 while nothing has been summed yet, m_old = -inf).
+// (1 when it did not, 0 while nothing has been summed yet: m_old = -inf).
 template <typename A>
 DIVQAT_HD A rescale(A m_old, A m_new, A inv_t) {
+  if (m_old == m_new) return A(1);
   return m_old == -INFINITY ? A(0) : exp_nonpos((m_old - m_new) * inv_t);
 }
 

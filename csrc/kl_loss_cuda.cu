@@ -17,6 +17,7 @@
 #include <torch/library.h>
 
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include "kl_loss.h"
@@ -156,14 +157,18 @@ __global__ void kl_rows_kernel(const scalar_t* __restrict__ a_all, const scalar_
   int64_t y = -1;
   A r1 = 0;
   const A ce_coef = static_cast<A>(args.ce_coef);
+  bool y_ok = true;
   if (HAS_CE) {
     y = target[row];
-    CUDA_KERNEL_ASSERT(y >= 0 && y < cols && "divqat_loss: target holds a class index outside [0, C)");
+    y_ok = y >= 0 && y < cols;
+    CUDA_KERNEL_ASSERT(y_ok && "divqat_loss: target holds a class index outside [0, C)");
     r1 = ce_coef / st.sum_1;
   }
   if (threadIdx.x == 0) {
     kl_rows[row] = loss;
-    if (HAS_CE) ce_rows[row] = kl::ce_from_partials(st.sum_1, static_cast<A>((student_is_a ? a : b)[y]) - ms);
+    // (with device asserts compiled out, a bad index gives NaN rather than a stray read)
+    if (HAS_CE)
+      ce_rows[row] = y_ok ? kl::ce_from_partials(st.sum_1, static_cast<A>((student_is_a ? a : b)[y]) - ms) : NAN;
   }
   if (ga_all == nullptr && gb_all == nullptr) return;
 
@@ -231,6 +236,7 @@ template <typename scalar_t, bool HAS_CE>
 void launch_rows(const kl::Plan& plan, kl::Buffers& buf, const int64_t* target, double temperature) {
   using A = acc_t<scalar_t>;
   if (plan.rows == 0) return;
+  TORCH_CHECK(plan.rows <= std::numeric_limits<int32_t>::max(), "at most 2^31 - 1 rows, got ", plan.rows);
   // P = teacher, Q = student in the forward direction; swapped in the reverse one.
   const at::Tensor& a = plan.reverse ? buf.s : buf.t;
   const at::Tensor& b = plan.reverse ? buf.t : buf.s;

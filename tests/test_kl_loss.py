@@ -60,10 +60,9 @@ def _value_and_grads(fn, student, teacher, upstream, **kwargs):
 
 
 def _assert_close_to_oracle(fn, ref_fn, student, teacher, rtol=2e-5, atol=2e-6, **kwargs):
-    loss_ref, gs_ref, gt_ref = _value_and_grads(
-        ref_fn, student.double(), teacher.double(), _upstream(ref_fn, student, teacher, **kwargs), **kwargs
-    )
-    loss, gs, gt = _value_and_grads(fn, student, teacher, _upstream(ref_fn, student, teacher, **kwargs), **kwargs)
+    upstream = _upstream(ref_fn, student, teacher, **kwargs)
+    loss_ref, gs_ref, gt_ref = _value_and_grads(ref_fn, student.double(), teacher.double(), upstream, **kwargs)
+    loss, gs, gt = _value_and_grads(fn, student, teacher, upstream, **kwargs)
     assert loss.dtype == student.dtype and gs.dtype == student.dtype
     scale = max(1.0, float(loss_ref.abs().max())) if loss_ref.numel() else 1.0
     torch.testing.assert_close(loss.double(), loss_ref, rtol=rtol, atol=atol * scale)
@@ -75,16 +74,16 @@ def _upstream(ref_fn, student, teacher, **kwargs):
     """A non-unit upstream gradient of the loss's shape (per row for reduction='none')."""
     with torch.no_grad():
         shape = ref_fn(student.double(), teacher.double(), **kwargs).shape
-    return torch.linspace(-1.5, 2.0, max(1, int(torch.Size(shape).numel()))).reshape(shape) if shape else torch.tensor(
-        -0.75
-    )
+    if not shape:
+        return torch.tensor(-0.75)
+    return torch.linspace(-1.5, 2.0, shape.numel()).reshape(shape)
 
 
 @pytest.mark.parametrize("cols", [1, 2, 4097])
 @pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("temperature", [0.5, 4.0])
 def test_div_kl_loss_matches_float64_reference(backend, cols, direction, temperature):
-    s, t = _logits((3, cols), seed=1), _logits((3, cols), seed=2)
+    s, t = _logits((2, cols), seed=1), _logits((2, cols), seed=2)
     for reduction in REDUCTIONS:
         _assert_close_to_oracle(
             div_kl_loss, ref.div_kl_loss, s, t, temperature=temperature, reduction=reduction, direction=direction
@@ -95,8 +94,8 @@ def test_div_kl_loss_matches_float64_reference(backend, cols, direction, tempera
 @pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("temperature", [0.5, 1.0])  # T = 1 shares the exponentials of CE and KL
 def test_divqat_loss_matches_float64_reference(backend, cols, direction, temperature):
-    s, t = _logits((3, cols), seed=3), _logits((3, cols), seed=4)
-    target = torch.tensor([0, cols - 1, cols // 2])
+    s, t = _logits((2, cols), seed=3), _logits((2, cols), seed=4)
+    target = torch.tensor([cols - 1, cols // 2])
     _assert_close_to_oracle(
         divqat_loss, ref.divqat_loss, s, t, target=target, alpha=0.7, temperature=temperature, direction=direction
     )
@@ -255,13 +254,11 @@ def test_compiled_kernel_is_deterministic_across_thread_counts(monkeypatch):
 def test_opcheck(fused_ops, direction):
     s = _logits((3, 5)).requires_grad_()
     t = _logits((3, 5), seed=1).requires_grad_()
-    target = torch.tensor([0, 4, 2])
-    for reduction in REDUCTIONS:
-        torch.library.opcheck(fused_ops.div_kl_loss.default, (s, t, 2.0, reduction, direction, True, True))
     s0, t0 = s.detach(), t.detach()  # no gradient wanted: none written
+    target = torch.tensor([0, 4, 2])
+    torch.library.opcheck(fused_ops.div_kl_loss.default, (s, t, 2.0, "none", direction, True, True))
     torch.library.opcheck(fused_ops.div_kl_loss.default, (s0, t0, 1.0, "batchmean", direction, False, False))
     torch.library.opcheck(fused_ops.divqat_loss.default, (s, t0, target, 0.5, 2.0, direction, 0.1, True, False))
-    torch.library.opcheck(fused_ops.divqat_loss.default, (s, t, target, 0.5, 1.0, direction, None, True, True))
 
 
 def test_torch_compile_fullgraph(backend):

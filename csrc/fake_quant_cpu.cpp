@@ -74,21 +74,6 @@ DIVQAT_FQ_INLINE void for_each_element(const Params<A>& p, int64_t n, F f) {
   }
 }
 
-// The incoming gradient: an array, or one value broadcast to every element (the backward of a
-// sum or mean hands over an expanded scalar, read in place instead of materialized).
-template <typename S>
-struct GradArray {
-  const S* __restrict__ p;
-  DIVQAT_FQ_INLINE S operator[](int64_t i) const { return p[i]; }
-  DIVQAT_FQ_INLINE GradArray operator+(int64_t k) const { return GradArray{p + k}; }
-};
-template <typename S>
-struct GradScalar {
-  S v;
-  DIVQAT_FQ_INLINE S operator[](int64_t) const { return v; }
-  DIVQAT_FQ_INLINE GradScalar operator+(int64_t) const { return *this; }
-};
-
 // The elementwise span loops (compiled per dtype with target clones below).
 template <typename S, typename A>
 DIVQAT_FQ_INLINE void forward_span(const S* __restrict__ x, S* __restrict__ y, int64_t n, const Params<A>& p) {
@@ -97,28 +82,32 @@ DIVQAT_FQ_INLINE void forward_span(const S* __restrict__ x, S* __restrict__ y, i
   });
 }
 
-template <typename S, typename A, typename G>
-DIVQAT_FQ_INLINE void backward_span(const S* __restrict__ x, G dy, S* __restrict__ dx, int64_t n, const Params<A>& p) {
+// DY_STEP is 1 for a gradient array, 0 for one value broadcast to every element (the backward of
+// a sum or mean hands over an expanded scalar, read in place instead of materialized).
+template <int DY_STEP, typename S, typename A>
+DIVQAT_FQ_INLINE void backward_span(const S* __restrict__ x, const S* __restrict__ dy, S* __restrict__ dx, int64_t n,
+                                    const Params<A>& p) {
   for_each_element(p, n, [&](int64_t i, const QParams<A>& q) DIVQAT_FQ_LAMBDA_INLINE {
-    dx[i] = static_cast<S>(fq::straight_through(static_cast<A>(x[i]), static_cast<A>(dy[i]), q, p.qmin, p.qmax));
+    dx[i] = static_cast<S>(
+        fq::straight_through(static_cast<A>(x[i]), static_cast<A>(dy[i * DY_STEP]), q, p.qmin, p.qmax));
   });
 }
 
 // dx and the LSQ terms of n <= kTile elements.
-template <typename S, typename A, typename G>
-DIVQAT_FQ_INLINE void lsq_tile(const S* __restrict__ x, G dy, S* __restrict__ dx, int64_t n,
+template <int DY_STEP, typename S, typename A>
+DIVQAT_FQ_INLINE void lsq_tile(const S* __restrict__ x, const S* __restrict__ dy, S* __restrict__ dx, int64_t n,
                                const Params<A>& p, A g, A* __restrict__ ts, A* __restrict__ tz) {
   for_each_element(p, n, [&](int64_t i, const QParams<A>& q) DIVQAT_FQ_LAMBDA_INLINE {
     A dxi;
-    fq::lsq_terms(static_cast<A>(x[i]), static_cast<A>(dy[i]), q, p.qmin, p.qmax, g, dxi, ts[i], tz[i]);
+    fq::lsq_terms(static_cast<A>(x[i]), static_cast<A>(dy[i * DY_STEP]), q, p.qmin, p.qmax, g, dxi, ts[i], tz[i]);
     dx[i] = static_cast<S>(dxi);
   });
 }
 
 // dx for the span; the LSQ terms are added into ds[i] / dz[i] per position (per_position), or
 // summed through kLanes fp32 lanes into ds[0] / dz[0] (the lanes, then their sum, in a fixed order).
-template <typename S, typename A, typename G>
-DIVQAT_FQ_INLINE void lsq_span(const S* x, G dy, S* dx, int64_t n, const Params<A>& p, A g, A* ds, A* dz,
+template <int DY_STEP, typename S, typename A>
+DIVQAT_FQ_INLINE void lsq_span(const S* x, const S* dy, S* dx, int64_t n, const Params<A>& p, A g, A* ds, A* dz,
                                bool per_position) {
   alignas(64) A ts[kTile], tz[kTile];
   alignas(64) A ls[kLanes] = {}, lz[kLanes] = {};
@@ -126,7 +115,7 @@ DIVQAT_FQ_INLINE void lsq_span(const S* x, G dy, S* dx, int64_t n, const Params<
     const int64_t m = std::min(kTile, n - b);
     Params<A> pb = p;
     if (p.stride) pb = Params<A>{p.scale + b, p.inv + b, p.zero + b, 1, p.qmin, p.qmax};
-    lsq_tile(x + b, dy + b, dx + b, m, pb, g, ts, tz);
+    lsq_tile<DY_STEP>(x + b, dy + b * DY_STEP, dx + b, m, pb, g, ts, tz);
     if (per_position) {
       A* __restrict__ os = ds + b;
       A* __restrict__ oz = dz + b;
@@ -160,16 +149,16 @@ DIVQAT_FQ_INLINE void lsq_span(const S* x, G dy, S* dx, int64_t n, const Params<
   DIVQAT_FQ_CLONES void backward_kernel(const S* x, const S* dy, bool dy_scalar, S* dx, int64_t n,                  \
                                         const Params<A>& p) {                                                       \
     if (dy_scalar)                                                                                                  \
-      backward_span(x, GradScalar<S>{dy[0]}, dx, n, p);                                                             \
+      backward_span<0>(x, dy, dx, n, p);                                                                            \
     else                                                                                                            \
-      backward_span(x, GradArray<S>{dy}, dx, n, p);                                                                 \
+      backward_span<1>(x, dy, dx, n, p);                                                                            \
   }                                                                                                                 \
   DIVQAT_FQ_CLONES void lsq_kernel(const S* x, const S* dy, bool dy_scalar, S* dx, int64_t n, const Params<A>& p,  \
                                    A g, A* ds, A* dz, bool per_position) {                                          \
     if (dy_scalar)                                                                                                  \
-      lsq_span(x, GradScalar<S>{dy[0]}, dx, n, p, g, ds, dz, per_position);                                         \
+      lsq_span<0>(x, dy, dx, n, p, g, ds, dz, per_position);                                                        \
     else                                                                                                            \
-      lsq_span(x, GradArray<S>{dy}, dx, n, p, g, ds, dz, per_position);                                             \
+      lsq_span<1>(x, dy, dx, n, p, g, ds, dz, per_position);                                                        \
   }
 DIVQAT_FQ_SPANS(float, float)
 DIVQAT_FQ_SPANS(c10::Half, float)

@@ -3,7 +3,8 @@
     divqat attack --victim DIR --attack {knockoff,knockoff-adaptive,copycat,jbda,dfme,maze}
                   [--queryset D [--adapt-queries]] --budget N [--arch A]
                   [--output probs|topk|rounded|label [--k K] [--decimals D]]
-                  [--defense NAME --defense-arg k=v ...] [--epochs N] [--seed S]
+                  [--defense NAME --defense-arg k=v ...] [--epochs N] [--lr LR] [--momentum M]
+                  [--batch-size B] [--seed S]
                   [--device DEV] [--cache-dir DIR] [--no-progress] --out OUT
 
 The victim of a ``divqat train --out DIR`` directory is deployed behind a
@@ -43,6 +44,9 @@ def add_arguments(parser):
     parser.add_argument("--reward", default="all", help="knockoff-adaptive reward: cert, div, loss or all")
     parser.add_argument("--epochs", type=int, help="surrogate training epochs (default: 50 for MNIST-like "
                         "victims, else 100; not for dfme/maze, whose steps follow from the budget)")
+    parser.add_argument("--lr", type=float, help="surrogate SGD learning rate (default 0.01)")
+    parser.add_argument("--momentum", type=float, help="surrogate SGD momentum (default 0.5)")
+    parser.add_argument("--batch-size", type=int, help="surrogate training batch size (default 64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--cache-dir", metavar="DIR", help="transfer-set cache shared by knockoff/copycat runs")
@@ -68,17 +72,20 @@ def _attack_kwargs(args, device):
     from divqat.attacks.surrogate import TrainConfig
 
     kwargs = {"arch": args.arch, "seed": args.seed, "progress": not args.no_progress}
+    train = {key: value for key, value in (("epochs", args.epochs), ("lr", args.lr), ("momentum", args.momentum),
+                                           ("batch_size", args.batch_size)) if value is not None}
     if args.attack in DATA_FREE:
         if args.queryset is not None:
             raise ValueError(f"{args.attack} is data-free: drop --queryset")
-        if args.epochs is not None:
-            raise ValueError(f"{args.attack} trains for as many steps as the budget pays for: drop --epochs")
+        if train:
+            raise ValueError(f"{args.attack} uses its paper's settings and trains for as many steps as the budget "
+                             f"pays for: drop --{'/--'.join(k.replace('_', '-') for k in train)}")
         kwargs["device"] = device
     else:
         if args.queryset is None:
             raise ValueError(f"{args.attack} needs --queryset (the adversary's natural images)")
         kwargs.update(queryset=args.queryset, adapt_queries=args.adapt_queries,
-                      train=TrainConfig(epochs=args.epochs, device=device))
+                      train=TrainConfig(**train, device=device))
     if args.cache_dir is not None:
         if args.attack not in _CACHED:
             raise ValueError(f"--cache-dir applies to {' and '.join(_CACHED)} only (their queries do not depend on the surrogate)")

@@ -87,6 +87,8 @@ def _register(namespace):
 
 if _backend.compiled_available("cpu"):
     _register("divqat")
+    if torch.cuda.is_available():
+        _backend.compiled_available("cuda")  # load the CUDA kernels now, not inside a compiled region
 
 
 _triton_registered = False

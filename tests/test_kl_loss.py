@@ -334,6 +334,25 @@ def test_div_kl_loss_bad_input(backend, case):
         div_kl_loss(*args, **kwargs)
 
 
+def test_raw_ops_check_their_arguments(fused_ops):
+    """Called directly (bypassing divqat.ops), the fused ops still refuse bad input by name."""
+    s, t = _logits((2, 3)), _logits((2, 3), seed=1)
+    with pytest.raises((ValueError, RuntimeError), match="teacher_logits"):
+        fused_ops.div_kl_loss(s, _logits((2, 4)), 1.0, "sum", "forward", False, False)
+    with pytest.raises((ValueError, RuntimeError), match="reduction"):
+        fused_ops.div_kl_loss(s, t, 1.0, "mean", "forward", False, False)
+    with pytest.raises((ValueError, RuntimeError), match="direction"):
+        fused_ops.div_kl_loss(s, t, 1.0, "sum", "sideways", False, False)
+    with pytest.raises((ValueError, RuntimeError), match="temperature"):
+        fused_ops.div_kl_loss(s, t, -1.0, "sum", "forward", False, False)
+    with pytest.raises((ValueError, RuntimeError), match="target"):
+        fused_ops.divqat_loss(s, t, torch.tensor([0, 3]), 0.5, 1.0, "forward", None, False, False)
+    with pytest.raises((ValueError, RuntimeError), match="target"):
+        fused_ops.divqat_loss(s, t, torch.tensor([0]), 0.5, 1.0, "forward", None, False, False)
+    with pytest.raises((ValueError, RuntimeError), match="kl_cap"):
+        fused_ops.divqat_loss(s, t, torch.tensor([0, 1]), 0.5, 1.0, "forward", -1.0, False, False)
+
+
 def _bad_divqat_cases():
     s, t, y = _logits((2, 3)), _logits((2, 3), seed=1), torch.tensor([0, 2])
     base = {"student_logits": s, "teacher_logits": t, "target": y, "alpha": 0.5}

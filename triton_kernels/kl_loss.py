@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from divqat.reference.kl_loss import check_target_values
+from divqat.reference.kl_loss import check_div_kl_args, check_divqat_args, check_target_values
 
 MAX_BLOCK = 4096
 
@@ -148,6 +148,7 @@ def div_kl_loss(
     direction: str, student_grad: bool, teacher_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-row T^2 KL reduced by ``reduction``, with the gradients of that reduced loss."""
+    check_div_kl_args(student_logits, teacher_logits, temperature, reduction, direction)
     rows = student_logits.numel() // student_logits.shape[-1]
     kl_coef = 1.0 / rows if reduction == "batchmean" and rows else 1.0
     kl_rows, _, gs, gt = _run_rows(
@@ -169,6 +170,7 @@ def divqat_loss(
     temperature: float, direction: str, kl_cap: float | None, student_grad: bool, teacher_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """mean CE - alpha * mean min(T^2 KL, kl_cap), with the gradients of that loss."""
+    check_divqat_args(student_logits, teacher_logits, target, alpha, temperature, direction, kl_cap)
     cols = student_logits.shape[-1]
     check_target_values(target, cols)
     rows = student_logits.numel() // cols

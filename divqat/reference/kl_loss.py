@@ -8,6 +8,9 @@ P = softmax(t / T), Q = softmax(s / T), each row r gets
 
 (Hinton et al. 2015 for the T^2 factor). ``div_kl_loss`` reduces the rows with
 "batchmean" (sum over rows / number of rows), "sum" or "none" (shape ``s.shape[:-1]``).
+For (..., C) inputs the number of rows is the product of the leading dimensions (F.kl_div's
+"batchmean" divides by ``size(0)`` instead); for (N, C) the two agree. An empty batch gives
+NaN for "batchmean" (0 / 0) and 0 for "sum".
 
 ``divqat_loss`` is the DivQAT objective (arXiv 2512.23948, SCIENCE.md section 3):
 

@@ -151,7 +151,8 @@ class BlackBox:
         (no ``victim_id``; a defense whose repr is the default ``<... at 0x...>``).
         """
         if self.victim_id is None:
-            raise ValueError("this BlackBox has no victim_id: pass victim_id=... (from_dir sets it) to cache its answers")
+            raise ValueError("this BlackBox has no victim_id: pass victim_id=... (from_dir sets it) "
+                             "to cache its answers")
         if self._defense is not None and " at 0x" in self.defense_id:
             raise ValueError(f"defense_id {self.defense_id!r} is not stable across runs: pass defense_id=...")
         return {"victim": self.victim_id, "output": self.output, "k": self.k,

@@ -72,7 +72,8 @@ def normalized_accuracy(adversary_accuracy, victim_accuracy):
 
 def _prob_pair(p, q):
     if p.dim() != 2 or p.shape != q.shape:
-        raise ValueError(f"p and q must be (N, C) probability batches of one shape, got {tuple(p.shape)} and {tuple(q.shape)}")
+        raise ValueError("p and q must be (N, C) probability batches of one shape, "
+                         f"got {tuple(p.shape)} and {tuple(q.shape)}")
     if p.shape[0] == 0:
         raise ValueError("p is empty: a mean over zero rows is undefined")
     return p.detach().double().cpu(), q.detach().double().cpu()

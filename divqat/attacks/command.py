@@ -35,7 +35,8 @@ def add_arguments(parser):
                         help="resize/recolour query images that do not fit the victim (otherwise an error)")
     parser.add_argument("--budget", required=True, type=int, metavar="N", help="queries the adversary may spend")
     parser.add_argument("--arch", metavar="A", help="surrogate architecture (default: the victim's)")
-    parser.add_argument("--output", default="probs", metavar="MODE", help=f"what a query returns: {', '.join(OUTPUT_MODES)}")
+    parser.add_argument("--output", default="probs", metavar="MODE",
+                        help=f"what a query returns: {', '.join(OUTPUT_MODES)}")
     parser.add_argument("--k", type=int, help="entries kept by --output topk")
     parser.add_argument("--decimals", type=int, help="decimals kept by --output rounded")
     parser.add_argument("--defense", metavar="NAME", help="output-perturbation defense (divqat.defenses)")
@@ -88,7 +89,8 @@ def _attack_kwargs(args, device):
                       train=TrainConfig(**train, device=device))
     if args.cache_dir is not None:
         if args.attack not in _CACHED:
-            raise ValueError(f"--cache-dir applies to {' and '.join(_CACHED)} only (their queries do not depend on the surrogate)")
+            raise ValueError(f"--cache-dir applies to {' and '.join(_CACHED)} only "
+                             "(their queries do not depend on the surrogate)")
         kwargs["cache_dir"] = args.cache_dir
     if args.attack == "knockoff-adaptive":
         kwargs["reward"] = args.reward

@@ -2,14 +2,13 @@
 from divqat.attacks.surrogate import build_surrogate
 from divqat.utils import seed_everything
 
-__all__ = ["setup_attack", "attack_record", "queryset_name"]
+__all__ = ["setup_attack", "attack_record", "queryset_name", "check_ints", "check_positive"]
 
 
 def setup_attack(blackbox, budget, arch, seed):
     """Validate ``budget`` against the black box, seed python/numpy/torch with ``seed``, and
     return a fresh surrogate of ``arch`` (default: the victim's)."""
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise ValueError(f"budget must be an int >= 1, got {budget!r}")
+    check_ints(1, budget=budget)
     left = blackbox.budget_left
     if left is not None and budget > left:
         raise ValueError(f"budget {budget} exceeds the {left} queries the black box has left")
@@ -26,3 +25,17 @@ def attack_record(attack, blackbox, surrogate, budget, seed, queries_used, **par
     """The result record: the attack's name, what it spent, and its parameters."""
     return {"attack": attack, "budget": budget, "queries_used": int(queries_used), "seed": seed,
             "arch": surrogate.arch, "victim_arch": blackbox.arch, "output": blackbox.output, **params}
+
+
+def check_ints(low, **values):
+    """ValueError naming the first of ``values`` that is not an int >= ``low``."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+def check_positive(**values):
+    """ValueError naming the first of ``values`` that is not a number > 0."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")

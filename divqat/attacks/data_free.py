@@ -23,7 +23,10 @@ import math
 import torch
 import torch.nn as nn
 
-__all__ = ["Generator", "to_image", "zeroth_order_gradient", "plan_queries", "recovered_logits"]
+from divqat.attacks.common import setup_attack
+
+__all__ = ["Generator", "to_image", "zeroth_order_gradient", "generator_step", "query_generated",
+           "plan_queries", "recovered_logits", "setup_data_free"]
 
 
 class Generator(nn.Module):
@@ -81,6 +84,25 @@ def zeroth_order_gradient(objective, a, ndirs, eps):
     return grad.reshape(a.shape), values[:, 0].mean().item()
 
 
+def generator_step(generator, optimizer, objective, batch_size, ndirs, eps):
+    """One generator update: a = G(z) for ``batch_size`` latents, ``a.backward`` of the
+    zeroth-order estimate of d mean objective / da, an optimizer step (so G *minimizes*
+    ``objective``). Returns the mean objective at a."""
+    a = generator.sample(batch_size)
+    grad, value = zeroth_order_gradient(objective, a, ndirs, eps)
+    optimizer.zero_grad(set_to_none=True)
+    a.backward(grad)
+    optimizer.step()
+    return value
+
+
+@torch.no_grad()
+def query_generated(generator, blackbox, n):
+    """``n`` fresh generator images x (on the generator's device) and the victim's answers V(x) there."""
+    x = to_image(generator.sample(n))
+    return x, blackbox.query(x.cpu()).to(x.device)
+
+
 def plan_queries(budget, batch_size, cost_per_iteration):
     """How a budget is spent: ``(iterations, tail)`` where each iteration costs
     ``cost_per_iteration`` queries and ``tail`` lists the batch sizes (each <= batch_size, sizes
@@ -96,3 +118,16 @@ def recovered_logits(probs, floor):
     with p clamped below at ``floor``; softmax of the result is p (up to the clamp)."""
     log_p = probs.clamp_min(floor).log()
     return log_p - log_p.mean(dim=1, keepdim=True)
+
+
+def setup_data_free(blackbox, budget, arch, seed, device, nz, ngf, lr_clone, lr_generator, momentum, weight_decay):
+    """The pieces both data-free attacks start from: ``(clone, generator, clone SGD, generator Adam)``.
+
+    The clone (``arch``, default the victim's) trains with SGD (``lr_clone``, ``momentum``,
+    ``weight_decay``), the generator with Adam (``lr_generator``), both on ``device``.
+    """
+    clone = setup_attack(blackbox, budget, arch, seed).to(device)
+    channels, size, _ = blackbox.input_shape
+    generator = Generator(nz, channels, size, ngf).to(device)
+    opt_clone = torch.optim.SGD(clone.parameters(), lr=lr_clone, momentum=momentum, weight_decay=weight_decay)
+    return clone, generator, opt_clone, torch.optim.Adam(generator.parameters(), lr=lr_generator)

@@ -21,12 +21,12 @@ generator samples spend the remainder (:func:`~divqat.attacks.data_free.plan_que
 Paper settings: 20M queries for CIFAR-10, 2M for SVHN, batch 256, nz 256.
 """
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from divqat.attacks.common import attack_record, setup_attack
-from divqat.attacks.data_free import Generator, plan_queries, recovered_logits, to_image, zeroth_order_gradient
-from divqat.attacks.surrogate import PROB_FLOOR
+from divqat.attacks.common import attack_record, check_ints, check_positive
+from divqat.attacks.data_free import (generator_step, plan_queries, query_generated, recovered_logits,
+                                      setup_data_free, to_image)
+from divqat.attacks.surrogate import PROB_FLOOR, optimizer_step
 
 __all__ = ["dfme"]
 
@@ -36,20 +36,22 @@ def _disagreement(student_logits, victim_probs):
     return (student_logits - recovered_logits(victim_probs, PROB_FLOOR)).abs().mean(dim=1)
 
 
+def _mean_disagreement(student_logits, victim_probs):
+    return _disagreement(student_logits, victim_probs).mean()
+
+
 def dfme(blackbox, budget, *, arch=None, batch_size=256, lr_student=0.1, lr_generator=1e-4, momentum=0.9,
-         weight_decay=5e-4, grad_m=1, grad_eps=1e-3, student_steps=5, nz=256, ngf=64, seed=0, device="cpu", progress=True):
-    """DFME (see the module docstring); spends exactly ``budget`` queries. Returns ``(student, record)``."""
-    for name, value in (("batch_size", batch_size), ("grad_m", grad_m), ("student_steps", student_steps), ("nz", nz), ("ngf", ngf)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    for name, value in (("lr_student", lr_student), ("lr_generator", lr_generator), ("grad_eps", grad_eps)):
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value!r}")
-    student = setup_attack(blackbox, budget, arch, seed).to(device)
-    channels, size, _ = blackbox.input_shape
-    generator = Generator(nz, channels, size, ngf).to(device)
-    opt_s = torch.optim.SGD(student.parameters(), lr=lr_student, momentum=momentum, weight_decay=weight_decay)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=lr_generator)
+         weight_decay=5e-4, grad_m=1, grad_eps=1e-3, student_steps=5, nz=256, ngf=64, seed=0, device="cpu",
+         progress=True):
+    """DFME (see the module docstring); spends exactly ``budget`` queries. Returns ``(student, record)``.
+
+    ``arch``: the student (default: the victim's); ``nz``/``ngf``: the generator's latent size
+    and width (256 and 64 in the paper); ``device``: where student and generator train.
+    """
+    check_ints(1, batch_size=batch_size, grad_m=grad_m, student_steps=student_steps, nz=nz, ngf=ngf)
+    check_positive(lr_student=lr_student, lr_generator=lr_generator, grad_eps=grad_eps)
+    student, generator, opt_s, opt_g = setup_data_free(blackbox, budget, arch, seed, device, nz, ngf, lr_student,
+                                                       lr_generator, momentum, weight_decay)
     iterations, tail = plan_queries(budget, batch_size, batch_size * (grad_m + 1 + student_steps))
     milestones = sorted({max(1, int(iterations * f)) for f in (0.1, 0.3, 0.5)})
     sch_s = torch.optim.lr_scheduler.MultiStepLR(opt_s, milestones, gamma=0.3)
@@ -61,25 +63,13 @@ def dfme(blackbox, budget, *, arch=None, batch_size=256, lr_student=0.1, lr_gene
         return -_disagreement(student(to_image(points)), victim_probs)
 
     def student_step(n):
-        with torch.no_grad():
-            x = to_image(generator.sample(n))
-        victim_probs = blackbox.query(x.cpu()).to(device)
-        student.train()
-        loss = _disagreement(student(x), victim_probs).mean()
-        opt_s.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_s.step()
-        return loss.item()
+        return optimizer_step(student, opt_s, _mean_disagreement, *query_generated(generator, blackbox, n))
 
     generator.train()
     losses = {"student": float("nan"), "generator": float("nan")}
     for _ in tqdm(range(iterations), desc="dfme", disable=not progress, leave=False):
         student.eval()
-        a = generator.sample(batch_size)
-        grad, losses["generator"] = zeroth_order_gradient(generator_objective, a, grad_m, grad_eps)
-        opt_g.zero_grad(set_to_none=True)
-        a.backward(grad)
-        opt_g.step()
+        losses["generator"] = generator_step(generator, opt_g, generator_objective, batch_size, grad_m, grad_eps)
         for _ in range(student_steps):
             losses["student"] = student_step(batch_size)
         sch_s.step()

@@ -22,7 +22,7 @@ from dataclasses import asdict, replace
 import torch
 import torch.nn.functional as F
 
-from divqat.attacks.common import attack_record, queryset_name, setup_attack
+from divqat.attacks.common import attack_record, check_ints, check_positive, queryset_name, setup_attack
 from divqat.attacks.queryset import load_queryset
 from divqat.attacks.surrogate import make_train_config, train_surrogate
 
@@ -49,11 +49,9 @@ def jbda(blackbox, queryset, budget, *, seeds=100, rounds=6, lam=0.1, round_epoc
     ``lam`` in [0, 1] pixel units, ``round_epochs`` epochs per intermediate round. Other arguments as
     :func:`divqat.attacks.knockoff.knockoff`. Returns ``(surrogate, record)``.
     """
-    for name, value, low in (("seeds", seeds, 1), ("rounds", rounds, 0), ("round_epochs", round_epochs, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    if not lam > 0:
-        raise ValueError(f"lam must be > 0, got {lam!r}")
+    check_ints(1, seeds=seeds, round_epochs=round_epochs)
+    check_ints(0, rounds=rounds)
+    check_positive(lam=lam)
     config = make_train_config(train).resolved(blackbox.meta)
     surrogate = setup_attack(blackbox, budget, arch, seed)
     x, _ = load_queryset(queryset, blackbox, adapt=adapt_queries)
@@ -75,7 +73,8 @@ def jbda(blackbox, queryset, budget, *, seeds=100, rounds=6, lam=0.1, round_epoc
         points, answers = torch.cat([points, new]), torch.cat([answers, blackbox.query(new)])
         rounds_done += 1
     history = train_surrogate(surrogate, points, answers, config, progress=progress, desc="jbda final")
-    record = attack_record("jbda", blackbox, surrogate, budget, seed, blackbox.queries_used - start, train=asdict(config),
+    record = attack_record("jbda", blackbox, surrogate, budget, seed, blackbox.queries_used - start,
+                           train=asdict(config),
                            seeds=seeds, rounds=rounds, rounds_done=rounds_done, lam=lam, round_epochs=round_epochs,
                            queryset=queryset_name(queryset),
                            adapt_queries=adapt_queries, final_train_loss=history[-1])

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from divqat.attacks.common import attack_record, queryset_name, setup_attack
+from divqat.attacks.common import attack_record, check_ints, queryset_name, setup_attack
 from divqat.attacks.queryset import load_queryset
-from divqat.attacks.surrogate import make_train_config, soft_label_loss, train_surrogate
+from divqat.attacks.surrogate import make_train_config, optimizer_step, soft_label_loss, train_surrogate
 
 __all__ = ["REWARDS", "knockoff_adaptive", "GradientBandit", "Rewards"]
 
@@ -122,8 +122,7 @@ def knockoff_adaptive(blackbox, queryset, budget, *, reward="all", round_size=64
     """
     if reward not in REWARDS:
         raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
-    if isinstance(round_size, bool) or not isinstance(round_size, int) or round_size < 1:
-        raise ValueError(f"round_size must be an int >= 1, got {round_size!r}")
+    check_ints(1, round_size=round_size)
     config = make_train_config(train).resolved(blackbox.meta)
     surrogate = setup_attack(blackbox, budget, arch, seed)
     x, y = load_queryset(queryset, blackbox, adapt=adapt_queries, need_labels=True)
@@ -149,12 +148,8 @@ def knockoff_adaptive(blackbox, queryset, budget, *, reward="all", round_size=64
                 logits = surrogate(xb.to(device)).cpu()
             for a, r in zip(arms, rewards(yb, logits)):
                 bandit.update(a, float(r))
-            if len(idx) > 1:
-                surrogate.train()
-                loss = soft_label_loss(surrogate(xb.to(device)), yb.to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+            if len(idx) > 1:  # batch norm cannot train on a single example
+                optimizer_step(surrogate, optimizer, soft_label_loss, xb.to(device), yb.to(device))
             chosen += idx
             answers.append(yb)
             bar.update(len(idx))

@@ -24,9 +24,9 @@ remainder. Paper settings: budget 30M queries for CIFAR-10, batch 128.
 import torch
 from tqdm.auto import tqdm
 
-from divqat.attacks.common import attack_record, setup_attack
-from divqat.attacks.data_free import Generator, plan_queries, to_image, zeroth_order_gradient
-from divqat.attacks.surrogate import soft_label_loss
+from divqat.attacks.common import attack_record, check_ints, check_positive
+from divqat.attacks.data_free import generator_step, plan_queries, query_generated, setup_data_free, to_image
+from divqat.attacks.surrogate import optimizer_step, soft_label_loss
 
 __all__ = ["maze"]
 
@@ -34,19 +34,17 @@ __all__ = ["maze"]
 def maze(blackbox, budget, *, arch=None, batch_size=128, lr_clone=0.1, lr_generator=1e-4, momentum=0.9,
          weight_decay=5e-4, ndirs=10, mu=1e-3, clone_steps=5, replay_steps=10, nz=100, ngf=64, seed=0,
          device="cpu", progress=True):
-    """MAZE (see the module docstring); spends exactly ``budget`` queries. Returns ``(clone, record)``."""
-    for name, value, low in (("batch_size", batch_size, 1), ("ndirs", ndirs, 1), ("clone_steps", clone_steps, 1),
-                             ("replay_steps", replay_steps, 0), ("nz", nz, 1), ("ngf", ngf, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    for name, value in (("lr_clone", lr_clone), ("lr_generator", lr_generator), ("mu", mu)):
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value!r}")
-    clone = setup_attack(blackbox, budget, arch, seed).to(device)
-    channels, size, _ = blackbox.input_shape
-    generator = Generator(nz, channels, size, ngf).to(device)
-    opt_c = torch.optim.SGD(clone.parameters(), lr=lr_clone, momentum=momentum, weight_decay=weight_decay)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=lr_generator)
+    """MAZE (see the module docstring); spends exactly ``budget`` queries. Returns ``(clone, record)``.
+
+    ``arch``: the clone (default: the victim's); ``nz``/``ngf``: the generator's latent size and
+    width (100 and 64 in the authors' code); ``device``: where clone and generator train. The
+    replay buffer keeps every queried (x, V(x)) in memory on ``device``.
+    """
+    check_ints(1, batch_size=batch_size, ndirs=ndirs, clone_steps=clone_steps, nz=nz, ngf=ngf)
+    check_ints(0, replay_steps=replay_steps)
+    check_positive(lr_clone=lr_clone, lr_generator=lr_generator, mu=mu)
+    clone, generator, opt_c, opt_g = setup_data_free(blackbox, budget, arch, seed, device, nz, ngf, lr_clone,
+                                                     lr_generator, momentum, weight_decay)
     iterations, tail = plan_queries(budget, batch_size, batch_size * (ndirs + 1 + clone_steps))
     sch_c = torch.optim.lr_scheduler.CosineAnnealingLR(opt_c, max(iterations, 1))
     sch_g = torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, max(iterations, 1))
@@ -57,38 +55,24 @@ def maze(blackbox, budget, *, arch=None, batch_size=128, lr_clone=0.1, lr_genera
         victim_probs = blackbox.query(to_image(points).cpu()).to(device)
         return -soft_label_loss(clone(to_image(points)), victim_probs, reduction="none")
 
-    def clone_step(x, victim_probs):
-        clone.train()
-        loss = soft_label_loss(clone(x), victim_probs)
-        opt_c.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_c.step()
-        return loss.item()
-
     def query_and_learn(n):
-        with torch.no_grad():
-            x = to_image(generator.sample(n))
-        victim_probs = blackbox.query(x.cpu()).to(device)
+        x, victim_probs = query_generated(generator, blackbox, n)
         replay_x.append(x)
         replay_y.append(victim_probs)
-        return clone_step(x, victim_probs)
+        return optimizer_step(clone, opt_c, soft_label_loss, x, victim_probs)
 
     generator.train()
     losses = {"clone": float("nan"), "generator": float("nan")}
     for _ in tqdm(range(iterations), desc="maze", disable=not progress, leave=False):
         clone.eval()
-        a = generator.sample(batch_size)
-        grad, losses["generator"] = zeroth_order_gradient(divergence, a, ndirs, mu)
-        opt_g.zero_grad(set_to_none=True)
-        a.backward(grad)
-        opt_g.step()
+        losses["generator"] = generator_step(generator, opt_g, divergence, batch_size, ndirs, mu)
         for _ in range(clone_steps):
             losses["clone"] = query_and_learn(batch_size)
         buffer_x, buffer_y = torch.cat(replay_x), torch.cat(replay_y)
         replay_x[:], replay_y[:] = [buffer_x], [buffer_y]
         for _ in range(replay_steps):
             idx = torch.randint(len(buffer_x), (batch_size,), device=buffer_x.device)
-            clone_step(buffer_x[idx], buffer_y[idx])
+            optimizer_step(clone, opt_c, soft_label_loss, buffer_x[idx], buffer_y[idx])
         sch_c.step()
         sch_g.step()
     for n in tail:

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from divqat.ops import div_kl_loss
 
-__all__ = ["PROB_FLOOR", "TrainConfig", "make_train_config", "build_surrogate", "soft_label_loss", "train_surrogate"]
+__all__ = ["PROB_FLOOR", "TrainConfig", "make_train_config", "build_surrogate", "soft_label_loss", "optimizer_step",
+           "train_surrogate"]
 
 PROB_FLOOR = 1e-8
 
@@ -90,6 +91,17 @@ def soft_label_loss(student_logits, victim_probs, reduction="batchmean"):
     return div_kl_loss(student_logits, victim_probs.clamp_min(PROB_FLOOR).log(), reduction=reduction)
 
 
+def optimizer_step(model, optimizer, loss_fn, x, target):
+    """One training step: ``model`` in train mode, ``loss_fn(model(x), target)`` back-propagated,
+    one ``optimizer`` step. Returns the loss value."""
+    model.train()
+    loss = loss_fn(model(x), target)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def train_surrogate(model, x, targets, config, progress=True, desc="surrogate"):
     """Train ``model`` in place on inputs ``x`` (N, C, H, W) and target vectors ``targets`` (N, K)
     with :func:`soft_label_loss` and ``config`` (a resolved :class:`TrainConfig`); returns the
@@ -98,7 +110,7 @@ def train_surrogate(model, x, targets, config, progress=True, desc="surrogate"):
     if len(x) != len(targets) or len(x) == 0:
         raise ValueError(f"x and targets must be non-empty and of one length, got {len(x)} and {len(targets)}")
     device = torch.device(config.device)
-    model.to(device).train()
+    model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
@@ -111,11 +123,7 @@ def train_surrogate(model, x, targets, config, progress=True, desc="surrogate"):
             idx = order[i:i + config.batch_size]
             if len(idx) == 1 < len(x):  # a lone trailing example would break batch norm's statistics
                 continue
-            loss = soft_label_loss(model(x[idx]), targets[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(idx)
+            total += optimizer_step(model, optimizer, soft_label_loss, x[idx], targets[idx]) * len(idx)
         scheduler.step()
         history.append(total / len(x))
     model.eval()

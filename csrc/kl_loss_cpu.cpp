@@ -19,8 +19,8 @@
 namespace divqat {
 namespace {
 
-#if defined(__x86_64__) && defined(__GNUC__)
-// Compile the row loops for AVX-512 and AVX2+FMA as well, picked at load time.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+// Compile the row loops for AVX-512 and AVX2+FMA as well, picked at load time (GCC ifunc).
 #define DIVQAT_TARGET_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define DIVQAT_TARGET_CLONES

@@ -18,9 +18,6 @@ import torch
 from divqat import _backend
 from divqat.reference import kl_loss as reference
 
-_FUSED = ("div_kl_loss", "divqat_loss")
-
-
 def _div_kl_fake(student, teacher, temperature, reduction, direction, student_grad, teacher_grad):
     loss_shape = student.shape[:-1] if reduction == "none" else ()
     return (
@@ -56,29 +53,26 @@ def _scale(grad, grad_loss):
     return grad * grad_loss
 
 
-def _div_kl_backward(ctx, grad_loss, _grad_gs, _grad_gt):
-    grad_student, grad_teacher = ctx.saved_tensors
-    return (
-        _scale(grad_student, grad_loss) if ctx.needs_input_grad[0] else None,
-        _scale(grad_teacher, grad_loss) if ctx.needs_input_grad[1] else None,
-        None, None, None, None, None,
-    )
+def _backward_for(num_inputs):
+    """The backward of an op with ``num_inputs`` inputs, the logits first: scale the saved
+    gradients by the upstream one; the other inputs (flags, numbers, target) get None."""
 
+    def backward(ctx, grad_loss, _grad_of_grad_student, _grad_of_grad_teacher):
+        grad_student, grad_teacher = ctx.saved_tensors
+        return (
+            _scale(grad_student, grad_loss) if ctx.needs_input_grad[0] else None,
+            _scale(grad_teacher, grad_loss) if ctx.needs_input_grad[1] else None,
+            *([None] * (num_inputs - 2)),
+        )
 
-def _divqat_backward(ctx, grad_loss, _grad_gs, _grad_gt):
-    grad_student, grad_teacher = ctx.saved_tensors
-    return (
-        _scale(grad_student, grad_loss) if ctx.needs_input_grad[0] else None,
-        _scale(grad_teacher, grad_loss) if ctx.needs_input_grad[1] else None,
-        None, None, None, None, None, None, None,
-    )
+    return backward
 
 
 def _register(namespace):
     """Attach the shared fake implementation and autograd formula to ``namespace``'s ops."""
     for name, fake, backward in (
-        ("div_kl_loss", _div_kl_fake, _div_kl_backward),
-        ("divqat_loss", _divqat_fake, _divqat_backward),
+        ("div_kl_loss", _div_kl_fake, _backward_for(7)),
+        ("divqat_loss", _divqat_fake, _backward_for(9)),
     ):
         qualname = f"{namespace}::{name}"
         torch.library.register_fake(qualname)(fake)

@@ -108,6 +108,18 @@ __device__ __forceinline__ void block_sum2(A& a, A& b) {
   b = sb[0];
 }
 
+// dx[i] and the LSQ terms of element i, added to ds / dz.
+template <typename scalar_t, typename A>
+__device__ __forceinline__ void lsq_element(const scalar_t* __restrict__ x, const scalar_t* __restrict__ dy,
+                                            int64_t dy_step, scalar_t* __restrict__ dx, int64_t i,
+                                            const QParams<A>& p, A qmin, A qmax, A g, A& ds, A& dz) {
+  A dxi, dsi, dzi;
+  fq::lsq_terms(static_cast<A>(x[i]), static_cast<A>(dy[i * dy_step]), p, qmin, qmax, g, dxi, dsi, dzi);
+  dx[i] = static_cast<scalar_t>(dxi);
+  ds += dsi;
+  dz += dzi;
+}
+
 // LSQ pass 1, long rows: block t = (row r, chunk k) of the [rows, inner] view; row r has channel r % C.
 template <typename scalar_t, typename A>
 __global__ void lsq_long_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ dy, int64_t dy_step,
@@ -120,14 +132,8 @@ __global__ void lsq_long_kernel(const scalar_t* __restrict__ x, const scalar_t* 
   const int64_t end = start + kChunk < inner ? start + kChunk : inner;
   const QParams<A> p = channel_params(s, zr, r % channels, qmin, qmax);
   A ds = 0, dz = 0;
-  for (int64_t j = start + threadIdx.x; j < end; j += kThreads) {
-    const int64_t i = r * inner + j;
-    A dxi, dsi, dzi;
-    fq::lsq_terms(static_cast<A>(x[i]), static_cast<A>(dy[i * dy_step]), p, qmin, qmax, g, dxi, dsi, dzi);
-    dx[i] = static_cast<scalar_t>(dxi);
-    ds += dsi;
-    dz += dzi;
-  }
+  for (int64_t j = start + threadIdx.x; j < end; j += kThreads)
+    lsq_element(x, dy, dy_step, dx, r * inner + j, p, qmin, qmax, g, ds, dz);
   block_sum2(ds, dz);
   if (threadIdx.x == 0) {
     part_s[t] = ds;
@@ -147,14 +153,8 @@ __global__ void lsq_short_kernel(const scalar_t* __restrict__ x, const scalar_t*
   if (j >= width) return;
   const QParams<A> p = channel_params(s, zr, j / inner, qmin, qmax);
   A ds = 0, dz = 0;
-  for (int64_t r = gi * outer / groups; r < (gi + 1) * outer / groups; ++r) {
-    const int64_t i = r * width + j;
-    A dxi, dsi, dzi;
-    fq::lsq_terms(static_cast<A>(x[i]), static_cast<A>(dy[i * dy_step]), p, qmin, qmax, g, dxi, dsi, dzi);
-    dx[i] = static_cast<scalar_t>(dxi);
-    ds += dsi;
-    dz += dzi;
-  }
+  for (int64_t r = gi * outer / groups; r < (gi + 1) * outer / groups; ++r)
+    lsq_element(x, dy, dy_step, dx, r * width + j, p, qmin, qmax, g, ds, dz);
   part_s[gi * width + j] = ds;
   part_z[gi * width + j] = dz;
 }

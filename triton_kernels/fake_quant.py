@@ -71,29 +71,21 @@ def _clamp(q, qmin, qmax):
 
 
 @triton.jit
-def _forward_kernel(x_ptr, y_ptr, s_ptr, z_ptr, n, C, inner, qmin, qmax,
-                    MAGIC: tl.constexpr, COMPUTE: tl.constexpr, BF16_RNE: tl.constexpr, BLOCK: tl.constexpr):
+def _elementwise_kernel(x_ptr, g_ptr, out_ptr, s_ptr, z_ptr, n, C, inner, qmin, qmax, BACKWARD: tl.constexpr,
+                        MAGIC: tl.constexpr, COMPUTE: tl.constexpr, BF16_RNE: tl.constexpr, BLOCK: tl.constexpr):
+    """y = fake_quant(x), or with BACKWARD dx = dy * [qmin <= q <= qmax] (g_ptr: dy)."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
     c = (offs // inner) % C
     s, inv, z = _qparams(s_ptr, z_ptr, c, m, qmin, qmax, MAGIC)
     x = tl.load(x_ptr + offs, mask=m, other=0.0).to(COMPUTE)
-    y = (_clamp(_quantize(x, inv, z, MAGIC), qmin, qmax) - z) * s
-    tl.store(y_ptr + offs, _cast_out(y, y_ptr, BF16_RNE), mask=m)
-
-
-@triton.jit
-def _backward_kernel(g_ptr, x_ptr, dx_ptr, s_ptr, z_ptr, n, C, inner, qmin, qmax,
-                     MAGIC: tl.constexpr, COMPUTE: tl.constexpr, BF16_RNE: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    m = offs < n
-    c = (offs // inner) % C
-    s, inv, z = _qparams(s_ptr, z_ptr, c, m, qmin, qmax, MAGIC)
-    x = tl.load(x_ptr + offs, mask=m, other=0.0).to(COMPUTE)
-    dy = tl.load(g_ptr + offs, mask=m, other=0.0).to(COMPUTE)
     q = _quantize(x, inv, z, MAGIC)
-    dx = dy * tl.where((q >= qmin) & (q <= qmax), 1.0, 0.0).to(COMPUTE)
-    tl.store(dx_ptr + offs, _cast_out(dx, dx_ptr, BF16_RNE), mask=m)
+    if BACKWARD:
+        dy = tl.load(g_ptr + offs, mask=m, other=0.0).to(COMPUTE)
+        out = dy * tl.where((q >= qmin) & (q <= qmax), 1.0, 0.0).to(COMPUTE)
+    else:
+        out = (_clamp(q, qmin, qmax) - z) * s
+    tl.store(out_ptr + offs, _cast_out(out, out_ptr, BF16_RNE), mask=m)
 
 
 @triton.jit
@@ -190,31 +182,31 @@ def _prepare(x, scale, zero_point, axis):
     return x.contiguous(), s, z, (outer, channels, inner), consts
 
 
+def _elementwise(x, grad, scale, zero_point, quant_min, quant_max, axis):
+    """y = fake_quant(x) (grad None) or the straight-through dx."""
+    xc, s, z, (_, channels, inner), consts = _prepare(x, scale, zero_point, axis)
+    dy = xc if grad is None else grad.to(x.dtype).contiguous()
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    n = xc.numel()
+    if n:
+        _elementwise_kernel[(triton.cdiv(n, BLOCK),)](xc, dy, out, s, z, n, channels, inner, float(quant_min),
+                                                      float(quant_max), BACKWARD=grad is not None, BLOCK=BLOCK,
+                                                      **consts)
+    return out
+
+
 @torch.library.custom_op("divqat_triton::fake_quant", mutates_args=())
 def fake_quant(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, quant_min: int, quant_max: int,
                axis: Optional[int], grad_factor: float) -> torch.Tensor:
     """y = (clamp(round(x / s) + z, qmin, qmax) - z) * s (``grad_factor`` is for the backward)."""
-    xc, s, z, (_, channels, inner), consts = _prepare(x, scale, zero_point, axis)
-    y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    n = xc.numel()
-    if n:
-        _forward_kernel[(triton.cdiv(n, BLOCK),)](xc, y, s, z, n, channels, inner, float(quant_min),
-                                                   float(quant_max), BLOCK=BLOCK, **consts)
-    return y
+    return _elementwise(x, None, scale, zero_point, quant_min, quant_max, axis)
 
 
 @torch.library.custom_op("divqat_triton::fake_quant_backward", mutates_args=())
 def fake_quant_backward(grad: torch.Tensor, x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
                         quant_min: int, quant_max: int, axis: Optional[int]) -> torch.Tensor:
     """Straight-through: dx = dy * [qmin <= q <= qmax], the mask recomputed from x."""
-    xc, s, z, (_, channels, inner), consts = _prepare(x, scale, zero_point, axis)
-    dy = grad.to(x.dtype).contiguous()
-    dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    n = xc.numel()
-    if n:
-        _backward_kernel[(triton.cdiv(n, BLOCK),)](dy, xc, dx, s, z, n, channels, inner, float(quant_min),
-                                                    float(quant_max), BLOCK=BLOCK, **consts)
-    return dx
+    return _elementwise(x, grad, scale, zero_point, quant_min, quant_max, axis)
 
 
 @torch.library.custom_op("divqat_triton::fake_quant_lsq_backward", mutates_args=())

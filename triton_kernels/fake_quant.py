@@ -52,11 +52,17 @@ def _cast_out(v, ptr, BF16_RNE: tl.constexpr):
 
 
 @triton.jit
-def _qparams(s_ptr, z_ptr, c, m, qmin, qmax, MAGIC: tl.constexpr):
+def _qparams(s_ptr, z_ptr, c, m, qmin, qmax, MAGIC: tl.constexpr, COMPUTE: tl.constexpr):
+    """Scale, its correctly rounded reciprocal (fp32 `/` may be approximate on the GPU) and the
+    rounded, clamped zero point of each element's channel."""
     s = tl.load(s_ptr + c, mask=m, other=1.0)
+    if COMPUTE == tl.float32:
+        inv = tl.math.div_rn(tl.full(s.shape, 1.0, tl.float32), s)
+    else:
+        inv = 1.0 / s
     z = _round_half_even(tl.load(z_ptr + c, mask=m, other=0.0), MAGIC)
     z = tl.where(z < qmin, qmin, tl.where(z > qmax, qmax, z))
-    return s, 1.0 / s, z
+    return s, inv, z
 
 
 @triton.jit
@@ -77,7 +83,7 @@ def _elementwise_kernel(x_ptr, g_ptr, out_ptr, s_ptr, z_ptr, n, C, inner, qmin, 
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
     c = (offs // inner) % C
-    s, inv, z = _qparams(s_ptr, z_ptr, c, m, qmin, qmax, MAGIC)
+    s, inv, z = _qparams(s_ptr, z_ptr, c, m, qmin, qmax, MAGIC, COMPUTE)
     x = tl.load(x_ptr + offs, mask=m, other=0.0).to(COMPUTE)
     q = _quantize(x, inv, z, MAGIC)
     if BACKWARD:
@@ -92,7 +98,7 @@ def _elementwise_kernel(x_ptr, g_ptr, out_ptr, s_ptr, z_ptr, n, C, inner, qmin, 
 def _lsq_terms(g_ptr, x_ptr, dx_ptr, s_ptr, z_ptr, offs, c, m, qmin, qmax, grad_factor,
                MAGIC: tl.constexpr, COMPUTE: tl.constexpr, BF16_RNE: tl.constexpr):
     """Write dx at offs; return the LSQ terms (dscale_i, dzero_i), zero where masked off."""
-    s, inv, z = _qparams(s_ptr, z_ptr, c, m, qmin, qmax, MAGIC)
+    s, inv, z = _qparams(s_ptr, z_ptr, c, m, qmin, qmax, MAGIC, COMPUTE)
     x = tl.load(x_ptr + offs, mask=m, other=0.0).to(COMPUTE)
     dy = tl.load(g_ptr + offs, mask=m, other=0.0).to(COMPUTE)
     q = _quantize(x, inv, z, MAGIC)

@@ -19,8 +19,11 @@ Quantization", ICLR 2020; PyTorch's ``_fake_quantize_learnable_per_*_affine``)::
 summed over the tensor (per-tensor) or over every dimension but ``axis`` (per-channel).
 
 Numerics shared by every backend (they are what PyTorch's CPU kernels compute):
-- x of dtype fp16/bf16/fp32 is computed in fp32 (scale rounded to fp32); float64 x is computed
-  in float64 throughout (scale not rounded), which makes gradcheck meaningful.
+- x of dtype fp16/bf16/fp32 is computed in fp32 (scale rounded to fp32) and y rounded once to
+  x's dtype, which is what PyTorch's fake-quant ops do for fp16/bf16 too (the tests compare them
+  bit for bit). Its learnable (LSQ) backward takes fp32 only, so fp16/bf16 LSQ gradients are
+  those of the fp32 upcast. float64 x is computed in float64 throughout (scale not rounded),
+  which makes gradcheck meaningful; PyTorch rounds the scale to fp32 there.
 - A floating zero point is rounded half to even and clamped to [qmin, qmax] (as PyTorch's
   learnable ops do); an integer zero point must lie in [qmin, qmax].
 - ``q`` is carried in the compute dtype, so |quant_min|, |quant_max| <= 2**24. Saturation is

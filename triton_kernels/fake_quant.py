@@ -117,7 +117,8 @@ def _lsq_terms(g_ptr, x_ptr, dx_ptr, s_ptr, z_ptr, offs, c, m, qmin, qmax, grad_
 
 @triton.jit
 def _lsq_long_kernel(g_ptr, x_ptr, dx_ptr, s_ptr, z_ptr, ps_ptr, pz_ptr, C, inner, nblocks, qmin, qmax,
-                     grad_factor, MAGIC: tl.constexpr, COMPUTE: tl.constexpr, BF16_RNE: tl.constexpr, BLOCK: tl.constexpr):
+                     grad_factor, MAGIC: tl.constexpr, COMPUTE: tl.constexpr, BF16_RNE: tl.constexpr,
+                     BLOCK: tl.constexpr):
     """Program (row r, block b) of a long row (one channel, c = r % C): one partial each."""
     r = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1).to(tl.int64)

@@ -26,6 +26,9 @@ def _want_cuda():
     return torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
 
 
+# No --use_fast_math: fake_quant must match PyTorch bit for bit (no flush-to-zero, exact division).
+# scripts/check_cuda.sh compiles with the same flags.
+NVCC_FLAGS = ["-O3", "-std=c++17", "--expt-relaxed-constexpr"]
 CXX_FLAGS = ["-O3", "-std=c++17", "-fopenmp", "-fno-math-errno", "-DPy_LIMITED_API=0x03090000"]
 
 ext_modules = [
@@ -44,7 +47,7 @@ if _want_cuda():
             "divqat._cuda",
             _sources("*.cu") + _sources("*_cuda.cpp"),
             include_dirs=[os.path.join(HERE, "csrc")],
-            extra_compile_args={"cxx": CXX_FLAGS, "nvcc": ["-O3", "-std=c++17", "--use_fast_math"]},
+            extra_compile_args={"cxx": CXX_FLAGS, "nvcc": NVCC_FLAGS},
         )
     )
 

@@ -164,10 +164,7 @@ def run(args):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    try:
-        device = resolve_device(args.device)
-    except RuntimeError as err:
-        raise ValueError(str(err)) from err
+    device = resolve_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     kl, kl_bytes = kl_cases(*kl_inputs(args.rows, args.cols, device))

@@ -97,8 +97,9 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """Turn ``"auto"`` / ``"cpu"`` / ``"cuda"`` / ``"cuda:N"`` / a ``torch.device`` into a device.
 
-    ``"auto"`` picks CUDA when available, else CPU. Asking for CUDA on a machine without it
-    raises ``RuntimeError``; an unparsable name raises ``ValueError`` naming the argument.
+    ``"auto"`` picks CUDA when available, else CPU. An unparsable name, or CUDA asked for on a
+    machine without it, raises ``ValueError`` naming the argument (a user mistake: the CLI
+    prints it as one line).
     """
     if isinstance(name, torch.device):
         device = name
@@ -115,8 +116,8 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         raise ValueError(f"device: unsupported device type {device.type!r} (use auto, cpu, cuda)")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+            raise ValueError(f"device {name!r} requested but CUDA is not available")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise RuntimeError(
+            raise ValueError(
                 f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present")
     return device

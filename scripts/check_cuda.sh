@@ -2,7 +2,8 @@
 # Compile-check every csrc/*.cu with `nvcc -c` against the installed torch's headers.
 # A CPU-only torch cannot link CUDA code, but its headers compile it once the one header that
 # a CPU build lacks (c10/cuda/impl/cuda_cmake_macros.h) is stubbed. Fails on any compile error;
-# skips, saying why, where nvcc is absent.
+# skips, saying why, where nvcc is absent. The flags are setup.py's NVCC_FLAGS plus the
+# half-precision defines torch's BuildExtension adds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
@@ -29,9 +30,11 @@ if [ ${#files[@]} -eq 0 ]; then
 fi
 for f in "${files[@]}"; do
   start=$(date +%s)
-  if "$NVCC" -c "$f" -o "$STUB/$(basename "$f").o" -std=c++17 -O1 \
+  if "$NVCC" -c "$f" -o "$STUB/$(basename "$f").o" -std=c++17 -O3 \
       -I"$STUB" -Icsrc $TORCH_INC -I"$PY_INC" \
       -DTORCH_EXTENSION_NAME=_cuda -D_GLIBCXX_USE_CXX11_ABI=1 \
+      -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ \
+      -D__CUDA_NO_BFLOAT16_CONVERSIONS__ -D__CUDA_NO_HALF2_OPERATORS__ \
       --expt-relaxed-constexpr -gencode arch=compute_90,code=sm_90 2> "$STUB/err.txt"; then
     echo "check_cuda: $f compiles ($(( $(date +%s) - start ))s)"
   else

@@ -75,5 +75,5 @@ def test_resolve_device():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_resolve_device_cuda_absent():
-    with pytest.raises(RuntimeError, match="CUDA is not available"):
+    with pytest.raises(ValueError, match="CUDA is not available"):
         resolve_device("cuda")

@@ -383,6 +383,18 @@ def test_bad_input_raises_naming_the_argument(backend, change, match):
         fake_quant(**kwargs)
 
 
+def test_bad_values_raise_inside_torch_compile(backend):
+    """While compiling, the value checks are device asserts (no host sync, no graph break)."""
+    torch._dynamo.reset()
+    f = torch.compile(lambda x, s, z: fake_quant(x, s, z, 0, 15, axis=1), fullgraph=True, backend="aot_eager")
+    x, z = torch.randn(4, 3), torch.zeros(3, dtype=torch.int32)
+    assert f(x, torch.full((3,), 0.1), z).shape == (4, 3)
+    with pytest.raises(RuntimeError, match="scale must be > 0"):
+        f(x, torch.tensor([0.1, 0.0, 0.1]), z)
+    with pytest.raises(RuntimeError, match="zero_point must lie in"):
+        f(x, torch.full((3,), 0.1), torch.tensor([0, 16, 0], dtype=torch.int32))
+
+
 def test_compiled_op_checks_shapes_itself():
     """The C++ kernels check what they index with, even when called without the Python checks."""
     with pytest.raises(RuntimeError, match="per-channel scale"):

@@ -81,9 +81,8 @@ def _register_compiled():
 
 
 def _triton():
-    """The Triton op triple, imported (and registered) on first eager use, or at import when
-    DIVQAT_BACKEND=triton is already set (so that a first call under torch.compile finds it):
-    the kernels must be defined after TRITON_INTERPRET is set, and triton is optional."""
+    """The Triton op triple, imported (and registered) on first use: the kernels must be
+    defined after TRITON_INTERPRET is set, and triton is an optional dependency."""
     if not _triton_ops:
         importlib.import_module("triton_kernels.fake_quant")
         _triton_ops.append(_Ops(torch.ops.divqat_triton))
@@ -91,9 +90,14 @@ def _triton():
     return _triton_ops[0]
 
 
-_register_compiled()
-if _backend.requested_backend() == "triton":
+@torch.compiler.assume_constant_result
+def _triton_loaded():
+    """Load the Triton ops; torch.compile runs this while tracing instead of tracing the import."""
     _triton()
+    return True
+
+
+_register_compiled()
 
 
 def fake_quant(x, scale, zero_point, quant_min, quant_max, axis=None, grad_factor=1.0):
@@ -119,7 +123,6 @@ def fake_quant(x, scale, zero_point, quant_min, quant_max, axis=None, grad_facto
     if backend == "compiled":
         return torch.ops.divqat.fake_quant(*args)
     if backend == "triton":
-        if not torch.compiler.is_compiling():
-            _triton()
+        _triton_loaded()
         return torch.ops.divqat_triton.fake_quant(*args)
     return fake_quant_unchecked(*args)

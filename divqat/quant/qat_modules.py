@@ -7,7 +7,7 @@ inference: a whitepaper", 2018, §3.2; Jacob et al., CVPR 2018, §3.2), exactly 
 ``torch.ao.nn.intrinsic.qat.ConvBn2d`` computes it (its default single-pass approximation)::
 
     sigma  = sqrt(running_var + eps),   f = gamma / sigma             (per output channel)
-    y_conv = conv(x, FQ_w(W * f)) / f  (+ conv bias)
+    y_conv = conv(x, FQ_w(W * f)) / f  (+ conv bias)     computed as conv(x, FQ_w(W * f) / f)
     y      = BN(y_conv)               training: batch statistics, running statistics updated
                                       eval:     running statistics
            -> in eval mode y = conv(x, FQ_w(W_fold)) + b_fold with
@@ -93,11 +93,16 @@ class QATConv2d(_WeightedQAT):
     def _bn_factor(self):
         return self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
 
+    def _weight_and_factor(self):
+        """(W, None) without BN, else (W * f, f) with f = gamma / sigma shaped (C_out, 1, 1, 1)."""
+        if self.bn is None:
+            return self.weight, None
+        factor = self._bn_factor().reshape(-1, 1, 1, 1)
+        return self.weight * factor, factor
+
     def quantized_weight_input(self):
         """The float weight that ``weight_fake_quant`` sees: W, or W * gamma / sigma with BN."""
-        if self.bn is None:
-            return self.weight
-        return self.weight * self._bn_factor().reshape(-1, 1, 1, 1)
+        return self._weight_and_factor()[0]
 
     def folded_bias(self):
         """b_fold of the module docstring (running statistics), or the conv bias (zeros if none)."""
@@ -107,20 +112,22 @@ class QATConv2d(_WeightedQAT):
         return self.bn.bias + (bias - self.bn.running_mean) * self._bn_factor()
 
     def forward(self, x, input_scale=None):
-        w = self.weight_fake_quant(self.quantized_weight_input())
+        weight, factor = self._weight_and_factor()
+        w = self.weight_fake_quant(weight)
         if self._integer_eval(input_scale):
             codes, step = self.integer_bias(input_scale)
             y = self._conv(x, w) + (codes * step).reshape(1, -1, 1, 1)
-        elif self.bn is None:
-            y = self._conv(x, w)
-            if self.bias is not None:
-                y = y + self.bias.reshape(1, -1, 1, 1)
+        elif factor is None:
+            y = self._add_bias(self._conv(x, w))
         else:
-            y = self._conv(x, w) / self._bn_factor().reshape(1, -1, 1, 1)
-            if self.bias is not None:
-                y = y + self.bias.reshape(1, -1, 1, 1)
-            y = self.bn(y)
+            # conv(x, FQ_w(W * f)) / f, the division applied to the weight (linear in it): one
+            # pass over C_out * C_in * k * k weights instead of two over the N * C_out * H * W
+            # activations (forward and backward) and a reduction for the gradient of f
+            y = self.bn(self._add_bias(self._conv(x, w / factor)))
         return self._output(y)
+
+    def _add_bias(self, y):
+        return y if self.bias is None else y + self.bias.reshape(1, -1, 1, 1)
 
     def freeze_bn_stats(self):
         """Use (and stop updating) the BN running statistics, whatever the training mode."""

@@ -56,23 +56,21 @@ def calculate_qparams(min_val, max_val, quant_min, quant_max, symmetric):
     """(scale float32, zero_point int32) from observed extremes; see the module docstring.
 
     Entries never observed (min = +inf and max = -inf) get scale 1 and zero point 0, as in
-    PyTorch. The result has the shape of ``min_val``.
+    PyTorch. The result has the shape of ``min_val``. Runs once per observed batch for every
+    quantizer, so it is written with few (tiny) tensor operations: clamps against 0 and eps
+    rather than maxima against materialized constant tensors (the same values).
     """
-    observed = ~(torch.isposinf(min_val) & torch.isneginf(max_val))
-    min_neg = torch.minimum(min_val, torch.zeros_like(min_val))
-    max_pos = torch.maximum(max_val, torch.zeros_like(max_val))
-    eps = torch.tensor(_EPS, dtype=min_val.dtype, device=min_val.device)
+    unobserved = torch.isposinf(min_val) & torch.isneginf(max_val)
+    min_neg, max_pos = min_val.clamp(max=0.0), max_val.clamp(min=0.0)
     if symmetric:
         max_pos = torch.maximum(-min_neg, max_pos)
-        scale = torch.maximum(max_pos / (float(quant_max - quant_min) / 2), eps)
+        scale = (max_pos / (float(quant_max - quant_min) / 2)).clamp_(min=_EPS)
         zero_point = torch.zeros_like(scale, dtype=torch.int32)
     else:
-        scale = torch.maximum((max_pos - min_neg) / float(quant_max - quant_min), eps)
-        zero_point = quant_min - torch.round(min_neg / scale).to(torch.int32)
-        zero_point = torch.clamp(zero_point, quant_min, quant_max).to(torch.int32)
-    scale = torch.where(observed, scale, torch.ones_like(scale)).to(torch.float32)
-    zero_point = torch.where(observed, zero_point, torch.zeros_like(zero_point))
-    return scale, zero_point
+        scale = ((max_pos - min_neg) / float(quant_max - quant_min)).clamp_(min=_EPS)
+        zero_point = (quant_min - torch.round(min_neg / scale).to(torch.int32)).clamp_(quant_min, quant_max)
+        zero_point = zero_point.masked_fill_(unobserved, 0)
+    return scale.masked_fill_(unobserved, 1.0).to(torch.float32), zero_point
 
 
 class _Observer(nn.Module):
@@ -105,11 +103,10 @@ class _Observer(nn.Module):
         self.register_buffer("max_val", torch.full((num_channels,), float("-inf")))
 
     def _batch_extremes(self, x):
-        """(min, max) of x over the reduced dimensions, shaped like the buffers."""
+        """(min, max) of x over the reduced dimensions: 0-d per tensor, (C,) per channel."""
         x = x.detach().to(self.min_val.dtype)
         if not self.per_channel:
-            lo, hi = torch.aminmax(x)
-            return lo.reshape(1), hi.reshape(1)
+            return torch.aminmax(x)  # 0-d: broadcasts against the (1,) buffers
         if x.shape[self.ch_axis] != self.min_val.numel():
             raise ValueError(
                 f"observer expects {self.min_val.numel()} channels along axis {self.ch_axis}, "
@@ -122,15 +119,14 @@ class _Observer(nn.Module):
         if x.numel() == 0:
             return x
         lo, hi = self._batch_extremes(x)
-        first = torch.isposinf(self.min_val) & torch.isneginf(self.max_val)
         if self.averaging_constant is None:
-            new_lo, new_hi = torch.minimum(lo, self.min_val), torch.maximum(hi, self.max_val)
+            torch.minimum(lo, self.min_val, out=self.min_val)
+            torch.maximum(hi, self.max_val, out=self.max_val)
         else:
             c = self.averaging_constant
-            new_lo = torch.where(first, lo, self.min_val + c * (lo - self.min_val))
-            new_hi = torch.where(first, hi, self.max_val + c * (hi - self.max_val))
-        self.min_val.copy_(new_lo)
-        self.max_val.copy_(new_hi)
+            first = torch.isposinf(self.min_val) & torch.isneginf(self.max_val)
+            torch.where(first, lo, self.min_val + c * (lo - self.min_val), out=self.min_val)
+            torch.where(first, hi, self.max_val + c * (hi - self.max_val), out=self.max_val)
         return x
 
     def calculate_qparams(self):

@@ -41,7 +41,9 @@ class _QuantizedOutput(nn.Module):
     """A module whose result goes through the fused ReLU (if any) and ``output_fake_quant``."""
 
     def _output(self, y):
-        return self.output_fake_quant(F.relu(y) if self.relu else y)
+        """``y`` is a fresh tensor no backward formula needs (the output of BN, conv, linear or
+        add), so the ReLU runs in place: one pass over it, no new buffer."""
+        return self.output_fake_quant(F.relu(y, inplace=True) if self.relu else y)
 
 
 class _WeightedQAT(_QuantizedOutput):

@@ -6,7 +6,8 @@ backward, SGD update.
 Each test times two variants in alternation, one step of each per round (their order flips
 every round), so both see the same machine load: on a shared machine, load drifts between
 tests far more than the effects measured here. pytest-benchmark's own statistics time the pair;
-``extra_info`` holds each variant's median seconds and images/s and ``ratio``.
+``extra_info`` holds each variant's median seconds (wall clock and process CPU time) and images/s,
+``ratio`` (wall clock) and ``cpu_ratio`` (CPU time).
 
   divqat-vs-torch-<arch>  divqat's step (divqat.quant.prepare_qat + divqat.ops.divqat_loss, the
                           step of divqat.train.train_divqat) vs the same step written with
@@ -90,24 +91,33 @@ def _train_step(model, step, x, y):
 
 
 def _paired(benchmark, runs, batch, rounds=15):
-    """Time ``runs`` ({name: step}) in alternation; ratio = time of the second / the first."""
-    times = {name: [] for name in runs}
+    """Time ``runs`` ({name: step}) in alternation; ratio = time of the second / the first.
+
+    Wall-clock medians give images/s and ``ratio``; the medians of the process CPU time give
+    ``cpu_ratio``, which time spent descheduled by other jobs on a shared machine does not
+    inflate (with 1 thread the two agree on an idle machine)."""
+    wall = {name: [] for name in runs}
+    cpu = {name: [] for name in runs}
     order = list(runs)
 
     def one_round():
         for name in order:
-            tic = time.perf_counter()
+            tic, cpu_tic = time.perf_counter(), time.process_time()
             runs[name]()
-            times[name].append(time.perf_counter() - tic)
+            wall[name].append(time.perf_counter() - tic)
+            cpu[name].append(time.process_time() - cpu_tic)
         order.reverse()
 
     benchmark.pedantic(one_round, rounds=rounds)
-    median = {name: statistics.median(t) for name, t in times.items()}
+    median = {name: statistics.median(t) for name, t in wall.items()}
+    cpu_median = {name: statistics.median(t) for name, t in cpu.items()}
     for name, seconds in median.items():
         benchmark.extra_info[f"{name}_median_s"] = seconds
+        benchmark.extra_info[f"{name}_cpu_median_s"] = cpu_median[name]
         benchmark.extra_info[f"{name}_images_per_second"] = batch / seconds
     first, second = runs
     benchmark.extra_info["ratio"] = median[second] / median[first]
+    benchmark.extra_info["cpu_ratio"] = cpu_median[second] / cpu_median[first]
 
 
 @pytest.mark.parametrize("arch", list(SETUPS))

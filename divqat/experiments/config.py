@@ -4,6 +4,7 @@ Layout of a config file (every list-valued parameter is swept, scalars are fixed
 
     name = "mnist-fmnist"
     seeds = [0, 1, 2]
+    device = "cpu"              # training and attacks (auto | cpu | cuda | cuda:N)
 
     [data]                      # victim's dataset, the attacker's query set, optional limits
     victim = "mnist"
@@ -11,11 +12,11 @@ Layout of a config file (every list-valued parameter is swept, scalars are fixed
     train_limit = 20000         # victim training examples (all if absent)
     test_limit = 2000           # evaluation examples (all if absent)
 
-    [victim]                    # training of the full-precision victim (the DivQAT teacher)
-    arch = "lenet5"
-    epochs = 5
+    [victim]                    # the full-precision victim (the DivQAT teacher): `divqat train`
+    arch = "lenet5"             # options (epochs, lr, batch_size, optimizer, ...), plus
+    epochs = 5                  # deploy = "auto" | "float" | "fake_quant" | "int8" (what answers)
 
-    [quant]                     # options every quantized method's trainer gets
+    [quant]                     # `divqat train` options of every quantized method (overriding [victim])
     epochs = 2
     bits = 8
 
@@ -28,8 +29,8 @@ Layout of a config file (every list-valued parameter is swept, scalars are fixed
     name = "dcp"
     beta = [0.5, 1.0]
 
-    [[attacks]]                 # a divqat.attacks name, the budgets, its parameters
-    name = "knockoff"
+    [[attacks]]                 # a divqat.attacks name, the budgets, its parameters (surrogate
+    name = "knockoff"           # TrainConfig fields such as epochs or momentum go to train=)
     budget = [1000, 5000]
     epochs = 10
 

@@ -29,6 +29,21 @@ def _save(fig, path):
     plt.close(fig)
 
 
+def _panels(n, width=4.5, height=3.8):
+    """A figure with n panels, at most three per row; returns (fig, flat list of n axes)."""
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _title(ax, *lines):
+    ax.set_title("\n".join(lines), fontsize=8)
+
+
 def _max_budget_rows(rows, defense="none"):
     """Rows of the given defense, each attack at its largest budget."""
     rows = [r for r in rows if r.get("defense") == defense]
@@ -66,14 +81,15 @@ def plot_error_vs_alpha(tables, out_dir):
     if not any(r["method"] == "divqat" for r in rows):
         return []
     attacks = sorted({r["attack_label"] for r in rows})
-    fig, axes = plt.subplots(1, len(attacks), figsize=(4.5 * len(attacks), 3.6), squeeze=False)
-    for ax, attack in zip(axes[0], attacks):
+    fig, axes = _panels(len(attacks))
+    for ax, attack in zip(axes, attacks):
         sub = [r for r in rows if r["attack_label"] == attack]
         for direction in _directions(sub):
             _line(ax, _alpha_points(sub, direction, "adversary_error"), f"adversary error ({direction})")
             _line(ax, _alpha_points(sub, direction, "victim_accuracy", lambda v: 1 - v),
                   f"victim error ({direction})", linestyle="--")
-        ax.set(title=f"{attack}, budget {sub[0]['budget']}", xlabel="alpha (0 = QAT)", ylabel="error")
+        _title(ax, attack, f"budget {sub[0]['budget']}")
+        ax.set(xlabel="alpha (0 = QAT)", ylabel="error")
         ax.legend(fontsize=7)
     _save(fig, Path(out_dir) / "error_vs_alpha.png")
     return ["error_vs_alpha.png"]
@@ -97,10 +113,13 @@ def plot_kl_vs_alpha(tables, out_dir):
 
 def plot_budget(tables, out_dir):
     rows = [r for r in tables["cells_summary"] if r.get("defense") == "none" and r.get("budget")]
-    attacks = sorted({r["attack_label"] for r in rows})
-    if not attacks or len({r["budget"] for r in rows}) < 2:
+    # only the attacks run at several budgets make a curve
+    attacks = sorted(a for a in {r["attack_label"] for r in rows}
+                     if len({r["budget"] for r in rows if r["attack_label"] == a}) > 1)
+    if not attacks:
         return []
-    fig, axes = plt.subplots(2, len(attacks), figsize=(4.5 * len(attacks), 7), squeeze=False)
+    fig, axes = plt.subplots(2, len(attacks), figsize=(5.5 * len(attacks), 7.5), squeeze=False)
+    fig.subplots_adjust(hspace=0.35)
     for j, attack in enumerate(attacks):
         sub = [r for r in rows if r["attack_label"] == attack]
         for victim in sorted({r["victim_label"] for r in sub}):
@@ -108,7 +127,8 @@ def plot_budget(tables, out_dir):
             for i, metric in enumerate(("adversary_accuracy", "agreement")):
                 _line(axes[i][j], [(r["budget"], r.get(f"{metric}_mean"), r.get(f"{metric}_std")) for r in vr], victim)
         for i, metric in enumerate(("adversary accuracy", "agreement")):
-            axes[i][j].set(title=attack, xlabel="queries (budget)", ylabel=metric, xscale="log")
+            _title(axes[i][j], attack)
+            axes[i][j].set(xlabel="queries (budget)", ylabel=metric, xscale="log")
             axes[i][j].legend(fontsize=6)
     _save(fig, Path(out_dir) / "budget.png")
     return ["budget.png"]
@@ -119,20 +139,21 @@ def plot_defense_tradeoff(tables, out_dir):
     defenses = sorted({r["defense"] for r in rows if r.get("defense") not in (None, "none")})
     if not defenses:
         return []
-    reference = sorted({r["attack_label"] for r in rows})[0]
-    budget = max(r["budget"] for r in rows if r["attack_label"] == reference)
+    defended = [r for r in rows if r.get("defense") != "none"]
+    reference = sorted({r["attack_label"] for r in defended})[0]  # an attack run against the defenses
+    budget = max(r["budget"] for r in defended if r["attack_label"] == reference)
     rows = [r for r in rows if r["attack_label"] == reference and r["budget"] == budget
             and r.get("method") in ("qat", "divqat")]
-    fig, axes = plt.subplots(1, len(defenses), figsize=(4.5 * len(defenses), 3.8), squeeze=False)
-    for ax, defense in zip(axes[0], defenses):
+    fig, axes = _panels(len(defenses))
+    for ax, defense in zip(axes, defenses):
         for victim in sorted({r["victim_label"] for r in rows}):
             vr = [r for r in rows if r["victim_label"] == victim and r["defense"] in ("none", defense)]
             vr.sort(key=lambda r: r.get("adversary_error_mean", 0))
             xs = [r.get("adversary_error_mean") for r in vr]
             ys = [r.get("victim_accuracy_mean") for r in vr]
             ax.plot(xs, ys, marker="o", label=victim)
-        ax.set(title=f"{defense} ({reference}, budget {budget})", xlabel="adversary error",
-               ylabel="victim accuracy under the defense")
+        _title(ax, defense, f"{reference}, budget {budget}")
+        ax.set(xlabel="adversary error", ylabel="victim accuracy under the defense")
         ax.legend(fontsize=6)
     _save(fig, Path(out_dir) / "defense_tradeoff.png")
     return ["defense_tradeoff.png"]
@@ -161,11 +182,12 @@ def plot_robustness(tables, out_dir):
     if not panels:
         return []
     keys = sorted(panels)
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.8), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    fig, axes = _panels(len(keys))
+    for ax, key in zip(axes, keys):
         for label, pts in panels[key]:
             _line(ax, pts, label)
-        ax.set(title=f"{key[0]}s under {key[1].upper()}", xlabel="eps", ylabel="accuracy")
+        _title(ax, f"{key[0]}s under {key[1].upper()}")
+        ax.set(xlabel="eps", ylabel="accuracy")
         ax.legend(fontsize=6)
     _save(fig, Path(out_dir) / "robustness.png")
     return ["robustness.png"]

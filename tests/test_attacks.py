@@ -278,7 +278,7 @@ def test_cli_defense_and_output(victim_dir, tmp_path):
     (["--attack", "jbda", "--queryset", "digits", "--budget", 10, "--cache-dir", "/tmp"], "--cache-dir"),
     (["--attack", "knockoff", "--queryset", "digits", "--budget", 10, "--defense-arg", "k=1"], "--defense"),
     (["--attack", "knockoff", "--queryset", "digits", "--budget", 10, "--defense", "topk", "--defense-arg", "k"],
-     "K=V"),
+     "KEY=VALUE"),
     (["--attack", "knockoff", "--queryset", "digits", "--budget", 10, "--output", "logits"], "output"),
 ])
 def test_cli_user_errors_one_line_exit_2(victim_dir, tmp_path, capsys, args, match):

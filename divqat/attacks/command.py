@@ -17,8 +17,9 @@ normalized_accuracy, queries_used, fresh_queries and the attack's parameters), b
 from pathlib import Path
 
 from divqat.blackbox import OUTPUT_MODES
+from divqat.defenses import add_defense_arguments, defense_from_args
 
-__all__ = ["add_arguments", "run", "parse_defense_args"]
+__all__ = ["add_arguments", "run"]
 
 _CACHED = ("knockoff", "copycat")
 
@@ -39,9 +40,7 @@ def add_arguments(parser):
                         help=f"what a query returns: {', '.join(OUTPUT_MODES)}")
     parser.add_argument("--k", type=int, help="entries kept by --output topk")
     parser.add_argument("--decimals", type=int, help="decimals kept by --output rounded")
-    parser.add_argument("--defense", metavar="NAME", help="output-perturbation defense (divqat.defenses)")
-    parser.add_argument("--defense-arg", action="append", default=[], metavar="K=V",
-                        help="a defense argument, repeatable (e.g. --defense-arg beta=0.5)")
+    add_defense_arguments(parser)
     parser.add_argument("--reward", default="all", help="knockoff-adaptive reward: cert, div, loss or all")
     parser.add_argument("--epochs", type=int, help="surrogate training epochs (default: 50 for MNIST-like "
                         "victims, else 100; not for dfme/maze, whose steps follow from the budget)")
@@ -53,19 +52,6 @@ def add_arguments(parser):
     parser.add_argument("--cache-dir", metavar="DIR", help="transfer-set cache shared by knockoff/copycat runs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--out", required=True, metavar="OUT", help="output directory")
-
-
-def parse_defense_args(items):
-    """``["beta=0.5", ...]`` -> ``{"beta": "0.5"}`` (strings; ``build_defense`` parses them)."""
-    args = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--defense-arg expects K=V, got {item!r}")
-        if key in args:
-            raise ValueError(f"--defense-arg {key} given twice")
-        args[key] = value
-    return args
 
 
 def _attack_kwargs(args, device):
@@ -113,13 +99,7 @@ def run(args):
         raise ValueError(f"--budget must be > 0, got {args.budget}")
     device = str(resolve_device(args.device))
     kwargs = _attack_kwargs(args, device)
-    defense = None
-    if args.defense is not None:
-        from divqat.defenses import build_defense
-
-        defense = build_defense(args.defense, **parse_defense_args(args.defense_arg))
-    elif args.defense_arg:
-        raise ValueError("--defense-arg needs --defense")
+    defense = defense_from_args(args)
     config = load_config(args.victim)
     blackbox = BlackBox.from_dir(args.victim, kind=args.victim_kind, output=args.output, k=args.k,
                                  decimals=args.decimals, defense=defense, budget=args.budget, device=device)

@@ -91,6 +91,19 @@ def test_learnable_lsq_gradients_match_torch():
     torch.testing.assert_close(fq.zero_point.grad, z.grad, rtol=1e-5, atol=1e-6)
 
 
+def test_learnable_scale_stepped_below_zero_is_clamped_to_eps():
+    fq = FakeQuantize(MovingAverageMinMaxObserver(8), learnable=True).train()
+    x = torch.randn(32, 4)
+    fq(x)
+    with torch.no_grad():
+        fq.scale.fill_(-0.1)  # an optimizer step through zero
+    y = fq(x)
+    eps = torch.finfo(torch.float32).eps
+    assert fq.scale.item() == eps
+    z = torch.round(fq.zero_point.detach()).long()
+    torch.testing.assert_close(y, torch.fake_quantize_per_tensor_affine(x, eps, int(z), 0, 255), rtol=0, atol=0)
+
+
 def test_default_qconfig_matches_pytorch_x86_qat_weights():
     ours = default_qconfig()
     x86 = get_default_qat_qconfig("x86").weight()

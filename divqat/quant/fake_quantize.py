@@ -76,10 +76,17 @@ class FakeQuantize(nn.Module):
             return x
         grad_factor = 1.0
         if self.learnable:
+            self._keep_scale_positive()
             per_scale = x.numel() // self.scale.numel()
             grad_factor = 1.0 / math.sqrt(max(per_scale, 1) * self.quant_max)
         return fake_quant(x, self.scale, self.zero_point, self.quant_min, self.quant_max,
                           axis=self.axis, grad_factor=grad_factor)
+
+    @torch.no_grad()
+    def _keep_scale_positive(self):
+        """A learned scale can step through zero; clamp it to float32 eps in place, as
+        PyTorch's ``_LearnableFakeQuantize`` does, so fake quantization stays defined."""
+        self.scale.clamp_(min=torch.finfo(torch.float32).eps)
 
     @torch.no_grad()
     def load_observed_qparams(self):

@@ -76,7 +76,11 @@ def select(device):
     return "torch"
 
 
-def compiled_available(device_type="cpu"):
-    """True when the compiled kernels for ``device_type`` are importable."""
-    return _load_extension("_cuda" if device_type == "cuda" else "_C")
+def load_compiled_kernels():
+    """Import the compiled extensions now — called when an op module is imported, so that no
+    first import happens inside a ``torch.compile`` region. Loads ``divqat._cuda`` too where
+    CUDA is available; returns True when the CPU kernels (and so the op schemas) are present."""
+    if torch.cuda.is_available():
+        _load_extension("_cuda")
+    return _load_extension("_C")
 

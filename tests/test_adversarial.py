@@ -12,14 +12,7 @@ from divqat.train.trainers import train_fp
 OPTS = dict(epochs=2, batch_size=32, lr=0.05, seed=0, progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """8x8 images in batches of 32: each op is too small to share between threads, and on a
-    busy machine the second thread's synchronisation costs far more than the work itself."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,7 @@ from divqat.train.trainers import divqat_step
 OPTS = dict(device="cpu", progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, small kernels with 2 contending OpenMP
-    threads run tens of times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _blobs(n, seed, dim=16, classes=4):

@@ -72,11 +72,7 @@ class _Ops:
 
 
 def _register_compiled():
-    try:
-        importlib.import_module("divqat._C")
-    except ImportError:
-        return  # _backend.select warns once and serves the reference
-    if hasattr(torch.ops.divqat, "fake_quant"):
+    if _backend.load_compiled_kernels() and hasattr(torch.ops.divqat, "fake_quant"):
         _register(_Ops(torch.ops.divqat))
 
 

@@ -79,10 +79,8 @@ def _register(namespace):
         torch.library.register_autograd(qualname, backward, setup_context=_setup_context)
 
 
-if _backend.compiled_available("cpu"):
+if _backend.load_compiled_kernels():
     _register("divqat")
-    if torch.cuda.is_available():
-        _backend.compiled_available("cuda")  # load the CUDA kernels now, not inside a compiled region
 
 
 _triton_registered = False

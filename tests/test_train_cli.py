@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from divqat.cli import main
 from divqat.data import load_dataset
 from divqat.train import load_config, load_victim
-from test_train import one_thread  # noqa: F401  (autouse fixture)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TEST_LIMIT = 1000
 COMMON = ["--dataset", "mnist", "--arch", "lenet5", "--limit", "3000", "--test-limit", str(TEST_LIMIT),

@@ -182,6 +182,7 @@ struct ParamStore {
 
   ParamStore(const at::Tensor& s_in, const at::Tensor& z_in, int64_t qmin_, int64_t qmax_, const Layout& l)
       : qmin(static_cast<A>(qmin_)), qmax(static_cast<A>(qmax_)), layout(l) {
+    check_values(s_in, z_in, qmin_, qmax_);
     // fp16/bf16/fp32 tensors: the scale is rounded to fp32, as PyTorch's kernels take it.
     const at::Tensor s = s_in.to(std::is_same_v<A, double> ? at::kDouble : at::kFloat).contiguous();
     const at::Tensor z = z_in.to(std::is_same_v<A, double> ? at::kDouble : at::kFloat).contiguous();
@@ -200,6 +201,25 @@ struct ParamStore {
         zero[c * rep + r] = q.zero;
       }
     }
+  }
+
+  // The value checks of fake_quant (the Python wrapper leaves them to this kernel, which reads
+  // scale and zero point on the host anyway): ValueError naming the argument.
+  static void check_values(const at::Tensor& s_in, const at::Tensor& z_in, int64_t qmin_, int64_t qmax_) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s_in.scalar_type(), "divqat_fake_quant_scale", [&] {
+      const at::Tensor s = s_in.contiguous();
+      const scalar_t* sp = s.const_data_ptr<scalar_t>();
+      for (int64_t c = 0; c < s.numel(); ++c)
+        TORCH_CHECK_VALUE(static_cast<double>(sp[c]) > 0.0, "scale must be > 0 (and not NaN) everywhere");
+    });
+    if (z_in.is_floating_point()) return;
+    AT_DISPATCH_INTEGRAL_TYPES(z_in.scalar_type(), "divqat_fake_quant_zero_point", [&] {
+      const at::Tensor z = z_in.contiguous();
+      const scalar_t* zp = z.const_data_ptr<scalar_t>();
+      for (int64_t c = 0; c < z.numel(); ++c)
+        TORCH_CHECK_VALUE(static_cast<int64_t>(zp[c]) >= qmin_ && static_cast<int64_t>(zp[c]) <= qmax_,
+                          "zero_point must lie in [quant_min, quant_max] = [", qmin_, ", ", qmax_, "]");
+    });
   }
 
   // Parameters of the span of row r that starts at position start (long rows: one set for the

@@ -146,3 +146,62 @@ def test_observers_match_torch_property(shape, bits, symmetric, moving, magnitud
         ours(x)
         theirs(x)
         _assert_same(ours, theirs)
+
+
+def _observer_kinds():
+    """(name, factory) of every observer class, per tensor and per channel along axis 1."""
+    return [
+        ("minmax", lambda b, sg, sy: MinMaxObserver(b, sg, sy)),
+        ("moving", lambda b, sg, sy: MovingAverageMinMaxObserver(b, sg, sy, averaging_constant=0.3)),
+        ("per-channel", lambda b, sg, sy: PerChannelMinMaxObserver(4, b, sg, sy, ch_axis=1)),
+        ("moving per-channel",
+         lambda b, sg, sy: MovingAveragePerChannelMinMaxObserver(4, b, sg, sy, ch_axis=1, averaging_constant=0.3)),
+    ]
+
+
+def _fused_inputs(dtype):
+    g = torch.Generator().manual_seed(3)
+    xs = [torch.randn(5, 4, 3, 2, generator=g) * (1 + i) + 0.7 * i for i in range(3)]
+    xs += [torch.rand(5, 4, 3, 2, generator=g) + 2, -torch.rand(5, 4, 3, 2, generator=g) - 2,  # one-signed
+           torch.zeros(5, 4, 3, 2), torch.full((5, 4, 3, 2), float("inf")), torch.empty(0, 4, 3, 2)]
+    return [x.to(dtype) for x in xs]
+
+
+@pytest.mark.parametrize("kind", [k for k, _ in _observer_kinds()])
+@pytest.mark.parametrize("bits,signed,symmetric", [(8, False, False), (8, True, True), (4, True, False), (2, True, True)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_fused_observation_equals_the_python_observer(kind, bits, signed, symmetric, dtype):
+    """``observe_into`` (one call of the C++ kernel divqat::observe_qparams_) updates the statistics
+    and writes the qparams exactly as ``forward`` + ``calculate_qparams`` do, batch after batch:
+    the Python path is itself checked against torch.ao's observers above."""
+    make = dict(_observer_kinds())[kind]
+    fused, python = make(bits, signed, symmetric), make(bits, signed, symmetric)
+    n = fused.min_val.numel()
+    scale, zero_point = torch.zeros(n), torch.full((n,), 7, dtype=torch.int32)
+    for x in _fused_inputs(dtype):
+        assert fused._fusable(x, scale)  # the compiled kernels are built: the fused path runs
+        fused.observe_into(x, scale, zero_point)
+        python(x)
+        ps, pz = python.calculate_qparams()
+        torch.testing.assert_close(fused.min_val, python.min_val, rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(fused.max_val, python.max_val, rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(scale, ps, rtol=0, atol=0)
+        assert torch.equal(zero_point, pz)
+
+
+def test_fused_observation_of_an_unobserved_observer_and_a_float_zero_point():
+    """Nothing observed yet (empty batch): scale 1, zero point 0, as PyTorch; a learnable (float)
+    zero point receives the integer value."""
+    obs = MovingAverageMinMaxObserver(8, False, False)
+    scale, zero_point = torch.full((1,), 5.0), torch.full((1,), 3.5)
+    obs.observe_into(torch.empty(0), scale, zero_point)
+    assert scale.item() == 1.0 and zero_point.item() == 0.0
+    obs.observe_into(torch.tensor([-1.0, 3.0]), scale, zero_point)
+    s, z = obs.calculate_qparams()
+    assert scale.item() == s.item() and zero_point.item() == float(z.item())
+
+
+def test_fused_observation_checks_channels():
+    obs = PerChannelMinMaxObserver(4, 8, True, True, ch_axis=1)
+    with pytest.raises(ValueError, match="observer expects 4 channels along axis 1"):
+        obs.observe_into(torch.randn(2, 3), torch.ones(4), torch.zeros(4, dtype=torch.int32))

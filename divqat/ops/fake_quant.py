@@ -10,8 +10,9 @@ The numerics are documented in :mod:`divqat.reference.fake_quant`.
 Backends (``divqat._backend.select``): the compiled kernels ``torch.ops.divqat.fake_quant*``
 (C++ on CPU, CUDA on GPU), the Triton kernels ``torch.ops.divqat_triton.fake_quant*``, or the
 pure-PyTorch reference. Each op triple (forward, straight-through backward, LSQ backward)
-gets its fake implementation and autograd formula here, so ``torch.library.opcheck`` and
-``torch.compile(fullgraph=True)`` work with every backend. Scale and zero point stay tensors
+gets its fake implementation here and its autograd formula here (Triton) or in C++ (compiled,
+csrc/fake_quant_autograd.cpp), so ``torch.library.opcheck`` and ``torch.compile(fullgraph=True)``
+work with every backend. Scale and zero point stay tensors
 (no ``.item()``, no host sync).
 """
 import importlib
@@ -19,15 +20,15 @@ import importlib
 import torch
 
 from divqat import _backend
-from divqat.reference.fake_quant import fake_quant_unchecked, validate_fake_quant_args
+from divqat.reference.fake_quant import check_fake_quant_values, fake_quant_unchecked, validate_fake_quant_args
 
 __all__ = ["fake_quant"]
 
 _triton_ops = []
 
 
-def _register(ops):
-    """Attach fake implementations and the autograd formula to one backend's op triple."""
+def _register_fakes(ops):
+    """Attach fake implementations to one backend's op triple."""
 
     # The kernels return contiguous tensors whatever the strides of their inputs.
     @torch.library.register_fake(ops.fake_quant)
@@ -42,6 +43,11 @@ def _register(ops):
     def _(grad, x, scale, zero_point, quant_min, quant_max, axis, grad_factor):
         zdt = zero_point.dtype if zero_point.is_floating_point() else torch.float32
         return x.new_empty(x.shape), scale.new_empty(scale.shape), zero_point.new_empty(zero_point.shape, dtype=zdt)
+
+
+def _register_autograd(ops):
+    """Attach the autograd formula to one backend's ``fake_quant`` (the compiled ops have the
+    same formula as a C++ autograd kernel, csrc/fake_quant_autograd.cpp)."""
 
     def setup_context(ctx, inputs, output):
         x, scale, zero_point, quant_min, quant_max, axis, grad_factor = inputs
@@ -73,7 +79,7 @@ class _Ops:
 
 def _register_compiled():
     if _backend.load_compiled_kernels() and hasattr(torch.ops.divqat, "fake_quant"):
-        _register(_Ops(torch.ops.divqat))
+        _register_fakes(_Ops(torch.ops.divqat))
 
 
 def _triton():
@@ -82,7 +88,8 @@ def _triton():
     if not _triton_ops:
         importlib.import_module("triton_kernels.fake_quant")
         _triton_ops.append(_Ops(torch.ops.divqat_triton))
-        _register(_triton_ops[0])
+        _register_fakes(_triton_ops[0])
+        _register_autograd(_triton_ops[0])
     return _triton_ops[0]
 
 
@@ -113,8 +120,13 @@ def fake_quant(x, scale, zero_point, quant_min, quant_max, axis=None, grad_facto
     Returns a tensor like ``x``. Differentiable in x (straight-through); when ``scale`` or a
     floating ``zero_point`` requires grad, in them too (LSQ).
     """
-    axis = validate_fake_quant_args(x, scale, zero_point, quant_min, quant_max, axis, grad_factor)
+    axis = validate_fake_quant_args(x, scale, zero_point, quant_min, quant_max, axis, grad_factor,
+                                    check_values=False)
     backend = _backend.select(x.device)
+    # In eager mode the C++ CPU kernels check the values of scale and zero point themselves;
+    # elsewhere, and while torch.compile traces (device asserts, no host read), they are checked here.
+    if not (backend == "compiled" and x.device.type == "cpu" and not torch.compiler.is_compiling()):
+        check_fake_quant_values(scale, zero_point, quant_min, quant_max)
     args = (x, scale, zero_point, quant_min, quant_max, axis, float(grad_factor))
     if backend == "compiled":
         return torch.ops.divqat.fake_quant(*args)

@@ -2,7 +2,7 @@
 
 Forward (SCIENCE.md §2; Jacob et al., CVPR 2018)::
 
-    if observing:  observer(x);  (scale, zero_point) <- observer.calculate_qparams()
+    if observing:  observer(x);  (scale, zero_point) <- observer.calculate_qparams()   (one fused call)
     if fake-quant enabled:  y = (clamp(round(x / scale) + z, qmin, qmax) - z) * scale
                             (straight-through gradient inside the range)
 
@@ -68,8 +68,7 @@ class FakeQuantize(nn.Module):
 
     def forward(self, x):
         if self.observer_enabled and (self.training or self.calibrating):
-            self.observer(x)
-            self.load_observed_qparams()
+            self.observer.observe_into(x, self.scale, self.zero_point)
             if self.learnable:
                 self.observer_enabled = False
         if not self.fake_quant_enabled:
@@ -87,13 +86,6 @@ class FakeQuantize(nn.Module):
         """A learned scale can step through zero; clamp it to float32 eps in place, as
         PyTorch's ``_LearnableFakeQuantize`` does, so fake quantization stays defined."""
         self.scale.clamp_(min=torch.finfo(torch.float32).eps)
-
-    @torch.no_grad()
-    def load_observed_qparams(self):
-        """Copy the observer's current (scale, zero_point) into this module's tensors."""
-        scale, zero_point = self.observer.calculate_qparams()
-        self.scale.copy_(scale)
-        self.zero_point.copy_(zero_point)
 
     @torch.no_grad()
     def integer_qparams(self):

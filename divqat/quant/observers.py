@@ -27,6 +27,8 @@ construction (``num_channels``), so their state dicts load without resizing.
 import torch
 from torch import nn
 
+from divqat import _backend
+
 __all__ = [
     "MIN_BITS",
     "MAX_BITS",
@@ -107,12 +109,15 @@ class _Observer(nn.Module):
         x = x.detach().to(self.min_val.dtype)
         if not self.per_channel:
             return torch.aminmax(x)  # 0-d: broadcasts against the (1,) buffers
+        self._check_channels(x)
+        return torch.aminmax(x.movedim(self.ch_axis, 0).reshape(x.shape[self.ch_axis], -1), dim=1)
+
+    def _check_channels(self, x):
         if x.shape[self.ch_axis] != self.min_val.numel():
             raise ValueError(
                 f"observer expects {self.min_val.numel()} channels along axis {self.ch_axis}, "
                 f"got input of shape {tuple(x.shape)}"
             )
-        return torch.aminmax(x.movedim(self.ch_axis, 0).reshape(x.shape[self.ch_axis], -1), dim=1)
 
     def forward(self, x):
         """Update the statistics with ``x`` (an empty x is ignored) and return x unchanged."""
@@ -132,6 +137,31 @@ class _Observer(nn.Module):
     def calculate_qparams(self):
         """(scale, zero_point) of shape (num_channels,) from the current statistics."""
         return calculate_qparams(self.min_val, self.max_val, self.quant_min, self.quant_max, self.symmetric)
+
+    @torch.no_grad()
+    def observe_into(self, x, scale, zero_point):
+        """Observe ``x`` and write ``calculate_qparams()`` into ``scale`` and ``zero_point`` in
+        place: one call of the fused C++ kernel ``divqat::observe_qparams_`` (the same numbers,
+        bit for bit) where it applies, else ``forward`` and ``calculate_qparams``."""
+        if self._fusable(x, scale):
+            axis = None
+            if self.per_channel:
+                self._check_channels(x)
+                axis = self.ch_axis % x.dim()
+            torch.ops.divqat.observe_qparams_(x, self.min_val, self.max_val, scale, zero_point,
+                                              self.averaging_constant, self.quant_min, self.quant_max,
+                                              self.symmetric, axis)
+            return
+        self(x)
+        new_scale, new_zero_point = self.calculate_qparams()
+        scale.copy_(new_scale)
+        zero_point.copy_(new_zero_point)
+
+    def _fusable(self, x, scale):
+        """The fused kernel takes CPU tensors, float32 statistics and scale, in eager mode."""
+        return (x.device.type == "cpu" and _backend.select(x.device) == "compiled"
+                and self.min_val.dtype == torch.float32 and scale.dtype == torch.float32
+                and scale.is_contiguous() and not torch.compiler.is_compiling())
 
     def has_observed(self):
         """Bool tensor: every channel has seen at least one value."""

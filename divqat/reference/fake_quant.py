@@ -36,7 +36,7 @@ Numerics shared by every backend (they are what PyTorch's CPU kernels compute):
 """
 import torch
 
-__all__ = ["fake_quant", "validate_fake_quant_args", "compute_dtype"]
+__all__ = ["fake_quant", "validate_fake_quant_args", "check_fake_quant_values", "compute_dtype"]
 
 _QLIMIT = 2**24
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -67,7 +67,7 @@ def _check_qparam(name, t, x, axis):
         )
 
 
-def validate_fake_quant_args(x, scale, zero_point, quant_min, quant_max, axis, grad_factor):
+def validate_fake_quant_args(x, scale, zero_point, quant_min, quant_max, axis, grad_factor, check_values=True):
     """Check every argument of ``fake_quant`` (all backends share this); return the axis
     normalized to [0, x.dim()) or None.
 
@@ -75,6 +75,9 @@ def validate_fake_quant_args(x, scale, zero_point, quant_min, quant_max, axis, g
     point in [quant_min, quant_max]) run on the host for CPU tensors (no sync needed); for CUDA
     tensors and while torch.compile traces they are ``torch._assert_async`` device asserts, so
     they never synchronize (a failure there is a RuntimeError raised asynchronously).
+    ``check_values=False`` skips them, for a caller that leaves them to a kernel checking them
+    itself (the C++ CPU kernels, which read scale and zero point on the host anyway, raise the
+    same ValueErrors).
     """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
@@ -99,11 +102,14 @@ def validate_fake_quant_args(x, scale, zero_point, quant_min, quant_max, axis, g
     _check_qparam("zero_point", zero_point, x, axis)
     if not scale.is_floating_point():
         raise ValueError(f"scale must be a floating tensor, got {scale.dtype}")
-    _check_values(scale, zero_point, quant_min, quant_max)
+    if check_values:
+        check_fake_quant_values(scale, zero_point, quant_min, quant_max)
     return axis
 
 
-def _check_values(scale, zero_point, quant_min, quant_max):
+def check_fake_quant_values(scale, zero_point, quant_min, quant_max):
+    """scale > 0 everywhere and an integer zero point in [quant_min, quant_max]: ValueError on
+    the host for CPU tensors, ``torch._assert_async`` on a device or while compiling."""
     ok_scale = torch.all(scale > 0)
     ok_zero = None
     if not zero_point.is_floating_point():

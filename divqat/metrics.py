@@ -122,7 +122,9 @@ def evaluate_surrogate(surrogate, victim, test_set, batch_size=256, device="cpu"
     ``test_set`` is a Dataset of (x, y) or an (X, Y) tensor pair.
 
     Returns a dict with victim_accuracy, adversary_accuracy, adversary_error, agreement and
-    normalized_accuracy.
+    normalized_accuracy (None when the victim's returned top-1 is never right, e.g. behind a
+    defense that flips every answer: the ratio is undefined there, and one such cell must not
+    abort a grid).
     """
     x, y = _test_tensors(test_set)
     if hasattr(victim, "uncounted_query"):
@@ -137,5 +139,5 @@ def evaluate_surrogate(surrogate, victim, test_set, batch_size=256, device="cpu"
         "adversary_accuracy": adversary_acc,
         "adversary_error": adversary_error(adversary_acc),
         "agreement": agreement(surrogate_out, victim_out),
-        "normalized_accuracy": normalized_accuracy(adversary_acc, victim_acc),
+        "normalized_accuracy": normalized_accuracy(adversary_acc, victim_acc) if victim_acc > 0 else None,
     }

@@ -85,3 +85,15 @@ def test_evaluate_surrogate_hand_values_and_no_budget_spent():
     got = evaluate_surrogate(surrogate, blackbox, (x, y))
     assert got["agreement"] == 0.0 and got["victim_accuracy"] == 0.5
     assert blackbox.queries_used == 0  # evaluation never spends the adversary's budget
+
+
+def test_evaluate_surrogate_against_a_victim_that_is_never_right():
+    """Behind a defense that flips every answer the victim's accuracy is 0: the normalized
+    accuracy is undefined (None), the other metrics are still measured."""
+    x = torch.tensor([0.1, 0.4, 0.6, 0.9]).view(4, 1, 1, 1)
+    y = torch.zeros(4, dtype=torch.int64)
+    victim = _Fixed(torch.tensor([[-1.0, 1.0]]))  # predicts 1 everywhere: never right
+    surrogate = _Fixed(torch.tensor([[1.0, -1.0]]))  # predicts 0 everywhere: always right
+    got = evaluate_surrogate(surrogate, victim, (x, y))
+    assert got == {"victim_accuracy": 0.0, "adversary_accuracy": 1.0, "adversary_error": 0.0,
+                   "agreement": 0.0, "normalized_accuracy": None}

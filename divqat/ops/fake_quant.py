@@ -12,8 +12,7 @@ Backends (``divqat._backend.select``): the compiled kernels ``torch.ops.divqat.f
 pure-PyTorch reference. Each op triple (forward, straight-through backward, LSQ backward)
 gets its fake implementation here and its autograd formula here (Triton) or in C++ (compiled,
 csrc/fake_quant_autograd.cpp), so ``torch.library.opcheck`` and ``torch.compile(fullgraph=True)``
-work with every backend. Scale and zero point stay tensors
-(no ``.item()``, no host sync).
+work with every backend. Scale and zero point stay tensors (no ``.item()``, no host sync).
 """
 import importlib
 

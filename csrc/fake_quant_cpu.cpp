@@ -182,7 +182,6 @@ struct ParamStore {
 
   ParamStore(const at::Tensor& s_in, const at::Tensor& z_in, int64_t qmin_, int64_t qmax_, const Layout& l)
       : qmin(static_cast<A>(qmin_)), qmax(static_cast<A>(qmax_)), layout(l) {
-    check_values(s_in, z_in, qmin_, qmax_);
     // fp16/bf16/fp32 tensors: the scale is rounded to fp32, as PyTorch's kernels take it.
     const at::Tensor s = s_in.to(std::is_same_v<A, double> ? at::kDouble : at::kFloat).contiguous();
     const at::Tensor z = z_in.to(std::is_same_v<A, double> ? at::kDouble : at::kFloat).contiguous();
@@ -201,25 +200,6 @@ struct ParamStore {
         zero[c * rep + r] = q.zero;
       }
     }
-  }
-
-  // The value checks of fake_quant (the Python wrapper leaves them to this kernel, which reads
-  // scale and zero point on the host anyway): ValueError naming the argument.
-  static void check_values(const at::Tensor& s_in, const at::Tensor& z_in, int64_t qmin_, int64_t qmax_) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s_in.scalar_type(), "divqat_fake_quant_scale", [&] {
-      const at::Tensor s = s_in.contiguous();
-      const scalar_t* sp = s.const_data_ptr<scalar_t>();
-      for (int64_t c = 0; c < s.numel(); ++c)
-        TORCH_CHECK_VALUE(static_cast<double>(sp[c]) > 0.0, "scale must be > 0 (and not NaN) everywhere");
-    });
-    if (z_in.is_floating_point()) return;
-    AT_DISPATCH_INTEGRAL_TYPES(z_in.scalar_type(), "divqat_fake_quant_zero_point", [&] {
-      const at::Tensor z = z_in.contiguous();
-      const scalar_t* zp = z.const_data_ptr<scalar_t>();
-      for (int64_t c = 0; c < z.numel(); ++c)
-        TORCH_CHECK_VALUE(static_cast<int64_t>(zp[c]) >= qmin_ && static_cast<int64_t>(zp[c]) <= qmax_,
-                          "zero_point must lie in [quant_min, quant_max] = [", qmin_, ", ", qmax_, "]");
-    });
   }
 
   // Parameters of the span of row r that starts at position start (long rows: one set for the
@@ -248,9 +228,30 @@ void for_each_block(const Layout& l, F f) {
   });
 }
 
+// The value checks of fake_quant, made by the forward (the Python wrapper leaves them to this
+// kernel in eager mode, which reads scale and zero point on the host anyway): ValueError naming
+// the argument, as divqat.reference.fake_quant.check_fake_quant_values raises.
+void check_values(const at::Tensor& s_in, const at::Tensor& z_in, int64_t qmin, int64_t qmax) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s_in.scalar_type(), "divqat_fake_quant_scale", [&] {
+    const at::Tensor s = s_in.contiguous();
+    const scalar_t* sp = s.const_data_ptr<scalar_t>();
+    for (int64_t c = 0; c < s.numel(); ++c)
+      TORCH_CHECK_VALUE(static_cast<double>(sp[c]) > 0.0, "scale must be > 0 (and not NaN) everywhere");
+  });
+  if (z_in.is_floating_point()) return;
+  AT_DISPATCH_INTEGRAL_TYPES(z_in.scalar_type(), "divqat_fake_quant_zero_point", [&] {
+    const at::Tensor z = z_in.contiguous();
+    const scalar_t* zp = z.const_data_ptr<scalar_t>();
+    for (int64_t c = 0; c < z.numel(); ++c)
+      TORCH_CHECK_VALUE(static_cast<int64_t>(zp[c]) >= qmin && static_cast<int64_t>(zp[c]) <= qmax,
+                        "zero_point must lie in [quant_min, quant_max] = [", qmin, ", ", qmax, "]");
+  });
+}
+
 at::Tensor fake_quant_cpu(const at::Tensor& x_in, const at::Tensor& scale, const at::Tensor& zero_point,
                           int64_t quant_min, int64_t quant_max, c10::optional<int64_t> axis, double grad_factor) {
   const Layout l = fq::check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
+  check_values(scale, zero_point, quant_min, quant_max);
   const at::Tensor x = x_in.contiguous();
   at::Tensor y = at::empty(x.sizes(), x.options());
   if (x.numel() == 0) return y;

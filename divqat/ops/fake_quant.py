@@ -119,8 +119,7 @@ def fake_quant(x, scale, zero_point, quant_min, quant_max, axis=None, grad_facto
     Returns a tensor like ``x``. Differentiable in x (straight-through); when ``scale`` or a
     floating ``zero_point`` requires grad, in them too (LSQ).
     """
-    axis = validate_fake_quant_args(x, scale, zero_point, quant_min, quant_max, axis, grad_factor,
-                                    check_values=False)
+    axis = validate_fake_quant_args(x, scale, zero_point, quant_min, quant_max, axis, grad_factor)
     backend = _backend.select(x.device)
     # In eager mode the C++ CPU kernels check the values of scale and zero point themselves;
     # elsewhere, and while torch.compile traces (device asserts, no host read), they are checked here.

@@ -67,17 +67,10 @@ def _check_qparam(name, t, x, axis):
         )
 
 
-def validate_fake_quant_args(x, scale, zero_point, quant_min, quant_max, axis, grad_factor, check_values=True):
-    """Check every argument of ``fake_quant`` (all backends share this); return the axis
-    normalized to [0, x.dim()) or None.
-
-    Raises ValueError naming the bad argument. The value checks (scale > 0, an integer zero
-    point in [quant_min, quant_max]) run on the host for CPU tensors (no sync needed); for CUDA
-    tensors and while torch.compile traces they are ``torch._assert_async`` device asserts, so
-    they never synchronize (a failure there is a RuntimeError raised asynchronously).
-    ``check_values=False`` skips them, for a caller that leaves them to a kernel checking them
-    itself (the C++ CPU kernels, which read scale and zero point on the host anyway, raise the
-    same ValueErrors).
+def validate_fake_quant_args(x, scale, zero_point, quant_min, quant_max, axis, grad_factor):
+    """Check the types, shapes and devices of ``fake_quant``'s arguments (all backends share
+    this; the values of scale and zero point are ``check_fake_quant_values``'s); return the axis
+    normalized to [0, x.dim()) or None. Raises ValueError naming the bad argument.
     """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
@@ -102,14 +95,14 @@ def validate_fake_quant_args(x, scale, zero_point, quant_min, quant_max, axis, g
     _check_qparam("zero_point", zero_point, x, axis)
     if not scale.is_floating_point():
         raise ValueError(f"scale must be a floating tensor, got {scale.dtype}")
-    if check_values:
-        check_fake_quant_values(scale, zero_point, quant_min, quant_max)
     return axis
 
 
 def check_fake_quant_values(scale, zero_point, quant_min, quant_max):
     """scale > 0 everywhere and an integer zero point in [quant_min, quant_max]: ValueError on
-    the host for CPU tensors, ``torch._assert_async`` on a device or while compiling."""
+    the host for CPU tensors (no sync needed); for CUDA tensors and while torch.compile traces,
+    ``torch._assert_async`` device asserts, which never synchronize (a failure there is a
+    RuntimeError raised asynchronously). The C++ CPU kernels make the same checks themselves."""
     ok_scale = torch.all(scale > 0)
     ok_zero = None
     if not zero_point.is_floating_point():
@@ -202,4 +195,5 @@ def fake_quant(x, scale, zero_point, quant_min, quant_max, axis=None, grad_facto
     channel along ``axis`` (1-D scale/zero_point of length ``x.shape[axis]``); see the module
     docstring for the formula and gradients. Pure PyTorch."""
     axis = validate_fake_quant_args(x, scale, zero_point, quant_min, quant_max, axis, grad_factor)
+    check_fake_quant_values(scale, zero_point, quant_min, quant_max)
     return fake_quant_unchecked(x, scale, zero_point, quant_min, quant_max, axis, grad_factor)

@@ -1,4 +1,4 @@
-"""Output-perturbation defenses against model extraction (SCIENCE.md section 4).
+"""Output-perturbation defenses against model extraction (docs/science.md §4).
 
 Each defense maps a batch of the victim's probability vectors (N, C) to a batch of returned
 probability vectors (N, C), row by row: ``defense(probs)``, or ``defense(probs, x)`` for the
@@ -18,12 +18,13 @@ from .label_only import LabelOnly
 from .mad import MAD
 from .misinformation import AdaptiveMisinformation, misinformation_loss, train_misinformation_model
 from .random_noise import RandomNoise
+from .params import Param
 from .registry import (ALIASES, DEFENSES, add_defense_arguments, build_defense, defense_from_args, load_model,
-                       parse_defense_args)
+                       parse_defense_args, random_model_like)
 from .reverse_sigmoid import ReverseSigmoid
 from .rounding import Rounding
 from .topk import TopK
 
 __all__ = ["Defense", "DCP", "ReverseSigmoid", "AdaptiveMisinformation", "MAD", "RandomNoise", "Rounding", "TopK",
            "LabelOnly", "DEFENSES", "ALIASES", "build_defense", "parse_defense_args", "add_defense_arguments",
-           "defense_from_args", "load_model", "defense_cost", "misinformation_loss", "train_misinformation_model"]
+           "defense_from_args", "load_model", "random_model_like", "Param", "defense_cost", "misinformation_loss", "train_misinformation_model"]

@@ -8,37 +8,17 @@ model of their own (adaptive misinformation, MAD) also need the query inputs x (
 """
 import abc
 import hashlib
-import math
-import numbers
 
 import torch
 
-__all__ = ["Defense", "check_real", "check_int", "log_odds", "step_towards", "model_fingerprint", "model_device"]
+from .params import bind
+
+__all__ = ["Defense", "log_odds", "step_towards", "model_fingerprint", "model_device"]
 
 # log-odds are clamped to odds in [ODDS_MIN, ODDS_MAX] (|logit| <= log(1e12) ~ 27.6), so a
 # probability of exactly 0 or 1 gives a finite value (0 * inf would be NaN).
 ODDS_MIN = 1e-12
 ODDS_MAX = 1e12
-
-
-def check_real(name, value, low=None, high=None):
-    """``value`` as a float; ValueError naming ``name`` unless it is a finite real in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {bounds}, got {value!r}")
-    return float(value)
-
-
-def check_int(name, value, low, high=None):
-    """``value`` as an int; ValueError naming ``name`` unless it is an integer in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < low or (high is not None and value > high):
-        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {bounds}, got {value!r}")
-    return int(value)
 
 
 def log_odds(p, odds_max=ODDS_MAX):
@@ -89,13 +69,25 @@ class Defense(abc.ABC):
 
     ``probs`` must be a 2-D floating tensor with at least 2 columns whose rows are probability
     vectors (they are not re-checked, to keep the defense cheap). The work is done in at least
-    float32 and returned in ``probs``' dtype and device. Subclasses implement
-    ``_perturb(p, x)`` and list their parameters in ``params()`` (used by ``repr``, which is
-    stable across runs, so it can key caches).
+    float32 and returned in ``probs``' dtype and device. Subclasses set ``NAME`` (the name
+    :func:`divqat.defenses.build_defense` knows them by), ``ALIASES`` (other accepted names),
+    ``PARAMS`` (their parameter table, :class:`divqat.defenses.params.Param`: the constructor
+    binds, checks and stores each as an attribute) and implement ``_perturb(p, x)``.
+    ``params()`` and ``repr`` list the parameters (models by :func:`model_fingerprint`), stable
+    across runs, so they can key caches.
     """
 
+    NAME = None
+    ALIASES = ()
+    PARAMS = ()
     #: True for defenses that run a model on the query inputs x (they need ``defense(p, x)``).
     needs_input = False
+
+    def __init__(self, *args, **kwargs):
+        values = bind(type(self).__name__, self.PARAMS, args, kwargs)
+        for name, value in values.items():
+            setattr(self, name, value)
+        self._fingerprints = {p.name: model_fingerprint(values[p.name]) for p in self.PARAMS if p.type == "model"}
 
     def __call__(self, probs, x=None):
         if not torch.is_tensor(probs) or not probs.is_floating_point() or probs.dim() != 2:
@@ -118,9 +110,9 @@ class Defense(abc.ABC):
     def _perturb(self, p, x):
         """The defense on a nonempty batch ``p`` (N, C) in float32 or float64."""
 
-    @abc.abstractmethod
     def params(self):
-        """The defense's parameters as a dict (models shown by :func:`model_fingerprint`)."""
+        """The defense's parameters as a dict, in table order (models shown by :func:`model_fingerprint`)."""
+        return {p.name: self._fingerprints.get(p.name, getattr(self, p.name)) for p in self.PARAMS}
 
     def __repr__(self):
         args = ", ".join(f"{key}={value!r}" for key, value in self.params().items())

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from divqat.metrics import accuracy, mean_kl, mean_l1
 
-from .base import check_int, model_device
+from .base import model_device
+from .params import check_int
 
 __all__ = ["defense_cost", "as_tensors"]
 

@@ -22,7 +22,8 @@ class). Rows with s well above beta (s - beta >> 1/nu) are returned unchanged (a
 """
 import torch
 
-from .base import ODDS_MAX, Defense, check_real, log_odds
+from .base import ODDS_MAX, Defense, log_odds
+from .params import Param
 
 __all__ = ["DCP", "CAPPED_ODDS_MAX"]
 
@@ -31,25 +32,20 @@ CAPPED_ODDS_MAX = 1.0 - 1e-12
 
 
 class DCP(Defense):
-    """DCP(beta, gamma=0.2, nu=1000, cap_log_odds=True); see the module docstring.
+    """DCP(beta, gamma=0.2, nu=1000, cap_log_odds=True); see the module docstring and ``PARAMS``."""
 
-    Args:
-        beta: confidence threshold and perturbation strength (>= 0; the paper sweeps 0 to 1.5).
-        gamma: slope on the log-odds (>= 0; the paper uses 0.2, and 0.1 for 100-class sets).
-        nu: sharpness of the low-confidence gate a (>= 0).
-        cap_log_odds: keep the authors' clamp of the odds at 1 - 1e-12 (default) or lift it.
-    """
-
-    def __init__(self, beta, gamma=0.2, nu=1000.0, cap_log_odds=True):
-        self.beta = check_real("beta", beta, low=0.0)
-        self.gamma = check_real("gamma", gamma, low=0.0)
-        self.nu = check_real("nu", nu, low=0.0)
-        if not isinstance(cap_log_odds, bool):
-            raise ValueError(f"cap_log_odds must be a bool, got {cap_log_odds!r}")
-        self.cap_log_odds = cap_log_odds
-
-    def params(self):
-        return {"beta": self.beta, "gamma": self.gamma, "nu": self.nu, "cap_log_odds": self.cap_log_odds}
+    NAME = "dcp"
+    PARAMS = (
+        Param("beta", "real", low=0.0, help="confidence threshold and perturbation strength (1.0 in "
+              "docs/reproduction.md's headline runs)",
+              source="none: the paper sweeps 0 to 1.5 (docs/science.md §4)"),
+        Param("gamma", "real", 0.2, low=0.0, help="slope on the log-odds (0.1 for 100-class sets)",
+              source="the paper (arXiv 2309.01838), docs/science.md §4"),
+        Param("nu", "real", 1000.0, low=0.0, help="sharpness of the low-confidence gate a",
+              source="the paper (arXiv 2309.01838), docs/science.md §4"),
+        Param("cap_log_odds", "bool", True, help="keep the authors' clamp of the odds at 1 - 1e-12 (r <= 0)",
+              source="the authors' code, docs/science.md §4"),
+    )
 
     def _perturb(self, p, x):
         s = p.amax(dim=1, keepdim=True)  # not max(dim).values: its value+index kernel is far slower on CPU

@@ -15,8 +15,8 @@ __all__ = ["LabelOnly"]
 class LabelOnly(Defense):
     """LabelOnly(): one-hot of each row's argmax."""
 
-    def params(self):
-        return {}
+    NAME = "label_only"
+    ALIASES = ("label",)
 
     def _perturb(self, p, x):
         return F.one_hot(p.argmax(dim=1), p.shape[1]).to(p.dtype)

@@ -32,7 +32,8 @@ Solver (the authors' heuristic, batched over rows):
 import torch
 import torch.nn.functional as F
 
-from .base import Defense, check_real, model_device, model_fingerprint, step_towards
+from .base import Defense, model_device, step_towards
+from .params import Param
 
 __all__ = ["MAD", "YDISTS", "ORACLES", "EXHAUSTIVE_MAX_CLASSES"]
 
@@ -115,34 +116,25 @@ def _greedy_target(p, f):
 class MAD(Defense):
     """MAD(surrogate, epsilon, ydist="l1", oracle="argmax", keep_argmax=False); call as ``defense(probs, x)``.
 
-    Args:
-        surrogate: the defender's stand-in for the attacker's model, ``forward(x) -> logits``
-            ending in a linear layer; put in eval mode.
-        epsilon: the perturbation budget, ||ŷ - y|| <= epsilon (>= 0; 0 returns y).
-        ydist: "l1" (the paper's) or "l2" norm of the budget.
-        oracle: "argmax", the vertex search of the paper.
-        keep_argmax: search only vectors that keep y's top class (the paper's MAD-argmax).
+    ``surrogate``: the defender's stand-in for the attacker's model, ``forward(x) -> logits``
+    ending in a linear layer (put in eval mode); the other parameters: see ``PARAMS``.
     """
 
+    NAME = "mad"
+    PARAMS = (
+        Param("surrogate", "model", aliases=("model",), victim_default=True,
+              help="the defender's stand-in for the attacker's model, ending in a linear layer",
+              source="Orekondy et al. 2020 use a randomly initialised model of the attacker's architecture"),
+        Param("epsilon", "real", low=0.0, help="perturbation budget ||y_hat - y|| <= epsilon, 0 returns y "
+              "(0.5 in docs/reproduction.md)",
+              source="none: Orekondy et al. 2020 sweep it"),
+        Param("ydist", "choice", "l1", choices=YDISTS, help="norm of the budget", source="Orekondy et al. 2020"),
+        Param("oracle", "choice", "argmax", choices=ORACLES, help="the vertex search of the paper",
+              source="Orekondy et al. 2020"),
+        Param("keep_argmax", "bool", False, help="search only answers that keep the top class (MAD-argmax)",
+              source="Orekondy et al. 2020 (MAD; MAD-argmax is their variant)"),
+    )
     needs_input = True
-
-    def __init__(self, surrogate, epsilon, ydist="l1", oracle="argmax", keep_argmax=False):
-        if not isinstance(surrogate, torch.nn.Module):
-            raise ValueError(f"surrogate must be an nn.Module, got {type(surrogate).__name__}")
-        self.surrogate = surrogate.eval()
-        self.epsilon = check_real("epsilon", epsilon, low=0.0)
-        if ydist not in YDISTS:
-            raise ValueError(f"ydist must be one of {YDISTS}, got {ydist!r}")
-        if oracle not in ORACLES:
-            raise ValueError(f"oracle must be one of {ORACLES}, got {oracle!r}")
-        if not isinstance(keep_argmax, bool):
-            raise ValueError(f"keep_argmax must be a bool, got {keep_argmax!r}")
-        self.ydist, self.oracle, self.keep_argmax = ydist, oracle, keep_argmax
-        self._fingerprint = model_fingerprint(surrogate)
-
-    def params(self):
-        return {"surrogate": self._fingerprint, "epsilon": self.epsilon, "ydist": self.ydist,
-                "oracle": self.oracle, "keep_argmax": self.keep_argmax}
 
     def surrogate_probs(self, x, like):
         """F = softmax(surrogate(x)), on ``like``'s device and dtype."""

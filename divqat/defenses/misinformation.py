@@ -17,7 +17,8 @@ y is a convex combination of two probability vectors, so it is one too.
 import torch
 import torch.nn.functional as F
 
-from .base import Defense, check_real, model_device, model_fingerprint
+from .base import Defense, model_device
+from .params import Param
 
 __all__ = ["AdaptiveMisinformation", "misinformation_loss", "train_misinformation_model"]
 
@@ -25,25 +26,22 @@ __all__ = ["AdaptiveMisinformation", "misinformation_loss", "train_misinformatio
 class AdaptiveMisinformation(Defense):
     """AdaptiveMisinformation(misinformation_model, tau, nu=1000); call as ``defense(probs, x)``.
 
-    Args:
-        misinformation_model: ``forward(x in [0, 1]) -> logits`` over the same classes
-            (e.g. from :func:`train_misinformation_model`); put in eval mode.
-        tau: the out-of-distribution threshold on the top probability, in [0, 1].
-        nu: sharpness of the blend (>= 0).
+    ``misinformation_model``: ``forward(x in [0, 1]) -> logits`` over the same classes (from
+    :func:`train_misinformation_model` or ``divqat train-misinformation``); put in eval mode.
     """
 
+    NAME = "adaptive_misinformation"
+    ALIASES = ("am",)
+    PARAMS = (
+        Param("misinformation_model", "model", aliases=("model",),
+              help="a model trained to put little mass on the true class: `divqat train-misinformation --out DIR`",
+              source="Kariyappa and Qureshi 2020"),
+        Param("tau", "real", low=0.0, high=1.0, help="out-of-distribution threshold on the top probability",
+              source="none: Kariyappa and Qureshi 2020 sweep it for their accuracy trade-off"),
+        Param("nu", "real", 1000.0, low=0.0, help="sharpness of the blend",
+              source="Kariyappa and Qureshi 2020, docs/science.md §4"),
+    )
     needs_input = True
-
-    def __init__(self, misinformation_model, tau, nu=1000.0):
-        if not isinstance(misinformation_model, torch.nn.Module):
-            raise ValueError(f"misinformation_model must be an nn.Module, got {type(misinformation_model).__name__}")
-        self.misinformation_model = misinformation_model.eval()
-        self.tau = check_real("tau", tau, low=0.0, high=1.0)
-        self.nu = check_real("nu", nu, low=0.0)
-        self._fingerprint = model_fingerprint(misinformation_model)
-
-    def params(self):
-        return {"misinformation_model": self._fingerprint, "tau": self.tau, "nu": self.nu}
 
     def _perturb(self, p, x):
         model = self.misinformation_model

@@ -10,7 +10,8 @@ so y stays on the simplex and ||y - p|| = min(epsilon, ||q - p||) <= epsilon.
 """
 import torch
 
-from .base import Defense, check_int, check_real, step_towards
+from .base import Defense, step_towards
+from .params import Param
 
 __all__ = ["RandomNoise", "DISTS"]
 
@@ -20,16 +21,19 @@ DISTS = ("l1", "l2")
 class RandomNoise(Defense):
     """RandomNoise(epsilon, dist="l1", seed=0): its own generator, so a seed gives the same noise stream."""
 
-    def __init__(self, epsilon, dist="l1", seed=0):
-        self.epsilon = check_real("epsilon", epsilon, low=0.0)
-        if dist not in DISTS:
-            raise ValueError(f"dist must be one of {DISTS}, got {dist!r}")
-        self.dist = dist
-        self.seed = check_int("seed", seed, low=0, high=2**63 - 1)
-        self._generator = torch.Generator().manual_seed(self.seed)
+    NAME = "random_noise"
+    PARAMS = (
+        Param("epsilon", "real", low=0.0, help="perturbation budget ||y - p|| <= epsilon",
+              source="none: as MAD's epsilon, Orekondy et al. 2020 sweep it"),
+        Param("dist", "choice", "l1", choices=DISTS, help="norm of the budget",
+              source="Orekondy et al. 2020 (L1)"),
+        Param("seed", "int", 0, low=0, high=2**63 - 1, help="seed of the defense's own noise generator",
+              source="this repository"),
+    )
 
-    def params(self):
-        return {"epsilon": self.epsilon, "dist": self.dist, "seed": self.seed}
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._generator = torch.Generator().manual_seed(self.seed)
 
     def _perturb(self, p, x):
         uniform = torch.rand(p.shape, generator=self._generator, dtype=torch.float64)

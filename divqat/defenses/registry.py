@@ -2,9 +2,12 @@
 
     build_defense("dcp", beta=0.5)                           # Python values
     build_defense("dcp", beta="0.5", cap_log_odds="false")   # strings, as from the CLI
+    build_defense("reverse-sigmoid")                         # the published defaults
     build_defense("mad", surrogate=model_or_dir, epsilon=0.5)
 
-On the command line (shared by ``divqat evaluate`` and ``divqat attack``, via
+Names, aliases, parameters, defaults, ranges and help all come from each class's ``NAME``,
+``ALIASES`` and ``PARAMS`` table (:mod:`divqat.defenses.params`); ``divqat defenses`` prints
+them. On the command line (shared by ``divqat evaluate`` and ``divqat attack``, via
 :func:`add_defense_arguments` and :func:`defense_from_args`):
 
     --defense dcp --defense-arg beta=0.5 --defense-arg gamma=0.1
@@ -22,47 +25,15 @@ from .reverse_sigmoid import ReverseSigmoid
 from .rounding import Rounding
 from .topk import TopK
 
-__all__ = ["DEFENSES", "ALIASES", "build_defense", "parse_defense_args", "add_defense_arguments",
-           "defense_from_args", "load_model"]
+__all__ = ["DEFENSES", "ALIASES", "build_defense", "resolve_name", "parse_defense_args", "add_defense_arguments",
+           "defense_from_args", "load_model", "random_model_like"]
 
-DEFENSES = {
-    "dcp": DCP,
-    "reverse_sigmoid": ReverseSigmoid,
-    "adaptive_misinformation": AdaptiveMisinformation,
-    "mad": MAD,
-    "random_noise": RandomNoise,
-    "rounding": Rounding,
-    "topk": TopK,
-    "label_only": LabelOnly,
-}
+#: name -> defense class, from each class's NAME
+DEFENSES = {cls.NAME: cls for cls in (DCP, ReverseSigmoid, AdaptiveMisinformation, MAD, RandomNoise, Rounding, TopK,
+                                      LabelOnly)}
 
-#: other accepted spellings (after lower-casing and replacing "-" by "_")
-ALIASES = {"am": "adaptive_misinformation", "top_k": "topk", "label": "label_only"}
-
-#: keyword spellings accepted by build_defense for a defense's model argument
-_ARG_ALIASES = {"adaptive_misinformation": {"model": "misinformation_model"}, "mad": {"model": "surrogate"}}
-
-_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-
-
-def _strict_bool(text):
-    if text.lower() not in _BOOLS:
-        raise ValueError(text)
-    return _BOOLS[text.lower()]
-
-
-def _parser(convert, expected):
-    """A CLI string parser: ``convert(text)``, or ValueError("expected <expected>, got 'text'")."""
-    def parse(text):
-        try:
-            return convert(text)
-        except ValueError:
-            raise ValueError(f"expected {expected}, got {text!r}") from None
-    return parse
-
-
-_parse_float, _parse_int = _parser(float, "a number"), _parser(int, "an integer")
-_parse_bool = _parser(_strict_bool, "true or false")
+#: other accepted spellings (after lower-casing and replacing "-" by "_"), from each class's ALIASES
+ALIASES = {alias: cls.NAME for cls in DEFENSES.values() for alias in cls.ALIASES}
 
 
 def load_model(source):
@@ -83,61 +54,78 @@ def load_model(source):
     return load_victim(directory, kind="float")
 
 
-# how a string from the CLI becomes each constructor argument
-_PARSERS = {
-    DCP: {"beta": _parse_float, "gamma": _parse_float, "nu": _parse_float, "cap_log_odds": _parse_bool},
-    ReverseSigmoid: {"beta": _parse_float, "gamma": _parse_float},
-    AdaptiveMisinformation: {"misinformation_model": load_model, "tau": _parse_float, "nu": _parse_float},
-    MAD: {"surrogate": load_model, "epsilon": _parse_float, "ydist": str, "oracle": str, "keep_argmax": _parse_bool},
-    RandomNoise: {"epsilon": _parse_float, "dist": str, "seed": _parse_int},
-    Rounding: {"decimals": _parse_int},
-    TopK: {"k": _parse_int},
-    LabelOnly: {},
-}
-_MODEL_ARGS = ("misinformation_model", "surrogate")
+def random_model_like(victim, seed=0):
+    """A randomly initialised model of ``victim``'s architecture (MAD's default defender
+    surrogate, as in Orekondy et al., ICLR 2020). ``victim`` is a ``divqat train --out``
+    directory or a divqat model (with ``.arch`` and ``.meta``). The weights are drawn from
+    ``seed``; the global RNG is left as it was."""
+    from divqat.models import build_model
+
+    if isinstance(victim, (str, os.PathLike)):
+        from divqat.train import load_config
+
+        config = load_config(victim)
+        arch, meta = config.get("arch"), config.get("meta")
+    else:
+        arch, meta = getattr(victim, "arch", None), getattr(victim, "meta", None)
+    if not isinstance(arch, str) or not meta:
+        raise ValueError("victim: its architecture is unknown, so no random model of it can be built")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(arch, **{key: meta[key] for key in ("num_classes", "in_channels", "image_size",
+                                                                "mean", "std")})
 
 
-def build_defense(name, **kwargs):
-    """Build the defense ``name`` (a key of :data:`DEFENSES` or :data:`ALIASES`, any case, "-" or "_").
-
-    Keyword arguments are the constructor's (see each class); string values are parsed as the
-    CLI gives them: numbers, booleans ("true"/"false"/"1"/"0"/"yes"/"no"), names. The model of
-    adaptive misinformation (``misinformation_model=``, or ``model=``) and of MAD
-    (``surrogate=``, or ``model=``) is an ``nn.Module`` or a path to a ``divqat train --out``
-    directory (or a file inside it), loaded as a float model with ``divqat.train.load_victim``.
-
-    Examples: ``build_defense("dcp", beta="0.5")``, ``build_defense("topk", k=3)``,
-    ``build_defense("am", model="runs/misinfo", tau="0.5")``,
-    ``build_defense("mad", surrogate="runs/surrogate", epsilon="0.5", keep_argmax="true")``.
-
-    Raises ValueError naming the defense or argument: unknown name, unknown or missing
-    argument, unparsable string, value out of range.
-    """
+def resolve_name(name):
+    """The key of :data:`DEFENSES` for ``name`` (any case, "-" or "_", or an alias); ValueError if unknown."""
     if not isinstance(name, str):
         raise ValueError(f"defense name must be a string, got {type(name).__name__}")
     key = name.strip().lower().replace("-", "_")
     key = ALIASES.get(key, key)
     if key not in DEFENSES:
         raise ValueError(f"unknown defense {name!r}; choose from {', '.join(DEFENSES)} (aliases: {', '.join(ALIASES)})")
+    return key
+
+
+def build_defense(name, *, victim=None, **kwargs):
+    """Build the defense ``name`` (a key of :data:`DEFENSES` or :data:`ALIASES`, any case, "-" or "_").
+
+    Keyword arguments are the parameters of the class's ``PARAMS`` table (or their aliases);
+    the others take their defaults. String values are parsed as the CLI gives them: numbers,
+    booleans ("true"/"false"/"1"/"0"/"yes"/"no"), names. A model parameter (adaptive
+    misinformation's ``misinformation_model=``, MAD's ``surrogate=``; both also ``model=``) is
+    an ``nn.Module`` or a path to a ``divqat train --out`` directory (or a file inside it),
+    loaded as a float model with ``divqat.train.load_victim``. MAD's surrogate defaults to
+    ``random_model_like(victim)`` when ``victim`` (a run directory or divqat model) is given.
+
+    Examples: ``build_defense("dcp", beta="0.5")``, ``build_defense("reverse-sigmoid")``,
+    ``build_defense("am", model="runs/misinfo", tau="0.5")``,
+    ``build_defense("mad", surrogate="runs/surrogate", epsilon="0.5", keep_argmax="true")``.
+
+    Raises ValueError naming the defense or argument: unknown name, unknown or missing
+    argument, unparsable string, value out of range.
+    """
+    key = resolve_name(name)
     cls = DEFENSES[key]
-    parsers = _PARSERS[cls]
+    params = {alias: p for p in cls.PARAMS for alias in (p.name, *p.aliases)}
     args = {}
     for arg, value in kwargs.items():
-        target = _ARG_ALIASES.get(key, {}).get(arg, arg)
-        if target not in parsers:
-            raise ValueError(f"{key} has no argument {arg!r}; its arguments: {', '.join(parsers) or 'none'}")
-        if target in args:
-            raise ValueError(f"{key}: argument {target!r} given twice")
-        if isinstance(value, str) or target in _MODEL_ARGS:
+        if arg not in params:
+            names = ", ".join(p.name for p in cls.PARAMS) or "none"
+            raise ValueError(f"{key} has no argument {arg!r}; its arguments: {names}")
+        param = params[arg]
+        if param.name in args:
+            raise ValueError(f"{key}: argument {param.name!r} given twice")
+        if isinstance(value, str) or param.type == "model":
             try:
-                value = parsers[target](value)
+                value = param.parse(value) if isinstance(value, str) else load_model(value)
             except ValueError as err:
                 raise ValueError(f"{key} argument {arg}: {err}") from None
-        args[target] = value
-    try:
-        return cls(**args)
-    except TypeError as err:  # a missing required argument
-        raise ValueError(f"{key}: {err}; its arguments: {', '.join(parsers)}") from None
+        args[param.name] = value
+    for param in cls.PARAMS:
+        if param.victim_default and param.name not in args and victim is not None:
+            args[param.name] = random_model_like(victim)
+    return cls(**args)
 
 
 def parse_defense_args(items):
@@ -157,16 +145,23 @@ def parse_defense_args(items):
 def add_defense_arguments(parser):
     """Add ``--defense NAME`` and repeatable ``--defense-arg KEY=VALUE`` to an argparse parser."""
     parser.add_argument("--defense", default=None, metavar="NAME",
-                        help=f"output perturbation applied to the victim's answers: {', '.join(DEFENSES)}")
+                        help=f"output perturbation applied to the victim's answers: {', '.join(DEFENSES)} "
+                             f"(aliases {', '.join(ALIASES)}); parameters and defaults: `divqat defenses`")
     parser.add_argument("--defense-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="a defense parameter, repeatable (e.g. beta=0.5; a model argument takes "
-                             "a `divqat train --out` directory)")
+                             "a `divqat train --out` directory); unset parameters take their defaults")
 
 
 def defense_from_args(args):
-    """The defense named by parsed ``--defense``/``--defense-arg`` options, or None without ``--defense``."""
+    """The defense named by parsed ``--defense``/``--defense-arg`` options, or None without ``--defense``.
+
+    When ``args.victim`` is a local ``divqat train --out`` directory, MAD's surrogate defaults to
+    a random model of its architecture (:func:`random_model_like`, seed 0).
+    """
     if args.defense is None:
         if args.defense_arg:
             raise ValueError("--defense-arg given without --defense")
         return None
-    return build_defense(args.defense, **parse_defense_args(args.defense_arg))
+    victim = getattr(args, "victim", None)
+    victim = victim if isinstance(victim, str) and os.path.isfile(os.path.join(victim, "config.json")) else None
+    return build_defense(args.defense, victim=victim, **parse_defense_args(args.defense_arg))

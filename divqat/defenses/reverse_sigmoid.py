@@ -10,20 +10,22 @@ space an attacker would train on. The row sum stays positive: with C >= 2 some p
 and those entries are >= p_k (> 0 when p_k = 0, beta > 0 and gamma > 0). The argmax is not
 preserved in general (a large beta can push a confident top class below the others).
 """
-from .base import Defense, check_real, log_odds
+from .base import Defense, log_odds
+from .params import Param
 
 __all__ = ["ReverseSigmoid"]
 
 
 class ReverseSigmoid(Defense):
-    """ReverseSigmoid(beta, gamma); beta >= 0 is the perturbation size, gamma >= 0 its slope."""
+    """ReverseSigmoid(beta=1.0, gamma=0.1): beta >= 0 is the perturbation size, gamma >= 0 its slope."""
 
-    def __init__(self, beta, gamma):
-        self.beta = check_real("beta", beta, low=0.0)
-        self.gamma = check_real("gamma", gamma, low=0.0)
-
-    def params(self):
-        return {"beta": self.beta, "gamma": self.gamma}
+    NAME = "reverse_sigmoid"
+    PARAMS = (
+        Param("beta", "real", 1.0, low=0.0, help="perturbation size",
+              source="Lee et al. 2019 (arXiv 1806.00054), as ART's ReverseSigmoid default"),
+        Param("gamma", "real", 0.1, low=0.0, help="slope of the sigmoid on the log-odds",
+              source="Lee et al. 2019 (arXiv 1806.00054), as ART's ReverseSigmoid default"),
+    )
 
     def _perturb(self, p, x):
         y = (p - self.beta * (log_odds(p).mul(self.gamma).sigmoid() - 0.5)).clamp_min(0.0)

@@ -12,7 +12,8 @@ so the top class of p is a top class of y (ties may appear). decimals = 0 is lab
 """
 import torch
 
-from .base import Defense, check_int
+from .base import Defense
+from .params import Param
 
 __all__ = ["Rounding", "MAX_DECIMALS"]
 
@@ -21,13 +22,13 @@ MAX_DECIMALS = 15
 
 
 class Rounding(Defense):
-    """Rounding(decimals): entries rounded to ``decimals`` decimals (0 <= decimals <= 15), rows summing to 1."""
+    """Rounding(decimals=3): entries rounded to ``decimals`` decimals (0 <= decimals <= 15), rows summing to 1."""
 
-    def __init__(self, decimals):
-        self.decimals = check_int("decimals", decimals, low=0, high=MAX_DECIMALS)
-
-    def params(self):
-        return {"decimals": self.decimals}
+    NAME = "rounding"
+    PARAMS = (
+        Param("decimals", "int", 3, low=0, high=MAX_DECIMALS, help="decimals kept (0: label only)",
+              source="Tramer et al. 2016 §7 round confidences to a few decimals; 3 is ART's Rounded default"),
+    )
 
     def _perturb(self, p, x):
         scale = 10.0 ** self.decimals

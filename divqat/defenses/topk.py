@@ -7,19 +7,22 @@ k = 1 is label only; k = C returns p (renormalised). The argmax is kept.
 """
 import torch
 
-from .base import Defense, check_int
+from .base import Defense
+from .params import Param
 
 __all__ = ["TopK"]
 
 
 class TopK(Defense):
-    """TopK(k): 1 <= k, and k <= C, the number of classes, checked when called."""
+    """TopK(k=1): 1 <= k, and k <= C, the number of classes, checked when called."""
 
-    def __init__(self, k):
-        self.k = check_int("k", k, low=1)
-
-    def params(self):
-        return {"k": self.k}
+    NAME = "topk"
+    ALIASES = ("top_k",)
+    PARAMS = (
+        Param("k", "int", 1, low=1, help="entries kept per row (at most the number of classes)",
+              source="Orekondy et al. 2019 §6 truncate to the top-k; k = 1, the top-1 answer, is the "
+                     "setting they and Tramer et al. 2016 report"),
+    )
 
     def _perturb(self, p, x):
         if self.k > p.shape[1]:

@@ -37,7 +37,7 @@ class AdaptiveMisinformation(Defense):
               help="a model trained to put little mass on the true class: `divqat train-misinformation --out DIR`",
               source="Kariyappa and Qureshi 2020"),
         Param("tau", "real", low=0.0, high=1.0, help="out-of-distribution threshold on the top probability",
-              source="none: Kariyappa and Qureshi 2020 sweep it for their accuracy trade-off"),
+              source="no published default: Kariyappa and Qureshi 2020 sweep it for their accuracy trade-off"),
         Param("nu", "real", 1000.0, low=0.0, help="sharpness of the blend",
               source="Kariyappa and Qureshi 2020, docs/science.md §4"),
     )

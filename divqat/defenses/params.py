@@ -125,7 +125,7 @@ class Param:
     def default_text(self):
         """The default, in words."""
         if self.victim_default:
-            return "a randomly initialised model of the victim's architecture"
+            return "a randomly initialised model of the victim's architecture (where the victim is known)"
         if self.required:
             return "required"
         return str(self.default).lower() if isinstance(self.default, bool) else str(self.default)

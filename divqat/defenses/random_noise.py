@@ -24,7 +24,7 @@ class RandomNoise(Defense):
     NAME = "random_noise"
     PARAMS = (
         Param("epsilon", "real", low=0.0, help="perturbation budget ||y - p|| <= epsilon",
-              source="none: as MAD's epsilon, Orekondy et al. 2020 sweep it"),
+              source="no published default: as MAD's epsilon, Orekondy et al. 2020 sweep it"),
         Param("dist", "choice", "l1", choices=DISTS, help="norm of the budget",
               source="Orekondy et al. 2020 (L1)"),
         Param("seed", "int", 0, low=0, high=2**63 - 1, help="seed of the defense's own noise generator",

@@ -6,32 +6,45 @@ Learning Models via Prediction APIs", USENIX Security 2016). For every query bat
 
     p = softmax(f(x))                    the victim's probabilities (float, fake-quant or int8 model)
     p = defense(p)                       optional output perturbation, a callable (N, C) -> (N, C)
-    answer = truncate(p)                 "probs": p unchanged
-                                         "topk": keep the k largest entries, zero the others and
-                                                 renormalise the kept ones to sum to 1
-                                         "rounded": round every entry to ``decimals`` decimals
-                                                 (not renormalised, as an API that rounds would)
-                                         "label": one-hot of each row's argmax
+    answer = truncate(p)                 the output mode, one of the truncating defenses of
+                                         :mod:`divqat.defenses` (:data:`OUTPUT_MODES`):
+                                         "probs": p unchanged
+                                         "topk": :class:`~divqat.defenses.TopK` (k): the k largest
+                                                 entries, renormalised to sum to 1
+                                         "rounded": :class:`~divqat.defenses.Rounding` (decimals):
+                                                 entries rounded to ``decimals`` decimals by largest
+                                                 remainder, so rows still sum to 1
+                                         "label": :class:`~divqat.defenses.LabelOnly`: one-hot argmax
 
-Every input row is counted. A query that would exceed the budget is refused whole with
-:class:`QueryBudgetExceeded`; nothing is answered and nothing is counted. Answers are detached
-CPU float32 tensors: no gradient reaches the victim.
+Every input row is counted, atomically: under a lock the query is checked against the budget
+and counted before it is answered, so concurrent threads never get more than the budget
+answered. A query that would exceed the budget is refused whole with
+:class:`QueryBudgetExceeded`; nothing is answered and nothing is counted (a query whose
+answering fails is uncounted again). Answers are detached CPU float32 tensors: no gradient
+reaches the victim.
 
 Python cannot truly hide an object: the wrapped model lives in a private attribute, and a
 caller that digs it out is cheating by convention, not stopped by the language. Attacks in
 :mod:`divqat.attacks` use only :meth:`BlackBox.query` and the public metadata (number of
 classes, input shape, normalisation statistics and architecture name, which the threat model
-of SCIENCE.md section 1 grants the adversary).
+of docs/science.md §1 grants the adversary).
 """
 import hashlib
 import os
+import threading
 
 import torch
 import torch.nn.functional as F
 
+from divqat.defenses import LabelOnly, Rounding, TopK
+from divqat.defenses.rounding import MAX_DECIMALS
+
 __all__ = ["BlackBox", "QueryBudgetExceeded", "OUTPUT_MODES"]
 
-OUTPUT_MODES = ("probs", "topk", "rounded", "label")
+#: output mode -> the defense class that truncates the answers and the BlackBox argument that is
+#: its one parameter ("probs": no truncation)
+OUTPUT_MODES = {"probs": (None, None), "topk": (TopK, "k"), "rounded": (Rounding, "decimals"),
+                "label": (LabelOnly, None)}
 _META_KEYS = ("num_classes", "in_channels", "image_size", "mean", "std")
 
 
@@ -39,16 +52,25 @@ class QueryBudgetExceeded(RuntimeError):
     """A query batch would take the black box past its query budget; it was not answered."""
 
 
-def _truncate(p, output, k, decimals):
-    if output == "probs":
-        return p
-    if output == "topk":
-        values, idx = p.topk(k, dim=1)
-        kept = torch.zeros_like(p).scatter_(1, idx, values)
-        return kept / kept.sum(dim=1, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
-    if output == "rounded":
-        return torch.round(p, decimals=decimals)
-    return F.one_hot(p.argmax(dim=1), p.shape[1]).to(p.dtype)
+def _truncation(output, k, decimals, num_classes):
+    """The defense object of an output mode, its parameter checked; None for "probs"."""
+    if output not in OUTPUT_MODES:
+        raise ValueError(f"output must be one of {tuple(OUTPUT_MODES)}, got {output!r}")
+    cls, arg = OUTPUT_MODES[output]
+    given = {"k": k, "decimals": decimals}
+    for name, value in given.items():
+        if name != arg and value is not None:
+            raise ValueError(f"{name} is only used with output={'topk' if name == 'k' else 'rounded'!r}, "
+                             f"got {name}={value!r} with output={output!r}")
+    high = num_classes if arg == "k" else MAX_DECIMALS
+    value = given.get(arg)
+    if arg is not None and (isinstance(value, bool) or not isinstance(value, int)
+                            or not (1 if arg == "k" else 0) <= value <= high):
+        raise ValueError(f"{arg} must be an int in [{1 if arg == 'k' else 0}, {high}] for output={output!r}, "
+                         f"got {value!r}")
+    if cls is None:
+        return None
+    return cls(value) if arg is not None else cls()
 
 
 class BlackBox:
@@ -58,7 +80,7 @@ class BlackBox:
         model: the victim, ``forward(x in [0, 1]) -> logits``; put in eval mode and moved to ``device``.
         output: "probs", "topk", "rounded" or "label" (see the module docstring).
         k: entries kept by "topk" (1 <= k <= num_classes).
-        decimals: decimals kept by "rounded" (>= 0).
+        decimals: decimals kept by "rounded" (0 <= decimals <= 15).
         defense: a callable mapping (N, C) probabilities to (N, C) probabilities, applied before
             the truncation (e.g. a :mod:`divqat.defenses` object); one with a true ``needs_input``
             attribute is called as ``defense(p, x)`` with the query batch.
@@ -75,24 +97,12 @@ class BlackBox:
 
     def __init__(self, model, output="probs", k=None, decimals=None, defense=None, budget=None,
                  batch_size=256, device="cpu", meta=None, arch=None, victim_id=None, defense_id=None):
-        if output not in OUTPUT_MODES:
-            raise ValueError(f"output must be one of {OUTPUT_MODES}, got {output!r}")
         meta = dict(meta if meta is not None else getattr(model, "meta", None) or {})
         missing = [key for key in _META_KEYS if key not in meta]
         if missing:
             raise ValueError(f"meta lacks {missing}: pass meta=dict(num_classes=..., in_channels=..., "
                              "image_size=..., mean=..., std=...) or a model with a .meta dict")
-        num_classes = int(meta["num_classes"])
-        if output == "topk":
-            if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_classes:
-                raise ValueError(f"k must be an int in [1, {num_classes}] for output='topk', got {k!r}")
-        elif k is not None:
-            raise ValueError(f"k is only used with output='topk', got k={k!r} with output={output!r}")
-        if output == "rounded":
-            if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
-                raise ValueError(f"decimals must be an int >= 0 for output='rounded', got {decimals!r}")
-        elif decimals is not None:
-            raise ValueError(f"decimals is only used with output='rounded', got decimals={decimals!r}")
+        self._truncation = _truncation(output, k, decimals, int(meta["num_classes"]))
         if defense is not None and not callable(defense):
             raise ValueError(f"defense must be callable on (N, C) probabilities, got {type(defense).__name__}")
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 0):
@@ -109,6 +119,7 @@ class BlackBox:
         self.victim_id = victim_id
         self.defense_id = defense_id if defense_id is not None or defense is None else repr(defense)
         self.queries_used = 0
+        self._lock = threading.Lock()
 
     @classmethod
     def from_dir(cls, directory, kind="auto", **kwargs):
@@ -166,12 +177,17 @@ class BlackBox:
         """
         self._check(x)
         n = x.shape[0]
-        if self.budget is not None and self.queries_used + n > self.budget:
-            raise QueryBudgetExceeded(
-                f"query of {n} inputs refused: {self.queries_used} of the budget of {self.budget} already used")
-        answers = self._answer(x)
-        self.queries_used += n
-        return answers
+        with self._lock:  # check and count in one step, before answering
+            if self.budget is not None and self.queries_used + n > self.budget:
+                raise QueryBudgetExceeded(
+                    f"query of {n} inputs refused: {self.queries_used} of the budget of {self.budget} already used")
+            self.queries_used += n
+        try:
+            return self._answer(x)
+        except BaseException:
+            with self._lock:  # nothing was answered: nothing stays counted
+                self.queries_used -= n
+            raise
 
     def uncounted_query(self, x):
         """The answers :meth:`query` would give, without counting them against the budget.
@@ -206,7 +222,9 @@ class BlackBox:
                     raise RuntimeError(f"defense returned shape {tuple(defended.shape)} for probabilities "
                                        f"of shape {tuple(p.shape)}")
                 p = defended.float()
-            outs.append(_truncate(p, self.output, self.k, self.decimals).detach().cpu())
+            if self._truncation is not None:
+                p = self._truncation(p)
+            outs.append(p.detach().cpu())
         return torch.cat(outs) if outs else torch.empty(0, self.num_classes)
 
     def __repr__(self):

@@ -1,5 +1,7 @@
 """BlackBox: every output mode against hand-computed vectors, budget enforcement, defenses, bad input."""
 import math
+import threading
+import time
 
 import pytest
 import torch
@@ -173,3 +175,45 @@ def test_meta_required_and_identity():
         bb.identity()
     bb = BlackBox(model, meta=bb.meta, victim_id="v1", output="topk", k=2, defense=lambda p: p, defense_id="noop")
     assert bb.identity() == {"victim": "v1", "output": "topk", "k": 2, "decimals": None, "defense": "noop"}
+
+
+class _Slow(_Scaled):
+    """_Scaled with a pause in every forward pass, so concurrent queries overlap."""
+
+    def forward(self, x):
+        time.sleep(0.002)
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("threads,rows,rounds", [(2, 60, 1), (16, 7, 4)])
+def test_budget_holds_under_concurrent_threads(threads, rows, rounds):
+    bb = BlackBox(_Slow(), budget=100, batch_size=4)
+    answered, refused = [], []
+    start = threading.Barrier(threads)
+
+    def hammer():
+        start.wait()
+        for _ in range(rounds):
+            try:
+                answered.append(len(bb.query(X.repeat(rows, 1, 1, 1)[:rows])))
+            except QueryBudgetExceeded:
+                refused.append(rows)
+
+    workers = [threading.Thread(target=hammer) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert sum(answered) <= 100 and sum(answered) == bb.queries_used
+    assert len(answered) == 100 // rows  # every batch that fits is answered, the others refused whole
+    assert len(answered) + len(refused) == threads * rounds
+
+
+def test_failed_answer_is_not_counted():
+    def broken(p):
+        raise RuntimeError("defense failed")
+
+    bb = BlackBox(_Scaled(), defense=broken, budget=5)
+    with pytest.raises(RuntimeError, match="defense failed"):
+        bb.query(X)
+    assert bb.queries_used == 0 and bb.budget_left == 5

@@ -16,20 +16,21 @@ normalized_accuracy, queries_used, fresh_queries and the attack's parameters), b
 """
 from pathlib import Path
 
+from divqat.attacks.registry import CACHED, SPECS, attack_call, attack_spec
 from divqat.blackbox import OUTPUT_MODES
 from divqat.defenses import add_defense_arguments, defense_from_args
 
 __all__ = ["add_arguments", "run"]
 
-_CACHED = ("knockoff", "copycat")
+# the options that configure the surrogate's training (query-set attacks only)
+_TRAIN_OPTIONS = ("epochs", "lr", "momentum", "batch_size")
 
 
 def add_arguments(parser):
     parser.add_argument("--victim", required=True, metavar="DIR", help="a `divqat train --out` directory")
     parser.add_argument("--victim-kind", default="auto", metavar="KIND",
                         help="which model of DIR answers: auto (int8 for quantized methods), float, fake_quant, int8")
-    parser.add_argument("--attack", required=True, metavar="NAME",
-                        help="knockoff, knockoff-adaptive, copycat, jbda, dfme or maze")
+    parser.add_argument("--attack", required=True, metavar="NAME", help=f"one of {', '.join(SPECS)}")
     parser.add_argument("--queryset", metavar="D", help="the adversary's natural images (dataset name); "
                         "not for the data-free dfme and maze")
     parser.add_argument("--adapt-queries", action="store_true",
@@ -38,10 +39,11 @@ def add_arguments(parser):
     parser.add_argument("--arch", metavar="A", help="surrogate architecture (default: the victim's)")
     parser.add_argument("--output", default="probs", metavar="MODE",
                         help=f"what a query returns: {', '.join(OUTPUT_MODES)}")
-    parser.add_argument("--k", type=int, help="entries kept by --output topk")
-    parser.add_argument("--decimals", type=int, help="decimals kept by --output rounded")
+    parser.add_argument("--k", type=int, help="entries kept by --output topk (the TopK defense)")
+    parser.add_argument("--decimals", type=int, help="decimals kept by --output rounded (the Rounding defense: "
+                        "largest-remainder rounding, rows sum to 1)")
     add_defense_arguments(parser)
-    parser.add_argument("--reward", default="all", help="knockoff-adaptive reward: cert, div, loss or all")
+    parser.add_argument("--reward", help="knockoff-adaptive reward: cert, div, loss or all (default all)")
     parser.add_argument("--epochs", type=int, help="surrogate training epochs (default: 50 for MNIST-like "
                         "victims, else 100; not for dfme/maze, whose steps follow from the budget)")
     parser.add_argument("--lr", type=float, help="surrogate SGD learning rate (default 0.01)")
@@ -49,61 +51,50 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, help="surrogate training batch size (default 64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--cache-dir", metavar="DIR", help="transfer-set cache shared by knockoff/copycat runs")
+    parser.add_argument("--cache-dir", metavar="DIR", help=f"transfer-set cache shared by {'/'.join(CACHED)} runs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--out", required=True, metavar="OUT", help="output directory")
 
 
-def _attack_kwargs(args, device):
-    from divqat.attacks import DATA_FREE
-    from divqat.attacks.surrogate import TrainConfig
-
-    kwargs = {"arch": args.arch, "seed": args.seed, "progress": not args.no_progress}
-    train = {key: value for key, value in (("epochs", args.epochs), ("lr", args.lr), ("momentum", args.momentum),
-                                           ("batch_size", args.batch_size)) if value is not None}
-    if args.attack in DATA_FREE:
+def _attack_call(args, device):
+    """The attack's function and keyword arguments from the command line (:func:`attack_call`)."""
+    spec = attack_spec(args.attack)
+    train = {key: getattr(args, key) for key in _TRAIN_OPTIONS if getattr(args, key) is not None}
+    if spec.data_free:
         if args.queryset is not None:
             raise ValueError(f"{args.attack} is data-free: drop --queryset")
         if train:
             raise ValueError(f"{args.attack} uses its paper's settings and trains for as many steps as the budget "
                              f"pays for: drop --{'/--'.join(k.replace('_', '-') for k in train)}")
-        kwargs["device"] = device
-    else:
-        if args.queryset is None:
-            raise ValueError(f"{args.attack} needs --queryset (the adversary's natural images)")
-        kwargs.update(queryset=args.queryset, adapt_queries=args.adapt_queries,
-                      train=TrainConfig(**train, device=device))
-    if args.cache_dir is not None:
-        if args.attack not in _CACHED:
-            raise ValueError(f"--cache-dir applies to {' and '.join(_CACHED)} only "
-                             "(their queries do not depend on the surrogate)")
-        kwargs["cache_dir"] = args.cache_dir
-    if args.attack == "knockoff-adaptive":
-        kwargs["reward"] = args.reward
-    elif args.reward != "all":
-        raise ValueError("--reward applies to knockoff-adaptive only")
-    return kwargs
+    elif args.queryset is None:
+        raise ValueError(f"{args.attack} needs --queryset (the adversary's natural images)")
+    if args.cache_dir is not None and not spec.cached:
+        raise ValueError(f"--cache-dir applies to {' and '.join(CACHED)} only "
+                         "(their queries do not depend on the surrogate)")
+    options = {"arch": args.arch, **train}
+    for key in ("adapt_queries", "reward"):  # passed when given: an attack without them refuses them
+        if getattr(args, key) not in (None, False):
+            options[key] = getattr(args, key)
+    return attack_call(args.attack, options, queryset=args.queryset, device=device, progress=not args.no_progress,
+                       cache_dir=args.cache_dir)
 
 
 def run(args):
-    from divqat.attacks import ATTACKS
     from divqat.blackbox import BlackBox
     from divqat.data import load_tensors
     from divqat.metrics import evaluate_surrogate
     from divqat.train import load_config
     from divqat.utils import atomic_save, atomic_write_json, resolve_device
 
-    if args.attack not in ATTACKS:
-        raise ValueError(f"unknown attack {args.attack!r}; choose from {', '.join(ATTACKS)}")
     if args.budget <= 0:
         raise ValueError(f"--budget must be > 0, got {args.budget}")
     device = str(resolve_device(args.device))
-    kwargs = _attack_kwargs(args, device)
+    fn, kwargs = _attack_call(args, device)
     defense = defense_from_args(args)
     config = load_config(args.victim)
     blackbox = BlackBox.from_dir(args.victim, kind=args.victim_kind, output=args.output, k=args.k,
                                  decimals=args.decimals, defense=defense, budget=args.budget, device=device)
-    surrogate, record = ATTACKS[args.attack](blackbox, budget=args.budget, **kwargs)
+    surrogate, record = fn(blackbox, budget=args.budget, seed=args.seed, **kwargs)
     test = load_tensors(config["dataset"], "test")
     metrics = {**record, **evaluate_surrogate(surrogate, blackbox, test, device=device),
                "fresh_queries": blackbox.queries_used, "victim": str(args.victim),

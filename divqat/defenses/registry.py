@@ -87,7 +87,7 @@ def resolve_name(name):
     return key
 
 
-def build_defense(name, *, victim=None, **kwargs):
+def build_defense(name, *, victim=None, victim_seed=0, **kwargs):
     """Build the defense ``name`` (a key of :data:`DEFENSES` or :data:`ALIASES`, any case, "-" or "_").
 
     Keyword arguments are the parameters of the class's ``PARAMS`` table (or their aliases);
@@ -96,7 +96,8 @@ def build_defense(name, *, victim=None, **kwargs):
     misinformation's ``misinformation_model=``, MAD's ``surrogate=``; both also ``model=``) is
     an ``nn.Module`` or a path to a ``divqat train --out`` directory (or a file inside it),
     loaded as a float model with ``divqat.train.load_victim``. MAD's surrogate defaults to
-    ``random_model_like(victim)`` when ``victim`` (a run directory or divqat model) is given.
+    ``random_model_like(victim, victim_seed)`` when ``victim`` (a run directory or divqat model)
+    is given.
 
     Examples: ``build_defense("dcp", beta="0.5")``, ``build_defense("reverse-sigmoid")``,
     ``build_defense("am", model="runs/misinfo", tau="0.5")``,
@@ -124,7 +125,7 @@ def build_defense(name, *, victim=None, **kwargs):
         args[param.name] = value
     for param in cls.PARAMS:
         if param.victim_default and param.name not in args and victim is not None:
-            args[param.name] = random_model_like(victim)
+            args[param.name] = random_model_like(victim, victim_seed)
     return cls(**args)
 
 

@@ -20,13 +20,11 @@
   model) and for every surrogate (white box): SCIENCE.md §7's inherited robustness.
 """
 import argparse
-import inspect
 import json
-from dataclasses import fields
 from pathlib import Path
 
 from divqat.data import load_dataset
-from divqat.utils import resolve_device, seed_everything
+from divqat.utils import resolve_device
 
 from .cells import victim_cells
 from .config import QUANTIZED_METHODS
@@ -63,7 +61,7 @@ class LibraryPipeline:
         for cell in victim_cells(config, config.seeds[0]):  # fail fast on a bad option
             self._train_command.check_args(self.parse_train_args(self.train_argv(cell, "teacher", "out")))
         for entry in config.attacks:
-            self.attack_kwargs(entry)
+            self.attack_call(entry)
 
     # ---- victims -------------------------------------------------------------------------
     def train_argv(self, cell, teacher_dir, out_dir):
@@ -144,60 +142,39 @@ class LibraryPipeline:
         return {**self.robustness(model, source), "robust_limit": r.get("limit")}
 
     # ---- attacks -------------------------------------------------------------------------
-    def build_defense(self, cell):
+    def build_defense(self, cell, victim_dir):
+        """The cell's defense; MAD's defender surrogate defaults to a random model of the victim's
+        architecture drawn from the victim's seed."""
         from divqat.defenses import build_defense
-        from divqat.models import build_model_for
 
         if cell.defense.name == "none":
             return None
-        kwargs = cell.defense.kwargs
-        if cell.defense.name == "mad" and "surrogate" not in kwargs and "model" not in kwargs:
-            seed_everything(cell.victim.seed)
-            kwargs["surrogate"] = build_model_for(self.config.victim["arch"], self.config.data["victim"])
-        return build_defense(cell.defense.name, **kwargs)
+        return build_defense(cell.defense.name, victim=victim_dir, victim_seed=cell.victim.seed, **cell.defense.kwargs)
 
-    def attack_kwargs(self, entry):
-        """Split an attack entry into the attack function and its keyword arguments: fields of
-        the surrogate TrainConfig go into ``train=`` for the attacks that take one."""
-        from divqat.attacks import ATTACKS, DATA_FREE
-        from divqat.attacks.surrogate import TrainConfig
+    def attack_call(self, entry, cache_dir=None):
+        """An attack entry's function and keyword arguments (:func:`divqat.attacks.attack_call`):
+        the entry's options, the config's query set for the attacks that take one, its device,
+        and ``cache_dir`` for the attacks whose answers a transfer-set cache can keep."""
+        from divqat.attacks import attack_call, attack_spec
 
-        name = entry.name
-        if name not in ATTACKS:
-            raise ValueError(f"attacks: unknown attack {name!r} (choose from {', '.join(ATTACKS)})")
-        fn = ATTACKS[name]
-        params = {k: v for k, v in entry.kwargs.items() if k != "budget"}
-        accepted = inspect.signature(fn).parameters
-        device = str(resolve_device(self.config.device))  # the config's one device, for every attack
-        if "train" in accepted:
-            train_fields = {f.name for f in fields(TrainConfig)}
-            train = {k: params.pop(k) for k in list(params) if k in train_fields}
-            params["train"] = {"device": device, **train}
-        elif "device" in accepted:
-            params.setdefault("device", device)
-        unknown = set(params) - set(accepted)
-        if unknown:
-            raise ValueError(f"attacks {name}: unknown parameters {sorted(unknown)}")
-        if "progress" in accepted:
-            params["progress"] = self.progress
-        if name not in DATA_FREE:
-            params["queryset"] = self.config.data["queryset"]
-        return fn, params
+        spec = attack_spec(entry.name)
+        options = {k: v for k, v in entry.kwargs.items() if k != "budget"}
+        return attack_call(entry.name, options, queryset=None if spec.data_free else self.config.data["queryset"],
+                           device=str(resolve_device(self.config.device)), progress=self.progress,
+                           cache_dir=cache_dir if spec.cached else None)
 
     def attack(self, victim, cell, victim_dir):
         from divqat.blackbox import BlackBox
         from divqat.defenses.cost import defense_cost
         from divqat.metrics import evaluate_surrogate
 
-        fn, kwargs = self.attack_kwargs(cell.attack)
-        defense = self.build_defense(cell)
+        fn, kwargs = self.attack_call(cell.attack, cache_dir=str(Path(victim_dir) / "transfer"))
+        defense = self.build_defense(cell, victim_dir)
         budget = cell.attack.kwargs["budget"]
         # the API publishes the victim's architecture (SCIENCE.md §1); ids key the transfer cache
         identity = dict(arch=self.config.victim["arch"], victim_id=cell.victim.key,
                         defense_id=cell.defense.label if defense else None)
         blackbox = BlackBox(victim, defense=defense, budget=budget, **identity)
-        if "cache_dir" in inspect.signature(fn).parameters:
-            kwargs["cache_dir"] = str(Path(victim_dir) / "transfer")
         surrogate, record = fn(blackbox, budget=budget, seed=cell.victim.seed, **kwargs)
         metrics = evaluate_surrogate(surrogate, BlackBox(victim, defense=defense, **identity), self.test_set)
         metrics["queries_used"] = record["queries_used"]  # answers the surrogate was trained on

@@ -22,11 +22,13 @@ import math
 
 import torch
 import torch.nn as nn
+from tqdm.auto import tqdm
 
 from divqat.attacks.common import setup_attack
+from divqat.attacks.surrogate import optimizer_step
 
 __all__ = ["Generator", "to_image", "zeroth_order_gradient", "generator_step", "query_generated",
-           "plan_queries", "recovered_logits", "setup_data_free"]
+           "plan_queries", "recovered_logits", "setup_data_free", "train_data_free"]
 
 
 class Generator(nn.Module):
@@ -131,3 +133,51 @@ def setup_data_free(blackbox, budget, arch, seed, device, nz, ngf, lr_clone, lr_
     generator = Generator(nz, channels, size, ngf).to(device)
     opt_clone = torch.optim.SGD(clone.parameters(), lr=lr_clone, momentum=momentum, weight_decay=weight_decay)
     return clone, generator, opt_clone, torch.optim.Adam(generator.parameters(), lr=lr_generator)
+
+
+def train_data_free(desc, blackbox, clone, generator, opt_clone, opt_generator, schedulers, loss, *, iterations,
+                    tail, batch_size, ndirs, eps, clone_steps, replay_steps=0, device="cpu", progress=True):
+    """The loop DFME and MAZE share; returns the last clone loss and the last generator objective.
+
+    ``loss(clone_logits, victim_probs, reduction)`` is the disagreement L ("none": per example,
+    "batchmean": the batch mean). Each of ``iterations`` iterations (queries in brackets):
+      1. the generator step: a zeroth-order estimate of d mean(-L) / da through the black box
+         with ``ndirs`` directions and step ``eps`` [B (ndirs + 1)], so G maximizes L;
+      2. ``clone_steps`` clone steps on fresh generator images, minimizing L [B each];
+      3. ``replay_steps`` clone steps on batches drawn from every (x, V(x)) queried so far (MAZE's
+         experience replay; no queries);
+      4. one step of each of ``schedulers``.
+    Then one clone step per batch size in ``tail`` spends the rest of the budget.
+    """
+    replay_x, replay_y = [], []
+
+    def objective(points):
+        victim_probs = blackbox.query(to_image(points).cpu()).to(device)
+        return -loss(clone(to_image(points)), victim_probs, reduction="none")
+
+    def query_and_learn(n):
+        x, victim_probs = query_generated(generator, blackbox, n)
+        if replay_steps:
+            replay_x.append(x)
+            replay_y.append(victim_probs)
+        return optimizer_step(clone, opt_clone, loss, x, victim_probs)
+
+    generator.train()
+    clone_loss = generator_objective = float("nan")
+    for _ in tqdm(range(iterations), desc=desc, disable=not progress, leave=False):
+        clone.eval()
+        generator_objective = generator_step(generator, opt_generator, objective, batch_size, ndirs, eps)
+        for _ in range(clone_steps):
+            clone_loss = query_and_learn(batch_size)
+        if replay_steps:
+            buffer_x, buffer_y = torch.cat(replay_x), torch.cat(replay_y)
+            replay_x[:], replay_y[:] = [buffer_x], [buffer_y]
+            for _ in range(replay_steps):
+                idx = torch.randint(len(buffer_x), (batch_size,), device=buffer_x.device)
+                optimizer_step(clone, opt_clone, loss, buffer_x[idx], buffer_y[idx])
+        for scheduler in schedulers:
+            scheduler.step()
+    for n in tail:
+        clone_loss = query_and_learn(n)
+    clone.eval()
+    return clone_loss, generator_objective

@@ -21,23 +21,19 @@ generator samples spend the remainder (:func:`~divqat.attacks.data_free.plan_que
 Paper settings: 20M queries for CIFAR-10, 2M for SVHN, batch 256, nz 256.
 """
 import torch
-from tqdm.auto import tqdm
 
 from divqat.attacks.common import attack_record, check_ints, check_positive
-from divqat.attacks.data_free import (generator_step, plan_queries, query_generated, recovered_logits,
-                                      setup_data_free, to_image)
-from divqat.attacks.surrogate import PROB_FLOOR, optimizer_step
+from divqat.attacks.data_free import plan_queries, recovered_logits, setup_data_free, train_data_free
+from divqat.attacks.surrogate import PROB_FLOOR
 
 __all__ = ["dfme"]
 
 
-def _disagreement(student_logits, victim_probs):
-    """Per-example L1 between the student's logits and the victim's recovered logits (mean over classes)."""
-    return (student_logits - recovered_logits(victim_probs, PROB_FLOOR)).abs().mean(dim=1)
-
-
-def _mean_disagreement(student_logits, victim_probs):
-    return _disagreement(student_logits, victim_probs).mean()
+def _disagreement(student_logits, victim_probs, reduction="batchmean"):
+    """L1 between the student's logits and the victim's recovered logits (mean over classes),
+    per example ("none") or averaged over the batch."""
+    per_example = (student_logits - recovered_logits(victim_probs, PROB_FLOOR)).abs().mean(dim=1)
+    return per_example if reduction == "none" else per_example.mean()
 
 
 def dfme(blackbox, budget, *, arch=None, batch_size=256, lr_student=0.1, lr_generator=1e-4, momentum=0.9,
@@ -57,29 +53,13 @@ def dfme(blackbox, budget, *, arch=None, batch_size=256, lr_student=0.1, lr_gene
     sch_s = torch.optim.lr_scheduler.MultiStepLR(opt_s, milestones, gamma=0.3)
     sch_g = torch.optim.lr_scheduler.MultiStepLR(opt_g, milestones, gamma=0.3)
     start = blackbox.queries_used
-
-    def generator_objective(points):
-        victim_probs = blackbox.query(to_image(points).cpu()).to(device)
-        return -_disagreement(student(to_image(points)), victim_probs)
-
-    def student_step(n):
-        return optimizer_step(student, opt_s, _mean_disagreement, *query_generated(generator, blackbox, n))
-
-    generator.train()
-    losses = {"student": float("nan"), "generator": float("nan")}
-    for _ in tqdm(range(iterations), desc="dfme", disable=not progress, leave=False):
-        student.eval()
-        losses["generator"] = generator_step(generator, opt_g, generator_objective, batch_size, grad_m, grad_eps)
-        for _ in range(student_steps):
-            losses["student"] = student_step(batch_size)
-        sch_s.step()
-        sch_g.step()
-    for n in tail:
-        losses["student"] = student_step(n)
-    student.eval()
+    student_loss, generator_objective = train_data_free(
+        "dfme", blackbox, student, generator, opt_s, opt_g, (sch_s, sch_g), _disagreement, iterations=iterations,
+        tail=tail, batch_size=batch_size, ndirs=grad_m, eps=grad_eps, clone_steps=student_steps, device=device,
+        progress=progress)
     record = attack_record("dfme", blackbox, student, budget, seed, blackbox.queries_used - start,
                            iterations=iterations, tail_steps=len(tail), batch_size=batch_size, lr_student=lr_student,
                            lr_generator=lr_generator, momentum=momentum, weight_decay=weight_decay, grad_m=grad_m,
                            grad_eps=grad_eps, student_steps=student_steps, nz=nz, ngf=ngf,
-                           final_student_loss=losses["student"], final_generator_objective=losses["generator"])
+                           final_student_loss=student_loss, final_generator_objective=generator_objective)
     return student, record

@@ -22,11 +22,10 @@ planned exactly: whole iterations, then extra clone steps on generator samples s
 remainder. Paper settings: budget 30M queries for CIFAR-10, batch 128.
 """
 import torch
-from tqdm.auto import tqdm
 
 from divqat.attacks.common import attack_record, check_ints, check_positive
-from divqat.attacks.data_free import generator_step, plan_queries, query_generated, setup_data_free, to_image
-from divqat.attacks.surrogate import optimizer_step, soft_label_loss
+from divqat.attacks.data_free import plan_queries, setup_data_free, train_data_free
+from divqat.attacks.surrogate import soft_label_loss
 
 __all__ = ["maze"]
 
@@ -48,39 +47,14 @@ def maze(blackbox, budget, *, arch=None, batch_size=128, lr_clone=0.1, lr_genera
     iterations, tail = plan_queries(budget, batch_size, batch_size * (ndirs + 1 + clone_steps))
     sch_c = torch.optim.lr_scheduler.CosineAnnealingLR(opt_c, max(iterations, 1))
     sch_g = torch.optim.lr_scheduler.CosineAnnealingLR(opt_g, max(iterations, 1))
-    replay_x, replay_y = [], []
     start = blackbox.queries_used
-
-    def divergence(points):
-        victim_probs = blackbox.query(to_image(points).cpu()).to(device)
-        return -soft_label_loss(clone(to_image(points)), victim_probs, reduction="none")
-
-    def query_and_learn(n):
-        x, victim_probs = query_generated(generator, blackbox, n)
-        replay_x.append(x)
-        replay_y.append(victim_probs)
-        return optimizer_step(clone, opt_c, soft_label_loss, x, victim_probs)
-
-    generator.train()
-    losses = {"clone": float("nan"), "generator": float("nan")}
-    for _ in tqdm(range(iterations), desc="maze", disable=not progress, leave=False):
-        clone.eval()
-        losses["generator"] = generator_step(generator, opt_g, divergence, batch_size, ndirs, mu)
-        for _ in range(clone_steps):
-            losses["clone"] = query_and_learn(batch_size)
-        buffer_x, buffer_y = torch.cat(replay_x), torch.cat(replay_y)
-        replay_x[:], replay_y[:] = [buffer_x], [buffer_y]
-        for _ in range(replay_steps):
-            idx = torch.randint(len(buffer_x), (batch_size,), device=buffer_x.device)
-            optimizer_step(clone, opt_c, soft_label_loss, buffer_x[idx], buffer_y[idx])
-        sch_c.step()
-        sch_g.step()
-    for n in tail:
-        losses["clone"] = query_and_learn(n)
-    clone.eval()
+    clone_loss, generator_objective = train_data_free(
+        "maze", blackbox, clone, generator, opt_c, opt_g, (sch_c, sch_g), soft_label_loss, iterations=iterations,
+        tail=tail, batch_size=batch_size, ndirs=ndirs, eps=mu, clone_steps=clone_steps, replay_steps=replay_steps,
+        device=device, progress=progress)
     record = attack_record("maze", blackbox, clone, budget, seed, blackbox.queries_used - start,
                            iterations=iterations, tail_steps=len(tail), batch_size=batch_size, lr_clone=lr_clone,
                            lr_generator=lr_generator, momentum=momentum, weight_decay=weight_decay, ndirs=ndirs, mu=mu,
                            clone_steps=clone_steps, replay_steps=replay_steps, nz=nz, ngf=ngf,
-                           final_clone_loss=losses["clone"], final_generator_objective=losses["generator"])
+                           final_clone_loss=clone_loss, final_generator_objective=generator_objective)
     return clone, record

@@ -1,4 +1,4 @@
-"""What a defense costs the victim's honest users (SCIENCE.md sections 4 and 6).
+"""What a defense costs the victim's honest users (docs/science.md §4 and §6).
 
 On the victim's test set, with p = softmax(f(x)) the clean answers and y = defense(p, x) the
 returned ones:
@@ -7,18 +7,17 @@ returned ones:
     victim_accuracy_clean  top-1 accuracy of p
     argmax_changed         share of rows where argmax y != argmax p
     mean_l1, mean_kl       mean_i ||p_i - y_i||_1 and mean_i KL(p_i || y_i) (divqat.metrics)
-    latency_per_query_s    median over ``repeats`` timed calls of the defense on one batch,
-                           divided by the batch's rows (the latency it adds per query)
+    latency_per_query_s    median over ``repeats`` timed calls of the defense on one batch
+                           (:func:`divqat.bench.median_ms`: CUDA events on GPU, the wall clock
+                           on CPU), divided by the batch's rows (the latency it adds per query)
     victim_latency_per_query_s   the same for the victim's forward pass, timed alongside
     latency_overhead       latency_per_query_s / victim_latency_per_query_s
 """
-import statistics
-import time
-
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from divqat.bench import median_ms
 from divqat.metrics import accuracy, mean_kl, mean_l1
 
 from .base import model_device
@@ -41,16 +40,6 @@ def as_tensors(data):
     if x.shape[0] == 0 or x.shape[0] != y.shape[0]:
         raise ValueError(f"test_set: X and Y must hold the same nonzero number of rows, got {x.shape[0]} and {y.shape[0]}")
     return x, y
-
-
-def _median_seconds(fn, repeats):
-    fn()  # warm-up, not timed
-    times = []
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - tic)
-    return statistics.median(times)
 
 
 @torch.no_grad()
@@ -77,8 +66,8 @@ def defense_cost(victim, defense, test_set, batch_size=256, repeats=5, progress=
 
     x = x_all[:batch_size].to(device)
     p = F.softmax(victim(x).float(), dim=1)
-    defense_s = _median_seconds(lambda: defense(p, x), repeats) / len(x)
-    victim_s = _median_seconds(lambda: victim(x), repeats) / len(x)
+    defense_s = median_ms(lambda: defense(p, x), device, repeat=repeats, warmup=1) / 1e3 / len(x)
+    victim_s = median_ms(lambda: victim(x), device, repeat=repeats, warmup=1) / 1e3 / len(x)
     return {
         "defense": repr(defense),
         "num_queries": len(x_all),

@@ -1,0 +1,16 @@
+"""DFME on digits: budget spent exactly (with a tail), above chance, bad input refused."""
+import pytest
+from attack_helpers import check_data_free_attack, check_refused
+
+from divqat.attacks import dfme
+
+
+def test_spends_budget_exactly_and_beats_chance(victim, data):
+    check_data_free_attack(victim, data, dfme, {"batch_size": 16, "ngf": 16, "lr_generator": 1e-3}, 3000)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda bb, x, y: dfme(bb, 10, grad_m=0), "grad_m"),
+])
+def test_bad_input(victim, data, call, match):
+    check_refused(victim, data, call, match)

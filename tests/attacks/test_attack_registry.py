@@ -1,4 +1,5 @@
-"""The attacks by name: every attack answers through the counted path only."""
+"""The attacks by name: the capability table, attack_call and run_attack, and every attack answering
+through the counted path only."""
 import pytest
 import torch
 

@@ -133,8 +133,7 @@ def knockoff_adaptive(blackbox, queryset, budget, *, reward="all", round_size=64
     bandit, rewards = GradientBandit([len(p) for p in pools]), Rewards(reward, blackbox.num_classes)
     device = torch.device(config.device)
     surrogate.to(device)
-    optimizer = torch.optim.SGD(surrogate.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = config.sgd(surrogate)
     start = blackbox.queries_used
     chosen, answers = [], []
     with tqdm(total=budget, desc="knockoff-adaptive", disable=not progress, leave=False) as bar:

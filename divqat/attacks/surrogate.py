@@ -13,7 +13,7 @@ zero entries (top-k, label-only, rounding) would give log 0 = -inf, so y is clam
 differs from y by at most C * 1e-8 per entry, and a one-hot y gives the ordinary cross-entropy
 up to that amount. Hard labels (Copycat) are trained as one-hot vectors through the same loss.
 
-Schedule (Knockoff Nets' defaults, SCIENCE.md section 5): SGD, lr 0.01, momentum 0.5, weight
+Schedule (Knockoff Nets' defaults, docs/science.md §5): SGD, lr 0.01, momentum 0.5, weight
 decay 5e-4, batch 64, the learning rate multiplied by 0.1 every 60 epochs, 100 epochs (50 for
 the 28x28 grey MNIST family).
 """
@@ -32,7 +32,7 @@ PROB_FLOOR = 1e-8
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Surrogate training hyperparameters; ``epochs=None`` means the SCIENCE.md default for the victim."""
+    """Surrogate training hyperparameters; ``epochs=None`` means the docs/science.md §5 default for the victim."""
 
     epochs: int = None
     lr: float = 0.01
@@ -50,6 +50,10 @@ class TrainConfig:
                          ("lr_gamma", 0 < self.lr_gamma <= 1)):
             if not ok:
                 raise ValueError(f"train.{name} out of range: {getattr(self, name)!r}")
+
+    def sgd(self, model):
+        """The SGD optimizer of ``model``'s parameters with this config's lr, momentum and weight decay."""
+        return torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
     def resolved(self, meta):
         """This config with ``epochs`` filled in: 50 for 1-channel 28x28 victims (MNIST family), else 100."""
@@ -111,8 +115,7 @@ def train_surrogate(model, x, targets, config, progress=True, desc="surrogate"):
         raise ValueError(f"x and targets must be non-empty and of one length, got {len(x)} and {len(targets)}")
     device = torch.device(config.device)
     model.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = config.sgd(model)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     x, targets = x.to(device), targets.to(device)
     history = []

@@ -1,7 +1,7 @@
 """DCP: the training-free output perturbation of "Efficient Defense Against Model Stealing
 Attacks on Convolutional Neural Networks" (arXiv 2309.01838, ICMLA 2023).
 
-With p = softmax(f(x)) and s = max_k p_k (SCIENCE.md section 4):
+With p = softmax(f(x)) and s = max_k p_k (docs/science.md §4):
 
     a = 1 / (1 + exp(nu * (s - beta)))            ~1 for low-confidence queries (s < beta), ~0 else
     r = beta * (sigmoid(gamma * log(clamp(p / (1 - p), 1e-12, 1 - 1e-12))) - 1/2)

@@ -171,7 +171,7 @@ class LibraryPipeline:
         fn, kwargs = self.attack_call(cell.attack, cache_dir=str(Path(victim_dir) / "transfer"))
         defense = self.build_defense(cell, victim_dir)
         budget = cell.attack.kwargs["budget"]
-        # the API publishes the victim's architecture (SCIENCE.md §1); ids key the transfer cache
+        # the API publishes the victim's architecture (docs/science.md §1); ids key the transfer cache
         identity = dict(arch=self.config.victim["arch"], victim_id=cell.victim.key,
                         defense_id=cell.defense.label if defense else None)
         blackbox = BlackBox(victim, defense=defense, budget=budget, **identity)

@@ -7,7 +7,7 @@ from divqat.defenses import DCP
 
 
 def _dcp_float64(p, beta, gamma, nu, cap):
-    """SCIENCE.md section 4, restated literally in float64."""
+    """docs/science.md §4, restated literally in float64."""
     p = p.double()
     s = p.max(dim=1, keepdim=True).values
     a = 1.0 / (1.0 + torch.exp(nu * (s - beta)))  # exp may overflow to inf: a = 0, as intended

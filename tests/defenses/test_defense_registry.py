@@ -92,3 +92,23 @@ def test_mad_surrogate_defaults_to_a_random_model_of_the_victim(tmp_path):
     assert repr(defense_from_args(args)) == repr(build_defense("mad", epsilon=0.5, victim=victim))  # seed 0
     with pytest.raises(ValueError, match="needs surrogate"):
         build_defense("mad", epsilon=0.5)  # no victim to take the architecture from
+
+
+def test_evaluate_with_reverse_sigmoid_and_its_defaults(tmp_path, capsys):
+    """`divqat evaluate --defense reverse-sigmoid` (which once needed beta and gamma) runs with
+    the published defaults, and MAD with only its budget (a random surrogate of the victim's
+    architecture)."""
+    from divqat.cli import main
+    from divqat.models import build_model_for
+    from divqat.train.artifacts import write_config, write_results
+
+    victim = build_model_for("smallcnn", "digits")
+    write_config(tmp_path, {"arch": "smallcnn", "dataset": "digits", "method": "fp", "quantized": False,
+                            "meta": dict(victim.meta)})
+    write_results(tmp_path, victim, {})
+    common = ["evaluate", "--victim", str(tmp_path), "--kind", "float", "--limit", "20", "--repeats", "1",
+              "--no-progress"]
+    assert main(common + ["--defense", "reverse-sigmoid"]) == 0
+    assert "defense: ReverseSigmoid(beta=1.0, gamma=0.1)" in capsys.readouterr().out
+    assert main(common + ["--defense", "mad", "--defense-arg", "epsilon=0.5"]) == 0
+    assert f"defense: {build_defense('mad', epsilon=0.5, victim=str(tmp_path))!r}" in capsys.readouterr().out

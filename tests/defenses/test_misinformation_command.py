@@ -41,3 +41,14 @@ def test_bad_arguments_exit_2_in_one_line(tmp_path, capsys, argv, match):
     err = capsys.readouterr().err
     assert match in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_defense_am_takes_it_on_the_command_line(tmp_path, capsys, one_thread):
+    out = tmp_path / "misinfo"
+    assert main(["train-misinformation", "--dataset", "digits", "--arch", "smallcnn", "--epochs", "1", "--limit", "64",
+                 "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+    # the run directory doubles as a victim here: evaluate it under adaptive misinformation
+    assert main(["evaluate", "--victim", str(out), "--kind", "float", "--defense", "am", "--defense-arg",
+                 f"model={out}", "--defense-arg", "tau=0.5", "--limit", "20", "--repeats", "1", "--no-progress"]) == 0
+    am = build_defense("am", model=str(out), tau=0.5)
+    assert f"defense: {am!r}" in capsys.readouterr().out

@@ -1,8 +1,9 @@
 """The `divqat` command: a thin layer over the library's functions.
 
 Each subcommand lives in the module that owns its work and exposes
-``add_arguments(parser)`` and ``run(args) -> int``. Bad arguments end in a one-line
-error on stderr and exit status 2, never a traceback.
+``add_arguments(parser)`` and ``run(args) -> int``; it checks its output locations
+(:mod:`divqat.checks`) before any work. Bad arguments, unreadable input files and file-system
+errors end in a one-line error on stderr and exit status 2, never a traceback.
 """
 import argparse
 import importlib
@@ -46,7 +47,7 @@ def main(argv=None):
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError) as exc:
+    except (UsageError, ValueError, OSError) as exc:  # OSError: FileNotFoundError, PermissionError, ...
         print(f"divqat {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,13 +4,14 @@
     divqat evaluate --victim runs/fp --kind float --defense dcp --defense-arg beta=0.5 --out dcp.json
 
 The victim is loaded with :func:`divqat.train.load_victim` and scored on the test split of the
-dataset it was trained on (SCIENCE.md section 6). With ``--defense`` the report adds the
+dataset it was trained on (docs/science.md §6). With ``--defense`` the report adds the
 defense's cost (:func:`divqat.defenses.defense_cost`): accuracy of the returned vectors, mean
 L1 and KL between clean and returned vectors, and latency added per query. The result is
 printed and, with ``--out``, written as JSON (atomically).
 """
 import torch.nn.functional as F
 
+from divqat.checks import check_int, check_output_file
 from divqat.defenses import add_defense_arguments, defense_cost, defense_from_args
 from divqat.metrics import accuracy, predict_logits
 from divqat.utils import atomic_write_json
@@ -30,18 +31,13 @@ def add_arguments(parser):
     a("--no-progress", action="store_true", help="no progress bar")
 
 
-def _check_positive(name, value):
-    if value is not None and value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-
-
 def evaluate_victim(victim_dir, kind="auto", defense=None, limit=None, data_root=None, batch_size=256,
                     repeats=5, progress=True):
     """The dict ``divqat evaluate`` reports: victim, kind, dataset, num_test, accuracy and,
     with a defense, the keys of :func:`divqat.defenses.defense_cost`."""
-    _check_positive("limit", limit)
-    _check_positive("batch_size", batch_size)
-    _check_positive("repeats", repeats)
+    check_int("limit", limit, 1, optional=True)
+    check_int("batch_size", batch_size, 1)
+    check_int("repeats", repeats, 1)
     from divqat.data import load_tensors
     from divqat.train import load_config, load_victim
 
@@ -60,6 +56,7 @@ def evaluate_victim(victim_dir, kind="auto", defense=None, limit=None, data_root
 
 
 def run(args):
+    check_output_file("--out", args.out, optional=True)
     defense = defense_from_args(args)
     result = evaluate_victim(args.victim, kind=args.kind, defense=defense, limit=args.limit,
                              data_root=args.data_root, batch_size=args.batch_size, repeats=args.repeats,

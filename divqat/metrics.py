@@ -1,4 +1,4 @@
-"""The metrics of SCIENCE.md section 6, defined once and used by every report.
+"""The metrics of docs/science.md §6, defined once and used by every report.
 
 Model extraction is judged on the victim's test set (Orekondy et al., "Knockoff Nets", CVPR 2019;
 Jagielski et al., "High accuracy and high fidelity extraction of neural networks", USENIX 2020):
@@ -16,6 +16,8 @@ vector it actually returns, so a defense that flips the argmax costs it accuracy
 """
 import torch
 import torch.nn.functional as F
+
+from divqat.utils import dataset_tensors
 
 __all__ = [
     "accuracy",
@@ -104,17 +106,8 @@ def predict_logits(model, x, batch_size=256, device="cpu"):
     return torch.cat(outs) if outs else torch.empty(0, 0)
 
 
-def _test_tensors(test_set):
-    if isinstance(test_set, (tuple, list)) and len(test_set) == 2 and torch.is_tensor(test_set[0]):
-        return test_set[0], test_set[1]
-    if isinstance(test_set, torch.utils.data.Dataset):
-        xs, ys = zip(*(test_set[i] for i in range(len(test_set))))
-        return torch.stack(xs), torch.as_tensor(ys, dtype=torch.int64)
-    raise ValueError("test_set must be a torch Dataset of (x, y) or an (X, Y) tensor pair")
-
-
 def evaluate_surrogate(surrogate, victim, test_set, batch_size=256, device="cpu"):
-    """Score a surrogate against its victim on the victim's test set (SCIENCE.md section 6).
+    """Score a surrogate against its victim on the victim's test set (docs/science.md §6).
 
     ``victim`` is a :class:`divqat.blackbox.BlackBox` (its answers, defense and truncation
     included, are taken with :meth:`~divqat.blackbox.BlackBox.uncounted_query`, so evaluation
@@ -126,7 +119,7 @@ def evaluate_surrogate(surrogate, victim, test_set, batch_size=256, device="cpu"
     defense that flips every answer: the ratio is undefined there, and one such cell must not
     abort a grid).
     """
-    x, y = _test_tensors(test_set)
+    x, y = dataset_tensors(test_set)
     if hasattr(victim, "uncounted_query"):
         victim_out = victim.uncounted_query(x)
     else:

@@ -10,7 +10,7 @@ from x_0 = x (or x + U(-eps, eps) with ``random_start``), for t = 1..steps:
     x_t = clip_[0,1]( Proj_{||. - x||_inf <= eps}( x_{t-1} + step * sign(grad_x CE(f(x_{t-1}), y)) ) )
 
 Robustness is reported as in "Careful What You Wish For: on the Extraction of Adversarially
-Trained Models" (arXiv 2207.10561): accuracy under FGSM/PGD at eps in EPS_LIST (SCIENCE.md §7).
+Trained Models" (arXiv 2207.10561): accuracy under FGSM/PGD at eps in EPS_LIST (docs/science.md §7).
 Attacks run with the model in eval mode (no batch-norm statistics move) and restore its mode.
 """
 import torch
@@ -18,14 +18,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
+from divqat.checks import check_choice, check_int, check_real
+from divqat.utils import dataset_tensors, model_device
+
 EPS_LIST = (0.0, 0.01, 0.03, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 PGD_STEP = 2 / 255
 PGD_STEPS = 4
-
-
-def _check_eps(eps):
-    if not eps >= 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
 
 
 class _EvalMode:
@@ -53,7 +51,7 @@ def input_gradient(model, x, y):
 
 def fgsm(model, x, y, eps):
     """One signed-gradient step of size eps, clipped to [0, 1] (Goodfellow et al. 2015)."""
-    _check_eps(eps)
+    check_real("eps", eps, 0)
     if eps == 0:
         return x.detach().clone()
     with _EvalMode(model):
@@ -65,9 +63,8 @@ def pgd(model, x, y, eps, step_size=PGD_STEP, steps=PGD_STEPS, random_start=True
     """L-inf projected gradient descent (Madry et al. 2018): ``steps`` signed steps of
     ``step_size``, each projected back onto the eps ball around x and onto [0, 1].
     ``step_size=None`` uses Madry's rule 2.5 * eps / steps (for evaluation at large eps)."""
-    _check_eps(eps)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    check_real("eps", eps, 0)
+    check_int("steps", steps, 1)
     if step_size is None:
         step_size = 2.5 * eps / steps
     if not step_size > 0 and eps > 0:
@@ -87,27 +84,14 @@ def pgd(model, x, y, eps, step_size=PGD_STEP, steps=PGD_STEPS, random_start=True
     return adv
 
 
-ATTACKS = {"fgsm": fgsm, "pgd": pgd}
+EVASION_ATTACKS = {"fgsm": fgsm, "pgd": pgd}
 
 
 def get_attack(attack):
     """An attack by name ("fgsm" | "pgd") or a callable (model, x, y, eps) -> x_adv."""
     if callable(attack):
         return attack
-    if attack not in ATTACKS:
-        raise ValueError(f"attack must be one of {sorted(ATTACKS)}, got {attack!r}")
-    return ATTACKS[attack]
-
-
-def _as_dataset(data):
-    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
-        return TensorDataset(data[0], data[1])
-    return data
-
-
-def _device_of(model):
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")
+    return EVASION_ATTACKS[check_choice("attack", attack, sorted(EVASION_ATTACKS))]
 
 
 def robust_accuracy(model, test_set, attack="fgsm", eps_list=EPS_LIST, batch_size=256,
@@ -124,10 +108,10 @@ def robust_accuracy(model, test_set, attack="fgsm", eps_list=EPS_LIST, batch_siz
     if not eps_list:
         raise ValueError("eps_list must not be empty")
     for eps in eps_list:
-        _check_eps(eps)
+        check_real("eps", eps, 0)
     source = model if source_model is None else source_model
-    device = _device_of(source)
-    loader = DataLoader(_as_dataset(test_set), batch_size=batch_size, shuffle=False)
+    device = model_device(source)
+    loader = DataLoader(TensorDataset(*dataset_tensors(test_set)), batch_size=batch_size, shuffle=False)
     correct = {eps: 0 for eps in eps_list}
     total = 0
     with _EvalMode(model), _EvalMode(source):

@@ -10,7 +10,7 @@ from divqat import evaluate
 from divqat.data import load_tensors
 from divqat.defenses import DCP, MAD
 from divqat.models import build_model_for
-from divqat.train.artifacts import write_config, write_results
+from divqat.train.artifacts import write_config, write_run_results
 
 
 def _write_victim(directory, seed):
@@ -18,7 +18,7 @@ def _write_victim(directory, seed):
     model = build_model_for("smallcnn", "digits").eval()
     write_config(directory, {"method": "fp", "quantized": False, "arch": "smallcnn", "dataset": "digits",
                              "meta": dict(model.meta), "qconfig": None})
-    write_results(directory, model, {"test_accuracy": None})
+    write_run_results(directory, model, {"test_accuracy": None})
     return model
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from divqat.experiments import load_config
+from divqat.experiments import load_experiment_config
 from divqat.experiments.pipeline import LibraryPipeline
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.toml"))
@@ -17,6 +17,6 @@ def test_configs_are_shipped():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_is_valid(path):
-    config = load_config(path)
+    config = load_experiment_config(path)
     assert config.methods and len(config.seeds) >= 1
     LibraryPipeline(config, progress=False)  # raises ValueError on any option the library refuses

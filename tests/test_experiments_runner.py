@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from divqat.experiments.cells import attack_cells, attacked_victims, victim_cells
-from divqat.experiments.config import load_config, parse_config
+from divqat.experiments.config import load_experiment_config, parse_config
 from divqat.experiments.runner import run_experiment
 
 CONFIG = """
@@ -88,7 +88,7 @@ def expected_metrics(cell):
 def config(tmp_path):
     path = tmp_path / "fake.toml"
     path.write_text(CONFIG)
-    return load_config(path)
+    return load_experiment_config(path)
 
 
 def _n_cells(config):
@@ -206,11 +206,11 @@ def test_bad_configs(config, patch, match):
 
 def test_missing_or_invalid_config_file(tmp_path):
     with pytest.raises(FileNotFoundError):
-        load_config(tmp_path / "absent.toml")
+        load_experiment_config(tmp_path / "absent.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("name = ")
     with pytest.raises(ValueError, match="invalid TOML"):
-        load_config(bad)
+        load_experiment_config(bad)
 
 
 def test_summary_of_single_seed_has_zero_std():

@@ -149,3 +149,18 @@ def test_bad_arguments_exit_2_with_one_line(runs, tmp_path, capsys, case):
     assert len(err) == 1 and err[0].startswith("divqat train: error:") and "Traceback" not in err[0]
     assert word in err[0]
     assert not out.exists()
+
+
+def test_every_train_option_is_a_field_of_the_library_config():
+    import argparse
+    import dataclasses
+
+    from divqat.train import VictimConfig
+    from divqat.train.command import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--dataset", "digits", "--arch", "smallcnn", "--out", "x", "--kl-cap", "2"])
+    config = config_from_args(args)
+    assert {f.name for f in dataclasses.fields(VictimConfig)} == set(vars(args)) - {"overwrite"}
+    assert (config.dataset, config.kl_cap, config.out, config.method) == ("digits", 2.0, "x", "fp")

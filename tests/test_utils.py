@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from divqat.utils import (atomic_save, atomic_write, atomic_write_bytes, atomic_write_json,
-                          atomic_write_text, resolve_device, seed_everything)
+                          atomic_write_text, dataset_tensors, load_torch_file, model_device, read_json,
+                          remove_temporaries, resolve_device, seed_everything)
 
 
 def _draw(generator):
@@ -77,3 +78,78 @@ def test_resolve_device():
 def test_resolve_device_cuda_absent():
     with pytest.raises(ValueError, match="CUDA is not available"):
         resolve_device("cuda")
+
+
+@pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_write_respects_the_umask(tmp_path, umask, expected):
+    old = os.umask(umask)
+    try:
+        path = atomic_write_text("x", tmp_path / "new.txt")
+        with open(tmp_path / "ordinary.txt", "w") as f:  # the oracle: what an ordinary write gives
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == expected == os.stat(tmp_path / "ordinary.txt").st_mode & 0o777
+
+
+def test_atomic_write_keeps_an_existing_files_mode(tmp_path):
+    path = tmp_path / "shared.json"
+    path.write_text("{}")
+    os.chmod(path, 0o640)
+    atomic_write_json({"a": 1}, path)
+    assert os.stat(path).st_mode & 0o777 == 0o640
+
+
+def test_remove_temporaries_clears_what_a_killed_write_left(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"ok")
+    stale = [tmp_path / ".checkpoint.pt.k1l2.tmp", tmp_path / ".checkpoint.pt.x9.tmp"]
+    for p in stale:
+        p.write_bytes(b"half")
+    other = tmp_path / ".log.jsonl.a.tmp"
+    other.write_bytes(b"")
+    assert sorted(remove_temporaries(tmp_path / "checkpoint.pt")) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".log.jsonl.a.tmp", "checkpoint.pt"]
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+@pytest.mark.parametrize("content, reason", [
+    (lambda p: p.write_bytes(b"not a torch file at all"), "unreadable"),
+    (lambda p: (torch.save({"w": torch.ones(300)}, p), p.write_bytes(p.read_bytes()[:200])), "unreadable"),
+    (lambda p: torch.save({"x": _Evil()}, p), "refused"),
+    (lambda p: p.write_bytes(b""), "unreadable"),
+])
+def test_load_torch_file_names_the_file_and_never_suggests_unsafe_loading(tmp_path, capsys, content, reason):
+    path = tmp_path / "model.pt"
+    content(path)
+    with pytest.raises(ValueError, match=reason) as err:
+        load_torch_file(path, "model")
+    message = str(err.value)
+    assert str(path) in message and "weights_only" not in message and "\n" not in message
+    assert "pwned" not in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="model"):
+        load_torch_file(tmp_path / "absent.pt", "model")
+
+
+def test_read_json_names_a_truncated_file(tmp_path):
+    path = tmp_path / "cell.json"
+    path.write_text('{"key": "abc", "metrics": {"acc')
+    with pytest.raises(ValueError, match="cell record .*cell.json is not valid JSON"):
+        read_json(path, "cell record")
+    path.write_text('{"a": [1, 2]}')
+    assert read_json(path) == {"a": [1, 2]}
+
+
+def test_dataset_tensors_and_model_device():
+    x, y = torch.randn(5, 3), torch.arange(5)
+    assert dataset_tensors((x, y))[0] is x
+    xs, ys = dataset_tensors(torch.utils.data.TensorDataset(x, y))
+    assert torch.equal(xs, x) and torch.equal(ys, y) and ys.dtype == torch.int64
+    for bad in ((x, y[:4]), (x[:0], y[:0]), torch.utils.data.TensorDataset(x[:0], y[:0]), [1, 2, 3]):
+        with pytest.raises(ValueError, match="test_set"):
+            dataset_tensors(bad)
+    assert model_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert model_device(torch.nn.ReLU()) == torch.device("cpu")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from divqat.attacks.registry import CACHED, SPECS, attack_call, attack_spec
 from divqat.blackbox import OUTPUT_MODES
+from divqat.checks import check_output_dirs
 from divqat.defenses import add_defense_arguments, defense_from_args
 
 __all__ = ["add_arguments", "run"]
@@ -80,6 +81,7 @@ def _attack_call(args, device):
 
 
 def run(args):
+    check_output_dirs({"--out": args.out, "--cache-dir": args.cache_dir})
     from divqat.blackbox import BlackBox
     from divqat.data import load_tensors
     from divqat.metrics import evaluate_surrogate

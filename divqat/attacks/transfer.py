@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from divqat.utils import atomic_save
+from divqat.utils import atomic_save, load_torch_file
 
 __all__ = ["tensor_hash", "query_in_order"]
 
@@ -36,13 +36,17 @@ def _cache_path(cache_dir, key):
     return Path(cache_dir) / f"transfer-{name}.pt"
 
 
-def _load(path, key):
+def _load(path, key, num_classes):
     if not path.exists():
         return torch.empty(0)
-    stored = torch.load(path, weights_only=True)
-    if stored["key"] != key:
-        raise RuntimeError(f"transfer cache {path} holds another key: remove the file")
-    return stored["answers"]
+    stored = load_torch_file(path, "transfer cache")
+    if not isinstance(stored, dict) or stored.get("key") != key:
+        raise ValueError(f"transfer cache {path} holds another key: remove the file")
+    answers = stored.get("answers")
+    if not torch.is_tensor(answers) or answers.dim() != 2 or answers.shape[1] != num_classes:
+        raise ValueError(f"transfer cache {path}: expected (N, {num_classes}) answers, got "
+                         f"{tuple(answers.shape) if torch.is_tensor(answers) else type(answers).__name__}: remove the file")
+    return answers
 
 
 def query_in_order(blackbox, x, order, budget, cache_dir=None, progress=True):
@@ -58,7 +62,7 @@ def query_in_order(blackbox, x, order, budget, cache_dir=None, progress=True):
     if cache_dir is not None:
         key = {**blackbox.identity(), "images": tensor_hash(x), "order": tensor_hash(order)}
         path = _cache_path(cache_dir, key)
-        cached = _load(path, key)
+        cached = _load(path, key, blackbox.num_classes)
     start = min(len(cached), budget)
     needed = budget - start
     left = blackbox.budget_left

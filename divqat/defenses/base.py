@@ -11,6 +11,8 @@ import hashlib
 
 import torch
 
+from divqat.utils import model_device
+
 from .params import bind
 
 __all__ = ["Defense", "log_odds", "step_towards", "model_fingerprint", "model_device"]
@@ -55,13 +57,6 @@ def model_fingerprint(model):
             digest.update(key.encode())
             digest.update(value.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return f"{getattr(model, 'arch', type(model).__name__)}@{digest.hexdigest()[:12]}"
-
-
-def model_device(model):
-    """The device of a model's first parameter or buffer (CPU for a model with neither)."""
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
 
 
 class Defense(abc.ABC):

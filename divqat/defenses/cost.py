@@ -19,27 +19,12 @@ from tqdm.auto import tqdm
 
 from divqat.bench import median_ms
 from divqat.metrics import accuracy, mean_kl, mean_l1
+from divqat.utils import dataset_tensors as as_tensors
 
 from .base import model_device
 from .params import check_int
 
 __all__ = ["defense_cost", "as_tensors"]
-
-
-def as_tensors(data):
-    """(X, Y) from an (X, Y) tensor pair or a Dataset of (x, y)."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(t) for t in data):
-        x, y = data
-    elif isinstance(data, torch.utils.data.Dataset):
-        if len(data) == 0:
-            raise ValueError("test_set is empty")
-        xs, ys = zip(*(data[i] for i in range(len(data))))
-        x, y = torch.stack(xs), torch.as_tensor(ys, dtype=torch.int64)
-    else:
-        raise ValueError("test_set must be an (X, Y) tensor pair or a Dataset of (x, y)")
-    if x.shape[0] == 0 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"test_set: X and Y must hold the same nonzero number of rows, got {x.shape[0]} and {y.shape[0]}")
-    return x, y
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from divqat.utils import atomic_write_json
+from divqat.utils import atomic_write_json, read_json
 
 from .config import TEACHER_METHODS, QUANTIZED_METHODS, Entry
 
@@ -114,8 +114,7 @@ class CellCache:
     def _read(path):
         if not path.is_file():
             return None
-        with open(path) as f:
-            return json.load(f)
+        return read_json(path, "cell record")
 
     def victim_record(self, key):
         return self._read(self.root / "victims" / key / "victim.json")

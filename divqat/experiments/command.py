@@ -1,5 +1,7 @@
 """`divqat experiment CONFIG --out DIR`: run (or resume) a TOML-configured experiment grid."""
-from .config import load_config
+from divqat.checks import check_output_dir
+
+from .config import load_experiment_config
 from .runner import run_experiment
 
 
@@ -11,7 +13,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    config = load_config(args.config)
+    check_output_dir("--out", args.out)
+    config = load_experiment_config(args.config)
     counts = run_experiment(config, args.out, progress=not args.quiet, report=not args.no_report)
     print(f"{config.name}: {counts['victims_trained']} victims trained, {counts['cells_run']} cells run, "
           f"{counts['cells_cached']} cached; results in {args.out}")

@@ -7,6 +7,7 @@ Layout of a config file (every list-valued parameter is swept, scalars are fixed
     device = "cpu"              # training and attacks (auto | cpu | cuda | cuda:N)
 
     [data]                      # victim's dataset, the attacker's query set, optional limits
+                                # (query_limit: recorded in the attack cells' keys)
     victim = "mnist"
     queryset = "fashion-mnist"
     train_limit = 20000         # victim training examples (all if absent)
@@ -34,24 +35,37 @@ Layout of a config file (every list-valued parameter is swept, scalars are fixed
     budget = [1000, 5000]
     epochs = 10
 
-    [robustness]                # optional (SCIENCE.md §7): accuracy under attack of victims
+    [robustness]                # optional (docs/science.md §7): accuracy under attack of victims
     attacks = ["fgsm", "pgd"]   # and surrogates
     eps = [0.0, 0.03, 0.1]
     limit = 500
 
 A *method*, *defense* or *attack* entry with list values expands into the Cartesian product of
 its lists (:func:`expand`). Cells of the grid are built in :mod:`divqat.experiments.cells`.
+An unknown key in any table is an error, and every victim's training options are checked
+(:func:`divqat.train.victim.check_config`) when the file is read, before anything is trained;
+defense and attack parameters are checked by the pipeline before its first cell.
 """
+import dataclasses
 import itertools
-import tomllib
+import tomllib  # python_requires >= 3.11 (setup.py): the only version CI proves
 from dataclasses import dataclass, field
 from pathlib import Path
 
-METHODS = ("fp", "ptq", "qat", "divqat", "adv-fgsm", "adv-pgd")
-QUANTIZED_METHODS = ("ptq", "qat", "divqat")
-TEACHER_METHODS = ("ptq", "qat", "divqat")  # built from the trained full-precision victim
+from divqat.checks import check_choice, check_int
+from divqat.robustness import EVASION_ATTACKS
+from divqat.train.artifacts import KINDS
+from divqat.train.victim import METHODS, QUANTIZED_METHODS, VictimConfig, check_config
+
+TEACHER_METHODS = QUANTIZED_METHODS  # built from the trained full-precision victim
 TOP_KEYS = {"name", "seeds", "device", "data", "victim", "quant", "methods", "defenses",
             "attacks", "robustness"}
+DATA_KEYS = {"victim", "queryset", "train_limit", "test_limit", "query_limit"}
+ROBUSTNESS_KEYS = {"attacks", "eps", "limit"}
+# VictimConfig fields the experiment sets itself (from [data], seeds, device and the cell)
+SET_BY_EXPERIMENT = {"dataset", "method", "limit", "test_limit", "seed", "out", "teacher", "device", "resume",
+                     "no_progress"}
+TRAIN_OPTIONS = {f.name for f in dataclasses.fields(VictimConfig)} - SET_BY_EXPERIMENT
 
 
 @dataclass(frozen=True)
@@ -123,21 +137,61 @@ def _require(mapping, key, where, kind):
     return mapping[key]
 
 
-def _validate_methods(entries):
-    for e in entries:
+def _check_keys(table, allowed, where):
+    unknown = set(table) - set(allowed)
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _check_train_table(table, where, extra=()):
+    """ValueError for a key of a [victim]/[quant]/[[methods]] table that is no `divqat train`
+    option, or one the experiment sets itself."""
+    fixed = sorted(set(table) & SET_BY_EXPERIMENT)
+    if fixed:
+        raise ValueError(f"{where}: {', '.join(fixed)} is set by the experiment ([data], seeds, device), not here")
+    unknown = sorted(set(table) - TRAIN_OPTIONS - set(extra))
+    if unknown:
+        raise ValueError(f"{where}: options unknown to `divqat train`: {', '.join(unknown)}")
+
+
+def victim_config(config, method, seed, out, teacher=None, progress=True):
+    """The :class:`divqat.train.VictimConfig` of one victim of ``config``: [victim], then
+    [quant] for quantized methods, then the method entry's parameters."""
+    options = {k: v for k, v in config.victim.items() if k != "deploy"}
+    if method.name in QUANTIZED_METHODS:
+        options.update(config.quant)
+    options.update(method.kwargs)
+    options.update(dataset=config.data["victim"], method=method.name, limit=config.data.get("train_limit"),
+                   test_limit=config.data.get("test_limit"), seed=seed, out=out, teacher=teacher,
+                   device=config.device, resume=True, no_progress=not progress)
+    return VictimConfig.from_options(options, where=f"config methods {method.label}")
+
+
+def _validate_methods(config):
+    """Every victim's training options, checked as `divqat train` checks them."""
+    for e in config.methods:
         if e.name not in METHODS:
             raise ValueError(f"methods: unknown method {e.name!r} (choose from {', '.join(METHODS)})")
-        kw = e.kwargs
-        if e.name == "divqat":
-            if "alpha" not in kw:
-                raise ValueError("methods divqat: needs alpha (a number or a list)")
-            if not kw["alpha"] >= 0:
-                raise ValueError(f"methods divqat: alpha must be >= 0, got {kw['alpha']}")
-            if kw.get("direction", "forward") not in ("forward", "reverse"):
-                raise ValueError(f"methods divqat: direction must be forward or reverse, got {kw['direction']!r}")
-        if e.name.startswith("adv-"):
-            if "eps" not in kw or not kw["eps"] > 0:
-                raise ValueError(f"methods {e.name}: needs eps > 0")
+        _check_train_table(e.kwargs, f"methods {e.name}")
+        if e.name == "divqat" and "alpha" not in e.kwargs:
+            raise ValueError("methods divqat: needs alpha (a number or a list)")
+    for method in [Entry("fp")] + config.methods:
+        teacher = "teacher" if method.name in QUANTIZED_METHODS else None
+        try:
+            check_config(victim_config(config, method, config.seeds[0], "out", teacher))
+        except ValueError as err:
+            raise ValueError(f"methods {method.label}: {err}") from None
+
+
+def _validate_robustness(robustness):
+    _check_keys(robustness, ROBUSTNESS_KEYS, "robustness")
+    for key in ("attacks", "eps"):
+        _require(robustness, key, "robustness", list)
+    unknown = [a for a in robustness["attacks"] if a not in EVASION_ATTACKS]
+    if unknown:
+        raise ValueError(f"robustness.attacks: unknown {unknown} (choose from {', '.join(EVASION_ATTACKS)})")
+    if not all(isinstance(e, (int, float)) and not isinstance(e, bool) and 0 <= e <= 1 for e in robustness["eps"]):
+        raise ValueError(f"robustness.eps: expected numbers in [0, 1], got {robustness['eps']!r}")
 
 
 def parse_config(raw, name=None):
@@ -146,35 +200,42 @@ def parse_config(raw, name=None):
     if unknown:
         raise ValueError(f"config: unknown top-level keys {sorted(unknown)}")
     data = _require(raw, "data", "config", dict)
+    _check_keys(data, DATA_KEYS, "data")
     _require(data, "victim", "data", str)
     victim = _require(raw, "victim", "config", dict)
     _require(victim, "arch", "victim", str)
+    _check_train_table(victim, "victim", extra=("deploy",))
+    check_choice("victim.deploy", victim.get("deploy", "auto"), KINDS)
+    quant = raw.get("quant", {})
+    if not isinstance(quant, dict):
+        raise ValueError(f"config.quant: expected a table, got {quant!r}")
+    _check_train_table(quant, "quant")
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise ValueError(f"seeds: expected a non-empty list of ints, got {seeds!r}")
+    if not isinstance(raw.get("device", "cpu"), str):
+        raise ValueError(f"device: expected a string (auto, cpu, cuda or cuda:N), got {raw['device']!r}")
     method_tables = _require(raw, "methods", "config", list)
     methods = [e for t in method_tables for e in expand(t, "methods")]
-    _validate_methods(methods)
     defenses = [e for t in raw.get("defenses", [{"name": "none"}]) for e in expand(t, "defenses")]
     attacks = [e for t in raw.get("attacks", []) for e in expand(t, "attacks")]
     for a in attacks:
-        budget = a.kwargs.get("budget")
-        if not isinstance(budget, int) or budget <= 0:
-            raise ValueError(f"attacks {a.name}: budget must be a positive int, got {budget!r}")
+        check_int(f"attacks {a.name}: budget", a.kwargs.get("budget"), 1)
     if attacks and "queryset" not in data and any(a.name not in ("dfme", "maze", "jbda") for a in attacks):
         raise ValueError("data: missing 'queryset' (the attacker's query data set)")
     robustness = raw.get("robustness", {})
     if robustness:
-        for key in ("attacks", "eps"):
-            _require(robustness, key, "robustness", list)
-    return ExperimentConfig(
+        _validate_robustness(robustness)
+    config = ExperimentConfig(
         name=raw.get("name", name or "experiment"), seeds=seeds, data=dict(data),
-        victim=dict(victim), quant=dict(raw.get("quant", {})), methods=methods,
+        victim=dict(victim), quant=dict(quant), methods=methods,
         defenses=defenses, attacks=attacks, robustness=dict(robustness),
         device=raw.get("device", "cpu"), raw=raw)
+    _validate_methods(config)
+    return config
 
 
-def load_config(path):
+def load_experiment_config(path):
     """Read and validate a TOML experiment config."""
     path = Path(path)
     if not path.is_file():

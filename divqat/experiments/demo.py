@@ -5,11 +5,13 @@ victim (LeCun et al. 1998) is trained in full precision, then quantized to int8 
 QAT and by DivQAT at one alpha (arXiv 2512.23948: CE - alpha * KL(f_fp || f_q)); both int8
 victims are attacked through a query-counted black box by KnockoffNets (Orekondy et al., CVPR
 2019) with 5000 Fashion-MNIST images as queries (surrogate: 20 epochs of SGD with momentum 0.9,
-one of SCIENCE.md §5's two settings), and the table compares victim accuracy, the adversary's
+one of docs/science.md §5's two settings), and the table compares victim accuracy, the adversary's
 classification error and its agreement with the victim. ``--quick`` shrinks every
 setting for a smoke test. Results (and the cache that makes a re-run instant) go to ``--out``.
 """
 import time
+
+from divqat.checks import check_output_dir
 
 from .aggregate import collect
 from .config import parse_config
@@ -62,6 +64,7 @@ def add_arguments(parser):
 
 
 def run(args):
+    check_output_dir("--out", args.out)
     config = demo_config(args.quick, args.seed, args.alpha)
     start = time.perf_counter()
     counts = run_experiment(config, args.out, progress=not args.no_progress)

@@ -1,94 +1,61 @@
-"""The library pipeline the experiment runner drives (DESIGN.md's data flow):
+"""The library pipeline the experiment runner drives (docs/design.md, data flow):
 
     dataset -> train f_fp -> ptq | QAT | DivQAT | adversarial training -> convert to int8
             -> BlackBox(victim, defense, budget) -> attack -> surrogate -> metrics
 
-- Victims are trained by the ``divqat train`` command itself (:mod:`divqat.train.command`,
-  the same code and output directory as on the command line, resumable with ``--resume``),
-  from a ``[victim]``/``[quant]``/method table of the experiment config, and loaded back with
+- Victims are trained by :func:`divqat.train.train_victim` (the function behind ``divqat
+  train``: the same code and output directory as on the command line, resumed from its
+  checkpoint after an interruption), from a :class:`divqat.train.VictimConfig` made of the
+  ``[victim]``/``[quant]``/method tables of the experiment config, and loaded back with
   :func:`divqat.train.load_victim` (``kind="auto"``: the converted int8 model for quantized
   methods, which is what an edge deployment answers queries with).
 - Each attack cell deploys the victim behind a :class:`divqat.blackbox.BlackBox` with the
   cell's defense (:func:`divqat.defenses.build_defense`; MAD's defender surrogate defaults to
   a randomly initialised model of the victim's architecture, as in Orekondy et al., ICLR 2020)
   and budget, runs the attack (:data:`divqat.attacks.ATTACKS`), and scores the surrogate with
-  :func:`divqat.metrics.evaluate_surrogate` on the victim's test set (SCIENCE.md §6). A
+  :func:`divqat.metrics.evaluate_surrogate` on the victim's test set (docs/science.md §6). A
   defense's cost (accuracy under it, mean L1/KL between clean and returned vectors, latency)
   comes from :func:`divqat.defenses.cost.defense_cost`.
 - With a ``[robustness]`` table, accuracy under FGSM/PGD (:mod:`divqat.robustness`) is
   measured for every victim (int8 victims against examples crafted on their fake-quantized
-  model) and for every surrogate (white box): SCIENCE.md §7's inherited robustness.
+  model) and for every surrogate (white box): docs/science.md §7's inherited robustness.
 """
-import argparse
-import json
 from pathlib import Path
 
 from divqat.data import load_dataset
 from divqat.utils import resolve_device
 
-from .cells import victim_cells
-from .config import QUANTIZED_METHODS
-
-# [victim] keys that are not `divqat train` options
-_NOT_TRAIN_OPTIONS = {"arch", "deploy"}
-
-
-def _flag(key):
-    return "--" + key.replace("_", "-")
-
-
-def _as_argv(options):
-    argv = []
-    for key, value in options.items():
-        if value is True:
-            argv.append(_flag(key))
-        elif value is not False and value is not None:
-            argv += [_flag(key), str(value)]
-    return argv
+from .cells import AttackCell, victim_cells
+from .config import QUANTIZED_METHODS, victim_config
 
 
 class LibraryPipeline:
     """Train, load and attack victims with divqat's own functions (see the module docstring)."""
 
     def __init__(self, config, progress=True):
-        from divqat.train import command as train_command
+        from divqat.models import build_model_for
 
         self.config, self.progress = config, progress
-        self._train_command = train_command
-        self._parser = argparse.ArgumentParser(prog="divqat train", add_help=False, exit_on_error=False)
-        train_command.add_arguments(self._parser)
         self._test_set = None
-        for cell in victim_cells(config, config.seeds[0]):  # fail fast on a bad option
-            self._train_command.check_args(self.parse_train_args(self.train_argv(cell, "teacher", "out")))
+        # fail fast, before any training (the victims' options were checked by parse_config):
+        # the architecture on the data, every defense's and attack's parameters
+        like_victim = build_model_for(config.victim["arch"], config.data["victim"])
+        first = victim_cells(config, config.seeds[0])[0]
+        for entry in config.defenses:
+            self.build_defense(AttackCell(first, entry, None, {}), like_victim)
         for entry in config.attacks:
             self.attack_call(entry)
 
     # ---- victims -------------------------------------------------------------------------
-    def train_argv(self, cell, teacher_dir, out_dir):
-        """The ``divqat train`` arguments of a victim cell."""
-        c = self.config
-        options = {k: v for k, v in c.victim.items() if k not in _NOT_TRAIN_OPTIONS}
-        if cell.method.name in QUANTIZED_METHODS:
-            options.update(c.quant)
-        options.update(cell.method.kwargs)
-        options.update(dataset=c.data["victim"], arch=c.victim["arch"], method=cell.method.name,
-                       limit=c.data.get("train_limit"), test_limit=c.data.get("test_limit"),
-                       seed=cell.seed, out=str(out_dir), teacher=str(teacher_dir) if teacher_dir else None,
-                       device=c.device, resume=True, no_progress=not self.progress)
-        return _as_argv(options)
-
-    def parse_train_args(self, argv):
-        try:
-            args, extra = self._parser.parse_known_args(argv)
-        except argparse.ArgumentError as err:
-            raise ValueError(f"config: bad `divqat train` option: {err}") from None
-        if extra:
-            raise ValueError(f"config: options unknown to `divqat train`: {' '.join(extra)}")
-        return args
-
     def train_victim(self, cell, teacher_dir, out_dir):
-        self._train_command.run(self.parse_train_args(self.train_argv(cell, teacher_dir, out_dir)))
-        metrics = json.loads((Path(out_dir) / "metrics.json").read_text())
+        """Train the cell's victim into ``out_dir`` with :func:`divqat.train.train_victim`,
+        resuming an interrupted run there (the directory is the cell's own, keyed by its
+        configuration, so a finished run without the runner's record is trained again)."""
+        from divqat.train import train_victim
+
+        config = victim_config(self.config, cell.method, cell.seed, str(out_dir),
+                               str(teacher_dir) if teacher_dir else None, self.progress)
+        metrics = train_victim(config, overwrite=True)
         return self.load_victim(cell, out_dir), metrics
 
     def load_victim(self, cell, out_dir):

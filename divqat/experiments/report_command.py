@@ -1,4 +1,6 @@
 """`divqat report DIR`: rewrite an experiment directory's tables, plots and report.md."""
+from divqat.checks import check_output_dir
+
 from .report import write_report
 
 
@@ -7,6 +9,7 @@ def add_arguments(parser):
 
 
 def run(args):
+    check_output_dir("DIR", args.dir)
     path = write_report(args.dir)
     print(f"report written: {path}")
     return 0

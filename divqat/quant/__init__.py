@@ -1,4 +1,4 @@
-"""Quantization-aware training and integer conversion (SCIENCE.md §2).
+"""Quantization-aware training and integer conversion (docs/science.md §2).
 
     prepared = prepare_qat(model, get_qconfig(weight_bits=8, act_bits=8))   # fx: fold conv-bn-relu, fake quant
     ... train prepared; for the last epochs freeze_bn(prepared), freeze_observers(prepared) ...

@@ -1,6 +1,6 @@
 """FakeQuantize: an observer plus ``divqat.ops.fake_quant`` with the current scale/zero point.
 
-Forward (SCIENCE.md §2; Jacob et al., CVPR 2018)::
+Forward (docs/science.md §2; Jacob et al., CVPR 2018)::
 
     if observing:  observer(x);  (scale, zero_point) <- observer.calculate_qparams()   (one fused call)
     if fake-quant enabled:  y = (clamp(round(x / scale) + z, qmin, qmax) - z) * scale
@@ -13,7 +13,7 @@ turns observation on in eval mode for post-training calibration.
 Learnable quantization (LSQ: Esser et al., "Learned Step Size Quantization", ICLR 2020): scale
 and zero point are Parameters, initialised from the observer on the first observed batch, after
 which the observer switches itself off and the step size is trained with the gradient of
-SCIENCE.md §2 scaled by the LSQ factor
+docs/science.md §2 scaled by the LSQ factor
 
     g = 1 / sqrt(N * qmax)
 

@@ -18,6 +18,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from divqat.checks import check_int
 from divqat.utils import atomic_write_bytes
 
 __all__ = ["Int8Model", "save_int8", "load_int8"]
@@ -38,12 +39,13 @@ class Int8Model(nn.Module):
 
     def __init__(self, onnx_bytes, batch_size=256):
         super().__init__()
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_int("batch_size", batch_size, 1)
         try:
             proto = onnx.load_from_string(bytes(onnx_bytes))
         except Exception as exc:  # protobuf raises DecodeError and friends
             raise ValueError(f"onnx_bytes: not a valid ONNX model ({exc})") from exc
+        if not proto.graph.input or not proto.graph.output:
+            raise ValueError("onnx_bytes: not a valid ONNX model (no graph inputs or outputs)")
         props = {p.key: p.value for p in proto.metadata_props}
         info = json.loads(props.get(_META_KEY, "{}"))
         self.arch, self.meta = info.get("arch"), info.get("meta")
@@ -126,4 +128,8 @@ def load_int8(path, batch_size=256):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"path: no integer model at {path!s}")
     with open(path, "rb") as f:
-        return Int8Model(f.read(), batch_size=batch_size)
+        data = f.read()
+    try:
+        return Int8Model(data, batch_size=batch_size)
+    except ValueError as err:
+        raise ValueError(f"int8 model {path}: {str(err).removeprefix('onnx_bytes: ')}") from None

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from divqat import _backend
+from divqat.checks import check_int, check_real
 
 __all__ = [
     "MIN_BITS",
@@ -47,8 +48,7 @@ _EPS = torch.finfo(torch.float32).eps
 
 def quant_range(bits, signed):
     """(qmin, qmax) of a ``bits``-bit integer: signed two's complement or unsigned."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
-        raise ValueError(f"bits must be an int in [{MIN_BITS}, {MAX_BITS}], got {bits!r}")
+    check_int("bits", bits, MIN_BITS, MAX_BITS)
     if signed:
         return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1
@@ -91,12 +91,10 @@ class _Observer(nn.Module):
         self.quant_min, self.quant_max = quant_range(bits, signed)
         if symmetric and not signed:
             raise ValueError("symmetric quantization needs a signed range: pass signed=True")
-        if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
-            raise ValueError(f"num_channels must be a positive int, got {num_channels!r}")
+        check_int("num_channels", num_channels, 1)
         if not self.per_channel and num_channels != 1:
             raise ValueError(f"num_channels must be 1 for a per-tensor observer, got {num_channels}")
-        if averaging_constant is not None and not 0.0 < float(averaging_constant) <= 1.0:
-            raise ValueError(f"averaging_constant must lie in (0, 1], got {averaging_constant!r}")
+        check_real("averaging_constant", averaging_constant, 0, 1, low_open=True, optional=True)
         self.bits, self.signed, self.symmetric = bits, signed, symmetric
         self.ch_axis = ch_axis
         if averaging_constant is not None:

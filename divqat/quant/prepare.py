@@ -19,7 +19,6 @@ The pass (Jacob et al., CVPR 2018, §3; Krishnamoorthi 2018, §3.2) on the fx gr
 Any other operation raises ValueError, so a prepared model always converts (divqat.quant.convert).
 """
 import copy
-import itertools
 import operator
 
 import torch
@@ -30,6 +29,7 @@ from divqat.models.layers import Add, Normalize
 from divqat.quant.fake_quantize import FakeQuantize
 from divqat.quant.qat_modules import QATAdd, QATAvgPool2d, QATConv2d, QATLinear
 from divqat.quant.qconfig import QConfig, default_qconfig
+from divqat.utils import model_device
 
 __all__ = ["prepare_qat", "QUANTIZED_MODULES", "called_module", "is_passthrough", "is_prepared"]
 
@@ -227,8 +227,7 @@ def prepare_qat(model, qconfig=None):
         raise ValueError(f"qconfig must be a divqat.quant.QConfig, got {type(qconfig).__name__}")
     if is_prepared(model):
         raise ValueError("model is already prepared for QAT (it contains FakeQuantize modules)")
-    tensors = itertools.chain(model.parameters(), model.buffers())
-    device = next(tensors, torch.empty(0)).device
+    device = model_device(model)
     gm = _trace(copy.deepcopy(model))
     _fuse(gm, qconfig)
     _insert_input_quantizers(gm, qconfig)

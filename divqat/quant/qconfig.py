@@ -7,7 +7,7 @@ symmetric, range [-128, 127] (the full signed range, not the "restricted" [-127,
 quint8 per-tensor affine with a moving-average min/max observer (averaging constant 0.01) over
 the full range [0, 255]. PyTorch's x86 config sets ``reduce_range=True`` for activations
 ([0, 127]) to avoid the int16 saturation of the VPMADDUBSW instruction on CPUs without VNNI;
-SCIENCE.md §2 fixes the full range instead (ONNX Runtime on VNNI CPUs, AVX512-VNNI/AVX-VNNI,
+docs/science.md §2 fixes the full range instead (ONNX Runtime on VNNI CPUs, AVX512-VNNI/AVX-VNNI,
 accumulates u8 x s8 products in int32 without saturation).
 
 Scale of the symmetric weights: the observers' formula max(|m|, |M|) / 127.5 (that of

@@ -1,4 +1,4 @@
-"""Adversarial training on clean plus adversarial examples (SCIENCE.md §7).
+"""Adversarial training on clean plus adversarial examples (docs/science.md §7).
 
 Each step crafts x_adv = attack(f, x, y, eps) with FGSM (Goodfellow et al., ICLR 2015) or PGD
 (Madry et al., ICLR 2018; step 2/255, 4 steps, random start by default) on [0, 1] inputs,
@@ -17,27 +17,26 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from divqat.robustness import ATTACKS, PGD_STEP, PGD_STEPS
-from divqat.train.evaluate import Evaluator
+from divqat.checks import check_choice, check_real
+from divqat.robustness import EVASION_ATTACKS, PGD_STEP, PGD_STEPS
+from divqat.train.monitors import Evaluator
 from divqat.train.loop import fit
 from divqat.train.trainers import TrainResult
 from divqat.utils import resolve_device
 
 
 def check_adversarial_options(attack, eps, adv_weight):
-    """ValueError naming the first adversarial-training option out of range."""
-    if attack not in ATTACKS:
-        raise ValueError(f"attack must be one of {sorted(ATTACKS)}, got {attack!r}")
-    if not eps > 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
-    if not 0 < adv_weight <= 1:
-        raise ValueError(f"adv_weight must be in (0, 1], got {adv_weight}")
+    """ValueError naming the first adversarial-training option out of range (eps is in [0, 1]
+    pixel units, the inputs' range)."""
+    check_choice("attack", attack, sorted(EVASION_ATTACKS))
+    check_real("eps", eps, 0, 1, low_open=True)
+    check_real("adv_weight", adv_weight, 0, 1, low_open=True)
 
 
 def adversarial_step(attack, eps, adv_weight=0.5, **attack_kwargs):
     """The training step for :func:`divqat.train.loop.fit` (loss in the module docstring);
     logs loss, ce (clean) and ce_adv."""
-    craft = ATTACKS[attack]
+    craft = EVASION_ATTACKS[attack]
 
     def step(model, x, y, epochs_done):
         net = model.module if isinstance(model, DistributedDataParallel) else model

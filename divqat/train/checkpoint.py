@@ -11,9 +11,10 @@ import random
 import numpy as np
 import torch
 
-from divqat.utils import atomic_save
+from divqat.utils import atomic_save, load_torch_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
+KEYS = ("epoch", "model", "optimizer", "scheduler", "history", "signature", "rng")
 
 
 def rng_state():
@@ -44,7 +45,7 @@ def set_rng_state(state):
 
 def save_checkpoint(path, *, epoch, model, optimizer, scheduler, history, signature):
     """Atomically write the state after ``epoch`` finished epochs to ``path``."""
-    atomic_save({
+    atomic_save({  # the keys of KEYS
         "epoch": int(epoch),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -58,10 +59,14 @@ def save_checkpoint(path, *, epoch, model, optimizer, scheduler, history, signat
 def load_checkpoint(path, signature, device="cpu"):
     """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
 
-    Raises ValueError when it was written by a run with other arguments (``signature``), since
-    resuming it would silently train a different model.
+    Raises ValueError naming the file when it is unreadable or not a checkpoint, or when it was
+    written by a run with other arguments (``signature``), since resuming it would silently
+    train a different model.
     """
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = load_torch_file(path, "checkpoint", map_location=device)
+    missing = [k for k in KEYS if k not in state] if isinstance(state, dict) else list(KEYS)
+    if missing:
+        raise ValueError(f"checkpoint {path} is not a divqat training checkpoint (no {', '.join(missing)}): remove it")
     saved = state["signature"]
     diff = sorted(k for k in set(saved) | set(signature) if saved.get(k) != signature.get(k))
     if diff:

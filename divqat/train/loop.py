@@ -25,9 +25,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from divqat.checks import check_choice, check_int, check_real
 from divqat.train import distributed
 from divqat.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, set_rng_state
-from divqat.utils import atomic_write_text, resolve_device, seed_everything
+from divqat.utils import atomic_write_text, remove_temporaries, resolve_device, seed_everything
 
 OPTIMIZERS = ("sgd", "adam")
 LOG_NAME = "log.jsonl"
@@ -35,20 +36,19 @@ LOG_NAME = "log.jsonl"
 
 def make_optimizer(name, params, lr, weight_decay):
     """SGD (momentum 0.9) or Adam over ``params``."""
+    check_choice("optimizer", name, OPTIMIZERS)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 def check_options(epochs, batch_size, lr, weight_decay, workers):
     """ValueError naming the first loop option out of range."""
-    for name, value, ok in (("epochs", epochs, epochs >= 1), ("batch_size", batch_size, batch_size >= 1),
-                            ("lr", lr, lr > 0), ("weight_decay", weight_decay, weight_decay >= 0),
-                            ("workers", workers, workers >= 0)):
-        if not ok:
-            raise ValueError(f"{name} out of range: {value}")
+    check_int("epochs", epochs, 1)
+    check_int("batch_size", batch_size, 1)
+    check_real("lr", lr, 0, low_open=True)
+    check_real("weight_decay", weight_decay, 0)
+    check_int("workers", workers, 0)
 
 
 def _seed_worker(worker_id):
@@ -107,6 +107,9 @@ def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, 
     ckpt_path = log_path = None
     if out_dir is not None:
         ckpt_path, log_path = Path(out_dir) / CHECKPOINT_NAME, Path(out_dir) / LOG_NAME
+        if ctx.is_main:  # what a kill during a write left behind
+            remove_temporaries(ckpt_path)
+            remove_temporaries(log_path)
     if resume and ckpt_path is not None and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, signature, ctx.device)
         model.load_state_dict(state["model"])

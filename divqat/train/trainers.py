@@ -1,6 +1,6 @@
 """The trainers: full precision, post-training quantization, QAT and DivQAT.
 
-DivQAT (arXiv 2512.23948; SCIENCE.md §3) fine-tunes a fake-quantized copy f_q of a trained
+DivQAT (arXiv 2512.23948; docs/science.md §3) fine-tunes a fake-quantized copy f_q of a trained
 full-precision model f_fp while pushing their output distributions apart:
 
     L(x, y) = CE(y, f_q(x)) - alpha_t * min( T^2 * KL( softmax(f_fp(x)/T) || softmax(f_q(x)/T) ), cap )
@@ -25,12 +25,12 @@ from torch.fx.experimental.optimization import fuse
 from tqdm.auto import tqdm
 
 from divqat import quant
+from divqat.checks import check_choice, check_int, check_real
 from divqat.ops import divqat_loss
-from divqat.train.evaluate import Evaluator
+from divqat.reference.kl_loss import DIRECTIONS
 from divqat.train.loop import fit
+from divqat.train.monitors import Evaluator
 from divqat.utils import resolve_device
-
-DIRECTIONS = ("forward", "reverse")
 
 
 @dataclass
@@ -41,9 +41,14 @@ class TrainResult:
     history: list
 
 
-def _ce_step(model, x, y, epochs_done):
-    loss = F.cross_entropy(model(x), y)
+def ce_only(logits, y):
+    """The monitors of a cross-entropy-only step: loss = ce = CE(logits, y)."""
+    loss = F.cross_entropy(logits, y)
     return {"loss": loss, "ce": loss.detach()}
+
+
+def _ce_step(model, x, y, epochs_done):
+    return ce_only(model(x), y)
 
 
 def train_fp(model, train_set, test_set, *, epochs=10, batch_size=128, lr=0.05, weight_decay=5e-4,
@@ -66,8 +71,7 @@ def freeze_schedule(epochs, freeze_last_epochs):
     ``freeze_last_epochs`` epochs (never the first, so observers see data first), as PyTorch's
     QAT recipe recommends. Earlier epochs leave the observer switches as they are (LSQ
     quantizers switch their own observer off after initialising the scale)."""
-    if freeze_last_epochs < 0:
-        raise ValueError(f"freeze_last_epochs must be >= 0, got {freeze_last_epochs}")
+    check_int("freeze_last_epochs", freeze_last_epochs, 0)
     first_frozen = max(1, epochs - freeze_last_epochs)
 
     def before_epoch(model, epoch):
@@ -91,16 +95,11 @@ def frozen_teacher(model, device):
 
 def check_divqat_options(alpha, temperature, direction, kl_cap, alpha_warmup_epochs):
     """ValueError naming the first DivQAT option out of range."""
-    if not alpha >= 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    if kl_cap is not None and not kl_cap > 0:
-        raise ValueError(f"kl_cap must be > 0 (or None for no cap), got {kl_cap}")
-    if alpha_warmup_epochs < 0:
-        raise ValueError(f"alpha_warmup_epochs must be >= 0, got {alpha_warmup_epochs}")
+    check_real("alpha", alpha, 0)
+    check_real("temperature", temperature, 0, low_open=True)
+    check_choice("direction", direction, DIRECTIONS)
+    check_real("kl_cap", kl_cap, 0, low_open=True, optional=True)
+    check_real("alpha_warmup_epochs", alpha_warmup_epochs, 0)
 
 
 def divqat_step(teacher, alpha, temperature=1.0, direction="forward", kl_cap=None, alpha_warmup_epochs=0):
@@ -110,8 +109,7 @@ def divqat_step(teacher, alpha, temperature=1.0, direction="forward", kl_cap=Non
         logits = model(x)
         a = alpha * min(1.0, epochs_done / alpha_warmup_epochs) if alpha_warmup_epochs else alpha
         if a == 0:
-            loss = F.cross_entropy(logits, y)
-            return {"loss": loss, "ce": loss.detach()}
+            return ce_only(logits, y)
         with torch.no_grad():
             teacher_logits = teacher(x)
         loss = divqat_loss(logits, teacher_logits, y, a, temperature, direction, kl_cap)

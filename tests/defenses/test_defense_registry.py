@@ -68,13 +68,13 @@ def test_mad_surrogate_defaults_to_a_random_model_of_the_victim(tmp_path):
 
     from divqat.defenses import random_model_like
     from divqat.models import build_model
-    from divqat.train.artifacts import write_config, write_results
+    from divqat.train.artifacts import write_config, write_run_results
 
     meta = dict(num_classes=10, in_channels=1, image_size=8, mean=(0.3,), std=(0.4,))
     victim = build_model("smallcnn", **meta)
     write_config(tmp_path, {"arch": "smallcnn", "dataset": "digits", "method": "fp", "quantized": False,
                             "meta": meta})
-    write_results(tmp_path, victim, {})
+    write_run_results(tmp_path, victim, {})
     state = torch.random.get_rng_state()
     mad = build_defense("mad", epsilon="0.5", victim=str(tmp_path), victim_seed=4)
     assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is left alone
@@ -100,12 +100,12 @@ def test_evaluate_with_reverse_sigmoid_and_its_defaults(tmp_path, capsys):
     architecture)."""
     from divqat.cli import main
     from divqat.models import build_model_for
-    from divqat.train.artifacts import write_config, write_results
+    from divqat.train.artifacts import write_config, write_run_results
 
     victim = build_model_for("smallcnn", "digits")
     write_config(tmp_path, {"arch": "smallcnn", "dataset": "digits", "method": "fp", "quantized": False,
                             "meta": dict(victim.meta)})
-    write_results(tmp_path, victim, {})
+    write_run_results(tmp_path, victim, {})
     common = ["evaluate", "--victim", str(tmp_path), "--kind", "float", "--limit", "20", "--repeats", "1",
               "--no-progress"]
     assert main(common + ["--defense", "reverse-sigmoid"]) == 0

@@ -1,7 +1,7 @@
 """Per-epoch and final evaluation of a trained victim on its test set.
 
-For a quantized student f_q of a full-precision model f_fp (DivQAT, arXiv 2512.23948, §3 of
-SCIENCE.md) the monitors are
+For a quantized student f_q of a full-precision model f_fp (DivQAT, arXiv 2512.23948, docs/science.md
+§3) the monitors are
 
     kl_fp_q = mean_i KL( softmax(f_fp(x_i)) || softmax(f_q(x_i)) )     (div_kl_loss, T = 1, per sample)
     l1_fp_q = mean_i || softmax(f_fp(x_i)) - softmax(f_q(x_i)) ||_1

@@ -11,37 +11,40 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["check_real", "check_int", "check_choice", "check_output_dir", "check_output_dirs", "check_output_file"]
+__all__ = ["bounds_text", "check_real", "check_int", "check_choice", "check_output_dir", "check_output_dirs", "check_output_file"]
 
 
-def _bounds(low, high, low_open=False):
+def bounds_text(low=None, high=None, low_open=False):
+    """How a range reads in a message: ">= 0", "> 0", "<= 1", "in [0, 1]", "in (0, 1]"."""
     if high is None:
         return f"> {low}" if low_open else f">= {low}"
+    if low is None:
+        return f"<= {high}"
     return f"in ({low}, {high}]" if low_open else f"in [{low}, {high}]"
 
 
 def check_real(name, value, low=None, high=None, *, low_open=False, optional=False):
     """``value`` as a float; ValueError naming ``name`` unless it is a finite real in [low, high]
-    (``(low, high]`` with ``low_open``). ``optional=True`` lets None through."""
+    (``(low, high]`` with ``low_open``; None: unbounded). ``optional=True`` lets None through."""
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     too_low = low is not None and (value <= low if low_open else value < low)
     if too_low or (high is not None and value > high):
-        raise ValueError(f"{name} must be {_bounds(low, high, low_open)}, got {value!r}")
+        raise ValueError(f"{name} must be {bounds_text(low, high, low_open)}, got {value!r}")
     return float(value)
 
 
-def check_int(name, value, low, high=None, *, optional=False):
-    """``value`` as an int; ValueError naming ``name`` unless it is an integer in [low, high].
-    ``optional=True`` lets None through."""
+def check_int(name, value, low=None, high=None, *, optional=False):
+    """``value`` as an int; ValueError naming ``name`` unless it is an integer in [low, high]
+    (None: unbounded). ``optional=True`` lets None through."""
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must be {_bounds(low, high)}, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be {bounds_text(low, high)}, got {value!r}")
     return int(value)
 
 

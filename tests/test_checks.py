@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from divqat.checks import (check_choice, check_int, check_output_dir, check_output_dirs, check_output_file,
+from divqat.checks import (bounds_text, check_choice, check_int, check_output_dir, check_output_dirs, check_output_file,
                            check_real)
 
 UNWRITABLE = "/proc/divqat-no-such-dir/out"  # nothing can be created below /proc, even by root
@@ -20,6 +20,13 @@ def test_check_real():
                                  (0.0, {"low": 0, "high": 1, "low_open": True}, r"\(0, 1\]")):
         with pytest.raises(ValueError, match=f"x must be .*{match}"):
             check_real("x", value, **bounds)
+
+
+def test_bounds_text():
+    assert [bounds_text(0), bounds_text(0, low_open=True), bounds_text(None, 1), bounds_text(0, 1),
+            bounds_text(0, 1, low_open=True)] == [">= 0", "> 0", "<= 1", "in [0, 1]", "in (0, 1]"]
+    with pytest.raises(ValueError, match="n must be <= 3, got 4"):
+        check_int("n", 4, None, 3)
 
 
 def test_check_int_and_choice():

@@ -78,13 +78,14 @@ def _output_cases(runs, afile, tmp_path):
         "report_file": (["report", afile], "DIR"),
         "demo_file": (["demo", "--quick", "--no-progress", "--out", afile], "--out"),
         "demo_unwritable": (["demo", "--quick", "--no-progress", "--out", UNWRITABLE], "cannot write"),
+        "misinformation_file": (["train-misinformation", "--victim", runs / "fp", "--out", afile], "--out"),
     }
 
 
 @pytest.mark.parametrize("case", ["train_file", "train_unwritable", "attack_file", "attack_unwritable",
                                   "attack_cache_file", "attack_cache_unwritable", "evaluate_dir",
                                   "evaluate_unwritable", "experiment_file", "experiment_unwritable", "report_file",
-                                  "demo_file", "demo_unwritable"])
+                                  "demo_file", "demo_unwritable", "misinformation_file"])
 def test_bad_output_location_fails_before_any_work(runs, afile, tmp_path, capsys, case):
     argv, word = _output_cases(runs, afile, tmp_path)[case]
     _fails(capsys, argv, word)

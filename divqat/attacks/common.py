@@ -1,5 +1,6 @@
 """What every attack does first and last: check the budget, seed, build the surrogate, log parameters."""
 from divqat.attacks.surrogate import build_surrogate
+from divqat.checks import check_int, check_real
 from divqat.utils import seed_everything
 
 __all__ = ["setup_attack", "attack_record", "queryset_name", "check_ints", "check_positive"]
@@ -30,12 +31,10 @@ def attack_record(attack, blackbox, surrogate, budget, seed, queries_used, **par
 def check_ints(low, **values):
     """ValueError naming the first of ``values`` that is not an int >= ``low``."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        check_int(name, value, low)
 
 
 def check_positive(**values):
-    """ValueError naming the first of ``values`` that is not a number > 0."""
+    """ValueError naming the first of ``values`` that is not a finite number > 0."""
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value!r}")
+        check_real(name, value, 0, low_open=True)

@@ -45,10 +45,12 @@ def _dataset_and_arch(args):
 
 
 def run(args):
+    from divqat.checks import check_output_dir
     from divqat.data import load_dataset
     from divqat.models import build_model_for
     from divqat.utils import resolve_device, seed_everything
 
+    check_output_dir("--out", args.out)
     dataset, arch = _dataset_and_arch(args)
     for name in ("epochs", "batch_size", "limit"):
         value = getattr(args, name)

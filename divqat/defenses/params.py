@@ -6,11 +6,11 @@ parsing of ``--defense-arg KEY=VALUE`` strings (:meth:`Param.parse`), the defaul
 help printed by ``divqat defenses``. ``source`` says where a default comes from (the paper,
 docs/science.md §4, or this repository's choice where the paper sweeps the value).
 """
-import math
-import numbers
 from dataclasses import dataclass
 
 import torch
+
+from divqat.checks import bounds_text, check_int, check_real
 
 __all__ = ["Param", "REQUIRED", "bind", "check_real", "check_int"]
 
@@ -25,28 +25,6 @@ REQUIRED = _Required()
 
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 TYPES = ("real", "int", "bool", "choice", "model")
-
-
-def _bounds(low, high):
-    return f">= {low}" if high is None else f"<= {high}" if low is None else f"in [{low}, {high}]"
-
-
-def check_real(name, value, low=None, high=None):
-    """``value`` as a float; ValueError naming ``name`` unless it is a finite real in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be {_bounds(low, high)}, got {value!r}")
-    return float(value)
-
-
-def check_int(name, value, low=None, high=None):
-    """``value`` as an int; ValueError naming ``name`` unless it is an integer in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be {_bounds(low, high)}, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -115,7 +93,7 @@ class Param:
             noun = "a number" if self.type == "real" else "an integer"
             if self.low is None and self.high is None:
                 return noun
-            return f"{noun} {_bounds(self.low, self.high)}"
+            return f"{noun} {bounds_text(self.low, self.high)}"
         if self.type == "bool":
             return "true or false"
         if self.type == "choice":

@@ -55,7 +55,10 @@ setup(
     name="divqat",
     version="0.1.0",
     description="DivQAT: quantization-aware training against model extraction, with fused kernels",
-    packages=find_packages(include=["divqat", "divqat.*", "triton_kernels", "triton_kernels.*"]),
+    # The Triton kernels live in the top-level folder triton_kernels/ and install as
+    # divqat.triton_kernels: no top-level package but divqat (triton_kernels is Triton's own name).
+    packages=find_packages(include=["divqat", "divqat.*"]) + ["divqat.triton_kernels"],
+    package_dir={"divqat.triton_kernels": "triton_kernels"},
     python_requires=">=3.11",  # tomllib; CI runs 3.11 only, so nothing older is claimed
     install_requires=[
         "torch>=2.4",

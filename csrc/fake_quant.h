@@ -25,11 +25,7 @@
 
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define DIVQAT_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define DIVQAT_HOST_DEVICE inline
-#endif
+#include "common.h"
 
 namespace divqat {
 namespace fq {

@@ -20,7 +20,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <type_traits>
+#include <cmath>
 #include <vector>
 
 // no-trapping-math lets the compiler if-convert the LSQ selects (no FP trap is ever enabled);
@@ -36,23 +36,10 @@ namespace {
 
 using fq::QParams;
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define DIVQAT_FQ_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define DIVQAT_FQ_INLINE inline __attribute__((always_inline))
-#define DIVQAT_FQ_LAMBDA_INLINE __attribute__((always_inline))
-#else
-#define DIVQAT_FQ_LAMBDA_INLINE
-#define DIVQAT_FQ_CLONES
-#define DIVQAT_FQ_INLINE inline
-#endif
-
 constexpr int64_t kBlock = 16384;    // elements per parallel task / per LSQ partial sum
 constexpr int64_t kLanes = 16;       // fp32 accumulator lanes of an LSQ block sum
 constexpr int64_t kTile = 512;       // LSQ terms buffered per tile before lane sums
 constexpr int64_t kChunks = 64;      // row groups of the short-row LSQ reduction
-
-template <typename scalar_t>
-using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
 // Parameters of a span: one set (stride 0) or one per position (stride 1), structure of arrays.
 template <typename A>
@@ -67,7 +54,7 @@ struct Params {
 // Run f(i, params of i) for i < n: with the parameters hoisted out of the loop when they are
 // shared (stride 0), so that both loops vectorize without gathers.
 template <typename A, typename F>
-DIVQAT_FQ_INLINE void for_each_element(const Params<A>& p, int64_t n, F f) {
+DIVQAT_INLINE void for_each_element(const Params<A>& p, int64_t n, F f) {
   if (p.stride == 0) {
     const QParams<A> q{p.scale[0], p.inv[0], p.zero[0]};
     for (int64_t i = 0; i < n; ++i) f(i, q);
@@ -78,8 +65,8 @@ DIVQAT_FQ_INLINE void for_each_element(const Params<A>& p, int64_t n, F f) {
 
 // The elementwise span loops (compiled per dtype with target clones below).
 template <typename S, typename A>
-DIVQAT_FQ_INLINE void forward_span(const S* __restrict__ x, S* __restrict__ y, int64_t n, const Params<A>& p) {
-  for_each_element(p, n, [&](int64_t i, const QParams<A>& q) DIVQAT_FQ_LAMBDA_INLINE {
+DIVQAT_INLINE void forward_span(const S* __restrict__ x, S* __restrict__ y, int64_t n, const Params<A>& p) {
+  for_each_element(p, n, [&](int64_t i, const QParams<A>& q) DIVQAT_LAMBDA_INLINE {
     y[i] = static_cast<S>(fq::fake_quant_value(static_cast<A>(x[i]), q, p.qmin, p.qmax));
   });
 }
@@ -87,9 +74,9 @@ DIVQAT_FQ_INLINE void forward_span(const S* __restrict__ x, S* __restrict__ y, i
 // DY_STEP is 1 for a gradient array, 0 for one value broadcast to every element (the backward of
 // a sum or mean hands over an expanded scalar, read in place instead of materialized).
 template <int DY_STEP, typename S, typename A>
-DIVQAT_FQ_INLINE void backward_span(const S* __restrict__ x, const S* __restrict__ dy, S* __restrict__ dx, int64_t n,
+DIVQAT_INLINE void backward_span(const S* __restrict__ x, const S* __restrict__ dy, S* __restrict__ dx, int64_t n,
                                     const Params<A>& p) {
-  for_each_element(p, n, [&](int64_t i, const QParams<A>& q) DIVQAT_FQ_LAMBDA_INLINE {
+  for_each_element(p, n, [&](int64_t i, const QParams<A>& q) DIVQAT_LAMBDA_INLINE {
     dx[i] = static_cast<S>(
         fq::straight_through(static_cast<A>(x[i]), static_cast<A>(dy[i * DY_STEP]), q, p.qmin, p.qmax));
   });
@@ -97,9 +84,9 @@ DIVQAT_FQ_INLINE void backward_span(const S* __restrict__ x, const S* __restrict
 
 // dx and the LSQ terms of n <= kTile elements.
 template <int DY_STEP, typename S, typename A>
-DIVQAT_FQ_INLINE void lsq_tile(const S* __restrict__ x, const S* __restrict__ dy, S* __restrict__ dx, int64_t n,
+DIVQAT_INLINE void lsq_tile(const S* __restrict__ x, const S* __restrict__ dy, S* __restrict__ dx, int64_t n,
                                const Params<A>& p, A g, A* __restrict__ ts, A* __restrict__ tz) {
-  for_each_element(p, n, [&](int64_t i, const QParams<A>& q) DIVQAT_FQ_LAMBDA_INLINE {
+  for_each_element(p, n, [&](int64_t i, const QParams<A>& q) DIVQAT_LAMBDA_INLINE {
     A dxi;
     fq::lsq_terms(static_cast<A>(x[i]), static_cast<A>(dy[i * DY_STEP]), q, p.qmin, p.qmax, g, dxi, ts[i], tz[i]);
     dx[i] = static_cast<S>(dxi);
@@ -109,7 +96,7 @@ DIVQAT_FQ_INLINE void lsq_tile(const S* __restrict__ x, const S* __restrict__ dy
 // dx for the span; the LSQ terms are added into ds[i] / dz[i] per position (per_position), or
 // summed through kLanes fp32 lanes into ds[0] / dz[0] (the lanes, then their sum, in a fixed order).
 template <int DY_STEP, typename S, typename A>
-DIVQAT_FQ_INLINE void lsq_span(const S* x, const S* dy, S* dx, int64_t n, const Params<A>& p, A g, A* ds, A* dz,
+DIVQAT_INLINE void lsq_span(const S* x, const S* dy, S* dx, int64_t n, const Params<A>& p, A g, A* ds, A* dz,
                                bool per_position) {
   alignas(64) A ts[kTile], tz[kTile];
   alignas(64) A ls[kLanes] = {}, lz[kLanes] = {};
@@ -147,15 +134,15 @@ DIVQAT_FQ_INLINE void lsq_span(const S* x, const S* dy, S* dx, int64_t n, const 
 
 // dy_scalar: dy points to one value that stands for every element's gradient.
 #define DIVQAT_FQ_SPANS(S, A)                                                                                      \
-  DIVQAT_FQ_CLONES void forward_kernel(const S* x, S* y, int64_t n, const Params<A>& p) { forward_span(x, y, n, p); } \
-  DIVQAT_FQ_CLONES void backward_kernel(const S* x, const S* dy, bool dy_scalar, S* dx, int64_t n,                  \
+  DIVQAT_TARGET_CLONES void forward_kernel(const S* x, S* y, int64_t n, const Params<A>& p) { forward_span(x, y, n, p); } \
+  DIVQAT_TARGET_CLONES void backward_kernel(const S* x, const S* dy, bool dy_scalar, S* dx, int64_t n,                  \
                                         const Params<A>& p) {                                                       \
     if (dy_scalar)                                                                                                  \
       backward_span<0>(x, dy, dx, n, p);                                                                            \
     else                                                                                                            \
       backward_span<1>(x, dy, dx, n, p);                                                                            \
   }                                                                                                                 \
-  DIVQAT_FQ_CLONES void lsq_kernel(const S* x, const S* dy, bool dy_scalar, S* dx, int64_t n, const Params<A>& p,  \
+  DIVQAT_TARGET_CLONES void lsq_kernel(const S* x, const S* dy, bool dy_scalar, S* dx, int64_t n, const Params<A>& p,  \
                                    A g, A* ds, A* dz, bool per_position) {                                          \
     if (dy_scalar)                                                                                                  \
       lsq_span<0>(x, dy, dx, n, p, g, ds, dz, per_position);                                                        \
@@ -231,14 +218,25 @@ void for_each_block(const Layout& l, F f) {
 // The value checks of fake_quant, made by the forward (the Python wrapper leaves them to this
 // kernel in eager mode, which reads scale and zero point on the host anyway): ValueError naming
 // the argument, as divqat.reference.fake_quant.check_fake_quant_values raises.
-void check_values(const at::Tensor& s_in, const at::Tensor& z_in, int64_t qmin, int64_t qmax) {
+void check_values(const at::Tensor& s_in, const at::Tensor& z_in, int64_t qmin, int64_t qmax, double grad_factor) {
+  TORCH_CHECK_VALUE(std::isfinite(grad_factor), "grad_factor must be a finite number, got ", grad_factor);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s_in.scalar_type(), "divqat_fake_quant_scale", [&] {
     const at::Tensor s = s_in.contiguous();
     const scalar_t* sp = s.const_data_ptr<scalar_t>();
-    for (int64_t c = 0; c < s.numel(); ++c)
-      TORCH_CHECK_VALUE(static_cast<double>(sp[c]) > 0.0, "scale must be > 0 (and not NaN) everywhere");
+    for (int64_t c = 0; c < s.numel(); ++c) {
+      const double v = static_cast<double>(sp[c]);
+      TORCH_CHECK_VALUE(v > 0.0 && v < INFINITY, "scale must be > 0 and finite (not NaN or inf) everywhere");
+    }
   });
-  if (z_in.is_floating_point()) return;
+  if (z_in.is_floating_point()) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, z_in.scalar_type(), "divqat_fake_quant_zero", [&] {
+      const at::Tensor z = z_in.contiguous();
+      const scalar_t* zp = z.const_data_ptr<scalar_t>();
+      for (int64_t c = 0; c < z.numel(); ++c)
+        TORCH_CHECK_VALUE(!std::isnan(static_cast<double>(zp[c])), "zero_point must not be NaN");
+    });
+    return;
+  }
   AT_DISPATCH_INTEGRAL_TYPES(z_in.scalar_type(), "divqat_fake_quant_zero_point", [&] {
     const at::Tensor z = z_in.contiguous();
     const scalar_t* zp = z.const_data_ptr<scalar_t>();
@@ -251,7 +249,7 @@ void check_values(const at::Tensor& s_in, const at::Tensor& z_in, int64_t qmin, 
 at::Tensor fake_quant_cpu(const at::Tensor& x_in, const at::Tensor& scale, const at::Tensor& zero_point,
                           int64_t quant_min, int64_t quant_max, c10::optional<int64_t> axis, double grad_factor) {
   const Layout l = fq::check_and_layout(x_in, scale, zero_point, quant_min, quant_max, axis);
-  check_values(scale, zero_point, quant_min, quant_max);
+  check_values(scale, zero_point, quant_min, quant_max, grad_factor);
   const at::Tensor x = x_in.contiguous();
   at::Tensor y = at::empty(x.sizes(), x.options());
   if (x.numel() == 0) return y;

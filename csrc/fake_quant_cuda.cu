@@ -30,9 +30,6 @@ constexpr int kThreads = 256;
 constexpr int64_t kChunk = 4096;     // elements of a long row per LSQ pass-1 block
 constexpr int64_t kRowGroups = 256;  // row groups of the short-row LSQ pass 1
 
-template <typename scalar_t>
-using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-
 template <typename T, int VEC>
 struct alignas(sizeof(T) * VEC) Vec {
   T v[VEC];

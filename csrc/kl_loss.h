@@ -10,7 +10,10 @@
 //   d loss / d b_j = T (q_j - p_j)                             ("Q side")
 //   d loss / d a_j = T p_j (ca_j - cb_j - log Sa + log Sb - kl) ("P side")
 //
-// with p_j = ea_j / Sa, q_j = eb_j / Sb. The cross-entropy of DivQAT (arXiv 2512.23948) at
+// with p_j = ea_j / Sa, q_j = eb_j / Sb. Terms with p_j = 0 (ea_j = 0: a_j = -inf, or so far
+// below the maximum that exp underflows) contribute 0 to X and to the P-side gradient, the
+// 0 * log 0 = 0 convention: a zero teacher probability (forward direction) gives a finite KL,
+// and a class masked to -inf in both logits contributes nothing and gets a zero gradient. The cross-entropy of DivQAT (arXiv 2512.23948) at
 // temperature 1 on the student logits s with max ms and target y:
 //   ce = log S1 - (s_y - ms),  S1 = sum_j exp(s_j - ms),  d ce / d s_j = exp(s_j - ms) / S1 - [j == y].
 #pragma once
@@ -21,15 +24,7 @@
 #include <cstdint>
 #include <cstring>
 
-#ifdef __CUDACC__
-#define DIVQAT_HD __host__ __device__ __forceinline__
-#elif defined(__GNUC__)
-// always_inline: the CPU kernels are compiled for several instruction sets (target_clones),
-// and GCC only inlines a function into a clone of another -march when forced to.
-#define DIVQAT_HD inline __attribute__((always_inline))
-#else
-#define DIVQAT_HD inline
-#endif
+#include "common.h"
 
 namespace divqat {
 namespace kl {
@@ -40,7 +35,7 @@ using std::log;
 // exp(x) for x <= 0 (logits minus their row maximum). On the host a Cody-Waite reduction and
 // the Cephes expf polynomial (about 1 ulp), written without calls so that loops vectorize;
 // arguments below the fp32 range give 0.
-DIVQAT_HD float exp_nonpos(float x) {
+DIVQAT_HOST_DEVICE float exp_nonpos(float x) {
 #ifdef __CUDA_ARCH__
   return __expf(x);
 #else
@@ -61,55 +56,64 @@ DIVQAT_HD float exp_nonpos(float x) {
 #endif
 }
 
-DIVQAT_HD double exp_nonpos(double x) { return exp(x); }
+DIVQAT_HOST_DEVICE double exp_nonpos(double x) { return exp(x); }
+
+// ea_j (ca_j - cb_j), 0 where ea_j = 0 (whatever ca_j - cb_j is: -inf - -inf is NaN).
+template <typename A>
+DIVQAT_HOST_DEVICE A cross_term(A ea, A ca, A cb) {
+  const A term = ea * (ca - cb);  // computed unconditionally: a plain select, so loops vectorize
+  return ea > A(0) ? term : A(0);
+}
 
 // KL(P || Q) of a row from its partial sums (see the top of this file).
 template <typename A>
-DIVQAT_HD A kl_from_partials(A cross, A sum_a, A sum_b) {
+DIVQAT_HOST_DEVICE A kl_from_partials(A cross, A sum_a, A sum_b) {
   return cross / sum_a - log(sum_a) + log(sum_b);
 }
 
 // The constant of the P-side gradient: -log Sa + log Sb - kl.
 template <typename A>
-DIVQAT_HD A p_side_shift(A sum_a, A sum_b, A kl) {
+DIVQAT_HOST_DEVICE A p_side_shift(A sum_a, A sum_b, A kl) {
   return log(sum_b) - log(sum_a) - kl;
 }
 
-// coef * d(T^2 kl)/d a_j with ra = coef * T / Sa: ra * ea_j * (ca_j - cb_j + shift).
+// coef * d(T^2 kl)/d a_j with ra = coef * T / Sa: ra * ea_j * (ca_j - cb_j + shift), 0 where ea_j = 0.
 template <typename A>
-DIVQAT_HD A p_side_grad(A ra, A ea, A ca, A cb, A shift) {
-  return ra * ea * (ca - cb + shift);
+DIVQAT_HOST_DEVICE A p_side_grad(A ra, A ea, A ca, A cb, A shift) {
+  const A grad = ra * ea * (ca - cb + shift);
+  return ea > A(0) ? grad : A(0);
 }
 
 // coef * d(T^2 kl)/d b_j with ra = coef * T / Sa, rb = coef * T / Sb: rb * eb_j - ra * ea_j.
 template <typename A>
-DIVQAT_HD A q_side_grad(A ra, A ea, A rb, A eb) {
+DIVQAT_HOST_DEVICE A q_side_grad(A ra, A ea, A rb, A eb) {
   return rb * eb - ra * ea;
 }
 
 // Cross-entropy of a row from S1 = sum exp(s - ms) and the centered target logit s_y - ms.
 template <typename A>
-DIVQAT_HD A ce_from_partials(A sum_1, A target_centered) {
+DIVQAT_HOST_DEVICE A ce_from_partials(A sum_1, A target_centered) {
   return log(sum_1) - target_centered;
 }
 
 // exp((m_old - m_new) * inv_t): rescales an online sum when its running maximum grows
 // (1 when it did not, 0 while nothing has been summed yet: m_old = -inf).
 template <typename A>
-DIVQAT_HD A rescale(A m_old, A m_new, A inv_t) {
+DIVQAT_HOST_DEVICE A rescale(A m_old, A m_new, A inv_t) {
   if (m_old == m_new) return A(1);
   return m_old == -INFINITY ? A(0) : exp_nonpos((m_old - m_new) * inv_t);
 }
 
-// KL(P || Q) from the online sums: W = sum ea_j (a_j - b_j) / T, so X = W - (ma - mb) Sa / T.
+// KL(P || Q) from the online sums: W = sum ea_j (a_j - b_j) / T (terms with ea_j = 0 left out,
+// cross_term), so X = W - (ma - mb) Sa / T.
 template <typename A>
-DIVQAT_HD A kl_from_online(A w, A ma, A mb, A inv_t, A sum_a, A sum_b) {
+DIVQAT_HOST_DEVICE A kl_from_online(A w, A ma, A mb, A inv_t, A sum_a, A sum_b) {
   return w / sum_a - (ma - mb) * inv_t - log(sum_a) + log(sum_b);
 }
 
 // The weight of a row's KL gradient: coef, or 0 when the hinge min(loss, cap) is capped.
 template <typename A>
-DIVQAT_HD A capped_coef(A loss, A cap, A coef) {
+DIVQAT_HOST_DEVICE A capped_coef(A loss, A cap, A coef) {
   return loss > cap ? A(0) : coef;
 }
 

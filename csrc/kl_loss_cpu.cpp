@@ -12,28 +12,11 @@
 #include <algorithm>
 #include <limits>
 #include <memory>
-#include <type_traits>
 
 #include "kl_loss.h"
 
 namespace divqat {
 namespace {
-
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-// Compile the row loops for AVX-512 and AVX2+FMA as well, picked at load time (GCC ifunc).
-#define DIVQAT_TARGET_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define DIVQAT_TARGET_CLONES
-#endif
-
-#if defined(__GNUC__)
-#define DIVQAT_INLINE inline __attribute__((always_inline))
-#else
-#define DIVQAT_INLINE inline
-#endif
-
-template <typename scalar_t>
-using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
 // Everything a chunk of rows needs. Gradient pointers are null when that gradient is not wanted.
 template <typename scalar_t>
@@ -101,7 +84,7 @@ DIVQAT_INLINE void row(const A* s, const A* t, int64_t cols, int64_t y, const Ro
     eb[j] = xb;
     sum_a += xa;
     sum_b += xb;
-    cross += xa * (ca - cb);
+    cross += kl::cross_term(xa, ca, cb);
   }
   const A kl_raw = kl::kl_from_partials(cross, sum_a, sum_b);
   kl_out = T * T * kl_raw;

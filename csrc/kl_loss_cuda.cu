@@ -18,15 +18,11 @@
 
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 
 #include "kl_loss.h"
 
 namespace divqat {
 namespace {
-
-template <typename scalar_t>
-using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
 constexpr int kWarp = 32;
 constexpr int kFinishThreads = 1024;
@@ -142,7 +138,7 @@ __global__ void kl_rows_kernel(const scalar_t* __restrict__ a_all, const scalar_
       const A av = static_cast<A>(pa.v[k]), bv = static_cast<A>(pb.v[k]);
       const A ea = kl::exp_nonpos((av - ma) * inv_t);
       st.sum_a += ea;
-      st.w += ea * (av - bv) * inv_t;
+      st.w += kl::cross_term(ea, av, bv) * inv_t;
       st.sum_b += kl::exp_nonpos((bv - mb) * inv_t);
       if (HAS_CE) st.sum_1 += kl::exp_nonpos((student_is_a ? av : bv) - ms);
     }

@@ -1,38 +1,124 @@
-"""Which implementation serves an op call: the compiled C++/CUDA kernels, Triton, or the
-pure-PyTorch reference.
+"""Which implementation serves an op call, and the one place where every backend's ops are
+loaded and get their fake implementations and autograd formulas.
 
-``DIVQAT_BACKEND`` (read at call time) is one of ``cuda`` (default for CUDA tensors),
-``triton`` (CUDA tensors, or CPU tensors when ``TRITON_INTERPRET=1``), ``torch`` (the
-reference). CPU tensors use the C++ kernels unless ``torch`` or ``triton`` is asked for.
-When a compiled extension is missing, the reference serves and one warning says so.
+Backends (``DIVQAT_BACKEND``, read at call time; unset = the default rule below):
+
+- ``compiled``: divqat's compiled extension, ``torch.ops.divqat.*`` — the C++ kernels
+  (``divqat._C``) for CPU tensors, the CUDA kernels (``divqat._cuda``) for CUDA tensors.
+  The default for both. ``cuda`` is accepted as its former name.
+- ``triton``: the Triton kernels, ``torch.ops.divqat_triton.*`` (package
+  ``divqat.triton_kernels``), for CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``.
+- ``reference``: the pure-PyTorch reference (:mod:`divqat.reference`), any device.
+  ``torch`` is accepted as its former name.
+
+Where the compiled extension is missing, the reference serves and one warning says so.
+
+Loading policy, the same for every op and backend: each op module declares its ops once with
+:func:`register_op` (fake implementation, and an autograd formula unless the extension brings
+its own C++ autograd kernel). ``import divqat.ops`` then loads every backend that can run now
+(:func:`load_available`): the compiled extensions, and the Triton kernels where Triton is
+installed and usable (a CUDA device, or ``TRITON_INTERPRET=1`` already set: the kernels must be
+defined after it). A backend selected later (e.g. ``TRITON_INTERPRET`` set after the import) is
+loaded on its first call, by the same :func:`load`, which ``torch.compile`` runs instead of tracing.
 """
 import importlib
+import importlib.util
 import os
 import warnings
 
 import torch
 
-BACKENDS = ("cuda", "triton", "torch")
+BACKENDS = ("compiled", "triton", "reference")
+ALIASES = {"cuda": "compiled", "torch": "reference"}  # the names of divqat <= 0.1
 
-_loaded = {}
+# backend -> (modules whose import defines its ops, torch.ops namespace)
+_MODULES = {
+    "compiled": (("divqat._C",), "divqat"),
+    "triton": (("divqat.triton_kernels",), "divqat_triton"),
+}
+
+_loaded = {}  # backend or module name -> bool
+_declared = []  # (op name, fake, backward, setup_context, compiled_autograd) of every op
 _warned = set()
 
 
-def _load_extension(name):
-    """Import ``divqat.<name>`` once; return True when its kernels are registered."""
-    if name not in _loaded:
+def register_op(name, fake, backward=None, setup_context=None, compiled_autograd=False):
+    """Declare op ``name`` (e.g. ``"fake_quant"``) of every fused backend: its fake (meta)
+    implementation and, when ``backward`` is given, its autograd formula
+    (``torch.library.register_autograd``; not for the compiled backend when
+    ``compiled_autograd``: the extension brings the same formula as a C++ autograd kernel).
+    ``setup_context`` may be None; the formula finds its backend's op namespace in ``ctx.ops``.
+    Applied to each backend's namespace when it is loaded, now or later."""
+    declaration = (name, fake, backward, setup_context, compiled_autograd)
+    _declared.append(declaration)
+    for backend, ok in list(_loaded.items()):
+        if ok and backend in _MODULES:
+            _attach(backend, *declaration)
+
+
+def _attach(backend, name, fake, backward, setup_context, compiled_autograd):
+    namespace = _MODULES[backend][1]
+    ops = getattr(torch.ops, namespace)
+    if not hasattr(ops, name):
+        return  # this backend does not define the op
+    qualname = f"{namespace}::{name}"
+    torch.library.register_fake(qualname)(fake)
+    if backward is None or (compiled_autograd and backend == "compiled"):
+        return
+
+    def setup(ctx, inputs, output):
+        ctx.ops = ops
+        if setup_context is not None:
+            setup_context(ctx, inputs, output)
+
+    torch.library.register_autograd(qualname, backward, setup_context=setup)
+
+
+def _import(module):
+    """Import ``module`` once; False (with one warning for the compiled extension) if it fails."""
+    if module not in _loaded:
         try:
-            importlib.import_module(f"divqat.{name}")
-            _loaded[name] = True
+            importlib.import_module(module)
+            _loaded[module] = True
         except ImportError as exc:
-            _loaded[name] = False
-            _warn_once(
-                name,
-                f"divqat: the compiled extension divqat.{name} is not available ({exc}); "
-                "the pure-PyTorch reference serves instead. Build it with "
-                "`pip install --no-build-isolation -e .`.",
-            )
-    return _loaded[name]
+            _loaded[module] = False
+            if module.startswith("divqat._"):
+                _warn_once(
+                    module,
+                    f"divqat: the compiled extension {module} is not available ({exc}); the "
+                    "pure-PyTorch reference serves instead. Build it with "
+                    "`pip install --no-build-isolation -e .`.",
+                )
+    return _loaded[module]
+
+
+@torch.compiler.assume_constant_result
+def load(backend):
+    """Load ``backend`` ("compiled" or "triton") once and attach the declared fake and autograd
+    registrations to its ops; True when its ops are available. ``torch.compile`` calls this
+    while tracing rather than tracing an import."""
+    if backend not in _loaded:
+        ok = all(_import(m) for m in _MODULES[backend][0])
+        _loaded[backend] = ok
+        if ok:
+            for declaration in _declared:
+                _attach(backend, *declaration)
+    return _loaded[backend]
+
+
+def _load_cuda_extension():
+    return _import("divqat._cuda")
+
+
+def load_available():
+    """Load every backend that can run now (see the module docstring)."""
+    if torch.cuda.is_available():
+        _load_cuda_extension()
+    load("compiled")
+    if importlib.util.find_spec("triton") is not None and (
+        torch.cuda.is_available() or triton_usable(torch.device("cpu"))
+    ):
+        load("triton")
 
 
 def _warn_once(key, message):
@@ -42,12 +128,15 @@ def _warn_once(key, message):
 
 
 def requested_backend():
-    """The backend named by ``DIVQAT_BACKEND``, or None when unset."""
+    """The backend named by ``DIVQAT_BACKEND`` (former names mapped), or None when unset."""
     name = os.environ.get("DIVQAT_BACKEND", "").strip().lower()
     if not name:
         return None
+    name = ALIASES.get(name, name)
     if name not in BACKENDS:
-        raise ValueError(f"DIVQAT_BACKEND must be one of {BACKENDS}, got {name!r}")
+        raise ValueError(
+            f"DIVQAT_BACKEND must be one of {BACKENDS} (or the former names {tuple(ALIASES)}), got {name!r}"
+        )
     return name
 
 
@@ -59,10 +148,10 @@ def triton_usable(device):
 
 
 def select(device):
-    """Return 'compiled', 'triton' or 'torch' for tensors on ``device``."""
+    """Return 'compiled', 'triton' or 'reference' for tensors on ``device``."""
     want = requested_backend()
-    if want == "torch":
-        return "torch"
+    if want == "reference":
+        return "reference"
     if want == "triton":
         if not triton_usable(device):
             raise RuntimeError(
@@ -70,17 +159,13 @@ def select(device):
             )
         return "triton"
     if device.type == "cuda":
-        return "compiled" if _load_extension("_cuda") else "torch"
+        return "compiled" if load("compiled") and _load_cuda_extension() else "reference"
     if device.type == "cpu":
-        return "compiled" if _load_extension("_C") else "torch"
-    return "torch"
+        return "compiled" if load("compiled") else "reference"
+    return "reference"
 
 
-def load_compiled_kernels():
-    """Import the compiled extensions now — called when an op module is imported, so that no
-    first import happens inside a ``torch.compile`` region. Loads ``divqat._cuda`` too where
-    CUDA is available; returns True when the CPU kernels (and so the op schemas) are present."""
-    if torch.cuda.is_available():
-        _load_extension("_cuda")
-    return _load_extension("_C")
-
+def ops(backend):
+    """The ``torch.ops`` namespace of the fused ``backend`` ("compiled" or "triton"), loaded."""
+    load(backend)
+    return getattr(torch.ops, _MODULES[backend][1])

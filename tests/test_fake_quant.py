@@ -12,26 +12,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from divqat import _backend
 from divqat.ops import fake_quant
-from divqat.ops.fake_quant import _triton
+from op_backends import backend, fused_ops  # noqa: F401  (fixtures)
 
-BACKENDS = ["compiled", "torch", "triton"]
 RANGES = [(0, 255), (-128, 127), (0, 15), (-8, 7), (0, 3), (-2, 1)]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 # Hypothesis examples per backend: the Triton interpreter costs milliseconds per launch.
-EXAMPLES = {"compiled": 60, "torch": 40, "triton": 12}
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request, monkeypatch):
-    """Select a backend through DIVQAT_BACKEND, and check that it is the one that serves."""
-    if request.param == "compiled":
-        monkeypatch.delenv("DIVQAT_BACKEND", raising=False)
-    else:
-        monkeypatch.setenv("DIVQAT_BACKEND", request.param)
-    assert _backend.select(torch.device("cpu")) == request.param
-    return request.param
+EXAMPLES = {"compiled": 60, "reference": 40, "triton": 12}
 
 
 def _settings(backend, scale=1.0):
@@ -335,20 +322,16 @@ def test_torch_compile_fullgraph(backend):
         assert torch.equal(got, want)
 
 
-@pytest.mark.parametrize("kind", ["compiled", "triton"])
-def test_opcheck(kind):
-    if kind == "triton":
-        _triton()  # imports and registers the Triton ops
-    ns = torch.ops.divqat_triton if kind == "triton" else torch.ops.divqat
+def test_opcheck(fused_ops):
     x = torch.randn(5, 6).t() * 2  # non-contiguous: the outputs are contiguous, fake and real
     dy = torch.randn(6, 5)
     per_channel = (torch.rand(5) * 0.1 + 0.01, torch.randint(0, 16, (5,)).float(), 0, 15, 1)
     per_tensor = (torch.tensor(0.05), torch.tensor(3, dtype=torch.int32), -8, 7, None)
     for s, z, qmin, qmax, axis in (per_channel, per_tensor):
-        torch.library.opcheck(ns.fake_quant.default,
+        torch.library.opcheck(fused_ops.fake_quant.default,
                               (x.clone().requires_grad_(), s.clone().requires_grad_(), z, qmin, qmax, axis, 0.5))
-        torch.library.opcheck(ns.fake_quant_backward.default, (dy, x, s, z, qmin, qmax, axis))
-        torch.library.opcheck(ns.fake_quant_lsq_backward.default, (dy, x, s, z, qmin, qmax, axis, 0.5))
+        torch.library.opcheck(fused_ops.fake_quant_backward.default, (dy, x, s, z, qmin, qmax, axis))
+        torch.library.opcheck(fused_ops.fake_quant_lsq_backward.default, (dy, x, s, z, qmin, qmax, axis, 0.5))
 
 
 _GOOD = dict(x=torch.randn(4, 3), scale=torch.full((3,), 0.1), zero_point=torch.zeros(3, dtype=torch.int32),

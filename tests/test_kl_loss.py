@@ -10,35 +10,13 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from divqat import _backend
 from divqat.ops import div_kl_loss, divqat_loss
 from divqat.ops import kl_loss as ops_module
 from divqat.reference import kl_loss as ref
+from op_backends import BACKENDS, backend, fused_ops, use_backend  # noqa: F401  (fixtures)
 
-BACKENDS = ("compiled", "torch", "triton")
 REDUCTIONS = ("batchmean", "sum", "none")
 DIRECTIONS = ("forward", "reverse")
-
-
-def _use_backend(monkeypatch, name):
-    if name == "compiled":
-        monkeypatch.delenv("DIVQAT_BACKEND", raising=False)
-    else:
-        monkeypatch.setenv("DIVQAT_BACKEND", name)
-    assert _backend.select(torch.device("cpu")) == name  # the backend asked for is the one that serves
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request, monkeypatch):
-    _use_backend(monkeypatch, request.param)
-    return request.param
-
-
-@pytest.fixture(params=("compiled", "triton"))
-def fused_ops(request, monkeypatch):
-    """The op namespace of a fused backend (torch.ops.divqat or torch.ops.divqat_triton)."""
-    _use_backend(monkeypatch, request.param)
-    return ops_module._fused_ops(torch.device("cpu"))
 
 
 def _logits(shape, dtype=torch.float32, scale=3.0, seed=0):
@@ -231,7 +209,7 @@ def test_fused_backend_serves_the_call(fused_ops, monkeypatch):
 
 
 def test_compiled_kernel_is_deterministic_across_thread_counts(monkeypatch):
-    _use_backend(monkeypatch, "compiled")
+    use_backend(monkeypatch, "compiled")
     s, t = _logits((257, 301)), _logits((257, 301), seed=1)
     target = torch.arange(257) % 301
     threads = torch.get_num_threads()
@@ -300,7 +278,7 @@ def test_property_shapes_and_views(rows, cols, lead, transpose, reduction, direc
     expected_q = ref.divqat_loss(s.double(), t.double(), target, 0.4, temperature, direction)
     with pytest.MonkeyPatch.context() as mp:
         for name in BACKENDS:
-            _use_backend(mp, name)
+            use_backend(mp, name)
             got = div_kl_loss(s, t, temperature, reduction, direction)
             torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5, equal_nan=True)
             got_q = divqat_loss(s, t, target, 0.4, temperature, direction)
@@ -313,7 +291,7 @@ def test_property_shapes_and_views(rows, cols, lead, transpose, reduction, direc
 @pytest.mark.parametrize("cols", [1, 7, 1000, 4096, 32000, 40000])
 def test_cuda_matches_float64_reference(monkeypatch, name, dtype, cols):
     """The CUDA and Triton GPU kernels: unaligned and vectorized rows, several block sizes."""
-    _use_backend(monkeypatch, name)
+    use_backend(monkeypatch, name)
     tol = {"rtol": 2e-2, "atol": 2e-2} if dtype == torch.bfloat16 else {"rtol": 1e-4, "atol": 1e-5}
     s, t = _logits((5, cols), dtype, seed=cols), _logits((5, cols), dtype, seed=cols + 1)
     target = torch.tensor([0, cols - 1, cols // 2, cols // 3, 1 % cols])

@@ -61,7 +61,7 @@ def _kl_rows_kernel(
         scale_a = tl.exp((ma - new_ma) * inv_t)
         sum_a = sum_a * scale_a + tl.sum(ea, axis=0)
         sum_b = sum_b * tl.exp((mb - new_mb) * inv_t) + tl.sum(eb, axis=0)
-        w = w * scale_a + tl.sum(ea * diff, axis=0)
+        w = w * scale_a + tl.sum(tl.where(ea > 0, ea * diff, 0.0), axis=0)  # 0 log 0 = 0
         if HAS_CE:
             if STUDENT_IS_A:
                 sum_1 = sum_1 * tl.exp(ma - new_ma) + tl.sum(tl.exp(a - new_ma), axis=0)
@@ -99,7 +99,7 @@ def _kl_rows_kernel(
             cb = (b - mb) * inv_t
             ea = tl.exp(ca)
             eb = tl.exp(cb)
-            grad_p = ra * ea * (ca - cb + shift)
+            grad_p = tl.where(ea > 0, ra * ea * (ca - cb + shift), 0.0)
             grad_q = rb * eb - ra * ea
             if HAS_CE:
                 s = a if STUDENT_IS_A else b

@@ -7,15 +7,16 @@ bit-identical with ``torch.fake_quantize_per_tensor_affine`` / ``..._per_channel
 require grad, as ``torch._fake_quantize_learnable_per_*_affine`` (Esser et al., ICLR 2020).
 The numerics are documented in :mod:`divqat.reference.fake_quant`.
 
-Backends (``divqat._backend.select``): the compiled kernels ``torch.ops.divqat.fake_quant*``
-(C++ on CPU, CUDA on GPU), the Triton kernels ``torch.ops.divqat_triton.fake_quant*``, or the
-pure-PyTorch reference. Each op triple (forward, straight-through backward, LSQ backward)
-gets its fake implementation here and its autograd formula here (Triton) or in C++ (compiled,
-csrc/fake_quant_autograd.cpp), so ``torch.library.opcheck`` and ``torch.compile(fullgraph=True)``
-work with every backend. Scale and zero point stay tensors (no ``.item()``, no host sync).
+Backends (:mod:`divqat._backend`): "compiled" ``torch.ops.divqat.fake_quant*`` (C++ on CPU,
+CUDA on GPU), "triton" ``torch.ops.divqat_triton.fake_quant*``, or the pure-PyTorch
+"reference". Each op triple (forward, straight-through backward, LSQ backward) is declared here
+with ``_backend.register_op``: its fake implementation, and its autograd formula (the compiled
+ops bring the same formulas as C++ autograd kernels, csrc/fake_quant_autograd.cpp), so
+``torch.library.opcheck`` and ``torch.compile(fullgraph=True)`` work with every backend.
+Double backward: exact for the straight-through estimator (the backward is linear in dy and
+piecewise constant in x); a clear error for the LSQ gradients, as in PyTorch.
+Scale and zero point stay tensors (no ``.item()``, no host sync).
 """
-import importlib
-
 import torch
 
 from divqat import _backend
@@ -23,83 +24,69 @@ from divqat.reference.fake_quant import check_fake_quant_values, fake_quant_unch
 
 __all__ = ["fake_quant"]
 
-_triton_ops = []
+
+# The kernels return contiguous tensors whatever the strides of their inputs.
+def _fake_quant_fake(x, scale, zero_point, quant_min, quant_max, axis, grad_factor):
+    return x.new_empty(x.shape)
 
 
-def _register_fakes(ops):
-    """Attach fake implementations to one backend's op triple."""
-
-    # The kernels return contiguous tensors whatever the strides of their inputs.
-    @torch.library.register_fake(ops.fake_quant)
-    def _(x, scale, zero_point, quant_min, quant_max, axis, grad_factor):
-        return x.new_empty(x.shape)
-
-    @torch.library.register_fake(ops.fake_quant_backward)
-    def _(grad, x, scale, zero_point, quant_min, quant_max, axis):
-        return x.new_empty(x.shape)
-
-    @torch.library.register_fake(ops.fake_quant_lsq_backward)
-    def _(grad, x, scale, zero_point, quant_min, quant_max, axis, grad_factor):
-        zdt = zero_point.dtype if zero_point.is_floating_point() else torch.float32
-        return x.new_empty(x.shape), scale.new_empty(scale.shape), zero_point.new_empty(zero_point.shape, dtype=zdt)
+def _backward_fake(grad, x, scale, zero_point, quant_min, quant_max, axis):
+    return x.new_empty(x.shape)
 
 
-def _register_autograd(ops):
-    """Attach the autograd formula to one backend's ``fake_quant`` (the compiled ops have the
-    same formula as a C++ autograd kernel, csrc/fake_quant_autograd.cpp)."""
-
-    def setup_context(ctx, inputs, output):
-        x, scale, zero_point, quant_min, quant_max, axis, grad_factor = inputs
-        ctx.save_for_backward(x, scale, zero_point)
-        ctx.args = (quant_min, quant_max, axis, grad_factor)
-
-    def backward(ctx, grad):
-        x, scale, zero_point = ctx.saved_tensors
-        quant_min, quant_max, axis, grad_factor = ctx.args
-        if not (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
-            dx = ops.fake_quant_backward(grad, x, scale, zero_point, quant_min, quant_max, axis)
-            return dx, None, None, None, None, None, None
-        dx, dscale, dzero = ops.fake_quant_lsq_backward(
-            grad, x, scale, zero_point, quant_min, quant_max, axis, grad_factor
-        )
-        return dx, dscale, dzero if zero_point.is_floating_point() else None, None, None, None, None
-
-    torch.library.register_autograd(ops.fake_quant, backward, setup_context=setup_context)
+def _lsq_backward_fake(grad, x, scale, zero_point, quant_min, quant_max, axis, grad_factor):
+    zdt = zero_point.dtype if zero_point.is_floating_point() else torch.float32
+    return x.new_empty(x.shape), scale.new_empty(scale.shape), zero_point.new_empty(zero_point.shape, dtype=zdt)
 
 
-class _Ops:
-    """The three ops of one backend, looked up in a ``torch.ops`` namespace."""
-
-    def __init__(self, namespace):
-        self.fake_quant = namespace.fake_quant.default
-        self.fake_quant_backward = namespace.fake_quant_backward.default
-        self.fake_quant_lsq_backward = namespace.fake_quant_lsq_backward.default
+def _setup_context(ctx, inputs, output):
+    x, scale, zero_point, quant_min, quant_max, axis, grad_factor = inputs
+    ctx.save_for_backward(x, scale, zero_point)
+    ctx.args = (quant_min, quant_max, axis, grad_factor)
 
 
-def _register_compiled():
-    if _backend.load_compiled_kernels() and hasattr(torch.ops.divqat, "fake_quant"):
-        _register_fakes(_Ops(torch.ops.divqat))
+def _backward(ctx, grad):
+    """Straight-through dx, or with a scale (or floating zero point) that requires grad, the LSQ
+    gradients; the same formula as the compiled ops' C++ autograd (csrc/fake_quant_autograd.cpp)."""
+    x, scale, zero_point = ctx.saved_tensors
+    quant_min, quant_max, axis, grad_factor = ctx.args
+    ops = ctx.ops
+    if not (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
+        return ops.fake_quant_backward(grad, x, scale, zero_point, quant_min, quant_max, axis), *([None] * 6)
+    dx, dscale, dzero = ops.fake_quant_lsq_backward(grad, x, scale, zero_point, quant_min, quant_max, axis, grad_factor)
+    return dx, dscale, dzero if zero_point.is_floating_point() else None, None, None, None, None
 
 
-def _triton():
-    """The Triton op triple, imported (and registered) on first use: the kernels must be
-    defined after TRITON_INTERPRET is set, and triton is an optional dependency."""
-    if not _triton_ops:
-        importlib.import_module("triton_kernels.fake_quant")
-        _triton_ops.append(_Ops(torch.ops.divqat_triton))
-        _register_fakes(_triton_ops[0])
-        _register_autograd(_triton_ops[0])
-    return _triton_ops[0]
+def _straight_through_setup_context(ctx, inputs, output):
+    _, x, scale, zero_point, quant_min, quant_max, axis = inputs
+    ctx.save_for_backward(x, scale, zero_point)
+    ctx.args = (quant_min, quant_max, axis)
 
 
-@torch.compiler.assume_constant_result
-def _triton_loaded():
-    """Load the Triton ops; torch.compile runs this while tracing instead of tracing the import."""
-    _triton()
-    return True
+def _straight_through_backward(ctx, grad_grad):
+    """Double backward of the straight-through estimator: dx = dy * mask(x) is linear in dy
+    (its derivative is the same mask) and piecewise constant in x (derivative 0)."""
+    x, scale, zero_point = ctx.saved_tensors
+    ddy = None
+    if ctx.needs_input_grad[0]:
+        ddy = ctx.ops.fake_quant_backward(grad_grad, x, scale, zero_point, *ctx.args)
+    return ddy, *([None] * 6)
 
 
-_register_compiled()
+def _lsq_double_backward(ctx, *grads):
+    raise RuntimeError(
+        "divqat.fake_quant: the second derivative of the LSQ gradients (scale or a floating "
+        "zero_point requiring grad, with create_graph=True) is not supported, as in PyTorch's "
+        "_fake_quantize_learnable ops; detach the scale and zero point for the double backward"
+    )
+
+
+# compiled_autograd: csrc/fake_quant_autograd.cpp holds the same three formulas in C++ (no Python
+# call per quantizer and step).
+_backend.register_op("fake_quant", _fake_quant_fake, _backward, _setup_context, compiled_autograd=True)
+_backend.register_op("fake_quant_backward", _backward_fake, _straight_through_backward,
+                     _straight_through_setup_context, compiled_autograd=True)
+_backend.register_op("fake_quant_lsq_backward", _lsq_backward_fake, _lsq_double_backward, compiled_autograd=True)
 
 
 def fake_quant(x, scale, zero_point, quant_min, quant_max, axis=None, grad_factor=1.0):
@@ -126,9 +113,6 @@ def fake_quant(x, scale, zero_point, quant_min, quant_max, axis=None, grad_facto
     if not (backend == "compiled" and x.device.type == "cpu" and not torch.compiler.is_compiling()):
         check_fake_quant_values(scale, zero_point, quant_min, quant_max)
     args = (x, scale, zero_point, quant_min, quant_max, axis, float(grad_factor))
-    if backend == "compiled":
-        return torch.ops.divqat.fake_quant(*args)
-    if backend == "triton":
-        _triton_loaded()
-        return torch.ops.divqat_triton.fake_quant(*args)
-    return fake_quant_unchecked(*args)
+    if backend == "reference":
+        return fake_quant_unchecked(*args)
+    return _backend.ops(backend).fake_quant(*args)

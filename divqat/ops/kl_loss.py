@@ -11,12 +11,11 @@ gradients of the reduced loss written during the forward pass (empty when not ne
 backward registered here is a scale by the upstream gradient. ``divqat._backend.select``
 picks the backend per call; "torch" runs the pure-PyTorch reference.
 """
-import importlib.util
-
 import torch
 
 from divqat import _backend
 from divqat.reference import kl_loss as reference
+
 
 def _div_kl_fake(student, teacher, temperature, reduction, direction, student_grad, teacher_grad):
     loss_shape = student.shape[:-1] if reduction == "none" else ()
@@ -40,78 +39,58 @@ def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(grad_student, grad_teacher)
     # the gradient outputs never get an upstream gradient: do not fill zeros of their size
     ctx.set_materialize_grads(False)
-    ctx.save_for_backward(grad_student, grad_teacher)
+    # the logits (and target) too, for a double backward; saving them copies nothing
+    ctx.save_for_backward(grad_student, grad_teacher, *[x for x in inputs if isinstance(x, torch.Tensor)])
+    ctx.args = [x for x in inputs if not isinstance(x, torch.Tensor)][:-2]  # without the two grad flags
 
 
 def _scale(grad, grad_loss):
-    """The saved gradient of the reduced loss times the upstream gradient (per row for "none");
-    None when the loss got no upstream gradient (grads are not materialized)."""
-    if grad_loss is None:
-        return None
+    """The saved gradient of the reduced loss times the upstream gradient (per row for "none")."""
     if grad_loss.dim() > 0:
         grad_loss = grad_loss.unsqueeze(-1)
     return grad * grad_loss
 
 
-def _backward_for(num_inputs):
-    """The backward of an op with ``num_inputs`` inputs, the logits first: scale the saved
-    gradients by the upstream one; the other inputs (flags, numbers, target) get None."""
+def _differentiable_grads(ctx, grad_loss, reference_loss):
+    """The gradients recomputed through the reference's autograd with create_graph=True: the
+    fused kernels' saved gradients are constants, so a double backward (a gradient penalty) goes
+    through the reference's differentiable formula instead."""
+    student, teacher, *rest = ctx.saved_tensors[2:]
+    loss = reference_loss(student, teacher, *rest, *ctx.args)
+    wanted = [x for x, needed in zip((student, teacher), ctx.needs_input_grad[:2]) if needed]
+    grads = iter(torch.autograd.grad(loss, wanted, grad_loss, create_graph=True))
+    return [next(grads) if needed else None for needed in ctx.needs_input_grad[:2]]
+
+
+def _backward_for(name, num_inputs):
+    """The backward of op ``name`` with ``num_inputs`` inputs, the logits first: scale the saved
+    gradients by the upstream one (or, under create_graph=True, recompute them differentiably);
+    the other inputs (flags, numbers, target) get None."""
 
     def backward(ctx, grad_loss, _grad_of_grad_student, _grad_of_grad_teacher):
-        grad_student, grad_teacher = ctx.saved_tensors
+        rest = [None] * (num_inputs - 2)
+        if grad_loss is None:  # the loss got no upstream gradient (grads are not materialized)
+            return None, None, *rest
+        if torch.is_grad_enabled():
+            return *_differentiable_grads(ctx, grad_loss, getattr(reference, name)), *rest
+        grad_student, grad_teacher = ctx.saved_tensors[:2]
         return (
             _scale(grad_student, grad_loss) if ctx.needs_input_grad[0] else None,
             _scale(grad_teacher, grad_loss) if ctx.needs_input_grad[1] else None,
-            *([None] * (num_inputs - 2)),
+            *rest,
         )
 
     return backward
 
 
-def _register(namespace):
-    """Attach the shared fake implementation and autograd formula to ``namespace``'s ops."""
-    for name, fake, backward in (
-        ("div_kl_loss", _div_kl_fake, _backward_for(7)),
-        ("divqat_loss", _divqat_fake, _backward_for(9)),
-    ):
-        qualname = f"{namespace}::{name}"
-        torch.library.register_fake(qualname)(fake)
-        torch.library.register_autograd(qualname, backward, setup_context=_setup_context)
-
-
-if _backend.load_compiled_kernels():
-    _register("divqat")
-
-
-_triton_registered = False
-
-
-def _triton_ops():
-    """Import the Triton kernels (and register their fake and autograd) once."""
-    global _triton_registered
-    if not _triton_registered:
-        import triton_kernels.kl_loss  # noqa: F401  (defines torch.ops.divqat_triton.*)
-
-        _register("divqat_triton")
-        _triton_registered = True
-    return torch.ops.divqat_triton
-
-
-# Register now where Triton can run, so torch.compile never meets a first-use registration.
-if importlib.util.find_spec("triton") is not None and (
-    torch.cuda.is_available() or _backend.triton_usable(torch.device("cpu"))
-):
-    _triton_ops()
+_backend.register_op("div_kl_loss", _div_kl_fake, _backward_for("div_kl_loss", 7), _setup_context)
+_backend.register_op("divqat_loss", _divqat_fake, _backward_for("divqat_loss", 9), _setup_context)
 
 
 def _fused_ops(device):
     """The op namespace serving ``device``, or None for the pure-PyTorch reference."""
     backend = _backend.select(device)
-    if backend == "compiled":
-        return torch.ops.divqat
-    if backend == "triton":
-        return _triton_ops()
-    return None
+    return None if backend == "reference" else _backend.ops(backend)
 
 
 def _needs_grad(x):

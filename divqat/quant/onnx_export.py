@@ -42,6 +42,7 @@ from divqat.models.layers import Normalize
 from divqat.quant.fake_quantize import FakeQuantize
 from divqat.quant.prepare import called_module, is_passthrough
 from divqat.quant.qat_modules import QATAdd, QATAvgPool2d, QATConv2d, QATLinear
+from divqat.reference.fake_quant import quantize_codes
 
 __all__ = ["build_int8_onnx", "OPSET", "INPUT_NAME", "OUTPUT_NAME"]
 
@@ -120,15 +121,13 @@ def _integer_weight(m):
     fq = m.weight_fake_quant
     w = m.quantized_weight_input().detach().float()
     scale, zero_point = fq.integer_qparams()
-    shape = [-1] + [1] * (w.dim() - 1)
     if fq.axis is None:
         scale, zero_point = scale.expand(w.shape[0]), zero_point.expand(w.shape[0])
     elif fq.axis != 0:
         raise ValueError(f"convert needs weights quantized per output channel (axis 0), got axis={fq.axis}")
     if not (fq.quant_min >= -128 and fq.quant_max <= 127 and torch.all(zero_point == 0)):
         raise ValueError("convert needs signed symmetric weight quantizers (int8 range, zero point 0)")
-    inv = torch.reciprocal(scale)
-    q = torch.clamp(torch.round(w * inv.reshape(shape)) + zero_point.reshape(shape), fq.quant_min, fq.quant_max)
+    q = quantize_codes(w, scale, zero_point, fq.quant_min, fq.quant_max, axis=0)
     return q.to(torch.int8).numpy(), scale.numpy().astype(np.float32)
 
 

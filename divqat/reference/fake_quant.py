@@ -34,9 +34,11 @@ Numerics shared by every backend (they are what PyTorch's CPU kernels compute):
   LSQ backward equals the straight-through dx. They agree whenever z is an integer and
   x * inv + z is not within one ulp of a rounding tie.
 """
+import math
+
 import torch
 
-__all__ = ["fake_quant", "validate_fake_quant_args", "check_fake_quant_values", "compute_dtype"]
+__all__ = ["fake_quant", "validate_fake_quant_args", "check_fake_quant_values", "compute_dtype", "quantize_codes"]
 
 _QLIMIT = 2**24
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -85,6 +87,8 @@ def validate_fake_quant_args(x, scale, zero_point, quant_min, quant_max, axis, g
         raise ValueError(f"quant_min must be < quant_max, got quant_min={quant_min}, quant_max={quant_max}")
     if isinstance(grad_factor, bool) or not isinstance(grad_factor, (int, float)):
         raise ValueError(f"grad_factor must be a float, got {grad_factor!r}")
+    if not math.isfinite(grad_factor):
+        raise ValueError(f"grad_factor must be a finite number, got {grad_factor}")
     if axis is not None:
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise ValueError(f"axis must be an int or None, got {axis!r}")
@@ -99,23 +103,23 @@ def validate_fake_quant_args(x, scale, zero_point, quant_min, quant_max, axis, g
 
 
 def check_fake_quant_values(scale, zero_point, quant_min, quant_max):
-    """scale > 0 everywhere and an integer zero point in [quant_min, quant_max]: ValueError on
-    the host for CPU tensors (no sync needed); for CUDA tensors and while torch.compile traces,
-    ``torch._assert_async`` device asserts, which never synchronize (a failure there is a
-    RuntimeError raised asynchronously). The C++ CPU kernels make the same checks themselves."""
-    ok_scale = torch.all(scale > 0)
-    ok_zero = None
-    if not zero_point.is_floating_point():
-        ok_zero = torch.all((zero_point >= quant_min) & (zero_point <= quant_max))
-    if scale.device.type == "cpu" and not torch.compiler.is_compiling():
-        if not ok_scale:
-            raise ValueError("scale must be > 0 (and not NaN) everywhere")
-        if ok_zero is not None and not ok_zero:
-            raise ValueError(f"zero_point must lie in [quant_min, quant_max] = [{quant_min}, {quant_max}]")
-        return
-    torch._assert_async(ok_scale, "divqat.fake_quant: scale must be > 0 (and not NaN) everywhere")
-    if ok_zero is not None:
-        torch._assert_async(ok_zero, "divqat.fake_quant: zero_point must lie in [quant_min, quant_max]")
+    """scale > 0 and finite everywhere, a floating zero point not NaN, an integer zero point in
+    [quant_min, quant_max]: ValueError on the host for CPU tensors (no sync needed); for CUDA
+    tensors and while torch.compile traces, ``torch._assert_async`` device asserts, which never
+    synchronize (a failure there is a RuntimeError raised asynchronously). The C++ CPU kernels
+    make the same checks themselves."""
+    checks = [(torch.all((scale > 0) & (scale < float("inf"))), "scale must be > 0 and finite (not NaN or inf) everywhere")]
+    if zero_point.is_floating_point():
+        checks.append((torch.all(~torch.isnan(zero_point)), "zero_point must not be NaN"))
+    else:
+        checks.append((torch.all((zero_point >= quant_min) & (zero_point <= quant_max)),
+                       f"zero_point must lie in [quant_min, quant_max] = [{quant_min}, {quant_max}]"))
+    on_host = scale.device.type == "cpu" and not torch.compiler.is_compiling()
+    for ok, message in checks:
+        if on_host and not ok:
+            raise ValueError(message)
+        if not on_host:
+            torch._assert_async(ok, f"divqat.fake_quant: {message}")
 
 
 def _qparams(x, scale, zero_point, quant_min, quant_max, axis):
@@ -135,6 +139,13 @@ def _quantize(x, s, inv, z, quant_min, quant_max):
     xc = x.to(inv.dtype)
     q = torch.round(xc * inv) + z
     return xc, q, (q.clamp(quant_min, quant_max) - z) * s
+
+
+def quantize_codes(x, scale, zero_point, quant_min, quant_max, axis):
+    """The integer codes clamp(round_half_even(x * (1 / s)) + z, qmin, qmax), as floats of the
+    compute dtype (what an int8 export stores; the fake-quantized value is (codes - z) * s)."""
+    s, inv, z = _qparams(x, scale, zero_point, quant_min, quant_max, axis)
+    return _quantize(x, s, inv, z, quant_min, quant_max)[1].clamp(quant_min, quant_max)
 
 
 def fake_quant_forward(x, scale, zero_point, quant_min, quant_max, axis):

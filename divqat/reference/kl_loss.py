@@ -20,6 +20,12 @@ with the cross-entropy at temperature 1 and KL_r the T^2-scaled row KL above. Th
 applies to that T^2-scaled row KL; a capped row (KL_r > kl_cap) contributes the constant
 kl_cap, so its KL gradient is zero (a hinge), while rows with KL_r <= kl_cap keep theirs.
 
+Zero probabilities follow 0 * log 0 = 0 (as ``F.kl_div`` with probabilities does), in every
+backend: a teacher logit of -inf (forward direction) leaves the KL finite; a class at -inf (or so
+far below the row maximum that exp underflows) in both logits contributes 0 and gets a zero
+gradient. A zero teacher probability where the student's is positive in the reverse direction
+makes KL(student || teacher) = +inf, as it is mathematically (its gradients are then NaN).
+
 This module also holds the argument checks every backend runs (``check_div_kl_args``,
 ``check_divqat_args``, ``check_target_values``), so all of them fail the same way.
 """
@@ -121,7 +127,11 @@ def _row_kl(student_logits, teacher_logits, temperature, direction):
     log_p = torch.log_softmax(teacher_logits.to(acc) / temperature, dim=-1)
     if direction == "reverse":
         log_p, log_q = log_q, log_p
-    return temperature**2 * (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+    p = log_p.exp()
+    # 0 * log 0 = 0: classes with p = 0 contribute nothing, and (the where before the product)
+    # get a zero gradient rather than 0 * NaN
+    diff = torch.where(p > 0, log_p - log_q, torch.zeros_like(log_p))
+    return temperature**2 * (p * diff).sum(dim=-1)
 
 
 def div_kl_loss(student_logits, teacher_logits, temperature=1.0, reduction="batchmean", direction="forward"):

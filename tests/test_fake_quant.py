@@ -356,6 +356,10 @@ _BAD = [
     (dict(axis=None), "scale must have exactly one element"),
     (dict(axis=None, scale=torch.tensor(0.1)), "zero_point must have exactly one element"),
     (dict(grad_factor="1"), "grad_factor must be a float"),
+    (dict(scale=torch.tensor([0.1, float("inf"), 0.1])), "scale must be > 0 and finite"),
+    (dict(zero_point=torch.tensor([0.0, float("nan"), 1.0])), "zero_point must not be NaN"),
+    (dict(grad_factor=float("nan")), "grad_factor must be a finite number"),
+    (dict(grad_factor=float("inf")), "grad_factor must be a finite number"),
 ]
 
 
@@ -376,6 +380,8 @@ def test_bad_values_raise_inside_torch_compile(backend):
         f(x, torch.tensor([0.1, 0.0, 0.1]), z)
     with pytest.raises(RuntimeError, match="zero_point must lie in"):
         f(x, torch.full((3,), 0.1), torch.tensor([0, 16, 0], dtype=torch.int32))
+    with pytest.raises(RuntimeError, match="scale must be > 0 and finite"):
+        f(x, torch.tensor([0.1, float("inf"), 0.1]), z)
 
 
 def test_compiled_op_checks_shapes_itself():
@@ -384,3 +390,163 @@ def test_compiled_op_checks_shapes_itself():
         torch.ops.divqat.fake_quant(torch.randn(4, 3), torch.ones(2), torch.zeros(2), 0, 255, 1, 1.0)
     with pytest.raises(RuntimeError, match="axis"):
         torch.ops.divqat.fake_quant(torch.randn(4, 3), torch.ones(3), torch.zeros(3), 0, 255, 5, 1.0)
+
+
+# ---- second derivatives (create_graph=True) ----------------------------------------------------
+
+def test_double_backward_of_straight_through_matches_reference(backend):
+    """A gradient penalty through fake_quant: with y = fake_quant(x) and L = sum y^2, the
+    straight-through dL/dx = 2 y mask, whose derivative is 2 mask (the STE's dy/dx = mask, and
+    mask piecewise constant). The compiled op used to return 0 here without a word."""
+    x = torch.tensor([0.31, -0.52, 0.05, 2.0, -3.0], dtype=torch.float64, requires_grad=True)
+    y = fake_quant(x, torch.tensor(0.1, dtype=torch.float64), torch.tensor(0), -8, 7)
+    (gx,) = torch.autograd.grad((y**2).sum(), x, create_graph=True)
+    (ggx,) = torch.autograd.grad(gx.sum(), x)
+    mask = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    assert torch.equal(gx.detach(), 2 * y.detach() * mask)
+    assert torch.equal(ggx, 2 * mask)
+
+
+@pytest.mark.parametrize("axis", [None, 1])
+def test_gradgradcheck_straight_through(backend, axis):
+    """gradgradcheck of the straight-through backward in float64: exact in dy (the mask) and 0
+    in x (x kept off the mask's edges at q = qmin - 0.5 and qmax + 0.5, in and out of range)."""
+    g = torch.Generator().manual_seed(2)
+    scale = torch.rand(3 if axis is not None else (), generator=g).double() * 0.1 + 0.05
+    q = torch.tensor([[-12.2, -6.7, 0.3], [3.1, 6.2, 11.8], [-0.4, 9.3, -9.6], [5.2, -3.3, 1.7]], dtype=torch.float64)
+    x = (q * scale).requires_grad_()
+    zero_point = torch.full(scale.shape, 1, dtype=torch.int32)
+    assert torch.autograd.gradgradcheck(lambda v: fake_quant(v, scale, zero_point, -8, 7, axis), (x,))
+
+
+def test_double_backward_of_lsq_raises(backend):
+    """Through the LSQ gradients a second derivative is refused with a clear error, as PyTorch's
+    learnable ops refuse it, in every backend (no silently wrong numbers)."""
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    s = torch.full((3,), 0.1, dtype=torch.float64, requires_grad=True)
+    z = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    y = fake_quant(x, s, z, -8, 7, axis=1)
+    gx, gs = torch.autograd.grad((y**2).sum(), (x, s), create_graph=True)
+    with pytest.raises(RuntimeError, match="second derivative of the LSQ gradients"):
+        torch.autograd.grad(gs.sum() + gx.sum(), s)
+
+
+# ---- where divqat and PyTorch's fake-quant ops differ, pinned ----------------------------------
+
+def test_float_zero_point_differs_from_torch_non_learnable_per_channel_op(backend):
+    """A floating zero point is rounded and clamped (as the learnable ops do), while
+    torch.fake_quantize_per_channel_affine uses it raw in round(x / s + z): x = 0.5, s = 1,
+    z = 1.0 gives 0.0 here and 1.0 in PyTorch's non-learnable op."""
+    x, s, z = torch.tensor([[0.5]]), torch.tensor([1.0]), torch.tensor([1.0])
+    assert fake_quant(x, s, z, 0, 255, axis=1).item() == 0.0
+    assert torch.fake_quantize_per_channel_affine(x, s, z, 1, 0, 255).item() == 1.0
+    assert fake_quant(x, s, z, 0, 255, axis=1).item() == native_learnable(x, s, z, 0, 255, 1, 1.0).item()
+
+
+def test_float64_per_tensor_is_exact_where_torch_rounds_to_fp32(backend):
+    """float64 is computed in float64 (the formula's value exactly); PyTorch's per-tensor op
+    rounds the scale and (q - z) * s to fp32, so the two differ by fp32 roundings only."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(200, generator=g, dtype=torch.float64) * 3
+    s, z = torch.tensor(0.0123456789, dtype=torch.float64), torch.tensor(3, dtype=torch.int32)
+    ours = fake_quant(x, s, z, -128, 127)
+    formula = (torch.clamp(torch.round(x * (1 / s)) + 3, -128, 127) - 3) * s
+    theirs = native_fake_quant(x, s, z, -128, 127, None)
+    assert torch.equal(ours, formula)
+    assert not torch.equal(ours, theirs)
+    torch.testing.assert_close(ours, theirs, rtol=2**-23, atol=0)
+
+
+def test_nan_input_gives_nan_and_zero_gradient(backend):
+    """NaN in x propagates to y with a zero straight-through gradient (documented; PyTorch's
+    CPU kernel returns (qmin - z) * s instead)."""
+    x = torch.tensor([float("nan"), 0.3], requires_grad=True)
+    y = fake_quant(x, torch.tensor(0.1), torch.tensor(2, dtype=torch.int32), 0, 15)
+    y.backward(torch.ones(2))
+    assert torch.isnan(y[0]) and y[1].item() == pytest.approx(0.3)
+    assert x.grad.tolist() == [0.0, 1.0]
+
+
+# ---- ported from PyTorch's TestFakeQuantizeOps (test/quantization/core/test_workflow_ops.py) ----
+# Their reference formulas, applied to divqat.fake_quant on every backend.
+
+def _torch_reference(x, scale, zero_point, quant_min, quant_max):
+    """_fake_quantize_per_tensor_affine_reference (broadcasting scale and zero point)."""
+    return (torch.clamp(torch.round(x * (1.0 / scale) + zero_point), quant_min, quant_max) - zero_point) * scale
+
+
+def _torch_grad_reference(dy, x, scale, zero_point, quant_min, quant_max):
+    """_fake_quantize_per_tensor_affine_grad_reference."""
+    xq = torch.round(x * (1.0 / scale) + zero_point)
+    return torch.where((xq >= quant_min) & (xq <= quant_max), dy, torch.zeros_like(dy))
+
+
+def _ported_inputs(seed, shape=(4, 5, 6), per_channel_axis=None):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g) * 4
+    channels = 1 if per_channel_axis is None else shape[per_channel_axis]
+    scale = torch.rand(channels, generator=g) * 0.2 + 0.01
+    zero_point = torch.randint(0, 256, (channels,), generator=g, dtype=torch.int32)
+    return x, scale, zero_point
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ported_forward_and_backward_per_tensor(backend, seed):
+    """test_forward_per_tensor / test_backward_per_tensor."""
+    x, scale, zero_point = _ported_inputs(seed)
+    x.requires_grad_()
+    y = fake_quant(x, scale, zero_point, 0, 255)
+    assert torch.equal(y, _torch_reference(x.detach(), scale.item(), zero_point.item(), 0, 255))
+    dy = torch.rand(x.shape)
+    y.backward(dy)
+    assert torch.equal(x.grad, _torch_grad_reference(dy, x.detach(), scale.item(), zero_point.item(), 0, 255))
+
+
+@pytest.mark.parametrize("axis", [0, 2])
+def test_ported_forward_and_backward_per_channel(backend, axis):
+    """test_forward_per_channel / test_backward_per_channel."""
+    x, scale, zero_point = _ported_inputs(4, per_channel_axis=axis)
+    shape = [1, 1, 1]
+    shape[axis] = -1
+    s, z = scale.reshape(shape), zero_point.reshape(shape).float()
+    x.requires_grad_()
+    y = fake_quant(x, scale, zero_point, 0, 255, axis=axis)
+    assert torch.equal(y, _torch_reference(x.detach(), s, z, 0, 255))
+    dy = torch.rand(x.shape)
+    y.backward(dy)
+    assert torch.equal(x.grad, _torch_grad_reference(dy, x.detach(), s, z, 0, 255))
+
+
+def test_ported_numerical_consistency_with_quantize_dequantize(backend):
+    """test_numerical_consistency_per_tensor / _per_channel: equal to quantize then dequantize."""
+    x, scale, zero_point = _ported_inputs(5)
+    want = torch.quantize_per_tensor(x, scale.item(), zero_point.item(), torch.quint8).dequantize()
+    assert torch.equal(fake_quant(x, scale, zero_point, 0, 255), want)
+    x, scale, zero_point = _ported_inputs(6, per_channel_axis=1)
+    want = torch.quantize_per_channel(x, scale.double(), zero_point.long(), 1, torch.quint8).dequantize()
+    assert torch.equal(fake_quant(x, scale, zero_point, 0, 255, axis=1), want)
+
+
+def test_ported_fixed_qparams(backend):
+    """test_fixed_qparams_fq_module's range: a sigmoid output with scale 1/256, zero point 0."""
+    x = torch.rand(64)
+    scale, zero_point = torch.tensor(1.0 / 256), torch.tensor(0, dtype=torch.int32)
+    assert torch.equal(fake_quant(x, scale, zero_point, 0, 255), _torch_reference(x, 1.0 / 256, 0, 0, 255))
+
+
+def test_ported_learnable_per_tensor_backward(backend):
+    """test_learnable_backward_per_tensor against _fake_quantize_learnable_per_tensor_affine_grad_reference
+    (its integer zero point rounding, int(z + 0.5), equals ours for the z >= 0 drawn here)."""
+    x, scale, zero_point = _ported_inputs(7)
+    z = zero_point.float()
+    dy = torch.rand(x.shape)
+    _, dx, dscale, dzero = _lsq_grads(lambda a, s, zp: fake_quant(a, s, zp, 0, 255), x, scale, z, dy)
+    xq = torch.round(x * (1.0 / scale) + z)
+    small, big = xq < 0, xq > 255
+    middle = ~(small | big)
+    xfq = (xq.clamp(0, 255) - z) * scale
+    grad_scale = torch.where(small, 0 - z, torch.where(big, 255 - z, (xfq - x) / scale))
+    grad_zero = torch.where(middle, torch.zeros_like(x), -scale.expand_as(x))
+    assert torch.equal(dx, torch.where(middle, dy, torch.zeros_like(dy)))
+    torch.testing.assert_close(dscale, (grad_scale * dy).sum().reshape(1), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(dzero, (grad_zero * dy).sum().reshape(1), rtol=1e-4, atol=1e-4)

@@ -20,7 +20,12 @@ Scale and zero point stay tensors (no ``.item()``, no host sync).
 import torch
 
 from divqat import _backend
-from divqat.reference.fake_quant import check_fake_quant_values, fake_quant_unchecked, validate_fake_quant_args
+from divqat.reference.fake_quant import (
+    LSQ_DOUBLE_BACKWARD,
+    check_fake_quant_values,
+    fake_quant_unchecked,
+    validate_fake_quant_args,
+)
 
 __all__ = ["fake_quant"]
 
@@ -74,11 +79,7 @@ def _straight_through_backward(ctx, grad_grad):
 
 
 def _lsq_double_backward(ctx, *grads):
-    raise RuntimeError(
-        "divqat.fake_quant: the second derivative of the LSQ gradients (scale or a floating "
-        "zero_point requiring grad, with create_graph=True) is not supported, as in PyTorch's "
-        "_fake_quantize_learnable ops; detach the scale and zero point for the double backward"
-    )
+    raise RuntimeError(LSQ_DOUBLE_BACKWARD)
 
 
 # compiled_autograd: csrc/fake_quant_autograd.cpp holds the same three formulas in C++ (no Python

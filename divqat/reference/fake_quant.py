@@ -23,9 +23,20 @@ Numerics shared by every backend (they are what PyTorch's CPU kernels compute):
   x's dtype, which is what PyTorch's fake-quant ops do for fp16/bf16 too (the tests compare them
   bit for bit). Its learnable (LSQ) backward takes fp32 only, so fp16/bf16 LSQ gradients are
   those of the fp32 upcast. float64 x is computed in float64 throughout (scale not rounded),
-  which makes gradcheck meaningful; PyTorch rounds the scale to fp32 there.
-- A floating zero point is rounded half to even and clamped to [qmin, qmax] (as PyTorch's
-  learnable ops do); an integer zero point must lie in [qmin, qmax].
+  which makes gradcheck meaningful; PyTorch rounds the scale to fp32 there, and its per-tensor
+  op rounds (q - z) * s to fp32 as well, so float64 results differ from PyTorch's by up to an
+  fp32 rounding of y (tests pin it).
+- A floating zero point is rounded half to even and clamped to [qmin, qmax], as PyTorch's
+  learnable ops do; PyTorch's non-learnable per-channel op, given a floating zero point,
+  computes round(x / s + z) with z neither rounded nor clamped instead (x = 0.5, s = 1, z = 1.0:
+  PyTorch 1.0, here 0.0; tests pin it). An integer zero point must lie in [qmin, qmax], for
+  which both agree bit for bit.
+- Invalid values are refused with a ValueError naming the argument: scale <= 0, NaN or +inf,
+  a NaN floating zero point, a non-finite grad_factor. NaN in x gives NaN in y and a zero
+  straight-through gradient (PyTorch's CPU kernel returns (qmin - z) * s there).
+- Double backward (create_graph=True): the straight-through dx = dy * mask is linear in dy
+  (derivative: the same mask) and piecewise constant in x (derivative 0), exactly, in every
+  backend; through the LSQ gradients it raises, as PyTorch's learnable ops do.
 - ``q`` is carried in the compute dtype, so |quant_min|, |quant_max| <= 2**24. Saturation is
   correct for every finite x and for +-inf (PyTorch's CPU kernel casts the float q to int64,
   which is undefined for |x / s| >= 2**63; there the results may differ).
@@ -178,6 +189,26 @@ def fake_quant_lsq_backward(grad, x, scale, zero_point, quant_min, quant_max, ax
     return (dy * inside).to(x.dtype), dscale, dzero
 
 
+LSQ_DOUBLE_BACKWARD = (
+    "divqat.fake_quant: the second derivative of the LSQ gradients (scale or a floating zero_point "
+    "requiring grad, with create_graph=True) is not supported, as in PyTorch's _fake_quantize_learnable "
+    "ops; detach the scale and zero point for the double backward"
+)
+
+
+class _LsqBackward(torch.autograd.Function):
+    """The LSQ backward as an op: a double backward through it is refused, as by the fused
+    backends' fake_quant_lsq_backward and by PyTorch."""
+
+    @staticmethod
+    def forward(ctx, grad, x, scale, zero_point, quant_min, quant_max, axis, grad_factor):
+        return fake_quant_lsq_backward(grad, x, scale, zero_point, quant_min, quant_max, axis, grad_factor)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(LSQ_DOUBLE_BACKWARD)
+
+
 class _FakeQuant(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale, zero_point, quant_min, quant_max, axis, grad_factor):
@@ -192,7 +223,7 @@ class _FakeQuant(torch.autograd.Function):
         if not (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
             return grad * mask, None, None, None, None, None, None
         quant_min, quant_max, axis, grad_factor = ctx.args
-        dx, dscale, dzero = fake_quant_lsq_backward(grad, x, scale, zero_point, quant_min, quant_max, axis, grad_factor)
+        dx, dscale, dzero = _LsqBackward.apply(grad, x, scale, zero_point, quant_min, quant_max, axis, grad_factor)
         return dx, dscale, dzero if zero_point.is_floating_point() else None, None, None, None, None
 
 

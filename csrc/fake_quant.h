@@ -1,7 +1,7 @@
 // Shared per-element math of divqat::fake_quant* (host and device inline functions), used by
 // fake_quant_cpu.cpp and fake_quant_cuda.cu, so the CPU tests exercise the GPU formulas.
 //
-// Fake quantization (SCIENCE.md §2; Jacob et al., CVPR 2018) with scale s > 0, zero point z
+// Fake quantization (docs/science.md §2; Jacob et al., CVPR 2018) with scale s > 0, zero point z
 // (rounded half to even and clamped to [qmin, qmax]) in the compute type A (fp32 for
 // fp16/bf16/fp32 tensors, float64 for float64):
 //

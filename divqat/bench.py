@@ -123,13 +123,21 @@ def fake_quant_cases(rows, cols, device):
 
 
 def median_ms(fn, device, repeat=20, warmup=3):
-    """Median milliseconds of fn(): CUDA events with the L2 cache flushed before each run on
-    GPU, the wall clock on CPU."""
+    """Median milliseconds of ``fn()`` over ``repeat`` runs after ``warmup`` untimed ones: the one
+    timing helper of divqat (the benchmarks, ``divqat bench``, defense costs).
+
+    On a CUDA ``device`` the work is asynchronous, so a host clock alone would time the launches:
+    the device is synchronized after the warm-up, each run is timed by CUDA events on the current
+    stream (which include the gaps where the GPU waits for the host), with the L2 cache flushed
+    before it, and the device is synchronized again before the events are read. On the CPU, the
+    wall clock.
+    """
     for _ in range(warmup):
         fn()
     times = []
     if device.type == "cuda":
         flush = torch.empty(L2_FLUSH_BYTES, dtype=torch.uint8, device=device)
+        torch.cuda.synchronize(device)
         events = []
         for _ in range(repeat):
             flush.zero_()

@@ -2,7 +2,7 @@
 launch wrappers, registered as ``torch.ops.divqat_triton.fake_quant*`` custom ops (fake
 implementations and autograd: :mod:`divqat.ops.fake_quant`).
 
-Formula and numerics: :mod:`divqat.reference.fake_quant` (SCIENCE.md §2)::
+Formula and numerics: :mod:`divqat.reference.fake_quant` (docs/science.md §2)::
 
     q = round_half_even(x * (1 / s)) + z,  y = (clamp(q, qmin, qmax) - z) * s,  dx = dy * [qmin <= q <= qmax]
 

@@ -1,7 +1,7 @@
 """Pure-PyTorch fake quantization: the fallback backend and the companion of the tests' oracle
 (PyTorch's native ``torch.fake_quantize_per_*_affine`` ops).
 
-Formula (SCIENCE.md §2; Jacob et al., "Quantization and Training of Neural Networks for
+Formula (docs/science.md §2; Jacob et al., "Quantization and Training of Neural Networks for
 Efficient Integer-Arithmetic-Only Inference", CVPR 2018), with s > 0, integer z, [qmin, qmax]:
 
     inv  = 1 / s                      (fp32, multiply, never divide per element)

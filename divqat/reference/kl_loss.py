@@ -12,7 +12,7 @@ For (..., C) inputs the number of rows is the product of the leading dimensions 
 "batchmean" divides by ``size(0)`` instead); for (N, C) the two agree. An empty batch gives
 NaN for "batchmean" (0 / 0) and 0 for "sum".
 
-``divqat_loss`` is the DivQAT objective (arXiv 2512.23948, SCIENCE.md section 3):
+``divqat_loss`` is the DivQAT objective (arXiv 2512.23948, docs/science.md §3):
 
     L = mean_r CE(y_r, s_r)  -  alpha * mean_r min(KL_r, kl_cap)
 

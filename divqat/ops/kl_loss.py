@@ -8,8 +8,11 @@ L = mean_r CE(y_r, s_r) - alpha * mean_r min(KL_r, kl_cap).
 The fused kernels (``torch.ops.divqat.*`` in C++/CUDA, ``torch.ops.divqat_triton.*`` in
 Triton) read both logit rows once and return ``(loss, grad_student, grad_teacher)``: the
 gradients of the reduced loss written during the forward pass (empty when not needed), so the
-backward registered here is a scale by the upstream gradient. ``divqat._backend.select``
-picks the backend per call; "torch" runs the pure-PyTorch reference.
+backward declared here (``_backend.register_op``, for both namespaces) is a scale by the
+upstream gradient. Those saved gradients are constants, so under ``create_graph=True`` (a double
+backward, e.g. a gradient penalty) the backward recomputes them through the reference's
+differentiable formula instead, from the saved logits. ``divqat._backend.select`` picks the
+backend per call; "reference" runs the pure-PyTorch reference.
 """
 import torch
 

@@ -96,6 +96,14 @@ DIVQAT_HOST_DEVICE A ce_from_partials(A sum_1, A target_centered) {
   return log(sum_1) - target_centered;
 }
 
+// exp((x - m) * inv_t) for x <= m, and 0 for x = -inf also where m = -inf (a running maximum
+// over values that are all -inf so far, whose -inf - -inf would be NaN).
+template <typename A>
+DIVQAT_HOST_DEVICE A centered_exp(A x, A m, A inv_t) {
+  const A e = exp_nonpos((x - m) * inv_t);
+  return x == -INFINITY ? A(0) : e;
+}
+
 // exp((m_old - m_new) * inv_t): rescales an online sum when its running maximum grows
 // (1 when it did not, 0 while nothing has been summed yet: m_old = -inf).
 template <typename A>

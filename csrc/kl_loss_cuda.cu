@@ -136,11 +136,12 @@ __global__ void kl_rows_kernel(const scalar_t* __restrict__ a_all, const scalar_
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
       const A av = static_cast<A>(pa.v[k]), bv = static_cast<A>(pb.v[k]);
-      const A ea = kl::exp_nonpos((av - ma) * inv_t);
+      // centered_exp: a slice may hold only -inf so far (a masked class), its maximum -inf too
+      const A ea = kl::centered_exp(av, ma, inv_t);
       st.sum_a += ea;
       st.w += kl::cross_term(ea, av, bv) * inv_t;
-      st.sum_b += kl::exp_nonpos((bv - mb) * inv_t);
-      if (HAS_CE) st.sum_1 += kl::exp_nonpos((student_is_a ? av : bv) - ms);
+      st.sum_b += kl::centered_exp(bv, mb, inv_t);
+      if (HAS_CE) st.sum_1 += kl::centered_exp(student_is_a ? av : bv, ms, A(1));
     }
     st.ma = ma;
     st.mb = mb;

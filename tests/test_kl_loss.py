@@ -458,3 +458,20 @@ def test_class_masked_in_both_logits_contributes_nothing(backend, direction, mas
     assert torch.equal(gs[~keep], torch.zeros(3)) and torch.equal(gt[~keep], torch.zeros(3))
     torch.testing.assert_close(gs[keep].reshape(3, 6).double(), ws, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(gt[keep].reshape(3, 6).double(), wt, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_masked_leading_block_is_skipped(backend, direction):
+    """Rows whose first 4096 classes (a whole block of the online kernels) are -inf in both
+    logits: the loss and gradients are those of the remaining classes (an online maximum of -inf
+    must not make the block's sums NaN)."""
+    s, t = _logits((2, 4100)), _logits((2, 4100), seed=1)
+    s[:, :4096] = t[:, :4096] = -float("inf")
+    y = torch.tensor([4097, 4099])
+    loss, gs, gt = _value_and_grads(lambda a, b: divqat_loss(a, b, y, 0.5, 2.0, direction), s, t, torch.tensor(1.0))
+    want, ws, wt = _value_and_grads(lambda a, b: ref.divqat_loss(a, b, y - 4096, 0.5, 2.0, direction),
+                                    s[:, 4096:].double(), t[:, 4096:].double(), torch.tensor(1.0))
+    torch.testing.assert_close(loss.double(), want, rtol=1e-5, atol=1e-6)
+    assert torch.equal(gs[:, :4096], torch.zeros(2, 4096)) and torch.equal(gt[:, :4096], torch.zeros(2, 4096))
+    torch.testing.assert_close(gs[:, 4096:].double(), ws, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gt[:, 4096:].double(), wt, rtol=1e-5, atol=1e-6)

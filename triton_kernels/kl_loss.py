@@ -23,6 +23,19 @@ MAX_BLOCK = 4096
 
 
 @triton.jit
+def _centered_exp(x, m, inv_t):
+    """exp((x - m) * inv_t), and 0 for x = -inf also where m = -inf (a block holding only -inf
+    so far: masked classes), whose -inf - -inf would be NaN (kl::centered_exp of csrc/kl_loss.h)."""
+    return tl.where(x == -float("inf"), 0.0, tl.exp((x - m) * inv_t))
+
+
+@triton.jit
+def _rescale(m_old, m_new, inv_t):
+    """exp((m_old - m_new) * inv_t), 1 for an unchanged maximum (also -inf; kl::rescale)."""
+    return tl.where(m_old == m_new, 1.0, tl.exp((m_old - m_new) * inv_t))
+
+
+@triton.jit
 def _kl_rows_kernel(
     a_ptr, b_ptr, y_ptr, ga_ptr, gb_ptr, kl_ptr, ce_ptr,
     C, inv_t: tl.float64, temperature: tl.float64, kl_coef: tl.float64, ce_coef: tl.float64, cap: tl.float64,
@@ -56,17 +69,17 @@ def _kl_rows_kernel(
         b = tl.where(mask, b, -float("inf"))
         new_ma = tl.maximum(ma, tl.max(a, axis=0))
         new_mb = tl.maximum(mb, tl.max(b, axis=0))
-        ea = tl.exp((a - new_ma) * inv_t)
-        eb = tl.exp((b - new_mb) * inv_t)
-        scale_a = tl.exp((ma - new_ma) * inv_t)
+        ea = _centered_exp(a, new_ma, inv_t)
+        eb = _centered_exp(b, new_mb, inv_t)
+        scale_a = _rescale(ma, new_ma, inv_t)
         sum_a = sum_a * scale_a + tl.sum(ea, axis=0)
-        sum_b = sum_b * tl.exp((mb - new_mb) * inv_t) + tl.sum(eb, axis=0)
+        sum_b = sum_b * _rescale(mb, new_mb, inv_t) + tl.sum(eb, axis=0)
         w = w * scale_a + tl.sum(tl.where(ea > 0, ea * diff, 0.0), axis=0)  # 0 log 0 = 0
         if HAS_CE:
             if STUDENT_IS_A:
-                sum_1 = sum_1 * tl.exp(ma - new_ma) + tl.sum(tl.exp(a - new_ma), axis=0)
+                sum_1 = sum_1 * _rescale(ma, new_ma, 1.0) + tl.sum(_centered_exp(a, new_ma, 1.0), axis=0)
             else:
-                sum_1 = sum_1 * tl.exp(mb - new_mb) + tl.sum(tl.exp(b - new_mb), axis=0)
+                sum_1 = sum_1 * _rescale(mb, new_mb, 1.0) + tl.sum(_centered_exp(b, new_mb, 1.0), axis=0)
         ma = new_ma
         mb = new_mb
     log_sa = tl.log(sum_a)

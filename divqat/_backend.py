@@ -38,6 +38,7 @@ _MODULES = {
 }
 
 _loaded = {}  # backend or module name -> bool
+_errors = {}  # module name -> why its import failed
 _declared = []  # (op name, fake, backward, setup_context, compiled_autograd) of every op
 _warned = set()
 
@@ -75,20 +76,20 @@ def _attach(backend, name, fake, backward, setup_context, compiled_autograd):
 
 
 def _import(module):
-    """Import ``module`` once; False (with one warning for the compiled extension) if it fails."""
+    """Import ``module`` once; False (with one warning) if it fails."""
     if module not in _loaded:
         try:
             importlib.import_module(module)
             _loaded[module] = True
         except ImportError as exc:
             _loaded[module] = False
-            if module.startswith("divqat._"):
-                _warn_once(
-                    module,
-                    f"divqat: the compiled extension {module} is not available ({exc}); the "
-                    "pure-PyTorch reference serves instead. Build it with "
-                    "`pip install --no-build-isolation -e .`.",
-                )
+            _errors[module] = f"{module}: {exc}"
+            fallback = "the pure-PyTorch reference serves instead" if module.startswith("divqat._") else "not used"
+            _warn_once(
+                module,
+                f"divqat: {module} is not available ({exc}); {fallback}. Build and install divqat "
+                "with `pip install --no-build-isolation -e .`.",
+            )
     return _loaded[module]
 
 
@@ -104,6 +105,10 @@ def load(backend):
             for declaration in _declared:
                 _attach(backend, *declaration)
     return _loaded[backend]
+
+
+def _why(backend):
+    return "; ".join(_errors[m] for m in _MODULES[backend][0] if m in _errors)
 
 
 def _load_cuda_extension():
@@ -157,6 +162,8 @@ def select(device):
             raise RuntimeError(
                 "DIVQAT_BACKEND=triton needs CUDA tensors, or TRITON_INTERPRET=1 for CPU tensors"
             )
+        if not load("triton"):
+            raise RuntimeError(f"DIVQAT_BACKEND=triton, but the Triton kernels did not load ({_why('triton')})")
         return "triton"
     if device.type == "cuda":
         return "compiled" if load("compiled") and _load_cuda_extension() else "reference"

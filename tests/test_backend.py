@@ -45,3 +45,15 @@ def test_only_divqat_is_installed_at_the_top_level(tmp_path):
                      "u.find_spec('divqat.triton_kernels') is not None)", tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True"]
+
+
+def test_triton_kernels_that_do_not_load_are_named(monkeypatch):
+    """DIVQAT_BACKEND=triton with kernels that cannot be imported (e.g. an install that predates
+    divqat.triton_kernels): a RuntimeError that says why, not a missing-op AttributeError."""
+    monkeypatch.setenv("DIVQAT_BACKEND", "triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setitem(_backend._MODULES, "triton", (("divqat.no_such_kernels",), "divqat_triton"))
+    monkeypatch.delitem(_backend._loaded, "triton", raising=False)
+    with pytest.warns(RuntimeWarning, match="no_such_kernels"):
+        with pytest.raises(RuntimeError, match="Triton kernels did not load .*no_such_kernels"):
+            _backend.select(torch.device("cpu"))

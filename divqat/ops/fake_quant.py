@@ -2,7 +2,9 @@
 
     q = round_half_to_even(x * (1 / s)) + z,  y = (clamp(q, qmin, qmax) - z) * s
 
-bit-identical with ``torch.fake_quantize_per_tensor_affine`` / ``..._per_channel_affine``;
+bit-identical with ``torch.fake_quantize_per_tensor_affine`` / ``..._per_channel_affine`` for
+fp16/bf16/fp32 x and an integer zero point (where and why they differ otherwise: floating zero
+point, float64 x, NaN x, see :mod:`divqat.reference.fake_quant`);
 ``dx = dy * [qmin <= q <= qmax]``; LSQ gradients for a scale (and floating zero point) that
 require grad, as ``torch._fake_quantize_learnable_per_*_affine`` (Esser et al., ICLR 2020).
 The numerics are documented in :mod:`divqat.reference.fake_quant`.

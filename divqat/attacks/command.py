@@ -20,6 +20,8 @@ from divqat.attacks.registry import CACHED, SPECS, attack_call, attack_spec
 from divqat.blackbox import OUTPUT_MODES
 from divqat.checks import check_output_dirs
 from divqat.defenses import add_defense_arguments, defense_from_args
+from divqat.serving.remote import add_arguments as add_remote_arguments
+from divqat.serving.remote import is_url, open_remote_victims, reject_remote_options
 
 __all__ = ["add_arguments", "run"]
 
@@ -28,7 +30,8 @@ _TRAIN_OPTIONS = ("epochs", "lr", "momentum", "batch_size")
 
 
 def add_arguments(parser):
-    parser.add_argument("--victim", required=True, metavar="DIR", help="a `divqat train --out` directory")
+    parser.add_argument("--victim", required=True, metavar="DIR|URL",
+                        help="a `divqat train --out` directory, or a `divqat serve` URL (divqat.serving.remote)")
     parser.add_argument("--victim-kind", default="auto", metavar="KIND",
                         help="which model of DIR answers: auto (int8 for quantized methods), float, fake_quant, int8")
     parser.add_argument("--attack", required=True, metavar="NAME", help=f"one of {', '.join(SPECS)}")
@@ -44,6 +47,7 @@ def add_arguments(parser):
     parser.add_argument("--decimals", type=int, help="decimals kept by --output rounded (the Rounding defense: "
                         "largest-remainder rounding, rows sum to 1)")
     add_defense_arguments(parser)
+    add_remote_arguments(parser)
     parser.add_argument("--reward", help="knockoff-adaptive reward: cert, div, loss or all (default all)")
     parser.add_argument("--epochs", type=int, help="surrogate training epochs (default: 50 for MNIST-like "
                         "victims, else 100; not for dfme/maze, whose steps follow from the budget)")
@@ -93,14 +97,18 @@ def run(args):
     device = str(resolve_device(args.device))
     fn, kwargs = _attack_call(args, device)
     defense = defense_from_args(args)
-    config = load_config(args.victim)
-    blackbox = BlackBox.from_dir(args.victim, kind=args.victim_kind, output=args.output, k=args.k,
-                                 decimals=args.decimals, defense=defense, budget=args.budget, device=device)
+    if is_url(args.victim):
+        blackbox, scored, dataset, extra_metrics = open_remote_victims(args, defense, device)
+    else:
+        reject_remote_options(args)
+        blackbox = BlackBox.from_dir(args.victim, kind=args.victim_kind, output=args.output, k=args.k,
+                                     decimals=args.decimals, defense=defense, budget=args.budget, device=device)
+        scored, dataset, extra_metrics = blackbox, load_config(args.victim)["dataset"], dict
     surrogate, record = fn(blackbox, budget=args.budget, seed=args.seed, **kwargs)
-    test = load_tensors(config["dataset"], "test")
-    metrics = {**record, **evaluate_surrogate(surrogate, blackbox, test, device=device),
+    test = load_tensors(dataset, "test")
+    metrics = {**record, **evaluate_surrogate(surrogate, scored, test, device=device),
                "fresh_queries": blackbox.queries_used, "victim": str(args.victim),
-               "victim_kind": args.victim_kind, "defense": blackbox.defense_id}
+               "victim_kind": args.victim_kind, "defense": blackbox.defense_id, **extra_metrics()}
     out = Path(args.out)
     atomic_save({"arch": surrogate.arch, "meta": surrogate.meta,
                  "state_dict": {k: v.cpu() for k, v in surrogate.state_dict().items()}}, out / "surrogate.pt")

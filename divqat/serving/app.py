@@ -1,0 +1,193 @@
+"""The prediction API: a Starlette app run by uvicorn, ONNX Runtime behind it, budgets in SQLite.
+
+    GET  /healthz      {"status": "ok"}
+    GET  /v1/meta      input_shape, num_classes, meta (normalisation), arch, answers, defense (its
+                       name, never its parameters), max_batch
+    GET  /v1/usage     (Bearer) {"queries_used": int, "budget_left": int} of the caller's key
+    POST /v1/predict   (Bearer) {"inputs": N x C x H x W floats in [0, 1]}
+                       -> {"outputs": N x num_classes, "queries_used": int, "budget_left": int}
+
+Every error is JSON ``{"error": "..."}``: 401 (missing, unknown or revoked token), 429 (the
+batch does not fit in the key's remaining budget, ``"reason": "budget"``: refused whole,
+nothing answered or counted; or the key's rate limit, ``"reason": "rate"`` with Retry-After),
+413 (more rows than max_batch, or a body larger than max_batch rows can need), 422 (bad JSON,
+wrong shape, non-numeric, non-finite or out-of-range values), 404/405, and 500 with a fixed
+message (the traceback goes to the server's log, never to the client).
+
+A request is validated, then its rows are counted (:meth:`divqat.serving.keys.KeyStore.charge`,
+one write transaction), then answered: a row is never answered uncounted.
+
+Why Starlette and not FastAPI: the API is four routes whose bodies are validated by hand
+against the model's input shape (a pydantic model of a 4-D float list would be slower and
+answer its own 422 format); Starlette is the ASGI toolkit FastAPI is built on, maintained by
+the authors of uvicorn and httpx, with one dependency (anyio) instead of FastAPI's pydantic stack.
+"""
+import json
+import logging
+import math
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from divqat.serving.metadata import serving_info
+from divqat.serving.keys import KeyStore
+
+__all__ = ["Predictor", "create_app", "BYTES_PER_VALUE"]
+
+#: JSON bytes allowed per input value (e.g. "0.12345678901234568, " is 21): bounds the body size
+BYTES_PER_VALUE = 32
+_LOG = logging.getLogger("divqat.serving")
+
+
+class Predictor:
+    """A defended ONNX model (from :func:`divqat.serving.export.export_defended`) on ONNX Runtime.
+
+    ``threads``: ONNX Runtime intra-op threads per request (the server runs requests concurrently).
+    ``predictor(x)``: float32 (N, C, H, W) -> float32 answers (N, num_classes).
+    """
+
+    def __init__(self, model, threads=1):
+        if not isinstance(model, onnx.ModelProto):
+            try:
+                model = onnx.load_from_string(bytes(model))
+            except Exception as exc:  # protobuf's DecodeError and friends
+                raise ValueError(f"--victim: not a valid ONNX model ({exc})") from None
+        self.info = serving_info(model)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(model.SerializeToString(), sess_options=opts,
+                                            providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+
+    def __call__(self, x):
+        return self.session.run(None, {self._input: x})[0]
+
+
+class _ClientError(Exception):
+    def __init__(self, status, message, headers=None, **extra):
+        super().__init__(message)
+        self.status, self.message, self.headers, self.extra = status, message, headers, extra
+
+
+def _error(status, message, headers=None, **extra):
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+def _bearer(request):
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _ClientError(401, "missing API key: send the header 'Authorization: Bearer TOKEN'",
+                           {"WWW-Authenticate": "Bearer"})
+    return token
+
+
+def parse_inputs(payload, input_shape, max_batch):
+    """The float32 (N, C, H, W) batch of a decoded JSON body, or _ClientError 413/422."""
+    if not isinstance(payload, dict) or set(payload) != {"inputs"}:
+        raise _ClientError(422, 'the body must be a JSON object {"inputs": [...]} and nothing else')
+    inputs = payload["inputs"]
+    if not isinstance(inputs, list) or not inputs:
+        raise _ClientError(422, "inputs must be a nonempty list of images")
+    if len(inputs) > max_batch:
+        raise _ClientError(413, f"batch of {len(inputs)} rows is larger than the server's max_batch {max_batch}")
+    expected = (len(inputs), *input_shape)
+    try:
+        x = np.array(inputs)
+    except (ValueError, TypeError):
+        x = None
+    if x is None or x.shape != expected:
+        got = "ragged lists" if x is None or x.dtype == object else f"shape {list(x.shape)}"
+        raise _ClientError(422, f"inputs must have shape {list(expected)} (N x C x H x W), got {got}")
+    if x.dtype.kind not in "iuf":
+        raise _ClientError(422, "inputs must hold only numbers")
+    if not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
+        raise _ClientError(422, "inputs must be finite pixel values in [0, 1]")
+    return x.astype(np.float32)
+
+
+async def _read_body(request, limit):
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _ClientError(413, f"body of {declared} bytes is larger than the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _ClientError(413, f"body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(model, db, max_batch=1024, threads=1):
+    """The ASGI app serving ``model`` (a defended ModelProto, its bytes, or a :class:`Predictor`)
+    with the key database at ``db`` (a path; the file must exist) and at most ``max_batch`` rows
+    per request."""
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ValueError(f"--max-batch must be an integer >= 1, got {max_batch!r}")
+    predictor = model if isinstance(model, Predictor) else Predictor(model, threads=threads)
+    store = KeyStore(db)
+    info = predictor.info
+    shape = tuple(info["input_shape"])
+    body_limit = max_batch * math.prod(shape) * BYTES_PER_VALUE + 4096
+    meta = {key: info[key] for key in ("input_shape", "num_classes", "meta", "arch", "answers", "defense")}
+    meta["max_batch"] = max_batch
+
+    async def healthz(request):
+        return JSONResponse({"status": "ok"})
+
+    async def v1_meta(request):
+        return JSONResponse(meta)
+
+    async def v1_usage(request):
+        charge = await run_in_threadpool(store.usage, _bearer(request))
+        if charge.status != "ok":
+            raise _ClientError(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+        return JSONResponse({"queries_used": charge.used, "budget_left": charge.left})
+
+    async def v1_predict(request):
+        token = _bearer(request)
+        if (await run_in_threadpool(store.usage, token)).status != "ok":
+            raise _ClientError(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+        body = await _read_body(request, body_limit)
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _ClientError(422, f"the body is not valid JSON ({exc})") from None
+        x = await run_in_threadpool(parse_inputs, payload, shape, max_batch)
+        charge = await run_in_threadpool(store.charge, token, len(x))
+        if charge.status == "unauthorized":
+            raise _ClientError(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+        if charge.status == "budget":
+            raise _ClientError(429, f"batch of {len(x)} rows refused: the key has {charge.left} of its budget of "
+                               f"{charge.budget} left", reason="budget", queries_used=charge.used,
+                               budget_left=charge.left)
+        if charge.status == "rate":
+            raise _ClientError(429, "rate limit of the key exceeded", {"Retry-After": str(math.ceil(charge.retry_after))},
+                               reason="rate", retry_after=charge.retry_after)
+        outputs = await run_in_threadpool(predictor, x)
+        return JSONResponse({"outputs": outputs.tolist(), "queries_used": charge.used, "budget_left": charge.left})
+
+    async def client_error(request, exc):
+        return _error(exc.status, exc.message, exc.headers, **exc.extra)
+
+    async def http_error(request, exc):
+        return _error(exc.status_code, exc.detail, getattr(exc, "headers", None))
+
+    async def server_error(request, exc):
+        _LOG.error("error while answering %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, "internal server error")
+
+    routes = [Route("/healthz", healthz), Route("/v1/meta", v1_meta), Route("/v1/usage", v1_usage),
+              Route("/v1/predict", v1_predict, methods=["POST"])]
+    handlers = {_ClientError: client_error, HTTPException: http_error, Exception: server_error}
+    return Starlette(routes=routes, exception_handlers=handlers)

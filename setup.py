@@ -71,6 +71,7 @@ setup(
     extras_require={
         "triton": ["triton"],
         "test": ["pytest", "pytest-benchmark", "hypothesis", "expecttest", "scikit-learn"],
+        "serve": ["starlette", "uvicorn", "httpx"],
     },
     entry_points={"console_scripts": ["divqat=divqat.cli:main"]},
     ext_modules=ext_modules,

@@ -1,0 +1,243 @@
+"""`divqat serve` as a real uvicorn process on a loopback port, with real SQLite keys: its answers
+are ONNX Runtime's, every error status is JSON, many threads and two server processes on one
+key never get a row answered beyond its budget or uncounted, the counts survive a kill -9 under
+load, and a KnockoffNets attack by URL spends exactly what the server counted."""
+import json
+import threading
+import time
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from divqat.cli import main
+from divqat.data import load_tensors
+from divqat.serving.export import build_exportable_defense, export_defended
+from divqat.serving.keys import KeyStore
+from divqat.utils import atomic_write_bytes
+from serving_support import Server, victim_dir
+
+MAX_BATCH = 64
+BETA = "0.625"
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "dcp.onnx"
+    name, defense = build_exportable_defense("dcp", {"beta": BETA})
+    atomic_write_bytes(export_defended(victim_dir(), name, defense).SerializeToString(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return KeyStore(tmp_path_factory.mktemp("db") / "keys.db", create=True)
+
+
+@pytest.fixture(scope="module")
+def server(model_file, store):
+    s = Server("--victim", model_file, "--db", store.path, "--max-batch", MAX_BATCH)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return load_tensors("digits", "test")[0]
+
+
+def _post(url, token, body, client=httpx):
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    if isinstance(body, (bytes, str)):
+        return client.post(url + "/v1/predict", content=body, headers=headers, timeout=60)
+    return client.post(url + "/v1/predict", json=body, headers=headers, timeout=60)
+
+
+def _rows(images, n):
+    return {"inputs": images[:n].tolist()}
+
+
+def test_health_and_meta_without_defense_parameters(server):
+    assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
+    response = httpx.get(server.url + "/v1/meta")
+    meta = response.json()
+    assert meta["input_shape"] == [1, 8, 8] and meta["num_classes"] == 10 and meta["max_batch"] == MAX_BATCH
+    assert meta["defense"] == "dcp" and meta["answers"] == "probabilities" and meta["arch"] == "smallcnn"
+    assert set(meta["meta"]) >= {"mean", "std", "num_classes", "in_channels", "image_size"}
+    assert BETA not in response.text
+
+
+def test_answers_are_onnx_runtime_answers(server, store, model_file, images):
+    token = store.add("exact", 100)
+    response = _post(server.url, token, _rows(images, 20))
+    assert response.status_code == 200
+    answer = response.json()
+    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"input": images[:20].numpy()})[0]
+    np.testing.assert_array_equal(np.array(answer["outputs"], np.float32), expected)
+    assert (answer["queries_used"], answer["budget_left"]) == (20, 80) == (store.usage(token).used, 80)
+
+
+def _bad_bodies(images):
+    good = images[:2].tolist()
+    return [
+        (b'{"inputs": [', "not valid JSON"),
+        (json.dumps({"inputs": good, "extra": 1}), "nothing else"),
+        (json.dumps({"inputs": []}), "nonempty"),
+        (json.dumps({"inputs": [[[0.5] * 8] * 8]}), "shape"),
+        (json.dumps({"inputs": [good[0], good[1][0]]}), "shape"),
+        (json.dumps({"inputs": good}).replace("0.0", "NaN", 1), "finite"),
+        (json.dumps({"inputs": good}).replace("0.0", "1.5", 1), "[0, 1]"),
+        (json.dumps({"inputs": good}).replace("0.0", '"0.0"', 1), "only numbers"),
+        (json.dumps({"inputs": good}).replace("0.0", "true", 1), "only numbers"),
+    ]
+
+
+def _assert_error(response, status, match):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert match in response.json()["error"] and "Traceback" not in response.text
+
+
+def test_every_error_status_is_json(server, store, images):
+    token = store.add("errors", 10)
+    for body, match in _bad_bodies(images):
+        _assert_error(_post(server.url, token, body), 422, match)
+    _assert_error(_post(server.url, token, _rows(images, MAX_BATCH + 1)), 413, "max_batch")
+    _assert_error(_post(server.url, token, b" " * (MAX_BATCH * 64 * 32 + 5000)), 413, "limit")
+    _assert_error(_post(server.url, None, _rows(images, 1)), 401, "missing API key")
+    _assert_error(_post(server.url, "dqk_unknown", _rows(images, 1)), 401, "unknown or revoked")
+    response = httpx.post(server.url + "/v1/predict", json=_rows(images, 1), headers={"Authorization": "Basic x"})
+    _assert_error(response, 401, "missing API key")
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert store.usage(token).used == 0  # nothing refused was counted
+    refused = _post(server.url, token, _rows(images, 11))
+    _assert_error(refused, 429, "refused")
+    assert refused.json()["reason"] == "budget" and store.usage(token).used == 0
+    assert _post(server.url, token, _rows(images, 10)).json()["budget_left"] == 0
+    _assert_error(_post(server.url, token, _rows(images, 1)), 429, "0 of its budget of 10 left")
+    store.revoke("errors")
+    _assert_error(_post(server.url, token, _rows(images, 1)), 401, "unknown or revoked")
+    _assert_error(httpx.get(server.url + "/v1/nothing"), 404, "Not Found")
+    _assert_error(httpx.get(server.url + "/v1/predict"), 405, "Method Not Allowed")
+
+
+def test_rate_limit_answers_429_with_retry_after(server, store, images):
+    token = store.add("slow", 100, rate=0.2)
+    assert _post(server.url, token, _rows(images, 1)).status_code == 200
+    response = _post(server.url, token, _rows(images, 1))
+    _assert_error(response, 429, "rate limit")
+    assert response.json()["reason"] == "rate" and 1 <= int(response.headers["retry-after"]) <= 5
+    assert store.usage(token).used == 1
+
+
+def _hammer(urls, token, images, sizes):
+    """One thread per (url, size): post batches of ``size`` rows until refused; the rows answered."""
+    answered, statuses = [], []
+
+    def client(url, size):
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+            while True:
+                response = c.post("/v1/predict", json=_rows(images, size))
+                if response.status_code != 200:
+                    statuses.append((response.status_code, response.json().get("reason")))
+                    return
+                answered.append(len(response.json()["outputs"]))
+
+    threads = [threading.Thread(target=client, args=(url, size)) for url in urls for size in sizes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(answered), statuses
+
+
+def test_many_threads_one_key_never_past_its_budget(server, store, images):
+    token = store.add("hammered", 500)
+    answered, statuses = _hammer([server.url], token, images, sizes=(1, 2, 3, 5, 7, 8, 13, 16) * 2)
+    assert answered == store.usage(token).used == 500  # the size-1 threads spend the last rows
+    assert set(statuses) == {(429, "budget")}
+
+
+def test_two_server_processes_one_database(server, store, model_file, images):
+    second = Server("--victim", model_file, "--db", store.path, "--max-batch", MAX_BATCH)
+    try:
+        token = store.add("two-servers", 400)
+        answered, statuses = _hammer([server.url, second.url], token, images, sizes=(1, 4, 9, 16))
+    finally:
+        second.stop()
+    assert answered == store.usage(token).used == 400 and set(statuses) == {(429, "budget")}
+
+
+def test_kill_9_under_load_keeps_every_count(model_file, store, images):
+    spent, busy = store.add("spent", 120), store.add("busy", 10**9)
+    first = Server("--victim", model_file, "--db", store.path, "--max-batch", MAX_BATCH)
+    assert _hammer([first.url], spent, images, sizes=(1, 8))[0] == 120
+    answered, stop = [], threading.Event()
+
+    def load():
+        with httpx.Client(base_url=first.url, headers={"Authorization": f"Bearer {busy}"}, timeout=60) as c:
+            while not stop.is_set():
+                try:
+                    answered.append(len(c.post("/v1/predict", json=_rows(images, 16)).json()["outputs"]))
+                except httpx.HTTPError:  # the server died under this request: not answered
+                    return
+
+    threads = [threading.Thread(target=load) for _ in range(6)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while sum(answered) < 320 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.kill()
+    stop.set()
+    for t in threads:
+        t.join()
+    restarted = Server("--victim", model_file, "--db", store.path, "--max-batch", MAX_BATCH)
+    try:
+        usage = {key: httpx.get(restarted.url + "/v1/usage", headers={"Authorization": f"Bearer {key}"}).json()
+                 for key in (spent, busy)}
+        assert usage[spent] == {"queries_used": 120, "budget_left": 0}
+        counted = usage[busy]["queries_used"]
+        assert 320 <= sum(answered) <= counted <= sum(answered) + 6 * 16  # at most the in-flight requests
+        _assert_error(_post(restarted.url, spent, _rows(images, 1)), 429, "budget")
+    finally:
+        restarted.stop()
+
+
+def test_knockoff_by_url_spends_what_the_server_counts(server, store, tmp_path, monkeypatch, capsys):
+    attacker, evaluator = store.add("attacker", 300), store.add("evaluator", 400)
+    common = ["attack", "--victim", server.url, "--attack", "knockoff", "--queryset", "digits", "--budget", "300",
+              "--epochs", "4", "--lr", "0.05", "--momentum", "0.9", "--no-progress", "--device", "cpu"]
+    monkeypatch.setenv("DIVQAT_API_KEY", attacker)
+    assert main([*common, "--eval-victim", str(victim_dir()), "--defense", "dcp", "--defense-arg", f"beta={BETA}",
+                 "--out", str(tmp_path / "local")]) == 0
+    metrics = json.loads((tmp_path / "local" / "metrics.json").read_text())
+    assert metrics["queries_used"] == metrics["server_queries_used"] == store.usage(attacker).used == 300
+    assert metrics["evaluation"].startswith("local copy") and metrics["defense"] == "dcp"
+    assert metrics["agreement"] > 0.3  # well above the 10% of chance after 300 queries
+    # the budget is spent: a second run is refused before training, and nothing more is counted
+    assert main([*common, "--eval-victim", str(victim_dir()), "--out", str(tmp_path / "again")]) == 2
+    assert "exceeds the 0 queries" in capsys.readouterr().err and store.usage(attacker).used == 300
+    # scored through the server with a second key: the attacker's key is not touched
+    attacker2 = store.add("attacker2", 300)
+    assert main([*common, "--api-key", attacker2, "--eval-api-key", evaluator, "--eval-dataset", "digits",
+                 "--out", str(tmp_path / "remote")]) == 0
+    remote = json.loads((tmp_path / "remote" / "metrics.json").read_text())
+    assert remote["server_queries_used"] == store.usage(attacker2).used == 300
+    assert store.usage(evaluator).used == 360 and remote["evaluation"] == "server, second key"
+    assert remote["victim_accuracy"] == metrics["victim_accuracy"]  # the same answers, served or local
+
+
+@pytest.mark.parametrize("argv, match", [
+    ([], "exactly one of --eval-victim"),
+    (["--eval-api-key", "x"], "--eval-dataset"),
+    (["--eval-victim", "DIR", "--output", "label"], "--output does not apply"),
+])
+def test_attack_by_url_option_errors(server, argv, match, capsys):
+    argv = [str(victim_dir()) if a == "DIR" else a for a in argv]
+    assert main(["attack", "--victim", server.url, "--api-key", "k", "--attack", "knockoff", "--queryset", "digits",
+                 "--budget", "10", *argv, "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err

@@ -15,11 +15,18 @@ from divqat.cli import main
 from divqat.data import load_tensors
 from divqat.serving.export import build_exportable_defense, export_defended
 from divqat.serving.keys import KeyStore
+from divqat.serving.process import ServerProcess
 from divqat.utils import atomic_write_bytes
-from serving_support import Server, victim_dir
+from serving_support import victim_dir
 
 MAX_BATCH = 64
 BETA = "0.625"
+
+
+def _serve(model_file, store):
+    """A real `divqat serve` of ``model_file`` with ``store``'s keys, one OpenMP thread."""
+    return ServerProcess("--victim", model_file, "--db", store.path, "--max-batch", MAX_BATCH,
+                         env={"OMP_NUM_THREADS": "1"})
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +44,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(model_file, store):
-    s = Server("--victim", model_file, "--db", store.path, "--max-batch", MAX_BATCH)
+    s = _serve(model_file, store)
     yield s
     s.stop()
 
@@ -161,7 +168,7 @@ def test_many_threads_one_key_never_past_its_budget(server, store, images):
 
 
 def test_two_server_processes_one_database(server, store, model_file, images):
-    second = Server("--victim", model_file, "--db", store.path, "--max-batch", MAX_BATCH)
+    second = _serve(model_file, store)
     try:
         token = store.add("two-servers", 400)
         answered, statuses = _hammer([server.url, second.url], token, images, sizes=(1, 4, 9, 16))
@@ -172,7 +179,7 @@ def test_two_server_processes_one_database(server, store, model_file, images):
 
 def test_kill_9_under_load_keeps_every_count(model_file, store, images):
     spent, busy = store.add("spent", 120), store.add("busy", 10**9)
-    first = Server("--victim", model_file, "--db", store.path, "--max-batch", MAX_BATCH)
+    first = _serve(model_file, store)
     assert _hammer([first.url], spent, images, sizes=(1, 8))[0] == 120
     answered, stop = [], threading.Event()
 
@@ -191,10 +198,11 @@ def test_kill_9_under_load_keeps_every_count(model_file, store, images):
     while sum(answered) < 320 and time.monotonic() < deadline:
         time.sleep(0.05)
     first.kill()
+    first.stop()
     stop.set()
     for t in threads:
         t.join()
-    restarted = Server("--victim", model_file, "--db", store.path, "--max-batch", MAX_BATCH)
+    restarted = _serve(model_file, store)
     try:
         usage = {key: httpx.get(restarted.url + "/v1/usage", headers={"Authorization": f"Bearer {key}"}).json()
                  for key in (spent, busy)}
@@ -239,5 +247,18 @@ def test_attack_by_url_option_errors(server, argv, match, capsys):
     argv = [str(victim_dir()) if a == "DIR" else a for a in argv]
     assert main(["attack", "--victim", server.url, "--api-key", "k", "--attack", "knockoff", "--queryset", "digits",
                  "--budget", "10", *argv, "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--defense", "dcp"], "already holds its defense"),
+    (["--max-batch", "0"], "--max-batch"),
+    (["--db", "missing.db"], "no key database"),
+])
+def test_serve_argument_errors_before_listening(model_file, store, argv, match, capsys, tmp_path):
+    db = ["--db", str(tmp_path / "missing.db")] if "--db" in argv else ["--db", str(store.path)]
+    argv = [a for a in argv if a not in ("--db", "missing.db")]
+    assert main(["serve", "--victim", str(model_file), *db, *argv, "--port", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and match in err

@@ -128,14 +128,14 @@ async def _read_body(request, limit):
     return b"".join(chunks)
 
 
-def create_app(model, db, max_batch=1024, threads=1):
+def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL"):
     """The ASGI app serving ``model`` (a defended ModelProto, its bytes, or a :class:`Predictor`)
-    with the key database at ``db`` (a path; the file must exist) and at most ``max_batch`` rows
-    per request."""
+    with the key database at ``db`` (a path; the file must exist; ``synchronous`` as in
+    :class:`~divqat.serving.keys.KeyStore`) and at most ``max_batch`` rows per request."""
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
         raise ValueError(f"--max-batch must be an integer >= 1, got {max_batch!r}")
     predictor = model if isinstance(model, Predictor) else Predictor(model, threads=threads)
-    store = KeyStore(db)
+    store = KeyStore(db, synchronous=synchronous)
     info = predictor.info
     shape = tuple(info["input_shape"])
     body_limit = max_batch * math.prod(shape) * BYTES_PER_VALUE + 4096

@@ -10,9 +10,13 @@ Counting before answering: :meth:`KeyStore.charge` runs ``BEGIN IMMEDIATE`` (the
 write lock, shared by every thread and process using the file), reads the key, refuses the
 request if the key is unknown or revoked, if ``used + rows > budget`` or if the bucket is
 empty, else adds ``rows`` to ``used`` and commits. The server answers only after the commit,
-so with any number of threads and worker processes, and across a kill -9 (WAL with
-``synchronous=FULL``: a commit is on disk before it returns), answered <= counted <= budget.
-The table's CHECK constraint (used <= budget) makes the database refuse any other write.
+so with any number of threads and worker processes, and across a kill -9, answered <= counted
+<= budget. Durability (``synchronous``): "FULL" (default) fsyncs the write-ahead log at every
+commit, so a count also survives a power loss or an OS crash; "NORMAL" leaves the commit in
+the OS page cache (fsync at checkpoints), which survives the death of the server process
+(kill -9) but may lose the last counts to a power loss, and is about 800x cheaper per commit
+on this project's disks (BENCHMARKS.md, Serving). The table's CHECK constraint
+(used <= budget) makes the database refuse any other write.
 """
 import hashlib
 import math
@@ -24,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["KeyStore", "Charge", "check_new_key", "hash_token", "TOKEN_PREFIX"]
+__all__ = ["KeyStore", "Charge", "check_new_key", "hash_token", "TOKEN_PREFIX", "SYNCHRONOUS"]
 
 TOKEN_PREFIX = "dqk_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -74,11 +78,18 @@ def check_new_key(name, budget, rate=None):
         raise ValueError(f"--rate must be a number > 0 (requests per second), got {rate!r}")
 
 
+SYNCHRONOUS = ("FULL", "NORMAL")
+
+
 class KeyStore:
     """The key database at ``path``. ``create=True`` makes the file and table if absent;
-    otherwise a missing file is a FileNotFoundError naming it. One connection per thread."""
+    otherwise a missing file is a FileNotFoundError naming it. ``synchronous``: "FULL" or
+    "NORMAL" (see the module docstring). One connection per thread."""
 
-    def __init__(self, path, create=False):
+    def __init__(self, path, create=False, synchronous="FULL"):
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"--sync must be full or normal, got {synchronous.lower()!r}")
+        self.synchronous = synchronous
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise FileNotFoundError(f"--db {self.path}: no key database there (create one with `divqat keys add`)")
@@ -91,7 +102,7 @@ class KeyStore:
         if db is None:
             db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA synchronous={self.synchronous}")
             self._local.db = db
         return db
 

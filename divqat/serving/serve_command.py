@@ -2,6 +2,7 @@
 
     divqat serve --victim DIR|FILE.onnx [--defense NAME --defense-arg k=v ...] --db FILE
                  [--host 127.0.0.1] [--port 8000] [--max-batch 1024] [--threads 1] [--workers 1]
+                 [--sync full|normal]
 
 DIR (a quantized `divqat train --out` directory) is exported with the defense in memory, as
 ``divqat export`` would write it; FILE.onnx is a file ``divqat export`` wrote (its defense is
@@ -31,6 +32,9 @@ def add_arguments(parser):
     parser.add_argument("--max-batch", type=int, default=1024, help="most rows per request (default 1024)")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per request (default 1)")
     parser.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    parser.add_argument("--sync", default="full", metavar="full|normal",
+                        help="key database durability: full (fsync every count; survives power loss, the "
+                             "default) or normal (survives a crash of the server process, not of the machine)")
 
 
 def _model(config):
@@ -50,7 +54,8 @@ def _model(config):
 def _app(config):
     from divqat.serving.app import create_app
 
-    return create_app(_model(config), config["db"], max_batch=config["max_batch"], threads=config["threads"])
+    return create_app(_model(config), config["db"], max_batch=config["max_batch"], threads=config["threads"],
+                      synchronous=config["sync"].upper())
 
 
 def app_from_environment():
@@ -67,7 +72,8 @@ def run(args):
             raise ValueError(f"--{option.replace('_', '-')} must be {'in [0, 65535]' if option == 'port' else '>= 1'}, "
                              f"got {getattr(args, option)}")
     config = {"victim": args.victim, "defense": args.defense, "defense_arg": args.defense_arg,
-              "db": str(Path(args.db).resolve()), "max_batch": args.max_batch, "threads": args.threads}
+              "db": str(Path(args.db).resolve()), "max_batch": args.max_batch, "threads": args.threads,
+              "sync": args.sync}
     app = _app(config)  # validates the model, defense and database before listening
     print(f"divqat serve: {args.victim} on http://{args.host}:{args.port} (max batch {args.max_batch}, "
           f"{args.workers} worker{'s' if args.workers > 1 else ''}, keys in {args.db})", flush=True)

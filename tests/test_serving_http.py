@@ -10,10 +10,13 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 
 from divqat.cli import main
 from divqat.data import load_tensors
 from divqat.serving.export import build_exportable_defense, export_defended
+from divqat.blackbox import QueryBudgetExceeded
+from divqat.serving.http_blackbox import HttpBlackBox
 from divqat.serving.keys import KeyStore
 from divqat.serving.process import ServerProcess
 from divqat.utils import atomic_write_bytes
@@ -23,9 +26,9 @@ MAX_BATCH = 64
 BETA = "0.625"
 
 
-def _serve(model_file, store):
+def _serve(model_file, store, *argv):
     """A real `divqat serve` of ``model_file`` with ``store``'s keys, one OpenMP thread."""
-    return ServerProcess("--victim", model_file, "--db", store.path, "--max-batch", MAX_BATCH,
+    return ServerProcess("--victim", model_file, "--db", store.path, "--max-batch", MAX_BATCH, *argv,
                          env={"OMP_NUM_THREADS": "1"})
 
 
@@ -167,8 +170,9 @@ def test_many_threads_one_key_never_past_its_budget(server, store, images):
     assert set(statuses) == {(429, "budget")}
 
 
-def test_two_server_processes_one_database(server, store, model_file, images):
-    second = _serve(model_file, store)
+def test_three_server_processes_one_database(server, store, model_file, images):
+    """The module's server plus a `--workers 2` server (two uvicorn worker processes) on one key."""
+    second = _serve(model_file, store, "--workers", "2")
     try:
         token = store.add("two-servers", 400)
         answered, statuses = _hammer([server.url, second.url], token, images, sizes=(1, 4, 9, 16))
@@ -212,6 +216,22 @@ def test_kill_9_under_load_keeps_every_count(model_file, store, images):
         _assert_error(_post(restarted.url, spent, _rows(images, 1)), 429, "budget")
     finally:
         restarted.stop()
+
+
+def test_http_blackbox_batches_waits_out_the_rate_and_stops_at_the_budget(server, store, images, model_file):
+    token = store.add("blackbox", 150, rate=1.0)  # one request now, then one a second: 5 requests wait
+    blackbox = HttpBlackBox(server.url, token)
+    assert (blackbox.max_batch, blackbox.num_classes, blackbox.input_shape) == (MAX_BATCH, 10, (1, 8, 8))
+    answers = blackbox.query(images[:140])  # 3 requests (64 + 64 + 12)
+    answers = torch.cat([answers, blackbox.query(images[140:145]), blackbox.query(images[145:148])])
+    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(answers.numpy(), session.run(None, {"input": images[:148].numpy()})[0])
+    assert blackbox.queries_used == blackbox.server_queries_used == store.usage(token).used == 148
+    assert blackbox.rate_waits >= 1
+    with pytest.raises(QueryBudgetExceeded, match="2 queries left"):
+        blackbox.query(images[:3])
+    assert store.usage(token).used == 148 and blackbox.budget_left == 2
+    blackbox.close()
 
 
 def test_knockoff_by_url_spends_what_the_server_counts(server, store, tmp_path, monkeypatch, capsys):

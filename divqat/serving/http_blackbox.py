@@ -10,8 +10,9 @@ pool (keep-alive). Answers come back as float32 tensors, exactly the server's fl
 Counting is the server's: a query larger than the key's ``budget_left`` is refused whole
 before anything is sent (:class:`~divqat.blackbox.QueryBudgetExceeded`), and a 429 "budget"
 answer (another client spent the key) raises the same exception; a 429 "rate" answer is
-waited out (its Retry-After) and resent. After every answer ``server_queries_used`` is the
-server's count for the key and ``queries_used`` the rows this object had answered.
+waited out (its Retry-After) and resent (``rate_waits`` counts the waits). After every answer
+``server_queries_used`` is the server's count for the key and ``queries_used`` the rows this
+object had answered.
 """
 import time
 
@@ -54,6 +55,7 @@ class HttpBlackBox:
         usage = self._get("/v1/usage")
         self.server_queries_used, self.budget_left = usage["queries_used"], usage["budget_left"]
         self.queries_used = 0
+        self.rate_waits = 0
 
     def _get(self, path):
         try:
@@ -84,6 +86,7 @@ class HttpBlackBox:
             response = self._client.post("/v1/predict", json=body)
             if response.status_code != 429 or response.json().get("reason") != "rate":
                 break
+            self.rate_waits += 1
             time.sleep(float(response.headers.get("retry-after", 1)))
         if response.status_code == 429 and response.json().get("reason") == "budget":
             raise QueryBudgetExceeded(f"the server refused {len(batch)} rows: {_message(response)}")

@@ -93,6 +93,9 @@ def _bad_bodies(images):
     good = images[:2].tolist()
     return [
         (b'{"inputs": [', "not valid JSON"),
+        (b'{"inputs": ' + b"[" * 50000 + b"]" * 50000 + b"}", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (json.dumps({"inputs": [[[[0.5] * 8] * 8]] * 2 + [[[[[0.5]] * 8] * 8]]}), "ragged lists"),
         (json.dumps({"inputs": good, "extra": 1}), "nothing else"),
         (json.dumps({"inputs": []}), "nonempty"),
         (json.dumps({"inputs": [[[0.5] * 8] * 8]}), "shape"),

@@ -161,8 +161,8 @@ def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL"):
         body = await _read_body(request, body_limit)
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _ClientError(422, f"the body is not valid JSON ({exc})") from None
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            raise _ClientError(422, f"the body is not valid JSON ({type(exc).__name__}: {exc})") from None
         if b"true" in body or b"false" in body:  # numpy would read a JSON boolean as 0 or 1
             raise _ClientError(422, "inputs must hold only numbers")
         x = await run_in_threadpool(parse_inputs, payload, shape, max_batch)

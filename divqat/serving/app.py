@@ -32,13 +32,13 @@ import onnxruntime as ort
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from divqat.serving.metadata import serving_info
 from divqat.serving.keys import KeyStore
 
-__all__ = ["Predictor", "create_app", "BYTES_PER_VALUE"]
+__all__ = ["Predictor", "create_app", "decode_body", "parse_inputs", "BYTES_PER_VALUE"]
 
 #: JSON bytes allowed per input value (e.g. "0.12345678901234568, " is 21): bounds the body size
 BYTES_PER_VALUE = 32
@@ -82,6 +82,10 @@ def _error(status, message, headers=None, **extra):
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
+def _unknown_key():
+    return _ClientError(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+
+
 def _bearer(request):
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
@@ -89,6 +93,17 @@ def _bearer(request):
         raise _ClientError(401, "missing API key: send the header 'Authorization: Bearer TOKEN'",
                            {"WWW-Authenticate": "Bearer"})
     return token
+
+
+def decode_body(body, input_shape, max_batch):
+    """The float32 (N, C, H, W) batch of a request body (bytes), or _ClientError 413/422."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise _ClientError(422, f"the body is not valid JSON ({type(exc).__name__}: {exc})") from None
+    if b"true" in body or b"false" in body:  # numpy would read a JSON boolean as 0 or 1
+        raise _ClientError(422, "inputs must hold only numbers")
+    return parse_inputs(payload, input_shape, max_batch)
 
 
 def parse_inputs(payload, input_shape, max_batch):
@@ -113,6 +128,12 @@ def parse_inputs(payload, input_shape, max_batch):
     if not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
         raise _ClientError(422, "inputs must be finite pixel values in [0, 1]")
     return x.astype(np.float32)
+
+
+def _answer(predictor, x, charge):
+    """The 200 body: the model's answers and the key's counts, as JSON bytes."""
+    outputs = predictor(x).tolist()
+    return json.dumps({"outputs": outputs, "queries_used": charge.used, "budget_left": charge.left}).encode()
 
 
 async def _read_body(request, limit):
@@ -151,24 +172,18 @@ def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL"):
     async def v1_usage(request):
         charge = await run_in_threadpool(store.usage, _bearer(request))
         if charge.status != "ok":
-            raise _ClientError(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+            raise _unknown_key()
         return JSONResponse({"queries_used": charge.used, "budget_left": charge.left})
 
     async def v1_predict(request):
         token = _bearer(request)
         if (await run_in_threadpool(store.usage, token)).status != "ok":
-            raise _ClientError(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+            raise _unknown_key()
         body = await _read_body(request, body_limit)
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            raise _ClientError(422, f"the body is not valid JSON ({type(exc).__name__}: {exc})") from None
-        if b"true" in body or b"false" in body:  # numpy would read a JSON boolean as 0 or 1
-            raise _ClientError(422, "inputs must hold only numbers")
-        x = await run_in_threadpool(parse_inputs, payload, shape, max_batch)
+        x = await run_in_threadpool(decode_body, body, shape, max_batch)
         charge = await run_in_threadpool(store.charge, token, len(x))
         if charge.status == "unauthorized":
-            raise _ClientError(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+            raise _unknown_key()
         if charge.status == "budget":
             raise _ClientError(429, f"batch of {len(x)} rows refused: the key has {charge.left} of its budget of "
                                f"{charge.budget} left", reason="budget", queries_used=charge.used,
@@ -176,8 +191,8 @@ def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL"):
         if charge.status == "rate":
             raise _ClientError(429, "rate limit of the key exceeded", {"Retry-After": str(math.ceil(charge.retry_after))},
                                reason="rate", retry_after=charge.retry_after)
-        outputs = await run_in_threadpool(predictor, x)
-        return JSONResponse({"outputs": outputs.tolist(), "queries_used": charge.used, "budget_left": charge.left})
+        content = await run_in_threadpool(_answer, predictor, x, charge)
+        return Response(content, media_type="application/json")
 
     async def client_error(request, exc):
         return _error(exc.status, exc.message, exc.headers, **exc.extra)

@@ -40,7 +40,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from divqat.defenses import ALIASES, DCP, LabelOnly, ReverseSigmoid, Rounding, TopK, build_defense
+from divqat.defenses import DCP, LabelOnly, ReverseSigmoid, Rounding, TopK, build_defense
+from divqat.defenses.registry import resolve_name
 from divqat.defenses.base import ODDS_MAX, ODDS_MIN
 from divqat.defenses.dcp import CAPPED_ODDS_MAX
 from divqat.quant.onnx_export import OUTPUT_NAME
@@ -68,18 +69,13 @@ ANSWERS_NAME = "answers"
 _PREFIX = "defense_"
 
 
-def _canonical(name):
-    key = name.strip().lower().replace("-", "_")
-    return ALIASES.get(key, key)
-
-
 def build_exportable_defense(name, args=None):
     """``(canonical name, defense)`` for ``--defense NAME --defense-arg ...``; ValueError naming the
     defense, with the reason, for one that cannot be exported (checked before building it)."""
-    key = _canonical(name)
+    key = resolve_name(name)
     if key in REFUSED:
         raise ValueError(f"--defense {name}: cannot be exported to ONNX: {REFUSED[key]}")
-    return key, build_defense(name, **(args or {}))
+    return key, build_defense(key, **(args or {}))
 
 
 class _Graph:

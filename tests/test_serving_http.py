@@ -276,7 +276,8 @@ def test_attack_by_url_option_errors(server, argv, match, capsys):
 
 @pytest.mark.parametrize("argv, match", [
     (["--defense", "dcp"], "already holds its defense"),
-    (["--max-batch", "0"], "--max-batch"),
+    (["--max-batch", "0"], "--max-batch must be >= 1"),
+    (["--sync", "always"], "--sync must be one of full, normal"),
     (["--db", "missing.db"], "no key database"),
 ])
 def test_serve_argument_errors_before_listening(model_file, store, argv, match, capsys, tmp_path):

@@ -115,7 +115,7 @@ def test_cli_add_list_revoke(tmp_path, capsys):
 @pytest.mark.parametrize("argv, match", [
     (["add", "bad name", "--budget", "5"], "NAME"),
     (["add", "alice", "--budget", "-1"], "--budget"),
-    (["add", "alice", "--budget", "5", "--rate", "0"], "--rate"),
+    (["add", "alice", "--budget", "5", "--rate", "0"], "--rate must be > 0"),
     (["revoke", "nobody"], "no key named"),
 ])
 def test_cli_errors_one_line_exit_2(argv, match, tmp_path, capsys):

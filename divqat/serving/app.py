@@ -35,6 +35,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from divqat.checks import check_int
 from divqat.serving.metadata import serving_info
 from divqat.serving.keys import KeyStore
 
@@ -153,8 +154,7 @@ def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL"):
     """The ASGI app serving ``model`` (a defended ModelProto, its bytes, or a :class:`Predictor`)
     with the key database at ``db`` (a path; the file must exist; ``synchronous`` as in
     :class:`~divqat.serving.keys.KeyStore`) and at most ``max_batch`` rows per request."""
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-        raise ValueError(f"--max-batch must be an integer >= 1, got {max_batch!r}")
+    check_int("--max-batch", max_batch, 1)
     predictor = model if isinstance(model, Predictor) else Predictor(model, threads=threads)
     store = KeyStore(db, synchronous=synchronous)
     info = predictor.info

@@ -30,11 +30,13 @@ def defended_model(victim, defense, defense_args):
 
 
 def run(args):
+    from divqat.checks import check_output_file
     from divqat.utils import atomic_write_bytes
 
     out = Path(args.out)
     if out.suffix != ".onnx":
         raise ValueError(f"--out must name a .onnx file, got {args.out!r}")
+    check_output_file("--out", out)
     model = defended_model(args.victim, args.defense, args.defense_arg)
     atomic_write_bytes(model.SerializeToString(), out)
     print(f"divqat export: {args.victim} + defense {args.defense or 'none'} -> {out}")

@@ -19,7 +19,6 @@ on this project's disks (BENCHMARKS.md, Serving). The table's CHECK constraint
 (used <= budget) makes the database refuse any other write.
 """
 import hashlib
-import math
 import re
 import secrets
 import sqlite3
@@ -27,6 +26,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from divqat.checks import check_choice, check_int, check_real
 
 __all__ = ["KeyStore", "Charge", "check_new_key", "hash_token", "TOKEN_PREFIX", "SYNCHRONOUS"]
 
@@ -72,10 +73,8 @@ def check_new_key(name, budget, rate=None):
     """ValueError naming the argument unless they make a valid key."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"NAME must be 1-64 letters, digits or _.@- (starting with a letter or digit), got {name!r}")
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-        raise ValueError(f"--budget must be an integer >= 0, got {budget!r}")
-    if rate is not None and (isinstance(rate, bool) or not math.isfinite(rate) or rate <= 0):
-        raise ValueError(f"--rate must be a number > 0 (requests per second), got {rate!r}")
+    check_int("--budget", budget, low=0)
+    check_real("--rate", rate, low=0, low_open=True, optional=True)
 
 
 SYNCHRONOUS = ("FULL", "NORMAL")
@@ -87,9 +86,7 @@ class KeyStore:
     "NORMAL" (see the module docstring). One connection per thread."""
 
     def __init__(self, path, create=False, synchronous="FULL"):
-        if synchronous not in SYNCHRONOUS:
-            raise ValueError(f"--sync must be full or normal, got {synchronous.lower()!r}")
-        self.synchronous = synchronous
+        self.synchronous = check_choice("synchronous", synchronous, SYNCHRONOUS)
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise FileNotFoundError(f"--db {self.path}: no key database there (create one with `divqat keys add`)")

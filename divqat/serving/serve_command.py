@@ -66,11 +66,12 @@ def app_from_environment():
 def run(args):
     import uvicorn
 
-    for option in ("port", "max_batch", "threads", "workers"):
-        low = 0 if option == "port" else 1
-        if getattr(args, option) < low or (option == "port" and args.port > 65535):
-            raise ValueError(f"--{option.replace('_', '-')} must be {'in [0, 65535]' if option == 'port' else '>= 1'}, "
-                             f"got {getattr(args, option)}")
+    from divqat.checks import check_choice, check_int
+
+    check_int("--port", args.port, 0, 65535)
+    for option in ("max_batch", "threads", "workers"):
+        check_int(f"--{option.replace('_', '-')}", getattr(args, option), 1)
+    check_choice("--sync", args.sync, ("full", "normal"))
     config = {"victim": args.victim, "defense": args.defense, "defense_arg": args.defense_arg,
               "db": str(Path(args.db).resolve()), "max_batch": args.max_batch, "threads": args.threads,
               "sync": args.sync}

@@ -136,6 +136,29 @@ def test_every_error_status_is_json(server, store, images):
     _assert_error(httpx.get(server.url + "/v1/predict"), 405, "Method Not Allowed")
 
 
+def test_a_server_error_is_json_without_traceback(model_file, store, tmp_path):
+    """A file whose metadata promises 9x9 images to an 8x8 graph: ONNX Runtime fails inside the
+    request. The client gets a fixed 500 message; the traceback goes to the server's log."""
+    import onnx
+
+    model = onnx.load(str(model_file))
+    entry = next(p for p in model.metadata_props if p.key == "divqat")
+    entry.value = entry.value.replace('"image_size": 8', '"image_size": 9')
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    token = store.add("broken", 10)
+    server = _serve(broken, store)
+    try:
+        response = _post(server.url, token, {"inputs": [[[[0.5] * 9] * 9]]})
+        _assert_error(response, 500, "internal server error")
+        assert response.json() == {"error": "internal server error"}
+        assert httpx.get(server.url + "/healthz").status_code == 200  # still serving
+        assert "Traceback" in server.output()
+    finally:
+        server.stop()
+    assert store.usage(token).used == 1  # counted before answering: a failed answer stays counted
+
+
 def test_rate_limit_answers_429_with_retry_after(server, store, images):
     token = store.add("slow", 100, rate=0.2)
     assert _post(server.url, token, _rows(images, 1)).status_code == 200

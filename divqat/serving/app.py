@@ -15,7 +15,8 @@ wrong shape, non-numeric, non-finite or out-of-range values), 404/405, and 500 w
 message (the traceback goes to the server's log, never to the client).
 
 A request is validated, then its rows are counted (:meth:`divqat.serving.keys.KeyStore.charge`,
-one write transaction), then answered: a row is never answered uncounted.
+one write transaction), then answered: a row is never answered uncounted (a request that fails
+after its count, a 500 or a crash, stays counted: answered <= counted).
 
 Why Starlette and not FastAPI: the API is four routes whose bodies are validated by hand
 against the model's input shape (a pydantic model of a 4-D float list would be slower and

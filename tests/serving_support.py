@@ -21,7 +21,8 @@ def victim_dir():
     try:
         common = ["--dataset", "digits", "--arch", "smallcnn", "--no-progress", "--device", "cpu"]
         assert main(["train", *common, "--method", "fp", "--epochs", "2", "--out", str(base / "fp")]) == 0
-        assert main(["train", *common, "--method", "ptq", "--teacher", str(base / "fp"), "--out", str(base / "ptq")]) == 0
+        assert main(["train", *common, "--method", "ptq", "--teacher", str(base / "fp"),
+                     "--out", str(base / "ptq")]) == 0
     finally:
         torch.set_num_threads(threads)
     return base / "ptq"

@@ -190,7 +190,8 @@ def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL"):
                                f"{charge.budget} left", reason="budget", queries_used=charge.used,
                                budget_left=charge.left)
         if charge.status == "rate":
-            raise _ClientError(429, "rate limit of the key exceeded", {"Retry-After": str(math.ceil(charge.retry_after))},
+            retry = {"Retry-After": str(math.ceil(charge.retry_after))}
+            raise _ClientError(429, "rate limit of the key exceeded", retry,
                                reason="rate", retry_after=charge.retry_after)
         content = await run_in_threadpool(_answer, predictor, x, charge)
         return Response(content, media_type="application/json")

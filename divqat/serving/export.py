@@ -41,9 +41,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from divqat.defenses import DCP, LabelOnly, ReverseSigmoid, Rounding, TopK, build_defense
-from divqat.defenses.registry import resolve_name
 from divqat.defenses.base import ODDS_MAX, ODDS_MIN
 from divqat.defenses.dcp import CAPPED_ODDS_MAX
+from divqat.defenses.registry import resolve_name
 from divqat.quant.onnx_export import OUTPUT_NAME
 from divqat.serving.metadata import SERVING_KEY, VICTIM_KEY, metadata
 
@@ -52,8 +52,9 @@ __all__ = ["REFUSED", "ANSWERS", "ANSWERS_NAME", "export_defended", "defense_onn
 
 #: defenses that cannot be exported, and why (one line each)
 REFUSED = {
-    "mad": "MAD runs the defender's surrogate network on every query and searches over its gradient "
-           "directions; the exported graph holds only the victim and closed-form maps of its probabilities",
+    "mad": "MAD runs the defender's surrogate network on every query and searches the answers that turn its "
+           "gradient most (up to 2^(C-1) candidates); the exported graph holds only the victim and closed-form "
+           "maps of its probabilities",
     "adaptive_misinformation": "adaptive misinformation runs a second (misinformation) network on the query "
                                "inputs; the exported graph holds only the victim and closed-form maps of its "
                                "probabilities",

@@ -32,7 +32,8 @@ def is_url(victim):
 
 def add_arguments(parser):
     """The options of an attack on a served victim (ignored for a directory victim)."""
-    parser.add_argument("--api-key", metavar="TOKEN", help=f"with a URL victim: the key to spend (default ${API_KEY_ENV})")
+    parser.add_argument("--api-key", metavar="TOKEN",
+                        help=f"with a URL victim: the key to spend (default ${API_KEY_ENV})")
     parser.add_argument("--eval-victim", metavar="DIR", help="with a URL victim: score the surrogate against a local "
                         "copy, the run directory the served file was exported from")
     parser.add_argument("--eval-api-key", metavar="TOKEN", help="with a URL victim: score the surrogate through the "

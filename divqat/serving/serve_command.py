@@ -23,7 +23,8 @@ _ENV = "DIVQAT_SERVE_CONFIG"
 def add_arguments(parser):
     parser.add_argument("--victim", required=True, metavar="DIR|FILE.onnx",
                         help="a quantized `divqat train --out` directory or a `divqat export` file")
-    parser.add_argument("--defense", metavar="NAME", help="with a DIR: dcp, reverse_sigmoid, rounding, topk or label_only")
+    parser.add_argument("--defense", metavar="NAME",
+                        help="with a DIR: dcp, reverse_sigmoid, rounding, topk or label_only")
     parser.add_argument("--defense-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="a defense parameter, repeatable")
     parser.add_argument("--db", required=True, metavar="FILE", help="the key database (`divqat keys add`)")

@@ -316,3 +316,9 @@ def test_serve_argument_errors_before_listening(model_file, store, argv, match, 
     assert main(["serve", "--victim", str(model_file), *db, *argv, "--port", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and match in err
+
+
+def test_serve_refuses_an_onnx_file_not_written_by_export(store, capsys):
+    assert main(["serve", "--victim", str(victim_dir() / "model_int8.onnx"), "--db", str(store.path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not written by `divqat export`" in err

@@ -17,9 +17,6 @@ from divqat.serving.export import REFUSED, build_exportable_defense, export_defe
 from divqat.serving.metadata import serving_info
 from divqat.train import load_victim
 from divqat.cli import main
-from serving_support import victim_dir
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 EXPORTABLE = [
     (None, {}),
@@ -41,8 +38,8 @@ def inputs():
 
 
 @pytest.fixture(scope="module")
-def victim_logits(inputs):
-    return load_victim(victim_dir(), kind="int8")(inputs)
+def victim_logits(inputs, victim_dir):
+    return load_victim(victim_dir, kind="int8")(inputs)
 
 
 def _run(model, x):
@@ -55,9 +52,9 @@ def _defense(name, args):
 
 
 @pytest.mark.parametrize("name, args", EXPORTABLE)
-def test_onnx_answers_equal_the_python_defense(name, args, inputs, victim_logits):
+def test_onnx_answers_equal_the_python_defense(name, args, inputs, victim_logits, victim_dir):
     key, defense = _defense(name, args)
-    answers = _run(export_defended(victim_dir(), key, defense), inputs)
+    answers = _run(export_defended(victim_dir, key, defense), inputs)
     p = F.softmax(victim_logits.double(), dim=1)
     expected = (defense(p) if defense else p).float().numpy()
     assert answers.dtype == np.float32 and answers.shape == expected.shape
@@ -69,21 +66,21 @@ def test_onnx_answers_equal_the_python_defense(name, args, inputs, victim_logits
     else:
         np.testing.assert_allclose(answers, expected, rtol=0, atol=1e-6)
     if name in ("rounding", "label_only", None):  # no float32-sensitive gate: the float32 BlackBox agrees too
-        blackbox = BlackBox.from_dir(victim_dir(), defense=defense).query(inputs).numpy()
+        blackbox = BlackBox.from_dir(victim_dir, defense=defense).query(inputs).numpy()
         np.testing.assert_allclose(answers, blackbox, rtol=0, atol=1e-6)
 
 
-def test_dcp_acts_on_the_exported_rows(inputs, victim_logits):
+def test_dcp_acts_on_the_exported_rows(inputs, victim_logits, victim_dir):
     """The DCP comparison is not vacuous: its answers move away from p on some rows."""
     _, defense = _defense("dcp", {"beta": "0.5"})
-    answers = _run(export_defended(victim_dir(), "dcp", defense), inputs)
+    answers = _run(export_defended(victim_dir, "dcp", defense), inputs)
     p = F.softmax(victim_logits.double(), dim=1).numpy()
     assert np.abs(answers - p).max() > 0.05
 
 
-def test_metadata_names_the_defense_not_its_parameters():
+def test_metadata_names_the_defense_not_its_parameters(victim_dir):
     key, defense = _defense("dcp", {"beta": "0.625", "gamma": "0.3125"})
-    model = export_defended(victim_dir(), key, defense)
+    model = export_defended(victim_dir, key, defense)
     info = serving_info(model)
     assert info["defense"] == "dcp" and info["answers"] == "probabilities"
     assert info["input_shape"] == [1, 8, 8] and info["num_classes"] == 10
@@ -97,9 +94,9 @@ def _export(capsys, *argv):
     return rc, capsys.readouterr().err
 
 
-def test_cli_writes_a_file_onnx_runtime_runs(tmp_path, inputs, victim_logits, capsys):
+def test_cli_writes_a_file_onnx_runtime_runs(tmp_path, inputs, victim_logits, capsys, victim_dir):
     out = tmp_path / "label.onnx"
-    assert _export(capsys, "--victim", victim_dir(), "--defense", "label", "--out", out) == (0, "")
+    assert _export(capsys, "--victim", victim_dir, "--defense", "label", "--out", out) == (0, "")
     answers = _run(onnx.load(str(out)), inputs)
     np.testing.assert_array_equal(answers.argmax(1), victim_logits.argmax(1).numpy())
     np.testing.assert_array_equal(answers.sum(1), np.ones(len(inputs), np.float32))
@@ -107,8 +104,8 @@ def test_cli_writes_a_file_onnx_runtime_runs(tmp_path, inputs, victim_logits, ca
 
 @pytest.mark.parametrize("name, reason", [("mad", "surrogate network"), ("am", "second (misinformation) network"),
                                           ("random-noise", "random stream")])
-def test_unexportable_defenses_refused_with_the_reason(name, reason, tmp_path, capsys):
-    rc, err = _export(capsys, "--victim", victim_dir(), "--defense", name, "--out", tmp_path / "m.onnx")
+def test_unexportable_defenses_refused_with_the_reason(name, reason, tmp_path, capsys, victim_dir):
+    rc, err = _export(capsys, "--victim", victim_dir, "--defense", name, "--out", tmp_path / "m.onnx")
     assert rc == 2 and not (tmp_path / "m.onnx").exists()
     assert err.count("\n") == 1 and "cannot be exported to ONNX" in err and reason in err
     assert set(REFUSED) == {"mad", "adaptive_misinformation", "random_noise"}
@@ -120,12 +117,12 @@ def test_unexportable_defenses_refused_with_the_reason(name, reason, tmp_path, c
     (["--defense-arg", "beta=1"], "--defense-arg given without --defense"),
     (["--defense", "nope"], "unknown defense"),
 ])
-def test_cli_bad_arguments_one_line_exit_2(argv, match, tmp_path, capsys):
-    rc, err = _export(capsys, "--victim", victim_dir(), *argv, "--out", tmp_path / "m.onnx")
+def test_cli_bad_arguments_one_line_exit_2(argv, match, tmp_path, capsys, victim_dir):
+    rc, err = _export(capsys, "--victim", victim_dir, *argv, "--out", tmp_path / "m.onnx")
     assert rc == 2 and err.count("\n") == 1 and match in err, err
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_float_victim_refused(tmp_path, capsys):
-    rc, err = _export(capsys, "--victim", victim_dir().parent / "fp", "--out", tmp_path / "m.onnx")
+def test_float_victim_refused(tmp_path, capsys, victim_dir):
+    rc, err = _export(capsys, "--victim", victim_dir.parent / "fp", "--out", tmp_path / "m.onnx")
     assert rc == 2 and "needs a quantized run" in err

@@ -20,7 +20,6 @@ from divqat.serving.http_blackbox import HttpBlackBox
 from divqat.serving.keys import KeyStore
 from divqat.serving.process import ServerProcess
 from divqat.utils import atomic_write_bytes
-from serving_support import victim_dir
 
 MAX_BATCH = 64
 BETA = "0.625"
@@ -33,10 +32,10 @@ def _serve(model_file, store, *argv):
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
+def model_file(tmp_path_factory, victim_dir):
     path = tmp_path_factory.mktemp("model") / "dcp.onnx"
     name, defense = build_exportable_defense("dcp", {"beta": BETA})
-    atomic_write_bytes(export_defended(victim_dir(), name, defense).SerializeToString(), path)
+    atomic_write_bytes(export_defended(victim_dir, name, defense).SerializeToString(), path)
     return path
 
 
@@ -196,11 +195,11 @@ def test_many_threads_one_key_never_past_its_budget(server, store, images):
     assert set(statuses) == {(429, "budget")}
 
 
-def test_three_server_processes_one_database(server, store, images):
+def test_three_server_processes_one_database(server, store, images, victim_dir):
     """The module's server plus a `--workers 2` server (two uvicorn worker processes) on one key;
     the second serves the run directory with the defense given on its command line (exported in
     memory), and answers as the exported file does."""
-    second = ServerProcess("--victim", victim_dir(), "--defense", "dcp", "--defense-arg", f"beta={BETA}",
+    second = ServerProcess("--victim", victim_dir, "--defense", "dcp", "--defense-arg", f"beta={BETA}",
                            "--db", store.path, "--max-batch", MAX_BATCH, "--workers", "2",
                            env={"OMP_NUM_THREADS": "1"})
     try:
@@ -267,19 +266,20 @@ def test_http_blackbox_batches_waits_out_the_rate_and_stops_at_the_budget(server
     blackbox.close()
 
 
-def test_knockoff_by_url_spends_what_the_server_counts(server, store, tmp_path, monkeypatch, capsys):
+def test_knockoff_by_url_spends_what_the_server_counts(server, store, tmp_path, monkeypatch, capsys,
+                                                      victim_dir):
     attacker, evaluator = store.add("attacker", 300), store.add("evaluator", 400)
     common = ["attack", "--victim", server.url, "--attack", "knockoff", "--queryset", "digits", "--budget", "300",
               "--epochs", "4", "--lr", "0.05", "--momentum", "0.9", "--no-progress", "--device", "cpu"]
     monkeypatch.setenv("DIVQAT_API_KEY", attacker)
-    assert main([*common, "--eval-victim", str(victim_dir()), "--defense", "dcp", "--defense-arg", f"beta={BETA}",
+    assert main([*common, "--eval-victim", str(victim_dir), "--defense", "dcp", "--defense-arg", f"beta={BETA}",
                  "--out", str(tmp_path / "local")]) == 0
     metrics = json.loads((tmp_path / "local" / "metrics.json").read_text())
     assert metrics["queries_used"] == metrics["server_queries_used"] == store.usage(attacker).used == 300
     assert metrics["evaluation"].startswith("local copy") and metrics["defense"] == "dcp"
     assert metrics["agreement"] > 0.3  # well above the 10% of chance after 300 queries
     # the budget is spent: a second run is refused before training, and nothing more is counted
-    assert main([*common, "--eval-victim", str(victim_dir()), "--out", str(tmp_path / "again")]) == 2
+    assert main([*common, "--eval-victim", str(victim_dir), "--out", str(tmp_path / "again")]) == 2
     assert "exceeds the 0 queries" in capsys.readouterr().err and store.usage(attacker).used == 300
     # scored through the server with a second key: the attacker's key is not touched
     attacker2 = store.add("attacker2", 300)
@@ -296,8 +296,8 @@ def test_knockoff_by_url_spends_what_the_server_counts(server, store, tmp_path, 
     (["--eval-api-key", "x"], "--eval-dataset"),
     (["--eval-victim", "DIR", "--output", "label"], "--output does not apply"),
 ])
-def test_attack_by_url_option_errors(server, argv, match, capsys):
-    argv = [str(victim_dir()) if a == "DIR" else a for a in argv]
+def test_attack_by_url_option_errors(server, argv, match, capsys, victim_dir):
+    argv = [str(victim_dir) if a == "DIR" else a for a in argv]
     assert main(["attack", "--victim", server.url, "--api-key", "k", "--attack", "knockoff", "--queryset", "digits",
                  "--budget", "10", *argv, "--out", "unused"]) == 2
     err = capsys.readouterr().err
@@ -318,7 +318,7 @@ def test_serve_argument_errors_before_listening(model_file, store, argv, match, 
     assert err.count("\n") == 1 and match in err
 
 
-def test_serve_refuses_an_onnx_file_not_written_by_export(store, capsys):
-    assert main(["serve", "--victim", str(victim_dir() / "model_int8.onnx"), "--db", str(store.path)]) == 2
+def test_serve_refuses_an_onnx_file_not_written_by_export(store, capsys, victim_dir):
+    assert main(["serve", "--victim", str(victim_dir / "model_int8.onnx"), "--db", str(store.path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not written by `divqat export`" in err

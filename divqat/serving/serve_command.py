@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["add_arguments", "run", "app_from_environment"]
+__all__ = ["add_arguments", "run", "served_model", "app_from_environment"]
 
 _ENV = "DIVQAT_SERVE_CONFIG"
 
@@ -38,7 +38,9 @@ def add_arguments(parser):
                              "default) or normal (survives a crash of the server process, not of the machine)")
 
 
-def _model(config):
+def served_model(config):
+    """The defended model of a serve configuration: a DIR exported in memory with its --defense,
+    or the bytes of an exported file (which must not be given a --defense)."""
     from divqat.serving.export_command import defended_model
 
     victim = Path(config["victim"])
@@ -55,7 +57,7 @@ def _model(config):
 def _app(config):
     from divqat.serving.app import create_app
 
-    return create_app(_model(config), config["db"], max_batch=config["max_batch"], threads=config["threads"],
+    return create_app(served_model(config), config["db"], max_batch=config["max_batch"], threads=config["threads"],
                       synchronous=config["sync"].upper())
 
 

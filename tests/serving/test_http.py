@@ -195,22 +195,23 @@ def test_many_threads_one_key_never_past_its_budget(server, store, images):
     assert set(statuses) == {(429, "budget")}
 
 
-def test_three_server_processes_one_database(server, store, images, victim_dir):
-    """The module's server plus a `--workers 2` server (two uvicorn worker processes) on one key;
-    the second serves the run directory with the defense given on its command line (exported in
-    memory), and answers as the exported file does."""
-    second = ServerProcess("--victim", victim_dir, "--defense", "dcp", "--defense-arg", f"beta={BETA}",
-                           "--db", store.path, "--max-batch", MAX_BATCH, "--workers", "2",
-                           env={"OMP_NUM_THREADS": "1"})
+def test_three_server_processes_one_database(server, store, model_file, images):
+    """The module's server plus a `--workers 2` server (two uvicorn worker processes) on one key."""
+    second = _serve(model_file, store, "--workers", "2")
     try:
         token = store.add("two-servers", 400)
-        first_answer, second_answer = (_post(url, token, _rows(images, 16)).json()["outputs"]
-                                       for url in (server.url, second.url))
-        assert first_answer == second_answer
         answered, statuses = _hammer([server.url, second.url], token, images, sizes=(1, 4, 9, 16))
     finally:
         second.stop()
-    assert answered + 32 == store.usage(token).used == 400 and set(statuses) == {(429, "budget")}
+    assert answered == store.usage(token).used == 400 and set(statuses) == {(429, "budget")}
+
+
+def test_serving_a_run_directory_serves_the_exported_file(model_file, victim_dir):
+    """`divqat serve --victim DIR --defense ...` builds in memory the very file `divqat export` writes."""
+    from divqat.serving.serve_command import served_model
+
+    config = {"victim": str(victim_dir), "defense": "dcp", "defense_arg": [f"beta={BETA}"]}
+    assert served_model(config).SerializeToString() == model_file.read_bytes()
 
 
 def test_kill_9_under_load_keeps_every_count(model_file, store, images):

@@ -4,7 +4,9 @@
     GET  /v1/meta      input_shape, num_classes, meta (normalisation), arch, answers, defense (its
                        name, never its parameters), max_batch
     GET  /v1/usage     (Bearer) {"queries_used": int, "budget_left": int} of the caller's key
-    POST /v1/predict   (Bearer) {"inputs": N x C x H x W floats in [0, 1]}
+    POST /v1/predict   (Bearer) {"inputs": N x C x H x W floats in [0, 1]}, or with
+                       Content-Type application/octet-stream the same N x C x H x W values as
+                       little-endian float32 (N from the length; no JSON to parse)
                        -> {"outputs": N x num_classes, "queries_used": int, "budget_left": int}
 
 Every error is JSON ``{"error": "..."}``: 401 (missing, unknown or revoked token), 429 (the
@@ -38,6 +40,7 @@ from starlette.routing import Route
 
 from divqat.checks import check_int
 from divqat.serving.metadata import serving_info
+from divqat.serving.protocol import BINARY
 from divqat.serving.keys import KeyStore
 
 __all__ = ["Predictor", "create_app", "decode_body", "parse_inputs", "BYTES_PER_VALUE"]
@@ -97,8 +100,11 @@ def _bearer(request):
     return token
 
 
-def decode_body(body, input_shape, max_batch):
-    """The float32 (N, C, H, W) batch of a request body (bytes), or _ClientError 413/422."""
+def decode_body(body, input_shape, max_batch, content_type="application/json"):
+    """The float32 (N, C, H, W) batch of a request body (bytes), or _ClientError 413/422;
+    ``content_type`` BINARY: raw little-endian float32, anything else: JSON."""
+    if content_type == BINARY:
+        return _binary_inputs(body, input_shape, max_batch)
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
@@ -115,8 +121,7 @@ def parse_inputs(payload, input_shape, max_batch):
     inputs = payload["inputs"]
     if not isinstance(inputs, list) or not inputs:
         raise _ClientError(422, "inputs must be a nonempty list of images")
-    if len(inputs) > max_batch:
-        raise _ClientError(413, f"batch of {len(inputs)} rows is larger than the server's max_batch {max_batch}")
+    _check_rows(len(inputs), max_batch)
     expected = (len(inputs), *input_shape)
     try:
         x = np.array(inputs)
@@ -127,6 +132,25 @@ def parse_inputs(payload, input_shape, max_batch):
         raise _ClientError(422, f"inputs must have shape {list(expected)} (N x C x H x W), got {got}")
     if x.dtype.kind not in "iuf":
         raise _ClientError(422, "inputs must hold only numbers")
+    return _pixels(x)
+
+
+def _binary_inputs(body, input_shape, max_batch):
+    row = 4 * math.prod(input_shape)
+    if not body or len(body) % row:
+        raise _ClientError(422, f"an {BINARY} body must hold N x {' x '.join(map(str, input_shape))} little-endian "
+                                f"float32 values ({row} bytes per image, N >= 1), got {len(body)} bytes")
+    _check_rows(len(body) // row, max_batch)
+    return _pixels(np.frombuffer(body, dtype="<f4").reshape(-1, *input_shape))
+
+
+def _check_rows(n, max_batch):
+    if n > max_batch:
+        raise _ClientError(413, f"batch of {n} rows is larger than the server's max_batch {max_batch}")
+
+
+def _pixels(x):
+    """``x`` as a new native float32 array, or 422 unless every value is finite and in [0, 1]."""
     if not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
         raise _ClientError(422, "inputs must be finite pixel values in [0, 1]")
     return x.astype(np.float32)
@@ -162,7 +186,7 @@ def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL"):
     shape = tuple(info["input_shape"])
     body_limit = max_batch * math.prod(shape) * BYTES_PER_VALUE + 4096
     meta = {key: info[key] for key in ("input_shape", "num_classes", "meta", "arch", "answers", "defense")}
-    meta["max_batch"] = max_batch
+    meta.update(max_batch=max_batch, input_formats=["application/json", BINARY])
 
     async def healthz(request):
         return JSONResponse({"status": "ok"})
@@ -181,7 +205,8 @@ def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL"):
         if (await run_in_threadpool(store.usage, token)).status != "ok":
             raise _unknown_key()
         body = await _read_body(request, body_limit)
-        x = await run_in_threadpool(decode_body, body, shape, max_batch)
+        content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        x = await run_in_threadpool(decode_body, body, shape, max_batch, content_type)
         charge = await run_in_threadpool(store.charge, token, len(x))
         if charge.status == "unauthorized":
             raise _unknown_key()

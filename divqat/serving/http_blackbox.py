@@ -4,8 +4,10 @@
 use (``query``, ``queries_used``, ``budget_left``, ``meta``, ``num_classes``, ``input_shape``,
 ``arch``, ``output``, ``defense_id``). It reads ``/v1/meta`` and ``/v1/usage`` once, then sends
 each query in batches of at most the server's ``max_batch`` rows over one httpx connection
-pool (keep-alive). Answers come back as float32 tensors, exactly the server's float32 values
-(JSON carries each as the shortest decimal that reads back to it).
+pool (keep-alive), as raw little-endian float32 bodies (``application/octet-stream``: no JSON
+to encode or parse; the server's inputs are then exactly the tensor's values). Answers come back
+as float32 tensors, exactly the server's float32 values (JSON carries each as the shortest
+decimal that reads back to it).
 
 Counting is the server's: a query larger than the key's ``budget_left`` is refused whole
 before anything is sent (:class:`~divqat.blackbox.QueryBudgetExceeded`), and a 429 "budget"
@@ -20,6 +22,7 @@ import httpx
 import torch
 
 from divqat.blackbox import QueryBudgetExceeded
+from divqat.serving.protocol import BINARY
 from divqat.serving.remote import is_url
 
 __all__ = ["HttpBlackBox", "ServerError"]
@@ -70,8 +73,9 @@ class HttpBlackBox:
 
     def query(self, x):
         """Answers (N, num_classes) for a float batch x (N, C, H, W) in [0, 1]; N rows counted by the server."""
-        if not torch.is_tensor(x) or x.dim() != 4:
-            raise ValueError(f"x must be a 4-D tensor (N, C, H, W), got {type(x).__name__}")
+        if not torch.is_tensor(x) or x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape:
+            got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"x must be a tensor of shape (N, {', '.join(map(str, self.input_shape))}), got {got}")
         n = x.shape[0]
         if n > self.budget_left:
             raise QueryBudgetExceeded(f"query of {n} inputs refused: the key has {self.budget_left} queries left "
@@ -81,9 +85,9 @@ class HttpBlackBox:
         return torch.cat(outs) if outs else torch.empty(0, self.num_classes)
 
     def _predict(self, batch):
-        body = {"inputs": batch.tolist()}
+        body = batch.numpy().astype("<f4").tobytes()
         for _ in range(self.max_rate_waits + 1):
-            response = self._client.post("/v1/predict", json=body)
+            response = self._client.post("/v1/predict", content=body, headers={"Content-Type": BINARY})
             if response.status_code != 429 or response.json().get("reason") != "rate":
                 break
             self.rate_waits += 1

@@ -72,6 +72,7 @@ def test_health_and_meta_without_defense_parameters(server):
     response = httpx.get(server.url + "/v1/meta")
     meta = response.json()
     assert meta["input_shape"] == [1, 8, 8] and meta["num_classes"] == 10 and meta["max_batch"] == MAX_BATCH
+    assert meta["input_formats"] == ["application/json", "application/octet-stream"]
     assert meta["defense"] == "dcp" and meta["answers"] == "probabilities" and meta["arch"] == "smallcnn"
     assert set(meta["meta"]) >= {"mean", "std", "num_classes", "in_channels", "image_size"}
     assert BETA not in response.text
@@ -86,6 +87,25 @@ def test_answers_are_onnx_runtime_answers(server, store, model_file, images):
     expected = session.run(None, {"input": images[:20].numpy()})[0]
     np.testing.assert_array_equal(np.array(answer["outputs"], np.float32), expected)
     assert (answer["queries_used"], answer["budget_left"]) == (20, 80) == (store.usage(token).used, 80)
+
+
+def test_binary_bodies_answer_as_json_bodies(server, store, images):
+    token = store.add("binary", 100)
+    binary = httpx.post(server.url + "/v1/predict", content=images[:20].numpy().astype("<f4").tobytes(),
+                        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"})
+    assert binary.status_code == 200
+    assert binary.json()["outputs"] == _post(server.url, token, _rows(images, 20)).json()["outputs"]
+    assert store.usage(token).used == 40
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
+    raw = images[:2].numpy().astype("<f4")
+    for body, status, match in [
+        (raw.tobytes()[:-4], 422, "256 bytes per image"),
+        (b"", 422, "N >= 1"),
+        (np.where(raw == 0, np.nan, raw).astype("<f4").tobytes(), 422, "finite"),
+        (np.full((MAX_BATCH + 1, 1, 8, 8), 0.5, "<f4").tobytes(), 413, "max_batch"),
+    ]:
+        _assert_error(httpx.post(server.url + "/v1/predict", content=body, headers=headers), status, match)
+    assert store.usage(token).used == 40
 
 
 def _bad_bodies(images):

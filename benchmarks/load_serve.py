@@ -9,11 +9,12 @@ the same batch of random images:
 1. direct: ONNX Runtime called in-process (:class:`divqat.serving.app.Predictor`, the server's
    own session settings), first one call at a time (latency), then from ``clients`` threads for
    ``seconds`` (throughput);
-2. served, once with ``--sync full`` and once with ``--sync normal``: ``clients`` asyncio httpx
-   clients (keep-alive) POST the batch to /v1/predict for ``seconds`` and every request is timed;
-3. the server's work without HTTP, per request: decoding the body (json.loads and the input
-   checks), the SQLite check-and-add (BEGIN IMMEDIATE) at both durabilities, the ONNX Runtime call, and the
-   JSON encoding of the answer.
+2. served: ``clients`` asyncio httpx clients (keep-alive) POST the batch to /v1/predict for
+   ``seconds``, every request timed; three runs: JSON bodies with ``--sync full``, JSON with
+   ``--sync normal``, raw float32 bodies (application/octet-stream) with ``--sync full``;
+3. the server's work without HTTP, per request: decoding the body (JSON: json.loads and the
+   input checks; raw float32: the same checks), the SQLite check-and-add (BEGIN IMMEDIATE) at
+   both durabilities, the ONNX Runtime call, and the JSON encoding of the answer.
 
 Reported: requests/s, rows/s, p50/p99 latency, and served/direct ratios. With ``--fault``:
 three keys (one spent before the load, one under load with an unbounded budget, one whose budget
@@ -39,6 +40,9 @@ from divqat.serving.app import Predictor, decode_body
 from divqat.serving.export_command import defended_model
 from divqat.serving.keys import KeyStore
 from divqat.serving.process import ServerProcess
+from divqat.serving.protocol import BINARY
+
+JSON = "application/json"
 
 
 def _percentiles(latencies):
@@ -72,11 +76,11 @@ def direct(predictor, x, clients, seconds):
     return {"p50_ms": p50, "p99_ms": p99, "requests_per_s": rps, "rows_per_s": rps * len(x)}
 
 
-async def _load(url, token, body, clients, seconds, statuses=None, answered=None):
+async def _load(url, token, body, clients, seconds, statuses=None, answered=None, content_type=JSON):
     """``clients`` keep-alive clients posting ``body`` until ``seconds`` pass (or the server dies)."""
     latencies = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=120) as client:
         deadline = time.perf_counter() + seconds
 
@@ -100,22 +104,24 @@ async def _load(url, token, body, clients, seconds, statuses=None, answered=None
     return latencies
 
 
-def served(url, token, body, rows, clients, seconds):
-    asyncio.run(_load(url, token, body, clients, 1.0))  # warm-up: connections, threads, caches
-    latencies = asyncio.run(_load(url, token, body, clients, seconds))
+def served(url, token, body, rows, clients, seconds, content_type=JSON):
+    asyncio.run(_load(url, token, body, clients, 1.0, content_type=content_type))  # warm-up: connections, threads
+    latencies = asyncio.run(_load(url, token, body, clients, seconds, content_type=content_type))
     p50, p99 = _percentiles(latencies)
     rps = len(latencies) / seconds
     return {"p50_ms": p50, "p99_ms": p99, "requests_per_s": rps, "rows_per_s": rps * rows}
 
 
-def server_work(predictor, db, token, body, shape, rounds=50):
+def server_work(predictor, db, token, body, raw, shape, rounds=50):
     """Median milliseconds of each step the server does for one request, outside HTTP."""
     full, normal = KeyStore(db, synchronous="FULL"), KeyStore(db, synchronous="NORMAL")
-    steps = {"decode_body": [], "sqlite_charge_full": [], "sqlite_charge_normal": [],
+    steps = {"decode_json_body": [], "decode_binary_body": [], "sqlite_charge_full": [], "sqlite_charge_normal": [],
              "onnx_runtime": [], "json_encode": []}
     for _ in range(rounds):
         t = [time.perf_counter()]
         x = decode_body(body, shape, 1 << 20)
+        t.append(time.perf_counter())
+        decode_body(raw, shape, 1 << 20, BINARY)
         t.append(time.perf_counter())
         full.charge(token, len(x))
         t.append(time.perf_counter())
@@ -181,7 +187,7 @@ def main(argv=None):
     predictor = Predictor(model)
     shape = tuple(predictor.info["input_shape"])
     x = np.random.default_rng(0).random((args.batch, *shape), dtype=np.float32)
-    body = json.dumps({"inputs": x.tolist()}).encode()
+    body, raw = json.dumps({"inputs": x.tolist()}).encode(), x.astype("<f4").tobytes()
     with tempfile.TemporaryDirectory() as tmp:
         model_path, db = Path(tmp) / "model.onnx", Path(tmp) / "keys.db"
         model_path.write_bytes(model.SerializeToString())
@@ -191,13 +197,16 @@ def main(argv=None):
                   "clients": args.clients, "batch": args.batch, "seconds": args.seconds, "body_bytes": len(body),
                   "load_average_before": os.getloadavg()}
         report["direct"] = d = direct(predictor, x, args.clients, args.seconds)
-        for sync in ("full", "normal"):
+        runs = (("json_full", "full", body, JSON), ("json_normal", "normal", body, JSON),
+                ("binary_full", "full", raw, BINARY))
+        for name, sync, payload, content_type in runs:
             with ServerProcess("--victim", model_path, "--db", db, "--max-batch", args.batch, "--sync", sync) as server:
-                report[f"served_{sync}"] = s = served(server.url, token, body, args.batch, args.clients, args.seconds)
-            report[f"ratios_{sync}"] = {"p50_latency_served_over_direct": s["p50_ms"] / d["p50_ms"],
+                report[f"served_{name}"] = s = served(server.url, token, payload, args.batch, args.clients,
+                                                      args.seconds, content_type)
+            report[f"ratios_{name}"] = {"p50_latency_served_over_direct": s["p50_ms"] / d["p50_ms"],
                                         "p99_latency_served_over_direct": s["p99_ms"] / d["p99_ms"],
                                         "rows_per_s_direct_over_served": d["rows_per_s"] / s["rows_per_s"]}
-        report["server_work_ms"] = server_work(predictor, db, token, body, shape)
+        report["server_work_ms"] = server_work(predictor, db, token, body, raw, shape)
         if args.fault:
             report["fault"] = {sync: fault(model_path, db, body, args.batch, args.clients, args.seconds / 2, sync)
                                for sync in ("full", "normal")}

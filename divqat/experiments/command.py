@@ -1,21 +1,43 @@
-"""`divqat experiment CONFIG --out DIR`: run (or resume) a TOML-configured experiment grid."""
+"""`divqat experiment CONFIG --out DIR [--executor ray [--address ADDRESS]]`: run (or resume) a
+TOML-configured experiment grid, here or on a Ray cluster."""
+import sys
+
 from divqat.checks import check_output_dir
 
 from .config import load_experiment_config
-from .runner import run_experiment
+from .executors import make_executor
+from .runner import ExperimentFailed, run_experiment
 
 
 def add_arguments(parser):
     parser.add_argument("config", help="experiment TOML file (see divqat.experiments.config)")
-    parser.add_argument("--out", required=True, help="output directory (re-running resumes it)")
+    parser.add_argument("--out", required=True,
+                        help="output directory (re-running resumes it); with Ray, on a filesystem every node sees")
     parser.add_argument("--no-report", action="store_true", help="write the tables, skip report.md and plots")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--executor", choices=("sequential", "ray"), default="sequential",
+                        help="run the cells one after another here (default) or as Ray tasks")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to join (as `ray start --head` prints it); default: a local Ray instance")
+    parser.add_argument("--cpus-per-cell", type=int, default=None,
+                        help="CPUs a cell declares and its torch thread count (ray default 1; "
+                             "sequential default: torch's own thread count)")
+    parser.add_argument("--gpus-per-cell", type=float, default=None,
+                        help="GPUs a Ray cell declares (default 1 when the config's device is cuda, else 0)")
 
 
 def run(args):
     check_output_dir("--out", args.out)
     config = load_experiment_config(args.config)
-    counts = run_experiment(config, args.out, progress=not args.quiet, report=not args.no_report)
+    executor = make_executor(args.executor, address=args.address, cpus=args.cpus_per_cell,
+                             gpus=args.gpus_per_cell, device=config.device)
+    status = 0
+    try:
+        counts = run_experiment(config, args.out, progress=not args.quiet, report=not args.no_report,
+                                executor=executor)
+    except ExperimentFailed as failed:
+        counts, status = failed.counts, 1
+        print(f"divqat experiment: {failed}", file=sys.stderr)
     print(f"{config.name}: {counts['victims_trained']} victims trained, {counts['cells_run']} cells run, "
           f"{counts['cells_cached']} cached; results in {args.out}")
-    return 0
+    return status

@@ -2,7 +2,7 @@
 cache every finished cell, then write the result tables and the report.
 
 The work itself is done by a *pipeline* (the library's functions, see
-:class:`divqat.experiments.pipeline.LibraryPipeline`) with three methods::
+:class:`divqat.experiments.pipeline.LibraryPipeline`) with these methods::
 
     train_victim(cell: VictimCell, teacher_dir: Path | None, out_dir: Path) -> (model, metrics: dict)
     load_victim(cell: VictimCell, out_dir: Path) -> model
@@ -12,102 +12,244 @@ The work itself is done by a *pipeline* (the library's functions, see
 ``teacher_dir`` is the finished output directory of the cell's teacher (the full-precision
 victim of the same seed) for ptq/qat/divqat, else None.
 
-The runner owns the order, the caching and resumption: a finished victim is loaded, never
-retrained; a finished attack cell is skipped; a victim whose attack cells are all finished is
-not even loaded. An interrupted run resumes where it stopped when started again.
+The runner turns the grid into jobs (:func:`grid_jobs`: per seed the teacher, then its
+students, then the attack cells) and hands them to an executor
+(:mod:`divqat.experiments.executors`: in this process, or as Ray tasks). Whoever runs a cell
+(:class:`CellWorker`) claims it (:mod:`divqat.experiments.claims`), skips it if the cache has
+it, else computes it and writes its record atomically; so a rerun, or a second driver on the
+same directory, never computes a finished cell again, and an interrupted run resumes where it
+stopped. A failing cell is recorded in ``OUT/failures/<key>.json`` with its error, the cells
+that need it are skipped, the rest of the grid goes on, and :class:`ExperimentFailed` names the
+failed cells at the end (after the tables are written).
 """
+import contextlib
 import time
+import traceback
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
-from divqat.utils import atomic_write_json
+from divqat.utils import atomic_write_json, seed_everything
 
 from .aggregate import write_results
 from .cells import CellCache, attack_cells, attacked_victims, victim_cells
+from .claims import claim
+from .executors import CACHED, DONE, FAILED, SKIPPED, Job, Outcome, SequentialExecutor
 from .report import write_report
 
 
-class _Victims:
-    """Victim models of one seed, trained or loaded on first use, kept for reuse."""
+class ExperimentFailed(RuntimeError):
+    """Some cells of the grid failed (the others are finished and tabulated)."""
 
-    def __init__(self, cache, pipeline, counts):
-        self.cache, self.pipeline, self.counts = cache, pipeline, counts
-        self.models = {}
+    def __init__(self, counts, failures):
+        self.counts, self.failures = counts, failures
+        lines = [f"  {label}: {outcome.status}: {outcome.error}" for label, outcome in failures]
+        n_failed = sum(o.status == FAILED for _, o in failures)
+        super().__init__(f"{n_failed} cells failed, {len(failures) - n_failed} skipped:\n" + "\n".join(lines))
 
-    def record(self, cell):
-        """The victim's record, training the victim (and its teacher) if it has none."""
-        record = self.cache.victim_record(cell.key)
+
+def _victim_label(cell):
+    return f"seed {cell.seed} {cell.method.label}"
+
+
+def _attack_label(cell):
+    return f"{_victim_label(cell.victim)} | {cell.defense.label} | {cell.attack.label}"
+
+
+def _transfer_group(cell):
+    """Attack cells that share one transfer-set cache: all but the budget alike."""
+    params = tuple(p for p in cell.attack.params if p[0] != "budget")
+    return cell.victim.key, cell.defense, cell.attack.name, params
+
+
+def grid_jobs(config, cache):
+    """The grid's jobs in topological order, and how many attack cells the cache already holds
+    (those get no job). Per seed: the teacher, its students, then the attack cells of each
+    victim, largest budget first; a smaller budget waits for the larger one of its transfer
+    group, whose cached transfer set it reuses (:mod:`divqat.attacks.transfer`)."""
+    jobs, cached = [], 0
+    for seed in config.seeds:
+        for victim in victim_cells(config, seed):
+            needs = (victim.teacher.key,) if victim.teacher is not None else ()
+            jobs.append(Job(victim.key, "victim", _victim_label(victim), victim, needs=needs))
+        for victim in attacked_victims(config, seed):
+            last_of_group = {}
+            for cell in attack_cells(config, victim):
+                if cache.attack_record(cell.key) is not None:
+                    cached += 1
+                    continue
+                group = _transfer_group(cell)
+                after = (last_of_group[group],) if group in last_of_group else ()
+                jobs.append(Job(cell.key, "attack", _attack_label(cell), cell, needs=(victim.key,), after=after))
+                last_of_group[group] = cell.key
+    return jobs, cached
+
+
+class CellWorker:
+    """Does one job against the cache of ``out_dir``, in the driver or in a Ray worker: the cell
+    is claimed, skipped if finished, else computed (global RNGs seeded with the cell's seed,
+    ``threads`` torch threads) and its record written atomically. A failure is recorded and
+    returned as an :class:`Outcome`, never raised. Without ``pipeline`` each process builds a
+    :class:`~divqat.experiments.pipeline.LibraryPipeline` of ``config`` on first use."""
+
+    def __init__(self, out_dir, config, pipeline=None, progress=False, threads=None):
+        self.out_dir, self.config, self.progress, self.threads = Path(out_dir), config, progress, threads
+        self._given = pipeline
+        self._built = None
+        self._models, self._models_seed = {}, None
+
+    def __getstate__(self):  # what travels to a Ray worker: no models, no pipeline built here
+        return {**self.__dict__, "_built": None, "_models": {}, "_models_seed": None}
+
+    @property
+    def pipeline(self):
+        if self._given is not None:
+            return self._given
+        if self._built is None:
+            from .pipeline import LibraryPipeline
+
+            self._built = LibraryPipeline(self.config, progress=self.progress)
+        return self._built
+
+    def __call__(self, job, dep_outcomes):
+        lost = [d for d, o in zip(job.deps, dep_outcomes) if d in job.needs and not o.ok]
+        if lost:
+            return Outcome(SKIPPED, f"needs cell {lost[0]}, which did not finish")
+        cache = CellCache(self.out_dir)
+        try:
+            with self._torch_threads(), claim(self.out_dir, job.key, self._record_path(job)):
+                seed_everything(job.cell.seed if job.kind == "victim" else job.cell.victim.seed)
+                status = self._victim(cache, job.cell) if job.kind == "victim" else self._attack(cache, job.cell)
+        except Exception as exc:
+            outcome = Outcome.failure(exc)
+            atomic_write_json({"key": job.key, "kind": job.kind, "label": job.label, "error": outcome.error,
+                               "traceback": traceback.format_exc()}, self._failure_path(job.key))
+            return outcome
+        self._failure_path(job.key).unlink(missing_ok=True)
+        return Outcome(status)
+
+    def _record_path(self, job):
+        if job.kind == "victim":
+            return self.out_dir / "victims" / job.key / "victim.json"
+        return self.out_dir / "cells" / f"{job.key}.json"
+
+    def _failure_path(self, key):
+        return self.out_dir / "failures" / f"{key}.json"
+
+    @contextlib.contextmanager
+    def _torch_threads(self):
+        if self.threads is None:
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    def _remember(self, cell, model):
+        """Keep the victims of one seed in memory for its attack cells."""
+        if cell.seed != self._models_seed:
+            self._models, self._models_seed = {}, cell.seed
+        self._models[cell.key] = model
+
+    def _victim(self, cache, cell):
+        out_dir = cache.victim_dir(cell.key)
+        record = cache.victim_record(cell.key)
+        status = CACHED
         if record is None:
-            self.get(cell)
-            record = self.cache.victim_record(cell.key)
-        return record
-
-    def get(self, cell):
-        if cell.key in self.models:
-            return self.models[cell.key]
-        out_dir = self.cache.victim_dir(cell.key)
-        if self.cache.victim_record(cell.key) is not None:
-            model = self.pipeline.load_victim(cell, out_dir)
-        else:
-            teacher_dir = None
-            if cell.teacher is not None:
-                self.record(cell.teacher)
-                teacher_dir = self.cache.victim_dir(cell.teacher.key)
+            teacher_dir = cache.victim_dir(cell.teacher.key) if cell.teacher is not None else None
             start = time.perf_counter()
             model, metrics = self.pipeline.train_victim(cell, teacher_dir, out_dir)
-            self.cache.save_victim_record(cell.key, {
-                "key": cell.key, "seed": cell.seed, "method": cell.method.as_dict(),
-                "label": cell.method.label, "spec": cell.spec, "metrics": metrics,
-                "time_s": time.perf_counter() - start})
-            self.counts["victims_trained"] += 1
-        self.models[cell.key] = model
-        return model
+            record = {"key": cell.key, "seed": cell.seed, "method": cell.method.as_dict(),
+                      "label": cell.method.label, "spec": cell.spec, "metrics": metrics,
+                      "time_s": time.perf_counter() - start}
+            cache.save_victim_record(cell.key, record)
+            self._remember(cell, model)
+            status = DONE
+        extra = self.pipeline.evaluate_victim(cell, out_dir, record["metrics"])
+        if extra:
+            record["metrics"].update(extra)
+            cache.save_victim_record(cell.key, record)
+        return status
+
+    def _attack(self, cache, cell):
+        if cache.attack_record(cell.key) is not None:
+            return CACHED
+        victim = cell.victim
+        victim_dir = cache.victim_dir(victim.key)
+        if victim.seed != self._models_seed or victim.key not in self._models:
+            self._remember(victim, self.pipeline.load_victim(victim, victim_dir))
+        start = time.perf_counter()
+        metrics = self.pipeline.attack(self._models[victim.key], cell, victim_dir)
+        cache.save_attack_record(cell.key, {
+            "key": cell.key, "seed": victim.seed, "victim_key": victim.key,
+            "method": victim.method.as_dict(), "victim_label": victim.method.label,
+            "defense": cell.defense.as_dict(), "attack": cell.attack.as_dict(),
+            "spec": cell.spec, "metrics": metrics, "time_s": time.perf_counter() - start})
+        return DONE
 
 
-def run_experiment(config, out_dir, pipeline=None, progress=True, report=True):
-    """Run (or resume) ``config``'s grid into ``out_dir``; returns counts of the work done:
+class _GridProgress:
+    """One bar over the grid's cells (victims and attack cells), finished ones counted, the
+    running ones named; collects the counts and the failures."""
+
+    def __init__(self, name, total, cached, enabled):
+        self.bar = tqdm(total=total, initial=cached, desc=f"experiment {name}", disable=not enabled)
+        self.running = {}
+        self.counts = {"victims_trained": 0, "cells_run": 0, "cells_cached": cached}
+        self.failures = []
+
+    def _show(self):
+        labels = list(self.running.values())
+        more = f" (+{len(labels) - 3})" if len(labels) > 3 else ""
+        self.bar.set_postfix_str(("running: " + "; ".join(labels[:3]) + more) if labels else "", refresh=True)
+
+    def start(self, job):
+        self.running[job.key] = job.label
+        self._show()
+
+    def done(self, job, outcome):
+        self.running.pop(job.key, None)
+        if outcome.status == DONE:
+            self.counts["victims_trained" if job.kind == "victim" else "cells_run"] += 1
+        elif outcome.status == CACHED and job.kind == "attack":
+            self.counts["cells_cached"] += 1
+        elif not outcome.ok:
+            self.failures.append((job.label, outcome))
+        self.bar.update(1)
+        self._show()
+
+    def close(self):
+        self.bar.close()
+
+
+def run_experiment(config, out_dir, pipeline=None, progress=True, report=True, executor=None):
+    """Run (or resume) ``config``'s grid into ``out_dir`` with ``executor`` (default:
+    :class:`~divqat.experiments.executors.SequentialExecutor`); returns counts of the work done:
     ``victims_trained``, ``cells_run``, ``cells_cached``. Writes results.csv, results.json,
-    victims.csv and (``report=True``) report.md with its plots."""
-    if pipeline is None:
-        from .pipeline import LibraryPipeline
-
-        pipeline = LibraryPipeline(config, progress=progress)
+    victims.csv and (``report=True``) report.md with its plots. Raises
+    :class:`ExperimentFailed` after writing them if any cell failed."""
+    executor = executor or SequentialExecutor()
     out_dir = Path(out_dir)
     cache = CellCache(out_dir)
+    in_process = isinstance(executor, SequentialExecutor)
+    worker = CellWorker(out_dir, config, pipeline, progress=progress and in_process, threads=executor.threads)
+    worker.pipeline  # builds (and so validates) the pipeline before any work
     # several configs may share one directory (and its cached victims): one record per config
     atomic_write_json(config.raw, out_dir / "configs" / f"{config.name}.json")
-    counts = {"victims_trained": 0, "cells_run": 0, "cells_cached": 0}
-    total = sum(len(attack_cells(config, v)) for s in config.seeds for v in attacked_victims(config, s))
-    bar = tqdm(total=total, desc=f"experiment {config.name}", disable=not progress)
-    for seed in config.seeds:
-        victims = _Victims(cache, pipeline, counts)
-        for victim in victim_cells(config, seed):
-            record = victims.record(victim)
-            extra = pipeline.evaluate_victim(victim, cache.victim_dir(victim.key), record["metrics"])
-            if extra:
-                record["metrics"].update(extra)
-                cache.save_victim_record(victim.key, record)
-        for victim in attacked_victims(config, seed):
-            for cell in attack_cells(config, victim):
-                bar.set_postfix_str(f"seed {seed} {victim.method.label} {cell.defense.label} {cell.attack.label}")
-                if cache.attack_record(cell.key) is not None:
-                    counts["cells_cached"] += 1
-                    bar.update(1)
-                    continue
-                model = victims.get(victim)
-                start = time.perf_counter()
-                metrics = pipeline.attack(model, cell, cache.victim_dir(victim.key))
-                cache.save_attack_record(cell.key, {
-                    "key": cell.key, "seed": seed, "victim_key": victim.key,
-                    "method": victim.method.as_dict(), "victim_label": victim.method.label,
-                    "defense": cell.defense.as_dict(), "attack": cell.attack.as_dict(),
-                    "spec": cell.spec, "metrics": metrics, "time_s": time.perf_counter() - start})
-                counts["cells_run"] += 1
-                bar.update(1)
-    bar.close()
+    jobs, cached = grid_jobs(config, cache)
+    tracker = _GridProgress(config.name, len(jobs) + cached, cached, progress)
+    try:
+        executor.run(jobs, worker, tracker.start, tracker.done)
+    finally:
+        tracker.close()
     if report:
         write_report(out_dir)
     else:
         write_results(out_dir)
-    return counts
+    if tracker.failures:
+        raise ExperimentFailed(tracker.counts, tracker.failures)
+    return tracker.counts

@@ -1,0 +1,167 @@
+"""Executors of an experiment grid: the same job graph run one job after another in this
+process (:class:`SequentialExecutor`, the default) or as Ray tasks on a local instance or a
+cluster (:class:`RayExecutor`).
+
+A *job* is one cell of the grid (a victim to train, an attack cell to run) with the keys of the
+jobs it waits for. Jobs come in topological order: teachers, then students, then attack cells.
+An executor calls ``work(job, dep_outcomes) -> Outcome`` once per job, after every job in
+``job.deps`` has an outcome, and reports ``on_start(job)`` and ``on_done(job, outcome)`` to the
+driver. ``work`` does the cell and its caching (:class:`divqat.experiments.runner.CellWorker`);
+executors share no state but the output directory it writes to.
+"""
+import contextlib
+import traceback
+from dataclasses import dataclass
+
+DONE, CACHED, FAILED, SKIPPED = "done", "cached", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One cell to run: ``needs`` must have succeeded (else the job is skipped); ``after`` only
+    orders the job after others (e.g. a smaller budget after the larger one whose transfer set
+    it reuses)."""
+
+    key: str
+    kind: str  # "victim" | "attack"
+    label: str
+    cell: object
+    needs: tuple = ()
+    after: tuple = ()
+
+    @property
+    def deps(self):
+        return self.needs + self.after
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a job: ``done`` (computed here), ``cached`` (finished before, by this or
+    another driver), ``failed`` (with its error) or ``skipped`` (a job it needs failed)."""
+
+    status: str
+    error: str = ""
+
+    @property
+    def ok(self):
+        return self.status in (DONE, CACHED)
+
+    @classmethod
+    def failure(cls, exc):
+        return cls(FAILED, "".join(traceback.format_exception_only(exc)).strip())
+
+
+class SequentialExecutor:
+    """Every job in this process, in order. ``threads``: torch threads per cell (None: leave the
+    process's setting)."""
+
+    name = "sequential"
+
+    def __init__(self, threads=None):
+        self.threads = threads
+
+    def run(self, jobs, work, on_start, on_done):
+        outcomes = {}
+        for job in jobs:
+            on_start(job)
+            outcomes[job.key] = work(job, [outcomes[d] for d in job.deps])
+            on_done(job, outcomes[job.key])
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--executor ray needs Ray: pip install -e '.[ray]'") from None
+    return ray
+
+
+def _run_task(work, job, events, *dep_outcomes):
+    """A Ray task: announce the start to the driver, then do the job."""
+    events.put(job.key)
+    return work(job, list(dep_outcomes))
+
+
+class RayExecutor:
+    """Each job a Ray task declaring ``cpus`` CPUs (also its torch thread count) and ``gpus``
+    GPUs, with the jobs it waits for passed as ObjectRefs. A task whose worker process dies is
+    retried up to ``max_retries`` times (a cell's record is written atomically and claimed, so a
+    retry starts clean). ``address``: an existing cluster (``ray start --head`` prints it);
+    None: the instance this process already joined, else a new local one, shut down at the end."""
+
+    name = "ray"
+
+    def __init__(self, address=None, cpus=1, gpus=0, max_retries=3):
+        if not (isinstance(cpus, int) and cpus >= 1):
+            raise ValueError(f"--cpus-per-cell must be an int >= 1, got {cpus!r}")
+        if not gpus >= 0:
+            raise ValueError(f"--gpus-per-cell must be >= 0, got {gpus!r}")
+        self.address, self.cpus, self.gpus, self.max_retries = address, cpus, gpus, max_retries
+        self.threads = cpus
+
+    @contextlib.contextmanager
+    def _connected(self, ray):
+        started = not ray.is_initialized()
+        if started:
+            try:
+                ray.init(address=self.address, include_dashboard=False, logging_level="warning")
+            except ConnectionError as err:
+                raise ValueError(f"--address {self.address}: cannot connect to a Ray cluster ({err})") from None
+        try:
+            self._check_resources(ray.cluster_resources())
+            yield
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _check_resources(self, total):
+        for name, asked in (("CPU", self.cpus), ("GPU", self.gpus)):
+            if asked and total.get(name, 0) < asked:
+                raise ValueError(f"--{name.lower()}s-per-cell {asked}: the Ray cluster has {total.get(name, 0):g} {name}s")
+
+    def run(self, jobs, work, on_start, on_done):
+        ray = import_ray()
+        from ray.util.queue import Queue
+
+        with self._connected(ray):
+            events = Queue(actor_options={"num_cpus": 0})
+            task = ray.remote(_run_task).options(num_cpus=self.cpus, num_gpus=self.gpus,
+                                                 max_retries=self.max_retries)
+            work_ref = ray.put(work)
+            refs, pending = {}, {}
+            for job in jobs:
+                refs[job.key] = task.remote(work_ref, job, events, *(refs[d] for d in job.deps))
+                pending[refs[job.key]] = job
+            by_key = {job.key: job for job in jobs}
+            finished = set()
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.25)
+                for key in events.get_nowait_batch(events.qsize()):
+                    if key not in finished:
+                        on_start(by_key[key])
+                for ref in ready:
+                    job = pending.pop(ref)
+                    try:
+                        outcome = ray.get(ref)
+                    except Exception as exc:  # worker lost beyond its retries, or a dependency's
+                        outcome = Outcome.failure(exc)
+                    finished.add(job.key)
+                    on_done(job, outcome)
+            ray.kill(events.actor)
+
+
+def make_executor(name, address=None, cpus=None, gpus=None, device="cpu"):
+    """The executor of the ``--executor``/``--address``/``--cpus-per-cell``/``--gpus-per-cell``
+    options. A Ray cell asks for one GPU by default when the config's device is CUDA."""
+    if name == "sequential":
+        if address is not None:
+            raise ValueError("--address needs --executor ray")
+        if cpus is not None and not (isinstance(cpus, int) and cpus >= 1):
+            raise ValueError(f"--cpus-per-cell must be an int >= 1, got {cpus!r}")
+        return SequentialExecutor(threads=cpus)
+    if name == "ray":
+        import_ray()
+        if gpus is None:
+            gpus = 1 if str(device).startswith("cuda") else 0
+        return RayExecutor(address=address, cpus=1 if cpus is None else cpus, gpus=gpus)
+    raise ValueError(f"--executor must be sequential or ray, got {name!r}")

@@ -70,6 +70,7 @@ setup(
     ],
     extras_require={
         "triton": ["triton"],
+        "ray": ["ray>=2.40"],  # `divqat experiment --executor ray`
         "test": ["pytest", "pytest-benchmark", "hypothesis", "expecttest", "scikit-learn"],
         "serve": ["starlette", "uvicorn", "httpx"],
     },

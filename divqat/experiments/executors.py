@@ -41,6 +41,7 @@ class Outcome:
 
     status: str
     error: str = ""
+    details: str = ""  # the traceback of a failure
 
     @property
     def ok(self):
@@ -48,7 +49,8 @@ class Outcome:
 
     @classmethod
     def failure(cls, exc):
-        return cls(FAILED, "".join(traceback.format_exception_only(exc)).strip())
+        return cls(FAILED, "".join(traceback.format_exception_only(exc)).strip(),
+                   "".join(traceback.format_exception(exc)))
 
 
 class SequentialExecutor:
@@ -132,22 +134,30 @@ class RayExecutor:
             for job in jobs:
                 refs[job.key] = task.remote(work_ref, job, events, *(refs[d] for d in job.deps))
                 pending[refs[job.key]] = job
-            by_key = {job.key: job for job in jobs}
-            finished = set()
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.25)
-                for key in events.get_nowait_batch(events.qsize()):
-                    if key not in finished:
-                        on_start(by_key[key])
-                for ref in ready:
-                    job = pending.pop(ref)
-                    try:
-                        outcome = ray.get(ref)
-                    except Exception as exc:  # worker lost beyond its retries, or a dependency's
-                        outcome = Outcome.failure(exc)
-                    finished.add(job.key)
-                    on_done(job, outcome)
-            ray.kill(events.actor)
+            try:
+                self._collect(ray, pending, events, {job.key: job for job in jobs}, on_start, on_done)
+            finally:
+                for ref in pending:  # interrupted: the cluster's workers stop too
+                    ray.cancel(ref)
+                ray.kill(events.actor)
+
+    @staticmethod
+    def _collect(ray, pending, events, by_key, on_start, on_done):
+        """Report started and finished tasks until none is pending."""
+        finished = set()
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.25)
+            for key in events.get_nowait_batch(events.qsize()):
+                if key not in finished:
+                    on_start(by_key[key])
+            for ref in ready:
+                job = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except Exception as exc:  # worker lost beyond its retries, or a dependency's
+                    outcome = Outcome.failure(exc)
+                finished.add(job.key)
+                on_done(job, outcome)
 
 
 def make_executor(name, address=None, cpus=None, gpus=None, device="cpu"):

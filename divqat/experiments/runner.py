@@ -24,7 +24,6 @@ failed cells at the end (after the tables are written).
 """
 import contextlib
 import time
-import traceback
 from pathlib import Path
 
 import torch
@@ -44,7 +43,8 @@ class ExperimentFailed(RuntimeError):
 
     def __init__(self, counts, failures):
         self.counts, self.failures = counts, failures
-        lines = [f"  {label}: {outcome.status}: {outcome.error}" for label, outcome in failures]
+        # the last line of an error names its cause (a Ray error carries the remote traceback)
+        lines = [f"  {label}: {outcome.status}: {outcome.error.splitlines()[-1]}" for label, outcome in failures]
         n_failed = sum(o.status == FAILED for _, o in failures)
         super().__init__(f"{n_failed} cells failed, {len(failures) - n_failed} skipped:\n" + "\n".join(lines))
 
@@ -122,20 +122,13 @@ class CellWorker:
                 seed_everything(job.cell.seed if job.kind == "victim" else job.cell.victim.seed)
                 status = self._victim(cache, job.cell) if job.kind == "victim" else self._attack(cache, job.cell)
         except Exception as exc:
-            outcome = Outcome.failure(exc)
-            atomic_write_json({"key": job.key, "kind": job.kind, "label": job.label, "error": outcome.error,
-                               "traceback": traceback.format_exc()}, self._failure_path(job.key))
-            return outcome
-        self._failure_path(job.key).unlink(missing_ok=True)
+            return Outcome.failure(exc)
         return Outcome(status)
 
     def _record_path(self, job):
         if job.kind == "victim":
             return self.out_dir / "victims" / job.key / "victim.json"
         return self.out_dir / "cells" / f"{job.key}.json"
-
-    def _failure_path(self, key):
-        return self.out_dir / "failures" / f"{key}.json"
 
     @contextlib.contextmanager
     def _torch_threads(self):
@@ -192,11 +185,13 @@ class CellWorker:
         return DONE
 
 
-class _GridProgress:
-    """One bar over the grid's cells (victims and attack cells), finished ones counted, the
-    running ones named; collects the counts and the failures."""
+class _GridTracker:
+    """The driver's view of the grid: one bar over its cells (victims and attack cells), the
+    finished ones counted, the running ones named; the counts; the failures, each recorded in
+    ``OUT/failures/<key>.json`` until its cell succeeds."""
 
-    def __init__(self, name, total, cached, enabled):
+    def __init__(self, out_dir, name, total, cached, enabled):
+        self.out_dir = out_dir
         self.bar = tqdm(total=total, initial=cached, desc=f"experiment {name}", disable=not enabled)
         self.running = {}
         self.counts = {"victims_trained": 0, "cells_run": 0, "cells_cached": cached}
@@ -219,8 +214,18 @@ class _GridProgress:
             self.counts["cells_cached"] += 1
         elif not outcome.ok:
             self.failures.append((job.label, outcome))
+        self._record(job, outcome)
         self.bar.update(1)
         self._show()
+
+    def _record(self, job, outcome):
+        """``OUT/failures/<key>.json`` holds the error of a failed cell until it succeeds."""
+        path = self.out_dir / "failures" / f"{job.key}.json"
+        if outcome.status == FAILED:
+            atomic_write_json({"key": job.key, "kind": job.kind, "label": job.label, "error": outcome.error,
+                               "traceback": outcome.details}, path)
+        elif outcome.ok:
+            path.unlink(missing_ok=True)
 
     def close(self):
         self.bar.close()
@@ -241,7 +246,7 @@ def run_experiment(config, out_dir, pipeline=None, progress=True, report=True, e
     # several configs may share one directory (and its cached victims): one record per config
     atomic_write_json(config.raw, out_dir / "configs" / f"{config.name}.json")
     jobs, cached = grid_jobs(config, cache)
-    tracker = _GridProgress(config.name, len(jobs) + cached, cached, progress)
+    tracker = _GridTracker(out_dir, config.name, len(jobs) + cached, cached, progress)
     try:
         executor.run(jobs, worker, tracker.start, tracker.done)
     finally:

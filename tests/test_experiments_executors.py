@@ -12,7 +12,7 @@ from test_experiments_runner import CONFIG, FakePipeline
 
 from divqat.cli import main
 from divqat.experiments.claims import claim
-from divqat.experiments.config import load_config
+from divqat.experiments.config import load_experiment_config
 from divqat.experiments.runner import ExperimentFailed, run_experiment
 
 
@@ -76,7 +76,7 @@ class SlowFake(FakePipeline):
 def test_two_drivers_on_one_directory_compute_each_cell_once(tmp_path):
     path = tmp_path / "fake.toml"
     path.write_text(CONFIG)
-    config = load_config(path)
+    config = load_experiment_config(path)
     out = tmp_path / "run"
     fakes, counts = [SlowFake(), SlowFake()], [None, None]
 
@@ -98,7 +98,7 @@ def test_two_drivers_on_one_directory_compute_each_cell_once(tmp_path):
 def test_one_progress_bar_counts_cells_and_names_the_running_ones(tmp_path, capsys):
     path = tmp_path / "fake.toml"
     path.write_text(CONFIG)
-    run_experiment(load_config(path), tmp_path / "run", pipeline=FakePipeline(), report=False)
+    run_experiment(load_experiment_config(path), tmp_path / "run", pipeline=FakePipeline(), report=False)
     err = capsys.readouterr().err
     assert "experiment fake: 100%" in err and "72/72" in err  # 12 victims + 60 attack cells
     assert "running: seed 1 divqat(alpha=2.0, direction=reverse) | dcp(beta=1.0) | knockoff(budget=100)" in err
@@ -109,10 +109,10 @@ def test_failures_are_recorded_until_their_cells_succeed(tmp_path):
     path.write_text(CONFIG)
     out = tmp_path / "run"
     with pytest.raises(ExperimentFailed) as failed:
-        run_experiment(load_config(path), out, pipeline=FakePipeline(fail_at=17), progress=False, report=False)
+        run_experiment(load_experiment_config(path), out, pipeline=FakePipeline(fail_at=17), progress=False, report=False)
     assert failed.value.counts == {"victims_trained": 12, "cells_run": 17, "cells_cached": 0}
     assert len(failed.value.failures) == len(list((out / "failures").glob("*.json"))) == 60 - 17
-    assert run_experiment(load_config(path), out, pipeline=FakePipeline(), progress=False, report=False) == {
+    assert run_experiment(load_experiment_config(path), out, pipeline=FakePipeline(), progress=False, report=False) == {
         "victims_trained": 0, "cells_run": 60 - 17, "cells_cached": 17}
     assert not list((out / "failures").glob("*"))
 

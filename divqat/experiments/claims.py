@@ -8,13 +8,15 @@ then finds the cell finished in the cache. On NFS, Linux implements ``flock`` wi
 byte-range locks, so the claim holds across the nodes of a cluster that share ``OUT``.
 
 Taking the claim also removes the leftovers of a writer killed inside an atomic write
-(``.NAME.*.tmp`` next to the cell's record, see :func:`divqat.utils.atomic_write`): only the
+(``.NAME.*.tmp`` next to the cell's record, see :func:`divqat.utils.remove_temporaries`): only the
 holder of the claim writes that record, so any such file is stale.
 """
 import contextlib
 import fcntl
 import os
 from pathlib import Path
+
+from divqat.utils import remove_temporaries
 
 
 @contextlib.contextmanager
@@ -26,9 +28,7 @@ def claim(root, key, record_path):
     fd = os.open(locks / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        record_path = Path(record_path)
-        for stale in record_path.parent.glob(f".{record_path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
+        remove_temporaries(record_path)
         yield
     finally:
         os.close(fd)  # closing the only descriptor releases the lock

@@ -24,6 +24,7 @@ failed cells at the end (after the tables are written).
 """
 import contextlib
 import time
+import uuid
 from pathlib import Path
 
 import torch
@@ -86,6 +87,11 @@ def grid_jobs(config, cache):
     return jobs, cached
 
 
+# in a Ray worker process: {run token: pipeline}, the pipeline (and its loaded test set) that the
+# first task of a run built, for the run's later tasks in the same process
+_WORKER_PIPELINE = {}
+
+
 class CellWorker:
     """Does one job against the cache of ``out_dir``, in the driver or in a Ray worker: the cell
     is claimed, skipped if finished, else computed (global RNGs seeded with the cell's seed,
@@ -96,11 +102,16 @@ class CellWorker:
     def __init__(self, out_dir, config, pipeline=None, progress=False, threads=None):
         self.out_dir, self.config, self.progress, self.threads = Path(out_dir), config, progress, threads
         self._given = pipeline
-        self._built = None
+        self._token = uuid.uuid4().hex  # this run's, to find its pipeline again in a worker process
+        self._built, self._in_worker = None, False
         self._models, self._models_seed = {}, None
 
     def __getstate__(self):  # what travels to a Ray worker: no models, no pipeline built here
         return {**self.__dict__, "_built": None, "_models": {}, "_models_seed": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _in_worker=True)
+        self._built = _WORKER_PIPELINE.get(self._token)  # built by an earlier task of this run
 
     @property
     def pipeline(self):
@@ -110,6 +121,9 @@ class CellWorker:
             from .pipeline import LibraryPipeline
 
             self._built = LibraryPipeline(self.config, progress=self.progress)
+            if self._in_worker:
+                _WORKER_PIPELINE.clear()
+                _WORKER_PIPELINE[self._token] = self._built
         return self._built
 
     def __call__(self, job, dep_outcomes):

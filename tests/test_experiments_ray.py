@@ -4,13 +4,16 @@ same tables cell for cell; a worker killed mid-cell is retried and the cache sta
 failing cell is recorded, skips the cells that need it, and the rest of the grid finishes."""
 import json
 import os
+import re
 import shutil
 import signal
 import sys
 import tempfile
+import tomllib
 
 import pytest
 
+from divqat.cli import main
 from divqat.experiments import parse_config
 from divqat.experiments.cells import attack_cells, attacked_victims
 from divqat.experiments.executors import RayExecutor, SequentialExecutor
@@ -21,15 +24,34 @@ from divqat.utils import atomic_write
 ray = pytest.importorskip("ray")
 
 # 2 seeds x (fp teacher + qat victim) + 2 seeds x 2 defenses x 2 budgets = 4 victims + 8 attack cells
-RAW = {
-    "name": "raygrid", "seeds": [0, 1],
-    "data": {"victim": "digits", "queryset": "digits", "train_limit": 256, "test_limit": 100},
-    "victim": {"arch": "smallcnn", "epochs": 1, "batch_size": 64},
-    "quant": {"epochs": 1, "batch_size": 64},
-    "methods": [{"name": "qat"}],
-    "defenses": [{"name": "none"}, {"name": "dcp", "beta": 0.5}],
-    "attacks": [{"name": "knockoff", "budget": [64, 128], "epochs": 1}],
-}
+TOML = """
+name = "raygrid"
+seeds = [0, 1]
+[data]
+victim = "digits"
+queryset = "digits"
+train_limit = 256
+test_limit = 100
+[victim]
+arch = "smallcnn"
+epochs = 1
+batch_size = 64
+[quant]
+epochs = 1
+batch_size = 64
+[[methods]]
+name = "qat"
+[[defenses]]
+name = "none"
+[[defenses]]
+name = "dcp"
+beta = 0.5
+[[attacks]]
+name = "knockoff"
+budget = [64, 128]
+epochs = 1
+"""
+RAW = tomllib.loads(TOML)
 N_ATTACK_CELLS = 8
 
 
@@ -66,9 +88,9 @@ def sequential_run(tmp_path_factory):
     return out
 
 
-def test_ray_grid_matches_sequential_cell_for_cell(ray_instance, sequential_run, tmp_path):
+def test_ray_grid_matches_sequential_cell_for_cell(ray_instance, sequential_run, tmp_path, capsys):
     out = tmp_path / "ray"
-    counts = run_experiment(parse_config(RAW), out, progress=False, report=False, executor=RayExecutor(cpus=1))
+    counts = run_experiment(parse_config(RAW), out, report=False, executor=RayExecutor(cpus=1))
     assert counts == {"victims_trained": 4, "cells_run": N_ATTACK_CELLS, "cells_cached": 0}
     victims, cells = _tables(out)
     ref_victims, ref_cells = _tables(sequential_run)
@@ -77,9 +99,14 @@ def test_ray_grid_matches_sequential_cell_for_cell(ray_instance, sequential_run,
     assert cells == ref_cells
     # the smaller budget waited for the larger one and reused its transfer set, as in sequence
     assert sorted(c["fresh_queries"] for c in cells.values()) == [0] * 4 + [128] * 4
-    # a second driver on the finished directory computes nothing
-    again = run_experiment(parse_config(RAW), out, progress=False, report=False, executor=RayExecutor(cpus=1))
-    assert again == {"victims_trained": 0, "cells_run": 0, "cells_cached": N_ATTACK_CELLS}
+    # one bar, the cells Ray runs named as they start
+    err = capsys.readouterr().err
+    assert "12/12" in err and re.search(r"running: seed [01] qat \| (none|dcp\(beta=0.5\)) \| knockoff\(budget", err)
+    # a second driver, from the command line, on the finished directory computes nothing
+    path = tmp_path / "raygrid.toml"
+    path.write_text(TOML)
+    assert main(["experiment", str(path), "--out", str(out), "--executor", "ray", "--quiet", "--no-report"]) == 0
+    assert f"raygrid: 0 victims trained, 0 cells run, {N_ATTACK_CELLS} cached" in capsys.readouterr().out
 
 
 class KilledOnce:

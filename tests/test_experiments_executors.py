@@ -158,7 +158,10 @@ def test_command_names_failed_cells_and_exits_nonzero(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, match", [
     (["--address", "127.0.0.1:6379"], "--address needs --executor ray"),
+    (["--gpus-per-cell", "1"], "--gpus-per-cell needs --executor ray"),
     (["--cpus-per-cell", "0"], "--cpus-per-cell must be an int >= 1"),
+    (["--executor", "ray", "--cpus-per-cell", "0"], "--cpus-per-cell must be an int >= 1"),
+    (["--executor", "ray", "--gpus-per-cell", "-1"], "--gpus-per-cell must be >= 0"),
 ])
 def test_bad_executor_options_exit_2(tmp_path, capsys, extra, match):
     path = tmp_path / "tiny.toml"

@@ -7,7 +7,9 @@ jobs it waits for. Jobs come in topological order: teachers, then students, then
 An executor calls ``work(job, dep_outcomes) -> Outcome`` once per job, after every job in
 ``job.deps`` has an outcome, and reports ``on_start(job)`` and ``on_done(job, outcome)`` to the
 driver. ``work`` does the cell and its caching (:class:`divqat.experiments.runner.CellWorker`);
-executors share no state but the output directory it writes to.
+executors share no state but the output directory it writes to. An executor also tells the
+runner ``threads`` (torch threads per cell; None: leave them) and ``in_process`` (whether cells
+run in the driver's process, where their own progress bars may show).
 """
 import contextlib
 import traceback
@@ -53,13 +55,20 @@ class Outcome:
                    "".join(traceback.format_exception(exc)))
 
 
+def _check_cpus(cpus):
+    if not (isinstance(cpus, int) and cpus >= 1):
+        raise ValueError(f"--cpus-per-cell must be an int >= 1, got {cpus!r}")
+
+
 class SequentialExecutor:
     """Every job in this process, in order. ``threads``: torch threads per cell (None: leave the
     process's setting)."""
 
-    name = "sequential"
+    in_process = True  # cells may show their own progress bars
 
     def __init__(self, threads=None):
+        if threads is not None:
+            _check_cpus(threads)
         self.threads = threads
 
     def run(self, jobs, work, on_start, on_done):
@@ -91,11 +100,10 @@ class RayExecutor:
     retry starts clean). ``address``: an existing cluster (``ray start --head`` prints it);
     None: the instance this process already joined, else a new local one, shut down at the end."""
 
-    name = "ray"
+    in_process = False
 
     def __init__(self, address=None, cpus=1, gpus=0, max_retries=3):
-        if not (isinstance(cpus, int) and cpus >= 1):
-            raise ValueError(f"--cpus-per-cell must be an int >= 1, got {cpus!r}")
+        _check_cpus(cpus)
         if not gpus >= 0:
             raise ValueError(f"--gpus-per-cell must be >= 0, got {gpus!r}")
         self.address, self.cpus, self.gpus, self.max_retries = address, cpus, gpus, max_retries
@@ -164,14 +172,14 @@ def make_executor(name, address=None, cpus=None, gpus=None, device="cpu"):
     """The executor of the ``--executor``/``--address``/``--cpus-per-cell``/``--gpus-per-cell``
     options. A Ray cell asks for one GPU by default when the config's device is CUDA."""
     if name == "sequential":
-        if address is not None:
-            raise ValueError("--address needs --executor ray")
-        if cpus is not None and not (isinstance(cpus, int) and cpus >= 1):
-            raise ValueError(f"--cpus-per-cell must be an int >= 1, got {cpus!r}")
+        for option, value in (("--address", address), ("--gpus-per-cell", gpus)):
+            if value is not None:
+                raise ValueError(f"{option} needs --executor ray")
         return SequentialExecutor(threads=cpus)
     if name == "ray":
-        import_ray()
         if gpus is None:
             gpus = 1 if str(device).startswith("cuda") else 0
-        return RayExecutor(address=address, cpus=1 if cpus is None else cpus, gpus=gpus)
+        executor = RayExecutor(address=address, cpus=1 if cpus is None else cpus, gpus=gpus)
+        import_ray()  # installed? (checked before any work)
+        return executor
     raise ValueError(f"--executor must be sequential or ray, got {name!r}")

@@ -254,8 +254,8 @@ def run_experiment(config, out_dir, pipeline=None, progress=True, report=True, e
     executor = executor or SequentialExecutor()
     out_dir = Path(out_dir)
     cache = CellCache(out_dir)
-    in_process = isinstance(executor, SequentialExecutor)
-    worker = CellWorker(out_dir, config, pipeline, progress=progress and in_process, threads=executor.threads)
+    worker = CellWorker(out_dir, config, pipeline, progress=progress and executor.in_process,
+                        threads=executor.threads)
     worker.pipeline  # builds (and so validates) the pipeline before any work
     # several configs may share one directory (and its cached victims): one record per config
     atomic_write_json(config.raw, out_dir / "configs" / f"{config.name}.json")

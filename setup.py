@@ -67,10 +67,12 @@ setup(
         "matplotlib",
         "onnx",
         "onnxruntime",
+        "pillow",
     ],
     extras_require={
         "triton": ["triton"],
         "ray": ["ray>=2.40"],  # `divqat experiment --executor ray`
+        "art": ["adversarial-robustness-toolbox>=1.20"],
         "test": ["pytest", "pytest-benchmark", "hypothesis", "expecttest", "scikit-learn"],
         "serve": ["starlette", "uvicorn", "httpx"],
     },

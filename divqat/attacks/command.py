@@ -35,12 +35,16 @@ def add_arguments(parser):
     parser.add_argument("--victim-kind", default="auto", metavar="KIND",
                         help="which model of DIR answers: auto (int8 for quantized methods), float, fake_quant, int8")
     parser.add_argument("--attack", required=True, metavar="NAME", help=f"one of {', '.join(SPECS)}")
-    parser.add_argument("--queryset", metavar="D", help="the adversary's natural images (dataset name); "
-                        "not for the data-free dfme and maze")
+    parser.add_argument("--queryset", metavar="D", help="the adversary's natural images (dataset name or "
+                        "imagefolder:PATH); not for the data-free dfme and maze")
     parser.add_argument("--adapt-queries", action="store_true",
                         help="resize/recolour query images that do not fit the victim (otherwise an error)")
     parser.add_argument("--budget", required=True, type=int, metavar="N", help="queries the adversary may spend")
-    parser.add_argument("--arch", metavar="A", help="surrogate architecture (default: the victim's)")
+    parser.add_argument("--arch", metavar="A", help="surrogate architecture: a divqat name or "
+                        "package.module:callable (default: the victim's)")
+    parser.add_argument("--surrogate-weights", metavar="FILE",
+                        help="start the surrogate from this state dict (torch.save of your network's or "
+                        "the whole model's state_dict)")
     parser.add_argument("--output", default="probs", metavar="MODE",
                         help=f"what a query returns: {', '.join(OUTPUT_MODES)}")
     parser.add_argument("--k", type=int, help="entries kept by --output topk (the TopK defense)")
@@ -104,6 +108,10 @@ def run(args):
         blackbox = BlackBox.from_dir(args.victim, kind=args.victim_kind, output=args.output, k=args.k,
                                      decimals=args.decimals, defense=defense, budget=args.budget, device=device)
         scored, dataset, extra_metrics = blackbox, load_config(args.victim)["dataset"], dict
+    if args.surrogate_weights is not None:
+        from divqat.attacks.surrogate import build_surrogate
+
+        kwargs["arch"] = build_surrogate(blackbox, args.arch, weights=args.surrogate_weights)
     surrogate, record = fn(blackbox, budget=args.budget, seed=args.seed, **kwargs)
     test = load_tensors(dataset, "test")
     metrics = {**record, **evaluate_surrogate(surrogate, scored, test, device=device),

@@ -12,15 +12,16 @@ __all__ = ["load_queryset"]
 def load_queryset(queryset, blackbox, adapt=False, need_labels=False):
     """Return ``(X, Y)`` for ``queryset`` fitted to ``blackbox``'s input shape.
 
-    ``queryset`` is a dataset name (its train split, via :func:`divqat.data.load_tensors`), an
+    ``queryset`` is a dataset name (its train split, via :func:`divqat.data.load_images`: an
+    ``imagefolder:PATH`` stays on disk and is decoded as images are drawn), an
     image tensor X (N, C, H, W) in [0, 1], or an (X, Y) pair. Y (int64 class ids of the query
     set's own taxonomy) is None for a bare tensor; ``need_labels=True`` (adaptive sampling)
     makes its absence an error.
     """
     if isinstance(queryset, str):
-        from divqat.data import load_tensors
+        from divqat.data import load_images
 
-        x, y = load_tensors(queryset, "train")
+        x, y = load_images(queryset, "train")
         name = queryset
     elif torch.is_tensor(queryset):
         x, y, name = queryset, None, "tensor"

@@ -77,16 +77,18 @@ def make_train_config(train):
     raise ValueError(f"train must be a TrainConfig, a dict or None, got {type(train).__name__}")
 
 
-def build_surrogate(blackbox, arch=None):
+def build_surrogate(blackbox, arch=None, weights=None):
     """A fresh surrogate for ``blackbox``'s task: ``arch`` (default: the architecture the black
-    box publishes), normalising with the victim's statistics, taking its input shape."""
+    box publishes; a name, ``package.module:callable`` or an nn.Module, see
+    :func:`divqat.models.build_model`), normalising with the victim's statistics, taking its
+    input shape, starting from the state dict in the file ``weights`` when given."""
     from divqat.models import build_model
 
     arch = arch or blackbox.arch
     if arch is None:
         raise ValueError("arch: the black box publishes no architecture; name the surrogate's arch")
     return build_model(arch, **{key: blackbox.meta[key] for key in
-                                ("num_classes", "in_channels", "image_size", "mean", "std")})
+                                ("num_classes", "in_channels", "image_size", "mean", "std")}, weights=weights)
 
 
 def soft_label_loss(student_logits, victim_probs, reduction="batchmean"):

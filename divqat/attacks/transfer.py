@@ -60,7 +60,8 @@ def query_in_order(blackbox, x, order, budget, cache_dir=None, progress=True):
         raise ValueError(f"budget {budget} exceeds the {len(order)} images of the query set")
     cached, path, key = torch.empty(0), None, None
     if cache_dir is not None:
-        key = {**blackbox.identity(), "images": tensor_hash(x), "order": tensor_hash(order)}
+        images = x.fingerprint() if hasattr(x, "fingerprint") else tensor_hash(x)  # LazyImages: files
+        key = {**blackbox.identity(), "images": images, "order": tensor_hash(order)}
         path = _cache_path(cache_dir, key)
         cached = _load(path, key, blackbox.num_classes)
     start = min(len(cached), budget)

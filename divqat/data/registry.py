@@ -54,8 +54,15 @@ DATASETS: tuple[str, ...] = tuple(_BY_NAME)
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """Return the :class:`DatasetInfo` of ``name``; ``ValueError`` for an unknown name."""
+    """Return the :class:`DatasetInfo` of ``name`` (a built-in name, or ``imagefolder:PATH``:
+    measured from the folder, see :mod:`divqat.data.imagefolder`); ``ValueError`` for an
+    unknown name."""
+    from .imagefolder import folder_info, is_imagefolder
+
+    if is_imagefolder(name):
+        return folder_info(name)
     try:
         return _BY_NAME[name]
     except (KeyError, TypeError):
-        raise ValueError(f"dataset: unknown name {name!r}; choose one of {', '.join(DATASETS)}") from None
+        raise ValueError(f"dataset: unknown name {name!r}; choose one of {', '.join(DATASETS)} "
+                         "or imagefolder:PATH (your own images, one folder per class)") from None

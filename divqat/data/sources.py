@@ -8,6 +8,7 @@ Debian's ``/usr/share/datasets/fashion-mnist/``.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -18,7 +19,7 @@ import numpy as np
 
 from .formats import read_cifar_batch, read_idx, read_mnist_pickle, read_svhn_mat
 
-__all__ = ["RawSplit", "load_raw", "search_dirs"]
+__all__ = ["RawSplit", "load_raw", "search_dirs", "use_data_root"]
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -30,8 +31,9 @@ _HINTS = {
              "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) "
              "in <root>/mnist",
     "fashion-mnist": "install it with `apt-get install dataset-fashion-mnist` (IDX files in "
-                     "/usr/share/datasets/fashion-mnist/), or put the four IDX files "
-                     "(train-images-idx3-ubyte.gz, ...) in <root>/fashion-mnist",
+                     "/usr/share/datasets/fashion-mnist/) or, without root, `bash scripts/fetch_fashion_mnist.sh` "
+                     "(apt-get download + dpkg -x into ~/.cache/divqat/fashion-mnist), or put the four IDX "
+                     "files (train-images-idx3-ubyte.gz, ...) in <root>/fashion-mnist",
     "cifar10": "download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
                "and extract it into <root>, so that <root>/cifar-10-batches-py/data_batch_1 exists",
     "cifar100": "download cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
@@ -39,7 +41,8 @@ _HINTS = {
     "svhn": "download train_32x32.mat and test_32x32.mat from http://ufldl.stanford.edu/housenumbers/ "
             "into <root>/svhn",
 }
-_ROOT_NOTE = ("<root> is the root= argument, else $DIVQAT_DATA, else ~/.cache/divqat")
+_ROOT_NOTE = ("<root> is the directory given with --data-root (in Python: root=), else $DIVQAT_DATA, "
+              "else ~/.cache/divqat")
 
 
 class RawSplit(NamedTuple):
@@ -74,6 +77,27 @@ def search_dirs(name: str, root: str | os.PathLike | None = None) -> list[Path]:
         if name in _SUBDIRS:
             dirs += [base / _SUBDIRS[name], base / name / _SUBDIRS[name]]
     return dirs + ([] if root is not None else _system_dirs(name))
+
+
+@contextlib.contextmanager
+def use_data_root(root: str | os.PathLike | None):
+    """While the block runs, search ``root`` first, as ``$DIVQAT_DATA`` (what ``--data-root``
+    does; child processes inherit it); None changes nothing. ``ValueError`` if it is no directory."""
+    if root is None:
+        yield
+        return
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"--data-root {root}: no such directory")
+    previous = os.environ.get("DIVQAT_DATA")
+    os.environ["DIVQAT_DATA"] = str(path.resolve())
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["DIVQAT_DATA"]
+        else:
+            os.environ["DIVQAT_DATA"] = previous
 
 
 def _existing(directory: Path, *names: str) -> list[Path] | None:

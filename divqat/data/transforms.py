@@ -42,8 +42,11 @@ def resize_to(x: torch.Tensor, in_channels: int, image_size: int) -> torch.Tenso
     Fashion-MNIST queries to a CIFAR model): grey -> colour by repeating the channel, colour ->
     grey by the channel mean, then bilinear resizing (``align_corners=False``) to
     ``image_size`` x ``image_size``. Values stay in the input's range. Accepts (C, H, W) or
-    (N, C, H, W); returns the input unchanged when it already fits.
+    (N, C, H, W); returns the input unchanged when it already fits. A
+    :class:`~divqat.data.LazyImages` is mapped lazily (each image when it is read).
     """
+    if hasattr(x, "resized"):  # LazyImages: the mapping is applied as images are decoded
+        return x.resized(in_channels, image_size)
     if x.dim() not in (3, 4):
         raise ValueError(f"x must be (C, H, W) or (N, C, H, W), got shape {tuple(x.shape)}")
     if in_channels < 1 or image_size < 1:

@@ -4,8 +4,11 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from torch import nn
+
 from ..data.registry import dataset_info
 from .base import ImageClassifier
+from .custom import build_custom, is_callable_ref, load_weights, wrap_module
 from .resnet import parse_resnet_arch, resnet_layers
 from .small import lenet5_layers, smallcnn_layers
 from .vgg import vgg_layers
@@ -30,13 +33,16 @@ def _positive_int(name: str, value, minimum: int) -> int:
     return value
 
 
-def build_model(arch: str, num_classes: int, in_channels: int, image_size: int,
-                mean: Sequence[float], std: Sequence[float], **kw) -> ImageClassifier:
+def build_model(arch, num_classes: int, in_channels: int, image_size: int,
+                mean: Sequence[float], std: Sequence[float], **kw) -> nn.Module:
     """Build ``arch`` for inputs (N, in_channels, image_size, image_size) in [0, 1].
 
-    The only extra keyword is ``width`` (wide ResNets). ``ValueError`` names the bad argument:
-    unknown arch, non-positive sizes, mean/std of the wrong length or std <= 0, an input too
-    small for the architecture, an unexpected keyword.
+    ``arch`` is a built-in name (:data:`ARCHITECTURES`, ``resnet<6n+2>``, ``wrn<6n+4>_<k>``),
+    a ``package.module:callable`` that builds your network, or an ``nn.Module`` (copied; see
+    :mod:`divqat.models.custom`). Extra keywords: ``width`` (wide ResNets) and ``weights`` (a
+    state-dict file to start from, :func:`~divqat.models.custom.load_weights`). ``ValueError``
+    names the bad argument: unknown arch, non-positive sizes, mean/std of the wrong length or
+    std <= 0, an input too small for the architecture, an unexpected keyword.
     """
     _positive_int("num_classes", num_classes, 2)
     _positive_int("in_channels", in_channels, 1)
@@ -45,28 +51,42 @@ def build_model(arch: str, num_classes: int, in_channels: int, image_size: int,
         raise ValueError(f"mean and std need {in_channels} entries (in_channels), got {len(mean)} and {len(std)}")
     if min(std) <= 0:
         raise ValueError(f"std must be > 0, got {list(std)}")
-    if not isinstance(arch, str):
-        raise ValueError(f"arch must be a str, got {type(arch).__name__}")
-    width = kw.pop("width", None)
+    width, weights = kw.pop("width", None), kw.pop("weights", None)
     if kw:
         raise ValueError(f"build_model: unexpected keyword argument(s) {sorted(kw)}")
+    meta = {"num_classes": num_classes, "in_channels": in_channels, "image_size": image_size,
+            "mean": tuple(float(m) for m in mean), "std": tuple(float(s) for s in std)}
+    if width is not None and (not isinstance(arch, str) or is_callable_ref(arch)):
+        raise ValueError("width: only wide ResNets (wrn<d>_<k>) take a width")
+    if isinstance(arch, nn.Module):
+        model = wrap_module(arch, meta)
+    elif is_callable_ref(arch):
+        model = build_custom(arch, meta)
+    elif isinstance(arch, str):
+        model = _build_builtin(arch, width, meta)
+    else:
+        raise ValueError(f"arch must be a name, package.module:callable or an nn.Module, got {type(arch).__name__}")
+    return model if weights is None else load_weights(model, weights)
+
+
+def _build_builtin(arch: str, width, meta: dict) -> ImageClassifier:
     if width is not None:
         m = re.fullmatch(r"wrn(\d+)(_\d+)?", arch)
         if m is None:
             raise ValueError(f"width: only wide ResNets (wrn<d>_<k>) take a width, not {arch!r}")
         arch = f"wrn{m[1]}_{_positive_int('width', width, 1)}"
-    args = (num_classes, in_channels, image_size)
+    args = (meta["num_classes"], meta["in_channels"], meta["image_size"])
     if arch in _PLAIN:
         features, head = _PLAIN[arch](*args)
     elif (parsed := parse_resnet_arch(arch)) is not None:
         features, head = resnet_layers(*parsed, *args)
     else:
         raise ValueError(f"arch: unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)} "
-                         "(or resnet<6n+2>, wrn<6n+4>_<k>)")
-    return ImageClassifier(arch, num_classes, in_channels, image_size, mean, std, features, head)
+                         "(or resnet<6n+2>, wrn<6n+4>_<k>), or give package.module:callable")
+    return ImageClassifier(arch, *args, meta["mean"], meta["std"], features, head)
 
 
-def build_model_for(arch: str, dataset_name: str, **kw) -> ImageClassifier:
+def build_model_for(arch, dataset_name: str, **kw) -> nn.Module:
     """``build_model`` with the class count, input shape and normalisation of ``dataset_name``."""
     info = dataset_info(dataset_name)
     return build_model(arch, info.num_classes, info.in_channels, info.image_size, info.mean, info.std, **kw)

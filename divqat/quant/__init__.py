@@ -31,6 +31,9 @@ from divqat.quant.phases import (
 from divqat.quant.prepare import is_prepared, prepare_qat
 from divqat.quant.qat_modules import QATAdd, QATAvgPool2d, QATConv2d, QATLinear
 from divqat.quant.qconfig import QConfig, QuantSpec, default_qconfig, get_qconfig
+from divqat.quant import onnx_symbolic
+
+onnx_symbolic.register()  # torch.onnx.export(prepared_model, ..., dynamo=False) works
 
 __all__ = [
     "prepare_qat", "convert", "Int8Model", "save_int8", "load_int8", "is_prepared",

@@ -95,11 +95,14 @@ class FakeQuantize(nn.Module):
         return self.scale.detach().float().clone(), zero_point.long()
 
     def get_extra_state(self):
-        return {"observer_enabled": self.observer_enabled, "fake_quant_enabled": self.fake_quant_enabled}
+        # a bool tensor, not a dict: torch.onnx.export (torch.jit._unique_state_dict) detaches
+        # every state-dict entry
+        return torch.tensor([self.observer_enabled, self.fake_quant_enabled])
 
     def set_extra_state(self, state):
-        self.observer_enabled = bool(state["observer_enabled"])
-        self.fake_quant_enabled = bool(state["fake_quant_enabled"])
+        if isinstance(state, dict):  # state dicts saved before the tensor form
+            state = [state["observer_enabled"], state["fake_quant_enabled"]]
+        self.observer_enabled, self.fake_quant_enabled = (bool(v) for v in state)
 
     def extra_repr(self):
         return (f"qrange=[{self.quant_min}, {self.quant_max}], axis={self.axis}, learnable={self.learnable}, "

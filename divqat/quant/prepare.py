@@ -171,10 +171,22 @@ def _insert_input_quantizers(gm, qconfig):
         elif isinstance(called_module(gm, node), Normalize):
             quantized[node] = False
         else:
-            raise ValueError(
-                f"prepare_qat: unsupported operation {node.format_node()}; supported: Normalize, Conv2d, "
-                "BatchNorm2d, Linear, ReLU, Add, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, Identity"
-            )
+            raise ValueError(f"prepare_qat: unsupported {_describe(gm, node)}; supported: {SUPPORTED}")
+
+
+SUPPORTED = ("Normalize, Conv2d, BatchNorm2d, Linear, ReLU, Add (module or a + b), MaxPool2d, AvgPool2d, "
+             "AdaptiveAvgPool2d(1), Flatten(1), Dropout, Identity")
+
+
+def _describe(gm, node):
+    """The operation of ``node`` as a user wrote it: layer type and module path, or the function."""
+    if node.op == "call_module":
+        return f"layer {type(called_module(gm, node)).__name__} at {node.target!r}"
+    where = next((f" (input from {a.target!r})" for a in node.args
+                  if isinstance(a, fx.Node) and a.op == "call_module"), "")
+    if node.op == "call_method":
+        return f"tensor method .{node.target}(){where}"
+    return f"function {fx.node._get_qualified_name(node.target)}{where}"
 
 
 def _quantizer_path(gm, node):
@@ -224,7 +236,11 @@ def prepare_qat(model, qconfig=None):
         raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
     qconfig = default_qconfig() if qconfig is None else qconfig
     if not isinstance(qconfig, QConfig):
-        raise ValueError(f"qconfig must be a divqat.quant.QConfig, got {type(qconfig).__name__}")
+        origin = type(qconfig).__module__
+        hint = (" (torch.ao.quantization qconfigs do not apply: divqat has its own quantizers)"
+                if origin.startswith("torch.ao") else "")
+        raise ValueError(f"qconfig must be a divqat.quant.QConfig{hint}, got {origin}.{type(qconfig).__name__}; "
+                         "pass divqat.quant.get_qconfig(weight_bits=8, act_bits=8) or default_qconfig()")
     if is_prepared(model):
         raise ValueError("model is already prepared for QAT (it contains FakeQuantize modules)")
     device = model_device(model)

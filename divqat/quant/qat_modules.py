@@ -145,10 +145,10 @@ class QATConv2d(_WeightedQAT):
         return self
 
     def get_extra_state(self):
-        return {"freeze_bn": self.freeze_bn}
+        return torch.tensor([self.freeze_bn])  # a tensor for torch.onnx.export, as FakeQuantize's
 
     def set_extra_state(self, state):
-        if state["freeze_bn"]:
+        if bool(state["freeze_bn"] if isinstance(state, dict) else state[0]):
             self.freeze_bn_stats()
 
     def extra_repr(self):

@@ -13,8 +13,8 @@ from divqat.train.victim import EPOCHS, LR, METHODS, VictimConfig, train_victim
 
 def add_arguments(parser):
     a = parser.add_argument
-    a("--dataset", required=True, help="dataset name (divqat.data.DATASETS)")
-    a("--arch", required=True, help="architecture (divqat.models.ARCHITECTURES)")
+    a("--dataset", required=True, help="dataset name (divqat.data.DATASETS) or imagefolder:PATH (your images)")
+    a("--arch", required=True, help="architecture (divqat.models.ARCHITECTURES) or package.module:callable")
     a("--method", default="fp", help=f"one of {', '.join(METHODS)} (default fp)")
     a("--teacher", help="output dir of an fp run: the model ptq/qat/divqat quantize (required for them)")
     a("--alpha", type=float, default=1.0, help="DivQAT weight of the KL term, >= 0 (default 1; 0 = plain QAT)")

@@ -47,7 +47,7 @@ def build_parser(command=None):
         p.set_defaults(_module=module_name)
         if name == command:
             importlib.import_module(module_name).add_arguments(p)
-            if name in DATA_COMMANDS:
+            if name in DATA_COMMANDS and "--data-root" not in p._option_string_actions:  # evaluate has its own
                 p.add_argument("--data-root", metavar="DIR", help="look for datasets in DIR first "
                                "(DIR or DIR/<dataset>; default: $DIVQAT_DATA, ~/.cache/divqat, system installs)")
     return parser

@@ -24,6 +24,7 @@ def add_arguments(parser):
       help="which model of the run: auto (int8 for quantized methods, else float), float, fake_quant, int8")
     add_defense_arguments(parser)
     a("--limit", type=int, default=None, metavar="N", help="evaluate on the first N test examples")
+    a("--data-root", default=None, help="dataset directory (default: the loaders' search path)")
     a("--batch-size", type=int, default=256, help="queries per batch (default 256)")
     a("--repeats", type=int, default=5, help="timed repeats for the defense's latency (default 5)")
     a("--out", default=None, metavar="FILE.json", help="also write the result as JSON here")

@@ -191,7 +191,7 @@ def test_version(capsys):
 def test_every_data_command_takes_data_root(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
-    assert "--data-root DIR" in capsys.readouterr().out
+    assert "--data-root" in capsys.readouterr().out
 
 
 def test_bad_data_root_exits_2(tmp_path, capsys):
@@ -238,3 +238,34 @@ def test_cli_train_and_attack_on_an_image_folder(folder, tmp_path, capsys):
                  "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "no such folder" in err[0]
+
+
+def test_experiment_toml_names_an_image_folder(folder, tmp_path, monkeypatch):
+    root, _, _ = folder
+    monkeypatch.chdir(root.parent)  # relative folder names, as a user writes them
+    config = tmp_path / "mine.toml"
+    config.write_text(f'''
+name = "mine"
+seeds = [0]
+[data]
+victim = "imagefolder:{root.name}"
+queryset = "imagefolder:{root.name}/train"
+[victim]
+arch = "smallcnn"
+epochs = 1
+batch_size = 8
+[quant]
+epochs = 1
+[[methods]]
+name = "qat"
+[[attacks]]
+name = "knockoff"
+budget = 16
+epochs = 1
+''')
+    out = tmp_path / "run"
+    assert main(["experiment", str(config), "--out", str(out), "--no-report", "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [c["queries_used"] for c in results["cells"]] == [16]
+    victim = json.loads((out / "victims" / results["cells"][0]["victim_key"] / "config.json").read_text())
+    assert victim["dataset"] == f"imagefolder:{root.name}" and victim["meta"]["image_size"] == 8

@@ -171,7 +171,7 @@ def _insert_input_quantizers(gm, qconfig):
         elif isinstance(called_module(gm, node), Normalize):
             quantized[node] = False
         else:
-            raise ValueError(f"prepare_qat: unsupported {_describe(gm, node)}; supported: {SUPPORTED}")
+            raise ValueError(f"prepare_qat: unsupported operation: {_describe(gm, node)}; supported: {SUPPORTED}")
 
 
 SUPPORTED = ("Normalize, Conv2d, BatchNorm2d, Linear, ReLU, Add (module or a + b), MaxPool2d, AvgPool2d, "

@@ -48,6 +48,9 @@ USER_MODULE = textwrap.dedent('''
     def not_a_module():
         return 3
 
+    def needs_depth(depth, num_classes):
+        return tiny_net(num_classes, 1)
+
     def with_sigmoid(num_classes, in_channels):
         return nn.Sequential(nn.Conv2d(in_channels, 4, 3), nn.Sigmoid(), nn.Flatten(), nn.LazyLinear(num_classes))
 
@@ -115,6 +118,7 @@ def test_module_instance_is_copied_and_wrapped(user_module):
     ("my_nets:missing", "has no attribute 'missing'"),
     ("my_nets:CALLS", "not callable"),
     ("my_nets:not_a_module", "returned int, not an nn.Module"),
+    ("my_nets:needs_depth", r"cannot call it with \['num_classes'\].*depth"),
     ("my_nets:wrong_shape", r"expected logits of shape \(2, 10\)"),
     (3.5, "arch must be a name, package.module:callable or an nn.Module"),
     ("resnet7", "or give package.module:callable"),

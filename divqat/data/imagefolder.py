@@ -160,10 +160,14 @@ def _palette_is_grey(im) -> bool:
     return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
 
 
-@functools.lru_cache(maxsize=8)
 def folder_info(name: str):
     """The :class:`~divqat.data.DatasetInfo` of ``imagefolder:PATH`` (see the module docstring):
     class count, channels and size from the first training image, mean/std measured."""
+    return _measured_info(canonical_name(name))
+
+
+@functools.lru_cache(maxsize=8)
+def _measured_info(name: str):
     from .registry import DatasetInfo
 
     train = folder_split(name, "train")
@@ -179,7 +183,7 @@ def folder_info(name: str):
     count = len(sample) * size * size
     mean = total / count
     std = (squares / count - mean.square()).clamp_min(0).sqrt().clamp_min(1e-3)
-    return DatasetInfo(canonical_name(name), len(train.classes), in_channels, size,
+    return DatasetInfo(name, len(train.classes), in_channels, size,
                        tuple(round(float(m), 4) for m in mean), tuple(round(float(s), 4) for s in std),
                        crop_padding=size // 8, hflip=False)
 

@@ -116,7 +116,11 @@ def build_custom(ref: str, meta: dict) -> CustomClassifier:
         names = _BUILD_ARGS
     else:
         names = [p.name for p in params if p.name in _BUILD_ARGS]
-    net = builder(**{name: meta[name] for name in names})
+    try:
+        net = builder(**{name: meta[name] for name in names})
+    except TypeError as exc:  # a parameter divqat cannot fill
+        raise ValueError(f"arch {ref!r}: cannot call it with {names} ({exc}); it may take "
+                         f"{', '.join(_BUILD_ARGS)}") from None
     if not isinstance(net, nn.Module):
         raise ValueError(f"arch {ref!r}: returned {type(net).__name__}, not an nn.Module")
     return _check_output(CustomClassifier(ref, meta, net), meta)

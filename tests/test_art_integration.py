@@ -90,4 +90,4 @@ def test_art_extraction_attacks_steal_a_divqat_victim(victim_dir, digits, attack
     assert blackbox.queries_used == budget  # every ART query went through the black box
     scores = evaluate_surrogate(stolen.model, blackbox, test)
     assert scores["victim_accuracy"] > 0.8
-    assert scores["agreement"] > 0.6  # chance is 0.1
+    assert scores["agreement"] > 0.8  # chance is 0.1; 0.94 on three seeds when written

@@ -65,10 +65,9 @@ def art_surrogate(arch, meta, train=None, device_type="cpu"):
 
     config = make_train_config(train)
     model = build_model(arch, **{key: meta[key] for key in _META_KEYS})
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-    return PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), optimizer=optimizer, input_shape=_input_shape(meta),
-                             nb_classes=int(meta["num_classes"]), clip_values=(0.0, 1.0), device_type=device_type)
+    return PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), optimizer=config.sgd(model),
+                             input_shape=_input_shape(meta), nb_classes=int(meta["num_classes"]),
+                             clip_values=(0.0, 1.0), device_type=device_type)
 
 
 class DefensePostprocessor(Postprocessor):

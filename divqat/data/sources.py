@@ -41,8 +41,7 @@ _HINTS = {
     "svhn": "download train_32x32.mat and test_32x32.mat from http://ufldl.stanford.edu/housenumbers/ "
             "into <root>/svhn",
 }
-_ROOT_NOTE = ("<root> is the directory given with --data-root (in Python: root=), else $DIVQAT_DATA, "
-              "else ~/.cache/divqat")
+_ROOT_NOTE = "<root> is the directory given with --data-root, else $DIVQAT_DATA, else ~/.cache/divqat"
 
 
 class RawSplit(NamedTuple):

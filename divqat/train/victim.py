@@ -22,7 +22,7 @@ import torch
 import divqat
 from divqat import quant
 from divqat.checks import check_choice, check_int, check_output_dir, check_real
-from divqat.data import dataset_info, load_dataset
+from divqat.data import canonical_name, dataset_info, load_dataset
 from divqat.models import build_model_for
 from divqat.train import distributed
 from divqat.train.artifacts import (is_finished, load_config, load_victim, start_run, write_run_results)
@@ -215,6 +215,7 @@ def train_victim(config, overwrite=False):
     check_config(config)
     check_model(config)
     check_out(config, overwrite)
+    config = dataclasses.replace(config, dataset=canonical_name(config.dataset))  # imagefolder:PATH stored absolute
     teacher_config = teacher = None
     if config.quantized:
         teacher_config = load_config(config.teacher)

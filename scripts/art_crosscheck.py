@@ -9,6 +9,7 @@ ART's side: ``KnockoffNets(sampling_strategy="random", use_probability=True)`` (
 cross-entropy on probability targets) and ``CopycatCNN`` (hard labels), the victim wrapped by
 :func:`divqat.integrations.art.art_classifier` (queries counted by the BlackBox), the surrogate
 by :func:`~divqat.integrations.art.art_surrogate`. Resumable: rows already in OUT are skipped.
+``--summary`` prints the Markdown table of docs/reproduction.md from OUT.
 
     OMP_NUM_THREADS=1 nice -n 10 python scripts/art_crosscheck.py --victim runs/art_crosscheck/fp \\
         --queryset fashion-mnist --budget 5000 --epochs 20 --seeds 0 1 2 --out docs/reproduction/art_crosscheck.csv
@@ -70,9 +71,36 @@ def _art(attack, blackbox, queryset, budget, train, seed):
     return art_attack.extract(x, thieved_classifier=thief).model.eval()
 
 
+def summary(rows):
+    """Markdown: per victim and attack, mean and sample std over seeds of each implementation's
+    agreement and accuracy, and the paired (same seed) difference divqat - ART; seeds that lack
+    either implementation are left out."""
+    lines = ["| victim | attack | seeds | divqat agreement | ART agreement | divqat - ART (paired) | "
+             "divqat accuracy | ART accuracy |", "|---|---|---|---|---|---|---|---|"]
+    groups = sorted({(r["victim"], r["attack"]) for r in rows})
+    for victim, attack in groups:
+        by = {(r["implementation"], r["seed"]): r for r in rows if (r["victim"], r["attack"]) == (victim, attack)}
+        seeds = sorted({s for _, s in by if ("divqat", s) in by and ("art", s) in by}, key=int)
+        if not seeds:
+            continue
+
+        def stat(values):
+            t = torch.tensor(values, dtype=torch.float64) * 100
+            sd = f" ± {t.std().item():.1f}" if len(values) > 1 else ""
+            return f"{t.mean().item():.1f}{sd}"
+
+        cols = {(impl, key): [float(by[impl, s][key]) for s in seeds]
+                for impl in ("divqat", "art") for key in ("agreement", "adversary_accuracy")}
+        diff = [a - b for a, b in zip(cols["divqat", "agreement"], cols["art", "agreement"])]
+        lines.append(f"| {victim} | {attack} | {len(seeds)} | {stat(cols['divqat', 'agreement'])} | "
+                     f"{stat(cols['art', 'agreement'])} | {stat(diff)} | {stat(cols['divqat', 'adversary_accuracy'])} | "
+                     f"{stat(cols['art', 'adversary_accuracy'])} |")
+    return "\n".join(lines)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--victim", required=True, help="a `divqat train --out` directory")
+    p.add_argument("--victim", help="a `divqat train --out` directory (required unless --summary)")
     p.add_argument("--queryset", default="fashion-mnist")
     p.add_argument("--budget", type=int, default=5000)
     p.add_argument("--epochs", type=int, default=20)
@@ -80,7 +108,13 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--attacks", nargs="+", default=["knockoff", "copycat"])
     p.add_argument("--out", required=True, type=Path, help="CSV, one row per run (appended, resumable)")
+    p.add_argument("--summary", action="store_true", help="print the Markdown summary of OUT and run nothing")
     args = p.parse_args()
+    if args.summary:
+        print(summary(_read(args.out)))
+        return
+    if args.victim is None:
+        p.error("--victim is required")
 
     from divqat.blackbox import BlackBox
     from divqat.data import load_tensors

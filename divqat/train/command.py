@@ -45,7 +45,7 @@ def add_arguments(parser):
 
 
 # parsed arguments that steer the command rather than describe the run
-_NOT_CONFIG = ("command", "_module", "overwrite")
+_NOT_CONFIG = ("command", "_module", "overwrite", "data_root")  # --data-root: where data is, not what is trained
 
 
 def config_from_args(args):

@@ -46,13 +46,13 @@ def test_readme_own_data_and_models_walkthrough(tmp_path, monkeypatch, capsys):
         assert argv[0] == "divqat"
         assert main(argv[1:]) == 0, line
     victim = json.loads((tmp_path / "runs" / "shapes" / "metrics.json").read_text())
-    assert victim["test_accuracy"] > 0.5  # chance is 0.1
+    assert victim["test_accuracy"] > 0.85  # chance is 0.1; 0.95 when written
     attack = json.loads((tmp_path / "runs" / "shapes-knockoff" / "metrics.json").read_text())
-    assert attack["queries_used"] == 500 and attack["agreement"] > 0.3
+    assert attack["queries_used"] == 500 and attack["agreement"] > 0.8  # 0.94 when written
     capsys.readouterr()
     exec(compile(blocks[2][1], "README.md", "exec"), {})
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     queries, scores = printed.split(" ", 1)
     assert queries == "500"
     agreement = float(re.search(r"'agreement': ([0-9.]+)", scores)[1])
-    assert agreement > 0.3
+    assert agreement > 0.8

@@ -20,7 +20,7 @@ pixels, no horizontal flip (divqat cannot know that a mirrored image keeps its c
 
 torchvision is not used: its release built for torch 2.13 (0.28.0) fails to import beside
 the torch 2.13 CPU wheel divqat installs ("operator torchvision::nms does not exist"), so the
-reader is Pillow's, which matplotlib already brings.
+reader is Pillow (a dependency of divqat, and of matplotlib).
 """
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ Attacks run with the model in eval mode (no batch-norm statistics move) and rest
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
+
+from divqat.progress import progress_bar
 
 from divqat.checks import check_choice, check_int, check_real
 from divqat.utils import dataset_tensors, model_device
@@ -115,8 +116,8 @@ def robust_accuracy(model, test_set, attack="fgsm", eps_list=EPS_LIST, batch_siz
     correct = {eps: 0 for eps in eps_list}
     total = 0
     with _EvalMode(model), _EvalMode(source):
-        for x, y in tqdm(loader, desc=f"robust accuracy ({getattr(attack, '__name__', attack)})",
-                         disable=not progress, leave=False):
+        for x, y in progress_bar(loader, desc=f"robust accuracy ({getattr(attack, '__name__', attack)})",
+                                 total=len(loader.dataset), unit="images", size=lambda b: len(b[1]), enabled=progress):
             x, y = x.to(device), y.to(device)
             total += len(y)
             for eps in eps_list:

@@ -22,10 +22,10 @@ import math
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 from divqat.attacks.common import setup_attack
 from divqat.attacks.surrogate import optimizer_step
+from divqat.progress import progress_bar
 
 __all__ = ["Generator", "to_image", "zeroth_order_gradient", "generator_step", "query_generated",
            "plan_queries", "recovered_logits", "setup_data_free", "train_data_free"]
@@ -164,7 +164,7 @@ def train_data_free(desc, blackbox, clone, generator, opt_clone, opt_generator, 
 
     generator.train()
     clone_loss = generator_objective = float("nan")
-    for _ in tqdm(range(iterations), desc=desc, disable=not progress, leave=False):
+    for _ in progress_bar(range(iterations), desc=desc, unit="iterations", enabled=progress):
         clone.eval()
         generator_objective = generator_step(generator, opt_generator, objective, batch_size, ndirs, eps)
         for _ in range(clone_steps):

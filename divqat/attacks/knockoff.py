@@ -55,7 +55,7 @@ def knockoff(blackbox, queryset, budget, *, arch=None, train=None, seed=0, progr
         arch: surrogate architecture (default: the victim's).
         train: :class:`~divqat.attacks.surrogate.TrainConfig`, a dict of its fields, or None.
         seed: seeds python, numpy and torch (sampling order and surrogate initialisation).
-        progress: tqdm bars.
+        progress: progress bars (:mod:`divqat.progress`).
         cache_dir: reuse/extend a transfer-set cache there (see :mod:`divqat.attacks.transfer`).
         adapt_queries: resize query images that do not fit the victim instead of refusing them.
 

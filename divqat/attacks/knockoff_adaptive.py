@@ -29,11 +29,11 @@ from dataclasses import asdict
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from divqat.attacks.common import attack_record, check_ints, queryset_name, setup_attack
 from divqat.attacks.queryset import load_queryset
 from divqat.attacks.surrogate import make_train_config, optimizer_step, soft_label_loss, train_surrogate
+from divqat.progress import progress_bar
 
 __all__ = ["REWARDS", "knockoff_adaptive", "GradientBandit", "Rewards"]
 
@@ -136,7 +136,7 @@ def knockoff_adaptive(blackbox, queryset, budget, *, reward="all", round_size=64
     optimizer = config.sgd(surrogate)
     start = blackbox.queries_used
     chosen, answers = [], []
-    with tqdm(total=budget, desc="knockoff-adaptive", disable=not progress, leave=False) as bar:
+    with progress_bar(total=budget, desc="knockoff-adaptive", unit="queries", enabled=progress) as bar:
         while len(chosen) < budget:
             arms = bandit.sample(min(round_size, budget - len(chosen)))
             idx = [pools[a].pop() for a in arms]

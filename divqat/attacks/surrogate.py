@@ -20,9 +20,9 @@ the 28x28 grey MNIST family).
 from dataclasses import asdict, dataclass, fields
 
 import torch
-from tqdm.auto import tqdm
 
 from divqat.ops import div_kl_loss
+from divqat.progress import progress_bar
 
 __all__ = ["PROB_FLOOR", "TrainConfig", "make_train_config", "build_surrogate", "soft_label_loss", "optimizer_step",
            "train_surrogate"]
@@ -121,7 +121,7 @@ def train_surrogate(model, x, targets, config, progress=True, desc="surrogate"):
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     x, targets = x.to(device), targets.to(device)
     history = []
-    for _ in tqdm(range(config.epochs), desc=desc, disable=not progress, leave=False):
+    for _ in progress_bar(range(config.epochs), desc=desc, unit="epochs", enabled=progress):
         order = torch.randperm(len(x)).to(device)
         total = 0.0
         for i in range(0, len(x), config.batch_size):

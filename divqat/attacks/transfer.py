@@ -14,13 +14,13 @@ import json
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from divqat.progress import progress_bar
 from divqat.utils import atomic_save, load_torch_file
 
 __all__ = ["tensor_hash", "query_in_order"]
 
-_CHUNK = 1024  # rows per progress-bar step
+_CHUNK = 1024  # rows per query call
 
 
 def tensor_hash(t):
@@ -69,8 +69,10 @@ def query_in_order(blackbox, x, order, budget, cache_dir=None, progress=True):
     left = blackbox.budget_left
     if left is not None and needed > left:
         raise ValueError(f"budget: the transfer set needs {needed} fresh queries, the black box allows {left}")
-    fresh = [blackbox.query(x[order[i:min(i + _CHUNK, budget)]])
-             for i in tqdm(range(start, budget, _CHUNK), desc="querying", disable=not progress, leave=False)]
+    chunks = progress_bar(range(start, budget, _CHUNK), total=needed, unit="queries", desc="querying",
+                          size=lambda i: min(_CHUNK, budget - i), enabled=progress)
+    with chunks:
+        fresh = [blackbox.query(x[order[i:min(i + _CHUNK, budget)]]) for i in chunks]
     if not fresh:
         return cached[:budget], 0
     answers = torch.cat(([cached[:start]] if start else []) + fresh)

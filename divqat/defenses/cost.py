@@ -15,10 +15,10 @@ returned ones:
 """
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from divqat.bench import median_ms
 from divqat.metrics import accuracy, mean_kl, mean_l1
+from divqat.progress import progress_bar
 from divqat.utils import dataset_tensors as as_tensors
 
 from .base import model_device
@@ -42,7 +42,8 @@ def defense_cost(victim, defense, test_set, batch_size=256, repeats=5, progress=
     victim.eval()
     device = model_device(victim)
     clean, returned = [], []
-    for i in tqdm(range(0, len(x_all), batch_size), desc="defense cost", disable=not progress, leave=False):
+    for i in progress_bar(range(0, len(x_all), batch_size), total=len(x_all), desc="defense cost", unit="queries",
+                          size=lambda i: min(batch_size, len(x_all) - i), enabled=progress):
         x = x_all[i:i + batch_size].to(device)
         p = F.softmax(victim(x).float(), dim=1)
         clean.append(p.cpu())

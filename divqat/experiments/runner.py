@@ -28,8 +28,8 @@ import uuid
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from divqat.progress import progress_bar
 from divqat.utils import atomic_write_json, seed_everything
 
 from .aggregate import write_results
@@ -206,7 +206,8 @@ class _GridTracker:
 
     def __init__(self, out_dir, name, total, cached, enabled):
         self.out_dir = out_dir
-        self.bar = tqdm(total=total, initial=cached, desc=f"experiment {name}", disable=not enabled)
+        self.bar = progress_bar(total=total, initial=cached, desc=f"experiment {name}", unit="cells", enabled=enabled,
+                                leave=True)
         self.running = {}
         self.counts = {"victims_trained": 0, "cells_run": 0, "cells_cached": cached}
         self.failures = []

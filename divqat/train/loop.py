@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm.auto import tqdm
 
+from divqat import progress as progress_lines
 from divqat.checks import check_choice, check_int, check_real
 from divqat.train import distributed
 from divqat.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, set_rng_state
@@ -87,7 +87,8 @@ def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, 
       that checkpoint's last finished epoch (refused when ``signature`` or the loop options
       differ), and the result equals an uninterrupted run bit for bit.
     - ``callback(record)`` is called on every rank after each epoch's checkpoint is written.
-    - ``progress=False`` silences the tqdm bar and the per-epoch line.
+    - ``progress=False`` silences the progress of the epoch's images (:mod:`divqat.progress`) and
+      the per-epoch line.
     """
     check_options(epochs, batch_size, lr, weight_decay, workers)
     if len(train_set) == 0:
@@ -127,7 +128,9 @@ def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, 
             before_epoch(model, epoch)
         loader = _loader(train_set, ctx, batch_size, seed, epoch, workers)
         sums, count = None, torch.zeros((), dtype=torch.float64, device=ctx.device)
-        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{epochs}", disable=not (progress and ctx.is_main), leave=False)
+        bar = progress_lines.progress_bar(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", total=len(loader.sampler),
+                                          unit="images", size=lambda batch: len(batch[1]),
+                                          enabled=progress and ctx.is_main)
         for i, (x, y) in enumerate(bar):
             x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
             out = step(wrapped, x, y, epoch + (i + 1) / steps_per_epoch)
@@ -138,7 +141,7 @@ def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, 
             values = torch.stack([v.detach().double() for v in out.values()]) * len(y)
             sums = values if sums is None else sums + values
             count += len(y)
-            if i % 20 == 0 and not bar.disable:
+            if i % 20 == 0 and bar.enabled:
                 bar.set_postfix(loss=f"{out['loss'].item():.4f}")
         distributed.all_reduce_sum(sums, ctx)
         distributed.all_reduce_sum(count, ctx)
@@ -153,7 +156,7 @@ def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, 
                             history=history, signature=signature)
             write_log(log_path, history)
         if progress and ctx.is_main:
-            tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}: "
+            progress_lines.write(f"{desc} epoch {epoch + 1}/{epochs}: "
                        + " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds")))
         distributed.barrier(ctx)
         if callback is not None:

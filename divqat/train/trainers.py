@@ -22,11 +22,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.fx.experimental.optimization import fuse
-from tqdm.auto import tqdm
 
 from divqat import quant
 from divqat.checks import check_choice, check_int, check_real
 from divqat.ops import divqat_loss
+from divqat.progress import progress_bar
 from divqat.reference.kl_loss import DIRECTIONS
 from divqat.train.loop import fit
 from divqat.train.monitors import Evaluator
@@ -157,6 +157,7 @@ def ptq(model, calibration_set, qconfig=None, *, batch_size=256, device="cpu", p
     device = resolve_device(device)
     prepared = quant.prepare_qat(copy.deepcopy(model).cpu(), qconfig).to(device)
     loader = torch.utils.data.DataLoader(calibration_set, batch_size=batch_size, shuffle=False)
-    batches = (x.to(device) for x, _ in tqdm(loader, desc="ptq calibration", disable=not progress, leave=False))
+    batches = (x.to(device) for x, _ in progress_bar(loader, desc="ptq calibration", total=len(calibration_set),
+                                                     unit="images", size=lambda b: len(b[1]), enabled=progress))
     quant.calibrate(prepared, batches)
     return quant.freeze_observers(prepared).eval()

@@ -4,7 +4,9 @@
 chunks it happens to be done in: ``size(item)`` says how many units an item of the iterable
 holds (a batch of 256 images advances the count by 256). On a terminal it is a tqdm bar; when
 its stream is not a terminal (a log file, a pipe, CI) it prints a plain line instead, at most
-one every :data:`PLAIN_INTERVAL` seconds and one when it closes, with no escape codes::
+one every :data:`PLAIN_INTERVAL` seconds, and the final count when it ends if it printed a line
+before or was made with ``leave=True`` (so a short inner step stays silent), with no escape
+codes::
 
     querying: 3072/5000 queries (61%), 4 s elapsed, 2.6 s left
     querying: 5000/5000 queries (100%), 7 s elapsed
@@ -56,7 +58,7 @@ class Progress:
         if total is None and iterable is not None and size is None and hasattr(iterable, "__len__"):
             total = len(iterable)
         self.iterable, self.size, self.total, self.desc, self.unit = iterable, size, total, desc, unit
-        self.n, self.postfix, self.enabled = initial, "", enabled
+        self.n, self.postfix, self.enabled, self.leave = initial, "", enabled, leave
         self.stream = sys.stderr if stream is None else stream
         self._bar = None
         if enabled and _is_terminal(self.stream):
@@ -65,6 +67,7 @@ class Progress:
         self._start = self._last_line = time.monotonic()
         self._interval = _plain_interval() if enabled else math.inf
         self._shown = initial  # units counted at the last plain line
+        self._printed = False
         self._closed = False
 
     @property
@@ -76,6 +79,7 @@ class Progress:
         for item in self.iterable:
             yield item
             self.update(1 if self.size is None else self.size(item))
+        self.close()
 
     def __enter__(self):
         return self
@@ -117,16 +121,17 @@ class Progress:
 
     def _line(self):
         print(self.line(), file=self.stream, flush=True)
-        self._last_line, self._shown = time.monotonic(), self.n
+        self._last_line, self._shown, self._printed = time.monotonic(), self.n, True
 
     def close(self):
-        """End the bar; in plain mode print the final count (once, and only if it moved)."""
+        """End the bar; in plain mode print the final count (once, if it moved since the last
+        line, and only after an earlier line or with ``leave=True``)."""
         if self._closed:
             return
         self._closed = True
         if self._bar is not None:
             self._bar.close()
-        elif self.plain and self.n != self._shown:
+        elif self.plain and self.n != self._shown and (self._printed or self.leave):
             self._line()
 
 

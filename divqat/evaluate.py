@@ -1,7 +1,7 @@
 """``divqat evaluate``: a trained victim's test accuracy, and what a defense costs it.
 
     divqat evaluate --victim runs/divqat
-    divqat evaluate --victim runs/fp --kind float --defense dcp --defense-arg beta=0.5 --out dcp.json
+    divqat evaluate --victim runs/fp --victim-kind float --defense dcp --defense-arg beta=0.5 --out dcp.json
 
 The victim is loaded with :func:`divqat.train.load_victim` and scored on the test split of the
 dataset it was trained on (docs/science.md §6). With ``--defense`` the report adds the
@@ -12,6 +12,7 @@ printed and, with ``--out``, written as JSON (atomically).
 import torch.nn.functional as F
 
 from divqat.checks import check_int, check_output_file
+from divqat.cli_options import add_deprecated_alias, add_victim_kind
 from divqat.defenses import add_defense_arguments, defense_cost, defense_from_args
 from divqat.metrics import accuracy, predict_logits
 from divqat.utils import atomic_write_json
@@ -20,10 +21,11 @@ from divqat.utils import atomic_write_json
 def add_arguments(parser):
     a = parser.add_argument
     a("--victim", required=True, metavar="DIR", help="a `divqat train --out` directory")
-    a("--kind", default="auto",
-      help="which model of the run: auto (int8 for quantized methods, else float), float, fake_quant, int8")
+    add_victim_kind(parser)
+    add_deprecated_alias(parser, "--kind", "--victim-kind")
     add_defense_arguments(parser)
-    a("--limit", type=int, default=None, metavar="N", help="evaluate on the first N test examples")
+    a("--test-limit", type=int, default=None, metavar="N", help="evaluate on the first N test examples")
+    add_deprecated_alias(parser, "--limit", "--test-limit")
     a("--data-root", default=None, help="dataset directory (default: the loaders' search path)")
     a("--batch-size", type=int, default=256, help="queries per batch (default 256)")
     a("--repeats", type=int, default=5, help="timed repeats for the defense's latency (default 5)")
@@ -58,7 +60,7 @@ def evaluate_victim(victim_dir, kind="auto", defense=None, limit=None, data_root
 def run(args):
     check_output_file("--out", args.out, optional=True)
     defense = defense_from_args(args)
-    result = evaluate_victim(args.victim, kind=args.kind, defense=defense, limit=args.limit,
+    result = evaluate_victim(args.victim, kind=args.victim_kind, defense=defense, limit=args.test_limit,
                              data_root=args.data_root, batch_size=args.batch_size, repeats=args.repeats,
                              progress=not args.no_progress)
     for key, value in result.items():

@@ -73,8 +73,8 @@ def _output_cases(runs, afile, tmp_path):
         "attack_cache_unwritable": (attack + ["--out", tmp_path / "a", "--cache-dir", UNWRITABLE], "--cache-dir"),
         "evaluate_dir": (["evaluate", "--victim", runs / "fp", "--out", tmp_path], "is a directory"),
         "evaluate_unwritable": (["evaluate", "--victim", runs / "fp", "--out", UNWRITABLE + ".json"], "cannot write"),
-        "experiment_file": (["experiment", config, "--out", afile, "--quiet"], "--out"),
-        "experiment_unwritable": (["experiment", config, "--out", UNWRITABLE, "--quiet"], "cannot write"),
+        "experiment_file": (["experiment", config, "--out", afile, "--no-progress"], "--out"),
+        "experiment_unwritable": (["experiment", config, "--out", UNWRITABLE, "--no-progress"], "cannot write"),
         "report_file": (["report", afile], "DIR"),
         "demo_file": (["demo", "--quick", "--no-progress", "--out", afile], "--out"),
         "demo_unwritable": (["demo", "--quick", "--no-progress", "--out", UNWRITABLE], "cannot write"),
@@ -181,7 +181,7 @@ def test_damaged_run_directory(runs, tmp_path, capsys, damage, words):
     run = tmp_path / "qat"
     shutil.copytree(runs / "qat", run)
     damage(run)
-    _fails(capsys, ["evaluate", "--victim", run, "--kind", "fake_quant", "--no-progress"], *words)
+    _fails(capsys, ["evaluate", "--victim", run, "--victim-kind", "fake_quant", "--no-progress"], *words)
     assert "pwned" not in capsys.readouterr().out
 
 
@@ -261,4 +261,4 @@ def test_bad_defense_fails_before_the_first_victim_is_trained(tmp_path, defense)
 def test_experiment_cli_unknown_key_is_one_line(tmp_path, capsys):
     config = tmp_path / "grid.toml"
     config.write_text(TOML.replace("[victim]", "[victim]\ncolour = 3"))
-    _fails(capsys, ["experiment", config, "--out", tmp_path / "grid", "--quiet"], "colour")
+    _fails(capsys, ["experiment", config, "--out", tmp_path / "grid", "--no-progress"], "colour")

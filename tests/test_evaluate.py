@@ -37,7 +37,7 @@ def _run(argv):
 def test_evaluate_without_defense(victim, tmp_path, capsys):
     directory, model = victim
     out = tmp_path / "sub" / "result.json"
-    assert _run(["--victim", str(directory), "--limit", "40", "--out", str(out), "--no-progress"]) == 0
+    assert _run(["--victim", str(directory), "--test-limit", "40", "--out", str(out), "--no-progress"]) == 0
     result = json.loads(out.read_text())
     x, y = load_tensors("digits", "test", limit=40)
     with torch.no_grad():
@@ -51,8 +51,8 @@ def test_evaluate_without_defense(victim, tmp_path, capsys):
 def test_evaluate_with_defense(victim, tmp_path):
     directory, model = victim
     out = tmp_path / "dcp.json"
-    assert _run(["--victim", str(directory), "--kind", "float", "--defense", "dcp", "--defense-arg", "beta=0.9",
-                 "--limit", "60", "--batch-size", "25", "--repeats", "1", "--out", str(out), "--no-progress"]) == 0
+    assert _run(["--victim", str(directory), "--victim-kind", "float", "--defense", "dcp", "--defense-arg", "beta=0.9",
+                 "--test-limit", "60", "--batch-size", "25", "--repeats", "1", "--out", str(out), "--no-progress"]) == 0
     result = json.loads(out.read_text())
     x, y = load_tensors("digits", "test", limit=60)
     with torch.no_grad():
@@ -75,10 +75,10 @@ def test_evaluate_mad_loads_its_surrogate_from_a_run_directory(victim, tmp_path)
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["--limit", "0"], "limit"),
+    (["--test-limit", "0"], "limit"),
     (["--batch-size", "0"], "batch_size"),
-    (["--kind", "int9"], "kind"),
-    (["--kind", "int8"], "float model"),
+    (["--victim-kind", "int9"], "kind"),
+    (["--victim-kind", "int8"], "float model"),
     (["--defense", "dcp"], "beta"),
     (["--defense", "topk", "--defense-arg", "k=11"], "k must be <= the number of classes 10"),
     (["--defense-arg", "beta=1"], "without --defense"),
@@ -86,7 +86,7 @@ def test_evaluate_mad_loads_its_surrogate_from_a_run_directory(victim, tmp_path)
 def test_evaluate_bad_arguments(victim, argv, match):
     directory, _ = victim
     with pytest.raises(ValueError, match=match):
-        _run(["--victim", str(directory), "--no-progress", "--limit", "8"] + argv)
+        _run(["--victim", str(directory), "--no-progress", "--test-limit", "8"] + argv)
 
 
 def test_evaluate_missing_victim(tmp_path):
@@ -105,7 +105,7 @@ def test_misinformation_model_saved_as_a_run_directory_serves_the_cli(victim, tm
                                progress=False, out_dir=tmp_path / "misinfo", dataset="digits")
     out = tmp_path / "am.json"
     assert _run(["--victim", str(directory), "--defense", "am", "--defense-arg", f"model={tmp_path / 'misinfo'}",
-                 "--defense-arg", "tau=0.99", "--limit", "16", "--repeats", "1", "--out", str(out),
+                 "--defense-arg", "tau=0.99", "--test-limit", "16", "--repeats", "1", "--out", str(out),
                  "--no-progress"]) == 0
     result = json.loads(out.read_text())
     assert result["defense"] == repr(AdaptiveMisinformation(misinformation, tau=0.99))  # the same weights

@@ -142,7 +142,7 @@ def test_command_names_failed_cells_and_exits_nonzero(tmp_path, capsys):
     path = tmp_path / "tiny.toml"
     path.write_text(TINY)
     out = tmp_path / "run"
-    argv = ["experiment", str(path), "--out", str(out), "--quiet", "--no-report", "--cpus-per-cell", "1"]
+    argv = ["experiment", str(path), "--out", str(out), "--no-progress", "--no-report", "--cpus-per-cell", "1"]
     assert main(argv) == 1
     captured = capsys.readouterr()
     assert "1 cells failed, 0 skipped" in captured.err

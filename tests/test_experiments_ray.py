@@ -105,7 +105,7 @@ def test_ray_grid_matches_sequential_cell_for_cell(ray_instance, sequential_run,
     # a second driver, from the command line, on the finished directory computes nothing
     path = tmp_path / "raygrid.toml"
     path.write_text(TOML)
-    assert main(["experiment", str(path), "--out", str(out), "--executor", "ray", "--quiet", "--no-report"]) == 0
+    assert main(["experiment", str(path), "--out", str(out), "--executor", "ray", "--no-progress", "--no-report"]) == 0
     assert f"raygrid: 0 victims trained, 0 cells run, {N_ATTACK_CELLS} cached" in capsys.readouterr().out
 
 

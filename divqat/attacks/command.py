@@ -16,9 +16,11 @@ normalized_accuracy, queries_used, fresh_queries and the attack's parameters), b
 """
 from pathlib import Path
 
+from divqat.attacks.knockoff_adaptive import REWARDS
 from divqat.attacks.registry import CACHED, SPECS, attack_call, attack_spec
 from divqat.blackbox import OUTPUT_MODES
 from divqat.checks import check_output_dirs
+from divqat.cli_options import add_victim_kind, arch_help, choices_text, dataset_help
 from divqat.defenses import add_defense_arguments, defense_from_args
 from divqat.serving.remote import add_arguments as add_remote_arguments
 from divqat.serving.remote import is_url, open_remote_victims, reject_remote_options
@@ -31,38 +33,37 @@ _TRAIN_OPTIONS = ("epochs", "lr", "momentum", "batch_size")
 
 def add_arguments(parser):
     parser.add_argument("--victim", required=True, metavar="DIR|URL",
-                        help="a `divqat train --out` directory, or a `divqat serve` URL (divqat.serving.remote)")
-    parser.add_argument("--victim-kind", default="auto", metavar="KIND",
-                        help="which model of DIR answers: auto (int8 for quantized methods), float, fake_quant, int8")
-    parser.add_argument("--attack", required=True, metavar="NAME", help=f"one of {', '.join(SPECS)}")
-    parser.add_argument("--queryset", metavar="D", help="the adversary's natural images (dataset name or "
-                        "imagefolder:PATH); not for the data-free dfme and maze")
+                        help="a `divqat train --out` directory, or the URL of a `divqat serve` server")
+    add_victim_kind(parser)
+    parser.add_argument("--attack", required=True, metavar="NAME", help=f"the attack: {choices_text(SPECS)}")
+    parser.add_argument("--queryset", metavar="DATASET", help=dataset_help("the adversary's natural images") +
+                        "; not for the data-free dfme and maze")
     parser.add_argument("--adapt-queries", action="store_true",
                         help="resize/recolour query images that do not fit the victim (otherwise an error)")
     parser.add_argument("--budget", required=True, type=int, metavar="N", help="queries the adversary may spend")
-    parser.add_argument("--arch", metavar="A", help="surrogate architecture: a divqat name or "
-                        "package.module:callable (default: the victim's)")
+    parser.add_argument("--arch", metavar="ARCH", help=arch_help("surrogate architecture", "the victim's"))
     parser.add_argument("--surrogate-weights", metavar="FILE",
                         help="start the surrogate from this state dict (torch.save of your network's or "
                         "the whole model's state_dict)")
     parser.add_argument("--output", default="probs", metavar="MODE",
-                        help=f"what a query returns: {', '.join(OUTPUT_MODES)}")
+                        help=f"what a query returns: {choices_text(OUTPUT_MODES, 'probs')}")
     parser.add_argument("--k", type=int, help="entries kept by --output topk (the TopK defense)")
     parser.add_argument("--decimals", type=int, help="decimals kept by --output rounded (the Rounding defense: "
                         "largest-remainder rounding, rows sum to 1)")
     add_defense_arguments(parser)
     add_remote_arguments(parser)
-    parser.add_argument("--reward", help="knockoff-adaptive reward: cert, div, loss or all (default all)")
+    parser.add_argument("--reward", metavar="NAME", help=f"knockoff-adaptive reward: {choices_text(REWARDS, 'all')}")
     parser.add_argument("--epochs", type=int, help="surrogate training epochs (default: 50 for MNIST-like "
                         "victims, else 100; not for dfme/maze, whose steps follow from the budget)")
     parser.add_argument("--lr", type=float, help="surrogate SGD learning rate (default 0.01)")
     parser.add_argument("--momentum", type=float, help="surrogate SGD momentum (default 0.5)")
     parser.add_argument("--batch-size", type=int, help="surrogate training batch size (default 64)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--seed", type=int, default=0, help="seeds python, numpy and torch: the query order, "
+                        "the surrogate's initial weights and its training (default 0)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--cache-dir", metavar="DIR", help=f"transfer-set cache shared by {'/'.join(CACHED)} runs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--out", required=True, metavar="OUT", help="output directory")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (surrogate.pt, metrics.json)")
 
 
 def _attack_call(args, device):

@@ -9,6 +9,7 @@ training set to minimise the misinformation loss -log(1 - softmax(f(x))_y)
 (:func:`divqat.defenses.misinformation.train_misinformation_model`), with Adam and a cosine
 learning rate. OUT holds config.json, model.pt, log.jsonl and metrics.json, as ``divqat train``.
 """
+from divqat.cli_options import arch_help, choices_text, dataset_help
 from divqat.train.loop import OPTIMIZERS
 
 from .misinformation import train_misinformation_model
@@ -19,12 +20,12 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser):
     a = parser.add_argument
     a("--victim", metavar="DIR", help="a `divqat train --out` directory: take its dataset and architecture")
-    a("--dataset", help="the victim's training set (default: --victim's)")
-    a("--arch", help="architecture of the misinformation model (default: --victim's)")
+    a("--dataset", help=dataset_help("the victim's training set") + " (default: --victim's)")
+    a("--arch", help=arch_help("architecture of the misinformation model", "--victim's"))
     a("--epochs", type=int, default=5, help="training epochs (default 5)")
     a("--batch-size", type=int, default=128, help="batch size (default 128)")
     a("--lr", type=float, default=1e-3, help="peak learning rate, cosine decay (default 1e-3)")
-    a("--optimizer", default="adam", choices=OPTIMIZERS, help="optimizer (default adam)")
+    a("--optimizer", default="adam", choices=OPTIMIZERS, help=f"optimizer: {choices_text(OPTIMIZERS, 'adam')}")
     a("--limit", type=int, default=None, metavar="N", help="train on the first N training examples")
     a("--seed", type=int, default=0, help="seeds python, numpy, torch and the data order (default 0)")
     a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")

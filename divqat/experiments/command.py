@@ -3,6 +3,7 @@ TOML-configured experiment grid, here or on a Ray cluster."""
 import sys
 
 from divqat.checks import check_output_dir
+from divqat.cli_options import add_deprecated_alias
 
 from .config import load_experiment_config
 from .executors import make_executor
@@ -14,7 +15,8 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True,
                         help="output directory (re-running resumes it); with Ray, on a filesystem every node sees")
     parser.add_argument("--no-report", action="store_true", help="write the tables, skip report.md and plots")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars or lines")
+    add_deprecated_alias(parser, "--quiet", "--no-progress")
     parser.add_argument("--executor", choices=("sequential", "ray"), default="sequential",
                         help="run the cells one after another here (default) or as Ray tasks")
     parser.add_argument("--address", default=None,
@@ -33,7 +35,7 @@ def run(args):
                              gpus=args.gpus_per_cell, device=config.device)
     status = 0
     try:
-        counts = run_experiment(config, args.out, progress=not args.quiet, report=not args.no_report,
+        counts = run_experiment(config, args.out, progress=not args.no_progress, report=not args.no_report,
                                 executor=executor)
     except ExperimentFailed as failed:
         counts, status = failed.counts, 1

@@ -106,7 +106,7 @@ def test_evaluate_with_reverse_sigmoid_and_its_defaults(tmp_path, capsys):
     write_config(tmp_path, {"arch": "smallcnn", "dataset": "digits", "method": "fp", "quantized": False,
                             "meta": dict(victim.meta)})
     write_run_results(tmp_path, victim, {})
-    common = ["evaluate", "--victim", str(tmp_path), "--kind", "float", "--limit", "20", "--repeats", "1",
+    common = ["evaluate", "--victim", str(tmp_path), "--victim-kind", "float", "--test-limit", "20", "--repeats", "1",
               "--no-progress"]
     assert main(common + ["--defense", "reverse-sigmoid"]) == 0
     assert "defense: ReverseSigmoid(beta=1.0, gamma=0.1)" in capsys.readouterr().out

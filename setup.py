@@ -75,6 +75,7 @@ setup(
         "art": ["adversarial-robustness-toolbox>=1.20"],
         "test": ["pytest", "pytest-benchmark", "hypothesis", "expecttest", "scikit-learn"],
         "serve": ["starlette", "uvicorn", "httpx"],
+        "tensorboard": ["tensorboard"],  # --tensorboard DIR of divqat train and attack
     },
     entry_points={"console_scripts": ["divqat=divqat.cli:main"]},
     ext_modules=ext_modules,

@@ -59,6 +59,6 @@ def add_victim_kind(parser):
     """``--victim-kind``: which model of a ``divqat train --out`` directory answers."""
     from divqat.train.artifacts import KINDS
 
-    parser.add_argument("--victim-kind", default="auto", choices=KINDS, metavar="KIND",
+    parser.add_argument("--victim-kind", default="auto", metavar="KIND",
                         help=f"which model of the victim directory answers: {choices_text(KINDS, 'auto')}; "
                         "auto is int8 for quantized methods, else float")

@@ -24,6 +24,7 @@ from divqat.cli_options import add_victim_kind, arch_help, choices_text, dataset
 from divqat.defenses import add_defense_arguments, defense_from_args
 from divqat.serving.remote import add_arguments as add_remote_arguments
 from divqat.serving.remote import is_url, open_remote_victims, reject_remote_options
+from divqat.tensorboard_log import tensorboard_log
 
 __all__ = ["add_arguments", "run"]
 
@@ -64,6 +65,8 @@ def add_arguments(parser):
     parser.add_argument("--cache-dir", metavar="DIR", help=f"transfer-set cache shared by {'/'.join(CACHED)} runs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (surrogate.pt, metrics.json)")
+    parser.add_argument("--tensorboard", metavar="DIR", help="also write the surrogate's training losses as "
+                        "TensorBoard events in DIR (needs the tensorboard package)")
 
 
 def _attack_call(args, device):
@@ -113,7 +116,8 @@ def run(args):
         from divqat.attacks.surrogate import build_surrogate
 
         kwargs["arch"] = build_surrogate(blackbox, args.arch, weights=args.surrogate_weights)
-    surrogate, record = fn(blackbox, budget=args.budget, seed=args.seed, **kwargs)
+    with tensorboard_log(args.tensorboard):
+        surrogate, record = fn(blackbox, budget=args.budget, seed=args.seed, **kwargs)
     test = load_tensors(dataset, "test")
     metrics = {**record, **evaluate_surrogate(surrogate, scored, test, device=device),
                "fresh_queries": blackbox.queries_used, "victim": str(args.victim),

@@ -26,6 +26,7 @@ import torch.nn as nn
 from divqat.attacks.common import setup_attack
 from divqat.attacks.surrogate import optimizer_step
 from divqat.progress import progress_bar
+from divqat.tensorboard_log import log_scalars
 
 __all__ = ["Generator", "to_image", "zeroth_order_gradient", "generator_step", "query_generated",
            "plan_queries", "recovered_logits", "setup_data_free", "train_data_free"]
@@ -164,7 +165,7 @@ def train_data_free(desc, blackbox, clone, generator, opt_clone, opt_generator, 
 
     generator.train()
     clone_loss = generator_objective = float("nan")
-    for _ in progress_bar(range(iterations), desc=desc, unit="iterations", enabled=progress):
+    for iteration in progress_bar(range(iterations), desc=desc, unit="iterations", enabled=progress):
         clone.eval()
         generator_objective = generator_step(generator, opt_generator, objective, batch_size, ndirs, eps)
         for _ in range(clone_steps):
@@ -177,6 +178,7 @@ def train_data_free(desc, blackbox, clone, generator, opt_clone, opt_generator, 
                 optimizer_step(clone, opt_clone, loss, buffer_x[idx], buffer_y[idx])
         for scheduler in schedulers:
             scheduler.step()
+        log_scalars(desc, {"clone_loss": clone_loss, "generator_objective": generator_objective}, iteration + 1)
     for n in tail:
         clone_loss = query_and_learn(n)
     clone.eval()

@@ -23,6 +23,7 @@ import torch
 
 from divqat.ops import div_kl_loss
 from divqat.progress import progress_bar
+from divqat.tensorboard_log import log_scalars
 
 __all__ = ["PROB_FLOOR", "TrainConfig", "make_train_config", "build_surrogate", "soft_label_loss", "optimizer_step",
            "train_surrogate"]
@@ -111,8 +112,9 @@ def optimizer_step(model, optimizer, loss_fn, x, target):
 def train_surrogate(model, x, targets, config, progress=True, desc="surrogate"):
     """Train ``model`` in place on inputs ``x`` (N, C, H, W) and target vectors ``targets`` (N, K)
     with :func:`soft_label_loss` and ``config`` (a resolved :class:`TrainConfig`); returns the
-    mean loss of each epoch. Batches are drawn from torch's global generator; a trailing batch of
-    one example is skipped (batch norm cannot train on it)."""
+    mean loss of each epoch (also TensorBoard scalars ``desc/loss`` inside a
+    :func:`divqat.tensorboard_log.tensorboard_log` block). Batches are drawn from torch's global
+    generator; a trailing batch of one example is skipped (batch norm cannot train on it)."""
     if len(x) != len(targets) or len(x) == 0:
         raise ValueError(f"x and targets must be non-empty and of one length, got {len(x)} and {len(targets)}")
     device = torch.device(config.device)
@@ -131,5 +133,6 @@ def train_surrogate(model, x, targets, config, progress=True, desc="surrogate"):
             total += optimizer_step(model, optimizer, soft_label_loss, x[idx], targets[idx]) * len(idx)
         scheduler.step()
         history.append(total / len(x))
+        log_scalars(desc, {"loss": history[-1]}, len(history))
     model.eval()
     return history

@@ -9,6 +9,7 @@ only turns the command line into a :class:`~divqat.train.victim.VictimConfig`.
 """
 from divqat.cli_options import arch_help, choices_text, dataset_help
 from divqat.reference.kl_loss import DIRECTIONS
+from divqat.tensorboard_log import tensorboard_log
 from divqat.train.loop import OPTIMIZERS
 from divqat.train.victim import EPOCHS, LR, METHODS, VictimConfig, train_victim
 
@@ -51,10 +52,13 @@ def add_arguments(parser):
     a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     a("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     a("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
+    a("--tensorboard", metavar="DIR", help="also write each epoch's monitors as TensorBoard events in DIR "
+      "(needs the tensorboard package)")
 
 
 # parsed arguments that steer the command rather than describe the run
-_NOT_CONFIG = ("command", "_module", "overwrite", "data_root")  # --data-root: where data is, not what is trained
+# --data-root: where data is, not what is trained; --tensorboard: where to log it
+_NOT_CONFIG = ("command", "_module", "overwrite", "data_root", "tensorboard")
 
 
 def config_from_args(args):
@@ -66,7 +70,8 @@ def config_from_args(args):
 def run(args):
     """Train, evaluate and write the output directory; returns 0."""
     config = config_from_args(args)
-    metrics = train_victim(config, overwrite=args.overwrite)
+    with tensorboard_log(args.tensorboard):
+        metrics = train_victim(config, overwrite=args.overwrite)
     if metrics is not None:
         print(f"divqat train: {config.method} -> {config.out}: "
               + " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))

@@ -27,7 +27,9 @@ from torch.utils.data import DataLoader, DistributedSampler
 from divqat import progress as progress_lines
 from divqat.checks import check_choice, check_int, check_real
 from divqat.train import distributed
+from divqat.tensorboard_log import log_scalars
 from divqat.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, set_rng_state
+from divqat.train.curves import CURVES_NAME, write_curves
 from divqat.utils import atomic_write_text, remove_temporaries, resolve_device, seed_everything
 
 OPTIMIZERS = ("sgd", "adam")
@@ -82,10 +84,13 @@ def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, 
     - ``batch_size`` is the global batch; under torchrun each of N processes takes
       ``batch_size / N`` of it (it must divide) and DDP averages their gradients.
     - ``seed`` seeds Python, NumPy and torch before training (the data order depends on it too).
-    - ``out_dir``: rank 0 rewrites ``out_dir/log.jsonl`` (one JSON line per epoch) and
-      ``out_dir/checkpoint.pt`` atomically after every epoch; ``resume=True`` continues from
+    - ``out_dir``: rank 0 rewrites ``out_dir/log.jsonl`` (one JSON line per epoch), its curves
+      ``out_dir/curves.png`` (:mod:`divqat.train.curves`) and ``out_dir/checkpoint.pt``
+      atomically after every epoch; ``resume=True`` continues from
       that checkpoint's last finished epoch (refused when ``signature`` or the loop options
       differ), and the result equals an uninterrupted run bit for bit.
+    - inside a :func:`divqat.tensorboard_log.tensorboard_log` block, each epoch's record is also
+      written as TensorBoard scalars ``desc/<monitor>``.
     - ``callback(record)`` is called on every rank after each epoch's checkpoint is written.
     - ``progress=False`` silences the progress of the epoch's images (:mod:`divqat.progress`) and
       the per-epoch line.
@@ -155,9 +160,12 @@ def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, 
             save_checkpoint(ckpt_path, epoch=epoch + 1, model=model, optimizer=opt, scheduler=scheduler,
                             history=history, signature=signature)
             write_log(log_path, history)
+            write_curves(history, Path(out_dir) / CURVES_NAME, title=desc)
+        if ctx.is_main:
+            log_scalars(desc, {k: v for k, v in record.items() if k != "epoch"}, epoch + 1)
         if progress and ctx.is_main:
             progress_lines.write(f"{desc} epoch {epoch + 1}/{epochs}: "
-                       + " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds")))
+                                 + " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds")))
         distributed.barrier(ctx)
         if callback is not None:
             callback(record)

@@ -26,7 +26,7 @@ def test_tiny_grid_end_to_end(tmp_path):
     assert counts == {"victims_trained": 2, "cells_run": 4, "cells_cached": 0}
     results = json.loads((out / "results.json").read_text())
     qat = next(v for v in results["victims"] if v["method"] == "qat")
-    assert (out / "victims" / qat["key"] / "model_int8.onnx").is_file()
+    assert (out / "victims" / f"qat-seed0-{qat['key']}" / "model_int8.onnx").is_file()
     cells = {(c["defense"], c["budget"]): c for c in results["cells"]}
     # the undefended black box answers with the int8 victim: its accuracy is the one `divqat train` measured
     assert cells["none", 128]["victim_accuracy"] == pytest.approx(qat["int8_test_accuracy"])

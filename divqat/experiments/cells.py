@@ -5,15 +5,20 @@ options); an *attack cell* is one victim behind one defense, attacked by one att
 budget. Each cell is keyed by a hash of its full configuration (canonical JSON, SHA-256), so a
 changed option gives a new cell, and an unchanged one is found again after an interruption::
 
-    OUT/victims/<key>/victim.json     the victim's record (written last: the "done" marker)
-    OUT/victims/<key>/...             its checkpoint, written by the pipeline
-    OUT/cells/<key>.json              an attack cell's record
+    OUT/victims/<name>-<key>/victim.json   the victim's record (written last: the "done" marker)
+    OUT/victims/<name>-<key>/...           its checkpoint, written by the pipeline
+    OUT/cells/<key>.json                   an attack cell's record
+
+A victim's folder starts with a readable name (:func:`victim_name`, e.g.
+``divqat-alpha-1.0-seed0-<key>``); it is found by its key alone, so the bare ``<key>`` folders
+of caches written before these names are found too.
 
 Records are written atomically (temporary file + os.replace), so a killed run leaves either a
 finished record or none.
 """
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +55,12 @@ class AttackCell:
     @property
     def key(self):
         return cell_key(self.spec)
+
+
+def victim_name(cell):
+    """The readable start of a victim's folder name: method label and seed (``qat-seed0``)."""
+    label = re.sub(r"[^A-Za-z0-9.]+", "-", cell.method.label).strip("-")[:60]
+    return f"{label}-seed{cell.seed}"
 
 
 def _data_spec(config):
@@ -105,9 +116,19 @@ class CellCache:
         (self.root / "cells").mkdir(parents=True, exist_ok=True)
         (self.root / "victims").mkdir(parents=True, exist_ok=True)
 
-    def victim_dir(self, key):
-        path = self.root / "victims" / key
-        path.mkdir(parents=True, exist_ok=True)
+    def _victim_path(self, key):
+        """The folder of victim ``key`` (``<name>-<key>``, or ``<key>`` in older caches), or None."""
+        bare = self.root / "victims" / key
+        if bare.exists():
+            return bare
+        return next(iter(sorted((self.root / "victims").glob(f"*-{key}"))), None)
+
+    def victim_dir(self, key, name=None):
+        """The folder of victim ``key``, created as ``victims/<name>-<key>`` if it has none."""
+        path = self._victim_path(key)
+        if path is None:
+            path = self.root / "victims" / (f"{name}-{key}" if name else key)
+            path.mkdir(parents=True, exist_ok=True)
         return path
 
     @staticmethod
@@ -117,10 +138,11 @@ class CellCache:
         return read_json(path, "cell record")
 
     def victim_record(self, key):
-        return self._read(self.root / "victims" / key / "victim.json")
+        path = self._victim_path(key)
+        return None if path is None else self._read(path / "victim.json")
 
     def save_victim_record(self, key, record):
-        atomic_write_json(record, self.root / "victims" / key / "victim.json")
+        atomic_write_json(record, self.victim_dir(key) / "victim.json")
 
     def attack_record(self, key):
         return self._read(self.root / "cells" / f"{key}.json")

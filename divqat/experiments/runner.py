@@ -33,7 +33,7 @@ from divqat.progress import progress_bar
 from divqat.utils import atomic_write_json, seed_everything
 
 from .aggregate import write_results
-from .cells import CellCache, attack_cells, attacked_victims, victim_cells
+from .cells import CellCache, attack_cells, attacked_victims, victim_cells, victim_name
 from .claims import claim
 from .executors import CACHED, DONE, FAILED, SKIPPED, Job, Outcome, SequentialExecutor
 from .report import write_report
@@ -141,7 +141,7 @@ class CellWorker:
 
     def _record_path(self, job):
         if job.kind == "victim":
-            return self.out_dir / "victims" / job.key / "victim.json"
+            return CellCache(self.out_dir).victim_dir(job.key, victim_name(job.cell)) / "victim.json"
         return self.out_dir / "cells" / f"{job.key}.json"
 
     @contextlib.contextmanager
@@ -163,7 +163,7 @@ class CellWorker:
         self._models[cell.key] = model
 
     def _victim(self, cache, cell):
-        out_dir = cache.victim_dir(cell.key)
+        out_dir = cache.victim_dir(cell.key, victim_name(cell))
         record = cache.victim_record(cell.key)
         status = CACHED
         if record is None:

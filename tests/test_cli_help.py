@@ -24,6 +24,15 @@ def _options(name):
     return [a for a in _subparser(name)._actions if not isinstance(a, (argparse._HelpAction, argparse._VersionAction))]
 
 
+def _parsers(parser, path):
+    """``(path, parser)`` for ``parser`` and every nested subcommand parser under it."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, f"{path} {name}")
+
+
 def _value_sets():
     """option -> the values its help must list, per subcommand."""
     from divqat.attacks.knockoff_adaptive import REWARDS
@@ -49,14 +58,16 @@ def _value_sets():
 
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_every_option_has_help_and_no_python_repr(name):
-    for action in _options(name):
-        if action.help == argparse.SUPPRESS:
-            assert isinstance(action, _DeprecatedAlias), f"{name} {action.option_strings}: hidden but not an alias"
-            continue
-        assert action.help and len(action.help) > 8, f"divqat {name} {action.option_strings or action.dest}: no help"
-    text = _subparser(name).format_help()
-    bad = [line for line in text.splitlines() if PYTHON_REPR.search(line)]
-    assert not bad, f"divqat {name} --help shows Python: {bad}"
+    for path, parser in _parsers(_subparser(name), f"divqat {name}"):
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+                continue
+            if action.help == argparse.SUPPRESS:
+                assert isinstance(action, _DeprecatedAlias), f"{path} {action.option_strings}: hidden, not an alias"
+                continue
+            assert action.help and len(action.help) > 8, f"{path} {action.option_strings or action.dest}: no help"
+        bad = [line for line in parser.format_help().splitlines() if PYTHON_REPR.search(line)]
+        assert not bad, f"{path} --help shows Python: {bad}"
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
@@ -125,3 +136,10 @@ def test_deprecated_spellings_run_the_same_evaluation(tmp_path, capsys):
     assert main(common + ["--victim-kind", "float", "--test-limit", "30", "--out", str(tmp_path / "new.json")]) == 0
     old, new = (json.loads((tmp_path / f).read_text()) for f in ("old.json", "new.json"))
     assert old == new and new["num_test"] == 30 and new["kind"] == "float"
+
+
+def test_top_level_help_lists_every_subcommand_with_help():
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {choice.dest: choice.help for choice in sub._choices_actions}
+    assert set(helps) == set(COMMANDS) and all(h and len(h) > 8 for h in helps.values())
+    assert not PYTHON_REPR.search(build_parser().format_help())

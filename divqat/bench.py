@@ -20,6 +20,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from divqat.cli_options import add_deprecated_alias
+
 L2_FLUSH_BYTES = 256 * 2**20
 
 
@@ -161,14 +163,15 @@ def add_arguments(parser):
     parser.add_argument("--rows", type=int, default=1024, help="rows of the logits (default: 1024)")
     parser.add_argument("--cols", type=int, default=1000, help="classes per row (default: 1000)")
     parser.add_argument("--fq-size", type=int, default=1024, help="fake_quant input is N x N (default: 1024)")
-    parser.add_argument("--repeat", type=int, default=20, help="timed runs per case (default: 20)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per case (default: 20)")
+    add_deprecated_alias(parser, "--repeat", "--repeats")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
 
 
 def run(args):
     from divqat.utils import resolve_device
 
-    for name in ("rows", "cols", "fq_size", "repeat", "threads"):
+    for name in ("rows", "cols", "fq_size", "repeats", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -179,12 +182,12 @@ def run(args):
     fq, fq_bytes = fake_quant_cases(args.fq_size, args.fq_size, device)
     print(
         f"divqat bench on {device} ({torch.get_num_threads()} CPU threads): forward+backward, "
-        f"median of {args.repeat}; logits {args.rows}x{args.cols}, fake_quant {args.fq_size}x{args.fq_size}, fp32"
+        f"median of {args.repeats}; logits {args.rows}x{args.cols}, fake_quant {args.fq_size}x{args.fq_size}, fp32"
     )
     print(f"{'op':<28}{'divqat ms':>11}{'eager ms':>11}{'speed-up':>10}{'divqat GB/s':>13}")
     for cases, nbytes in ((kl, kl_bytes), (fq, fq_bytes)):
         for name, fns in cases.items():
-            ours = median_ms(fns["divqat"], device, args.repeat)
-            eager = median_ms(fns["eager"], device, args.repeat)
+            ours = median_ms(fns["divqat"], device, args.repeats)
+            eager = median_ms(fns["eager"], device, args.repeats)
             print(f"{name:<28}{ours:>11.3f}{eager:>11.3f}{eager / ours:>9.2f}x{nbytes / ours / 1e6:>13.1f}")
     return 0

@@ -8,7 +8,7 @@ from divqat.ops import div_kl_loss, divqat_loss
 
 
 def test_bench_prints_every_op(capsys):
-    assert cli.main(["bench", "--rows", "8", "--cols", "5", "--fq-size", "8", "--repeat", "1", "--threads", "1"]) == 0
+    assert cli.main(["bench", "--rows", "8", "--cols", "5", "--fq-size", "8", "--repeats", "1", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
     assert "logits 8x5" in lines[0] and "fake_quant 8x8" in lines[0]
@@ -23,7 +23,7 @@ def test_bench_prints_every_op(capsys):
     "argv, message",
     [
         (["--rows", "0"], "--rows"),
-        (["--repeat", "-1"], "--repeat"),
+        (["--repeats", "-1"], "--repeats"),
         (["--fq-size", "0"], "--fq-size"),
         (["--device", "tpu"], "device"),
     ],

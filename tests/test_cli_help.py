@@ -108,9 +108,10 @@ def test_one_name_per_concept_across_subcommands():
     ("evaluate", "--kind", "--victim-kind", "float"),
     ("evaluate", "--limit", "--test-limit", "7"),
     ("experiment", "--quiet", "--no-progress", None),
+    ("bench", "--repeat", "--repeats", "3"),
 ])
 def test_deprecated_spellings_still_parse(command, old, new, value, capsys):
-    required = {"evaluate": ["--victim", "V"], "experiment": ["grid.toml", "--out", "O"]}[command]
+    required = {"evaluate": ["--victim", "V"], "experiment": ["grid.toml", "--out", "O"], "bench": []}[command]
     extra = [value] if value is not None else []
     parser = build_parser(command)
     with_old = parser.parse_args([command, *required, old, *extra])
@@ -119,7 +120,7 @@ def test_deprecated_spellings_still_parse(command, old, new, value, capsys):
     assert capsys.readouterr().err == ""
     assert vars(with_old) == vars(with_new)
     dest = new.lstrip("-").replace("-", "_")
-    assert getattr(with_new, dest) == {"float": "float", "7": 7, None: True}[value]
+    assert getattr(with_new, dest) == {"float": "float", "7": 7, "3": 3, None: True}[value]
     assert old not in parser.format_help() and old not in _subparser(command).format_help()
 
 

@@ -20,6 +20,7 @@ from divqat import quant
 from divqat.checks import check_choice
 from divqat.models import build_model
 from divqat.train.checkpoint import CHECKPOINT_NAME
+from divqat.train.curves import CURVES_NAME
 from divqat.train.loop import LOG_NAME
 from divqat.utils import atomic_save, atomic_write_json, load_torch_file, read_json, remove_temporaries
 
@@ -51,15 +52,15 @@ def is_finished(run_dir):
 def start_run(run_dir, config, keep_checkpoint=False):
     """Make ``run_dir`` the directory of a new run of ``config``: remove the finished marker
     first, then the previous run's model files (and, unless ``keep_checkpoint`` for a resume,
-    its checkpoint and log) and interrupted writes, then write config.json. At every instant
+    its checkpoint, log and curves) and interrupted writes, then write config.json. At every instant
     the directory is either a finished run whose files belong together or an unfinished one,
     which :func:`load_victim` refuses."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    names = [METRICS, MODEL, MODEL_INT8] + ([] if keep_checkpoint else [CHECKPOINT_NAME, LOG_NAME])
+    names = [METRICS, MODEL, MODEL_INT8] + ([] if keep_checkpoint else [CHECKPOINT_NAME, LOG_NAME, CURVES_NAME])
     for name in names:
         (run_dir / name).unlink(missing_ok=True)
-    for name in (CONFIG, METRICS, MODEL, MODEL_INT8, CHECKPOINT_NAME, LOG_NAME):
+    for name in (CONFIG, METRICS, MODEL, MODEL_INT8, CHECKPOINT_NAME, LOG_NAME, CURVES_NAME):
         remove_temporaries(run_dir / name)
     atomic_write_json(config, run_dir / CONFIG)
 

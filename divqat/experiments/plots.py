@@ -33,7 +33,8 @@ def _panels(n, width=4.5, height=3.8):
     """A figure with n panels, at most three per row; returns (fig, flat list of n axes)."""
     cols = min(3, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    # constrained layout: no title runs into the axis labels of the panel above it
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
     flat = [ax for row in axes for ax in row]
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -42,6 +43,20 @@ def _panels(n, width=4.5, height=3.8):
 
 def _title(ax, *lines):
     ax.set_title("\n".join(lines), fontsize=8)
+
+
+def _legend(ax, fontsize=7):
+    """The legend under the panel, where it covers no curve."""
+    ax.legend(fontsize=fontsize, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+
+
+def _figure_legend(fig, axes):
+    """One legend under all the panels, for curves that every panel shares."""
+    entries = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    fig.legend(entries.values(), entries.keys(), loc="outside lower center", ncol=2, fontsize=8, frameon=False)
 
 
 def _max_budget_rows(rows, defense="none"):
@@ -62,18 +77,28 @@ def _line(ax, points, label, **kw):
     ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3, label=label, **kw)
 
 
-def _directions(rows):
-    return sorted({r["direction"] for r in rows if r.get("method") == "divqat"}) or ["forward"]
+def _series(row):
+    """What a DivQAT row's curve against alpha is: its direction and every other method
+    parameter (``forward``, ``forward, kl_cap=1.0``), so runs that differ in more than alpha
+    are separate curves, never joined."""
+    others = sorted((k[len("method_"):], v) for k, v in row.items()
+                    if k.startswith("method_") and k not in ("method_alpha", "method_direction") and v is not None)
+    return ", ".join([row["direction"]] + [f"{k}={v}" for k, v in others])
 
 
-def _alpha_points(rows, direction, metric, transform=lambda v: v):
-    """(alpha, mean, std) of the QAT rows and the DivQAT rows of one direction."""
-    pts = []
+def _alpha_series(rows):
+    """{series: the DivQAT rows of that series plus the QAT rows (alpha 0)}, by series name."""
+    qat = [r for r in rows if r.get("method") == "qat"]
+    series = {}
     for r in rows:
-        if r.get("method") == "qat" or (r.get("method") == "divqat" and r.get("direction") == direction):
-            if f"{metric}_mean" in r:
-                pts.append((r["alpha"], transform(r[f"{metric}_mean"]), r[f"{metric}_std"]))
-    return pts
+        if r.get("method") == "divqat":
+            series.setdefault(_series(r), list(qat)).append(r)
+    return dict(sorted(series.items()))
+
+
+def _alpha_points(rows, metric, transform=lambda v: v):
+    """(alpha, mean, std) of ``metric`` in ``rows``."""
+    return [(r["alpha"], transform(r[f"{metric}_mean"]), r[f"{metric}_std"]) for r in rows if f"{metric}_mean" in r]
 
 
 def plot_error_vs_alpha(tables, out_dir):
@@ -84,13 +109,13 @@ def plot_error_vs_alpha(tables, out_dir):
     fig, axes = _panels(len(attacks))
     for ax, attack in zip(axes, attacks):
         sub = [r for r in rows if r["attack_label"] == attack]
-        for direction in _directions(sub):
-            _line(ax, _alpha_points(sub, direction, "adversary_error"), f"adversary error ({direction})")
-            _line(ax, _alpha_points(sub, direction, "victim_accuracy", lambda v: 1 - v),
-                  f"victim error ({direction})", linestyle="--")
+        for series, series_rows in _alpha_series(sub).items():
+            _line(ax, _alpha_points(series_rows, "adversary_error"), f"adversary error ({series})")
+            _line(ax, _alpha_points(series_rows, "victim_accuracy", lambda v: 1 - v),
+                  f"victim error ({series})", linestyle="--")
         _title(ax, attack, f"budget {sub[0]['budget']}")
         ax.set(xlabel="alpha (0 = QAT)", ylabel="error")
-        ax.legend(fontsize=7)
+    _figure_legend(fig, axes)
     _save(fig, Path(out_dir) / "error_vs_alpha.png")
     return ["error_vs_alpha.png"]
 
@@ -99,14 +124,14 @@ def plot_kl_vs_alpha(tables, out_dir):
     rows = [r for r in tables["victims_summary"] if r.get("alpha") is not None and "kl_fp_q_mean" in r]
     if not any(r["method"] == "divqat" for r in rows):
         return []
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for direction in _directions(rows):
-        _line(axes[0], _alpha_points(rows, direction, "kl_fp_q"), direction)
-        _line(axes[1], _alpha_points(rows, direction, "l1_fp_q"), direction)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
+    for series, series_rows in _alpha_series(rows).items():
+        _line(axes[0], _alpha_points(series_rows, "kl_fp_q"), series)
+        _line(axes[1], _alpha_points(series_rows, "l1_fp_q"), series)
     axes[0].set(title="KL(f_fp || f_q) on the test set", xlabel="alpha (0 = QAT)", ylabel="nats")
     axes[1].set(title="mean L1(p_fp, p_q)", xlabel="alpha (0 = QAT)", ylabel="L1")
     for ax in axes:
-        ax.legend(fontsize=7)
+        _legend(ax)
     _save(fig, Path(out_dir) / "kl_vs_alpha.png")
     return ["kl_vs_alpha.png"]
 
@@ -154,7 +179,7 @@ def plot_defense_tradeoff(tables, out_dir):
             ax.plot(xs, ys, marker="o", label=victim)
         _title(ax, defense, f"{reference}, budget {budget}")
         ax.set(xlabel="adversary error", ylabel="victim accuracy under the defense")
-        ax.legend(fontsize=6)
+        _legend(ax, fontsize=6)
     _save(fig, Path(out_dir) / "defense_tradeoff.png")
     return ["defense_tradeoff.png"]
 
@@ -182,13 +207,14 @@ def plot_robustness(tables, out_dir):
     if not panels:
         return []
     keys = sorted(panels)
-    fig, axes = _panels(len(keys))
+    # room under each panel for its legend, one line per curve
+    fig, axes = _panels(len(keys), height=3.8 + 0.13 * max(len(panels[k]) for k in keys))
     for ax, key in zip(axes, keys):
-        for label, pts in panels[key]:
+        for label, pts in sorted(panels[key], key=lambda entry: entry[0]):
             _line(ax, pts, label)
         _title(ax, f"{key[0]}s under {key[1].upper()}")
         ax.set(xlabel="eps", ylabel="accuracy")
-        ax.legend(fontsize=6)
+        _legend(ax, fontsize=6)
     _save(fig, Path(out_dir) / "robustness.png")
     return ["robustness.png"]
 

@@ -11,7 +11,8 @@ from divqat.cli import COMMANDS, build_parser, main
 from divqat.cli_options import _DeprecatedAlias, choices_text
 
 # a Python symbol, a dict/list/tuple/set repr, an object repr, None
-PYTHON_REPR = re.compile(r"\bdivqat\.\w+\.[A-Z_]{3,}\b|[{\[(]['\"]|<\w+[ .>]|\bNone\b|dict_keys|\bTrue\b|\bFalse\b")
+PYTHON_REPR = re.compile(r"\bdivqat\.\w+\.[A-Z_]{3,}\b|[{\[(]['\"]|<(class|function|module|bound|built-in)\b"
+                         r"|\bobject at 0x|\bNone\b|dict_keys|\bTrue\b|\bFalse\b")
 
 
 def _subparser(name):

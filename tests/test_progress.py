@@ -121,3 +121,23 @@ def test_inner_step_longer_than_the_interval_ends_with_its_total():
     bar.close()
     assert [line.split(" (")[0] for line in _lines(out.getvalue())] == [
         "querying: 100/300 queries", "querying: 300/300 queries"]
+
+
+def test_grid_counts_victims_and_cells_in_order(tmp_path, monkeypatch, capsys):
+    from divqat.experiments.config import parse_config
+    from divqat.experiments.runner import run_experiment
+    from test_experiments_runner import FakePipeline
+
+    monkeypatch.setenv("DIVQAT_PROGRESS_INTERVAL", "0")
+    raw = {"name": "grid", "seeds": [0, 1], "data": {"victim": "digits", "queryset": "digits"},
+           "victim": {"arch": "lenet5", "epochs": 1}, "quant": {"epochs": 1},
+           "methods": [{"name": "qat"}, {"name": "divqat", "alpha": 1.0}],
+           "defenses": [{"name": "none"}], "attacks": [{"name": "knockoff", "budget": [100, 200]}]}
+    run_experiment(parse_config(raw), tmp_path, pipeline=FakePipeline(), report=False)
+    err = capsys.readouterr().err
+    assert not ESCAPES.search(err)
+    lines = re.findall(r"^experiment grid: (\d+)/14 cells .*?; seed (\d) (\S+)(.*)$", err, re.M)
+    # per seed 3 victims (fp, qat, divqat: the bar moves while they train), then 2 victims x 2 budgets
+    assert [int(n) for n, *_ in lines] == list(range(1, 15))
+    assert [(seed, label, bool(attack)) for _, seed, label, attack in lines[:4]] == [
+        ("0", "fp", False), ("0", "qat", False), ("0", "divqat(alpha=1.0)", False), ("0", "qat", True)]

@@ -12,12 +12,12 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser):
     sub = parser.add_subparsers(dest="action", required=True)
     add = sub.add_parser("add", help="create a key and print its token")
-    add.add_argument("name", metavar="NAME")
+    add.add_argument("name", metavar="NAME", help="the key's name (unique in the database)")
     add.add_argument("--budget", required=True, type=int, metavar="N", help="input rows the key may have answered")
     add.add_argument("--rate", type=float, metavar="R", help="requests per second (default: unlimited)")
     listing = sub.add_parser("list", help="every key with its count, budget and state")
     revoke = sub.add_parser("revoke", help="revoke a key (its count is kept)")
-    revoke.add_argument("name", metavar="NAME")
+    revoke.add_argument("name", metavar="NAME", help="the name of the key to revoke")
     for p in (add, listing, revoke):
         p.add_argument("--db", required=True, metavar="FILE", help="the key database")
 

@@ -92,18 +92,21 @@ class Progress:
         self.n += n
         if self._bar is not None:
             self._bar.update(n)
-        elif self.plain and time.monotonic() - self._last_line >= self._interval:
+        elif self._line_due():
             self._line()
 
     def set_postfix_str(self, text="", refresh=True):
-        """Text shown after the count (e.g. what is running now)."""
+        """Text shown after the count (e.g. what is running now); ``refresh=False`` waits for the
+        next update to show it."""
         self.postfix = text
         if self._bar is not None:
             self._bar.set_postfix_str(text, refresh=refresh)
+        elif refresh and self._line_due():
+            self._line()
 
-    def set_postfix(self, **values):
+    def set_postfix(self, refresh=True, **values):
         """``key=value`` pairs shown after the count."""
-        self.set_postfix_str(", ".join(f"{k}={v}" for k, v in values.items()))
+        self.set_postfix_str(", ".join(f"{k}={v}" for k, v in values.items()), refresh=refresh)
 
     def line(self):
         """The plain line of the current count."""
@@ -118,6 +121,9 @@ class Progress:
         if self.postfix:
             text += f"; {self.postfix}"
         return text
+
+    def _line_due(self):
+        return self.plain and time.monotonic() - self._last_line >= self._interval
 
     def _line(self):
         print(self.line(), file=self.stream, flush=True)

@@ -95,12 +95,13 @@ def test_two_drivers_on_one_directory_compute_each_cell_once(tmp_path):
     assert not set(fakes[0].trained) & set(fakes[1].trained)
 
 
-def test_one_progress_bar_counts_cells_and_names_the_running_ones(tmp_path, capsys):
+def test_one_progress_bar_counts_cells_and_names_the_running_ones(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DIVQAT_PROGRESS_INTERVAL", "0")  # a plain line at every change (stderr is no terminal)
     path = tmp_path / "fake.toml"
     path.write_text(CONFIG)
     run_experiment(load_experiment_config(path), tmp_path / "run", pipeline=FakePipeline(), report=False)
     err = capsys.readouterr().err
-    assert "experiment fake: 100%" in err and "72/72" in err  # 12 victims + 60 attack cells
+    assert "experiment fake: 72/72 cells (100%)" in err  # 12 victims + 60 attack cells
     assert "running: seed 1 divqat(alpha=2.0, direction=reverse) | dcp(beta=1.0) | knockoff(budget=100)" in err
 
 

@@ -88,7 +88,8 @@ def sequential_run(tmp_path_factory):
     return out
 
 
-def test_ray_grid_matches_sequential_cell_for_cell(ray_instance, sequential_run, tmp_path, capsys):
+def test_ray_grid_matches_sequential_cell_for_cell(ray_instance, sequential_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DIVQAT_PROGRESS_INTERVAL", "0")  # a plain line at every change (stderr is no terminal)
     out = tmp_path / "ray"
     counts = run_experiment(parse_config(RAW), out, report=False, executor=RayExecutor(cpus=1))
     assert counts == {"victims_trained": 4, "cells_run": N_ATTACK_CELLS, "cells_cached": 0}
@@ -101,7 +102,7 @@ def test_ray_grid_matches_sequential_cell_for_cell(ray_instance, sequential_run,
     assert sorted(c["fresh_queries"] for c in cells.values()) == [0] * 4 + [128] * 4
     # one bar, the cells Ray runs named as they start
     err = capsys.readouterr().err
-    assert "12/12" in err and re.search(r"running: seed [01] qat \| (none|dcp\(beta=0.5\)) \| knockoff\(budget", err)
+    assert "12/12 cells (100%)" in err and re.search(r"running: seed [01] qat \| (none|dcp\(beta=0.5\)) \| knockoff\(budget", err)
     # a second driver, from the command line, on the finished directory computes nothing
     path = tmp_path / "raygrid.toml"
     path.write_text(TOML)

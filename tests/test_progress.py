@@ -123,7 +123,7 @@ def test_inner_step_longer_than_the_interval_ends_with_its_total():
         "querying: 100/300 queries", "querying: 300/300 queries"]
 
 
-def test_grid_counts_victims_and_cells_in_order(tmp_path, monkeypatch, capsys):
+def test_grid_counts_victims_and_cells_and_names_the_running_one(tmp_path, monkeypatch, capsys):
     from divqat.experiments.config import parse_config
     from divqat.experiments.runner import run_experiment
     from test_experiments_runner import FakePipeline
@@ -136,8 +136,11 @@ def test_grid_counts_victims_and_cells_in_order(tmp_path, monkeypatch, capsys):
     run_experiment(parse_config(raw), tmp_path, pipeline=FakePipeline(), report=False)
     err = capsys.readouterr().err
     assert not ESCAPES.search(err)
-    lines = re.findall(r"^experiment grid: (\d+)/14 cells .*?; seed (\d) (\S+)(.*)$", err, re.M)
-    # per seed 3 victims (fp, qat, divqat: the bar moves while they train), then 2 victims x 2 budgets
-    assert [int(n) for n, *_ in lines] == list(range(1, 15))
-    assert [(seed, label, bool(attack)) for _, seed, label, attack in lines[:4]] == [
-        ("0", "fp", False), ("0", "qat", False), ("0", "divqat(alpha=1.0)", False), ("0", "qat", True)]
+    lines = re.findall(r"^experiment grid: (\d+)/14 cells \(\d+%\), [^;\n]*(?:; running: (.*))?$", err, re.M)
+    # per seed 3 victims (the bar moves while they train), then 2 victims x 2 budgets: a line as
+    # each cell starts (what runs) and as it ends (the count)
+    assert len(lines) == 2 * 14 and len(_lines(err)) == 2 * 14
+    assert [(int(n), running) for n, running in lines[:8]] == [
+        (0, "seed 0 fp"), (1, ""), (1, "seed 0 qat"), (2, ""), (2, "seed 0 divqat(alpha=1.0)"), (3, ""),
+        (3, "seed 0 qat | none | knockoff(budget=200)"), (4, "")]
+    assert lines[-1] == ("14", "")

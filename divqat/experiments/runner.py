@@ -212,10 +212,10 @@ class _GridTracker:
         self.counts = {"victims_trained": 0, "cells_run": 0, "cells_cached": cached}
         self.failures = []
 
-    def _show(self):
+    def _show(self, refresh=True):
         labels = list(self.running.values())
         more = f" (+{len(labels) - 3})" if len(labels) > 3 else ""
-        self.bar.set_postfix_str(("running: " + "; ".join(labels[:3]) + more) if labels else "", refresh=True)
+        self.bar.set_postfix_str(("running: " + "; ".join(labels[:3]) + more) if labels else "", refresh=refresh)
 
     def start(self, job):
         self.running[job.key] = job.label
@@ -230,8 +230,8 @@ class _GridTracker:
         elif not outcome.ok:
             self.failures.append((job.label, outcome))
         self._record(job, outcome)
+        self._show(refresh=False)  # the count and what still runs, shown together by the update
         self.bar.update(1)
-        self._show()
 
     def _record(self, job, outcome):
         """``OUT/failures/<key>.json`` holds the error of a failed cell until it succeeds."""

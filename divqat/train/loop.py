@@ -147,7 +147,7 @@ def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, 
             sums = values if sums is None else sums + values
             count += len(y)
             if i % 20 == 0 and bar.enabled:
-                bar.set_postfix(loss=f"{out['loss'].item():.4f}")
+                bar.set_postfix(loss=f"{out['loss'].item():.4f}", refresh=False)  # shown by the update
         distributed.all_reduce_sum(sums, ctx)
         distributed.all_reduce_sum(count, ctx)
         record = {"epoch": epoch + 1, "lr": epoch_lr}

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from divqat.cli import main
+from divqat.experiments.cells import CellCache
 from divqat.data import (DATASETS, ImageDataset, LazyImages, dataset_info, load_dataset, load_images, load_tensors,
                          resize_to)
 from divqat.data.sources import search_dirs
@@ -264,8 +265,9 @@ budget = 16
 epochs = 1
 ''')
     out = tmp_path / "run"
-    assert main(["experiment", str(config), "--out", str(out), "--no-report", "--quiet"]) == 0
+    assert main(["experiment", str(config), "--out", str(out), "--no-report", "--no-progress"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert [c["queries_used"] for c in results["cells"]] == [16]
-    victim = json.loads((out / "victims" / results["cells"][0]["victim_key"] / "config.json").read_text())
+    victim_dir = CellCache(out).victim_dir(results["cells"][0]["victim_key"])  # qat-seed0-<key>
+    victim = json.loads((victim_dir / "config.json").read_text())
     assert victim["dataset"] == f"imagefolder:{root.resolve()}" and victim["meta"]["image_size"] == 8

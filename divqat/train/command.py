@@ -7,6 +7,7 @@
 The methods and the run itself are :func:`divqat.train.victim.train_victim`'s; this module
 only turns the command line into a :class:`~divqat.train.victim.VictimConfig`.
 """
+from divqat.train import objectives
 from divqat.train.loop import OPTIMIZERS
 from divqat.train.victim import EPOCHS, LR, METHODS, VictimConfig, train_victim
 
@@ -22,6 +23,7 @@ def add_arguments(parser):
     a("--direction", default="forward", help="KL direction: forward KL(f_fp||f_q) or reverse (default forward)")
     a("--kl-cap", type=float, default=None, help="cap on the per-sample KL term (default none)")
     a("--alpha-warmup", type=float, default=0.0, help="epochs over which alpha rises linearly from 0 (default 0)")
+    objectives.add_arguments(parser)
     a("--bits", type=int, default=8, help="weight and activation bit width, 2..8 (default 8)")
     a("--lsq", action="store_true", help="learnable scale and zero point (LSQ)")
     a("--freeze-last", type=int, default=1,

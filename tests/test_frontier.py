@@ -58,7 +58,7 @@ def test_write_frontier_from_cell_records(tmp_path, capsys):
                     _record(seed, {"name": "qat"}, {"name": "none"}, {**knockoff, "sharpen": 0.5}, base, 0.97)]
     for i, r in enumerate(records):
         (run / "cells" / f"{i}.json").write_text(json.dumps(r))
-    assert main([str(run), "--out", str(tmp_path / "out")]) == 0
+    assert main(["table", str(run), "--out", str(tmp_path / "out")]) == 0
     with open(tmp_path / "out" / "frontier.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == COLUMNS and len(rows) == 9
@@ -70,5 +70,13 @@ def test_write_frontier_from_cell_records(tmp_path, capsys):
     assert nonlabel["d_agreement"] == pytest.approx(paired_interval([-0.20, -0.15, -0.25]))
     assert "| nonlabel | alpha=0.3 | 3 | 96.00 | 65.00 | -1.00" in (tmp_path / "out2" / "frontier.md").read_text()
     assert list((tmp_path / "out").glob("frontier_mnist_from_fashion-mnist_knockoff_5000.png"))
-    assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["table", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "no cells/" in capsys.readouterr().err
+
+
+def test_run_validates_every_config_before_any_work(tmp_path, capsys):
+    good = tmp_path / "good.toml"
+    good.write_text('name = "g"\n[data]\nvictim = "digits"\n[victim]\narch = "smallcnn"\n[[methods]]\nname = "fp"\n')
+    out = tmp_path / "out"
+    assert main(["run", str(good), str(tmp_path / "missing.toml"), "--out", str(out), "--seeds", "0"]) == 2
+    assert "missing.toml" in capsys.readouterr().err and not out.exists()

@@ -1,8 +1,11 @@
 """The accuracy-fidelity frontier of every defense (docs/science.md §8 and §9).
 
-    python -m divqat.experiments.frontier runs/trained_mnist runs/trained_fmnist --out docs/reproduction
+    python -m divqat.experiments.frontier run CONFIG.toml [CONFIG.toml ...] --out runs/frontier_mnist --seeds 0 1 2
+    python -m divqat.experiments.frontier table runs/frontier_mnist runs/frontier_fmnist --out docs/reproduction
 
-reads the finished attack cells of experiment output directories (``DIR/cells/*.json``, one
+``run`` runs experiment configs into one output directory seed by seed (every config for seed
+0, then every config for seed 1, ...), so an interrupted run leaves whole seeds of every
+config, the configs share their cached victims, and a rerun resumes. ``table`` reads the finished attack cells of experiment output directories (``DIR/cells/*.json``, one
 directory per dataset pair: the pair is read from ``DIR/configs/*.json``) and writes
 
 - ``frontier.csv``: one row per (pair, defense, setting, attack, budget, seed) with
@@ -24,6 +27,7 @@ output defense alone, a trained-in defense behind one by both (``nonlabel+dcp``)
 """
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -227,13 +231,39 @@ def write_frontier(run_dirs, out_dir, plots=True):
     return rows, summaries
 
 
+def run_seed_major(config_paths, out_dir, seeds, progress=False):
+    """Run every config for each seed in turn into ``out_dir`` (module docstring); returns the
+    summed work counts of :func:`divqat.experiments.runner.run_experiment`."""
+    from .config import load_config
+    from .runner import run_experiment
+
+    configs = [load_config(path) for path in config_paths]  # all validated before any work
+    totals = defaultdict(int)
+    for seed in seeds:
+        for config in configs:
+            counts = run_experiment(dataclasses.replace(config, seeds=[seed]), out_dir, progress=progress, report=False)
+            for key, value in counts.items():
+                totals[key] += value
+            print(f"frontier run: seed {seed} {config.name}: {counts}", flush=True)
+    return dict(totals)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m divqat.experiments.frontier", description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="experiment output directories (one per dataset pair)")
-    parser.add_argument("--out", required=True, help="directory for frontier.csv, frontier.md and the plots")
-    parser.add_argument("--no-plots", action="store_true", help="tables only")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run experiment configs seed by seed into one directory")
+    run.add_argument("configs", nargs="+", help="experiment TOML files (one dataset pair)")
+    run.add_argument("--out", required=True, help="experiment output directory (re-running resumes it)")
+    run.add_argument("--seeds", type=int, nargs="+", required=True, help="seeds, in the order to run them")
+    table = sub.add_parser("table", help="write frontier.csv, frontier.md and the plots")
+    table.add_argument("runs", nargs="+", help="experiment output directories (one per dataset pair)")
+    table.add_argument("--out", required=True, help="directory for frontier.csv, frontier.md and the plots")
+    table.add_argument("--no-plots", action="store_true", help="tables only")
     args = parser.parse_args(argv)
     try:
+        if args.command == "run":
+            print(f"frontier run: {run_seed_major(args.configs, args.out, args.seeds)}")
+            return 0
         rows, _ = write_frontier(args.runs, args.out, plots=not args.no_plots)
     except (ValueError, FileNotFoundError) as exc:
         print(f"frontier: error: {exc}", file=sys.stderr)

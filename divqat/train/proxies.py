@@ -24,7 +24,7 @@ TRANSFORMS = ("mixup", "shuffle", "noise", "blur")
 
 def cross_class_partners(y):
     """For each row i an index j with y[j] != y[i], drawn uniformly among those rows
-    (j = i when every row has the same label)."""
+    (row 0 when no row has another label)."""
     scores = torch.rand(len(y), len(y), device=y.device)
     scores[y[:, None] == y[None, :]] = -1.0
     return scores.argmax(dim=1)

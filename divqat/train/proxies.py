@@ -10,7 +10,7 @@ transforms drawn uniformly per row (images in [0, 1], shape (N, C, H, W)):
 - ``shuffle``: the image cut into a g x g grid of patches (g = 4, or 2, whatever divides H and W)
                put back in a random order (local strokes kept, the global shape destroyed);
 - ``noise``:   x + N(0, 0.5^2) per pixel, clamped to [0, 1] (strong noise);
-- ``blur``:    a box blur of width H // 4 * 2 + 1 (7 for 28 x 28 images) plus N(0, 0.1^2) noise.
+- ``blur``:    a box blur of width W // 4 * 2 + 1 (15 for 28 x 28 images) plus N(0, 0.1^2) noise.
 
 This is the "out-of-distribution term" idea of InI (Isolation and Induction, arXiv 2308.00958)
 with proxies that need no outside data. Random draws use torch's global generator, which the

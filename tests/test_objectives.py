@@ -175,3 +175,18 @@ def test_sharpened_answers_are_the_renormalised_power():
     for tau in (0.25, 0.5, 1.0, 2.0):
         power = y ** (1 / tau)
         torch.testing.assert_close(sharpen_answers(y, tau), power / power.sum(1, keepdim=True))
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+def test_paper_loss_at_high_temperature_is_ce_minus_t2_kl(direction):
+    """Nasty Teacher's setting (T = 4, weight 0.04, reverse KL): CE at T = 1 minus
+    alpha T^2 KL at temperature T, value and gradient against float64."""
+    s, t, y = _batch(7)
+
+    def ref(z):
+        return F.cross_entropy(z, y) - 0.04 * _ref_kl_rows(z, t, 4.0, direction).mean()
+
+    expected, expected_grad = _value_and_grad(ref, s)
+    got, grad = _value_and_grad(lambda z: divqat_loss(z, t.float(), y, 0.04, 4.0, direction), s.float())
+    assert got.item() == pytest.approx(expected.item(), abs=1e-5)
+    torch.testing.assert_close(grad.double(), expected_grad, atol=1e-6, rtol=1e-4)

@@ -109,11 +109,11 @@ def frontier_rows(run_dirs):
 
 def paired_interval(differences, level=0.95):
     """(mean, low, high) of paired differences: Student t with n - 1 degrees of freedom
-    (docs/science.md §9); low = high = mean for n = 1."""
+    (docs/science.md §9); low and high are NaN for n = 1 (no interval)."""
     n = len(differences)
     mean = sum(differences) / n
     if n < 2:
-        return mean, mean, mean
+        return mean, math.nan, math.nan
     from scipy.stats import t
 
     sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1))
@@ -154,6 +154,8 @@ def pareto(points):
 
 def _interval(d, scale=100.0):
     mean, low, high = d
+    if math.isnan(low):
+        return f"{scale * mean:+.2f} (n = 1)"
     return f"{scale * mean:+.2f} [{scale * low:+.2f}, {scale * high:+.2f}]"
 
 

@@ -22,7 +22,8 @@ FORMULATIONS = {
     "nasty": ["--method", "divqat", "--alpha", "0.1", "--temperature", "4", "--direction", "reverse"],
     "nonlabel": ["--method", "divqat", "--objective", "nonlabel", "--alpha", "0.3", "--kl-cap", "5", "--margin", "2",
                  "--margin-weight", "5"],
-    "proxy_kl": ["--method", "divqat", "--objective", "proxy", "--alpha", "1", "--kl-cap", "5"],
+    "proxy_kl": ["--method", "divqat", "--objective", "proxy", "--alpha", "1", "--kl-cap", "5",
+                 "--proxy-transforms", "mixup,shuffle,noise"],
     "proxy_entropy": ["--method", "divqat", "--objective", "proxy", "--proxy-target", "entropy", "--alpha", "1",
                       "--distill", "0.5"],
 }
@@ -56,6 +57,7 @@ def test_every_formulation_records_its_options(runs):
     assert load_config(runs / "nonlabel")["margin"] == 2.0
     assert load_config(runs / "proxy_entropy")["proxy_target"] == "entropy"
     assert load_config(runs / "nasty")["temperature"] == 4.0
+    assert load_config(runs / "proxy_kl")["proxy_transforms"] == "mixup,shuffle,noise"
     for name in FORMULATIONS:
         log = [json.loads(line) for line in (runs / name / "log.jsonl").read_text().splitlines()]
         assert len(log) == 3 and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
@@ -102,6 +104,7 @@ def test_proxy_objectives_move_outputs_on_proxies(runs, data):
     (["--objective", "nonlabel", "--margin", "-1"], "--margin"),
     (["--objective", "proxy", "--proxy-target", "labels"], "--proxy-target"),
     (["--objective", "proxy", "--distill", "nan"], "--distill"),
+    (["--objective", "proxy", "--proxy-transforms", "mixup,rotate"], "--proxy-transforms"),
 ])
 def test_bad_objective_options_exit_2(runs, tmp_path, capsys, argv, message):
     out = tmp_path / "bad"

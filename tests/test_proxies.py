@@ -1,4 +1,5 @@
 """Proxy-input synthesis (divqat.train.proxies): each transform against its definition."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -55,3 +56,14 @@ def test_synthesized_proxies_are_images_from_the_four_transforms():
     torch.manual_seed(3)
     assert torch.equal(p, synthesize_proxies(x, y))  # reproducible under the seed
     assert (p - x).abs().flatten(1).amax(1).min() > 0  # no image passes unchanged
+
+
+def test_a_subset_of_transforms():
+    x, y = _images(8, 8), torch.arange(8) % 4
+    torch.manual_seed(5)
+    p = synthesize_proxies(x, y, ("shuffle",))
+    torch.manual_seed(5)
+    torch.randint(1, (8,))  # the per-row draw of the transform
+    torch.testing.assert_close(p, patch_shuffle(x))
+    with pytest.raises(ValueError, match="proxy transforms"):
+        synthesize_proxies(x, y, ("rotate",))

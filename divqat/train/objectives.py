@@ -20,7 +20,7 @@ hence no gradient, as in ``divqat_loss``).
   hinge keeps log q_y - max_{k!=y} log q_k = s_y - max_{k!=y} s_k at least m.
 - ``proxy`` (divergence on attacker-like inputs, after InI, arXiv 2308.00958): on the training
   batch x, CE(y, s) + distill * KL_T(t, s); on proxies x~ synthesised from that batch
-  (:func:`divqat.train.proxies.synthesize_proxies`), minus alpha times either
+  (:func:`divqat.train.proxies.synthesize_proxies`, from the ``proxy_transforms`` chosen), minus alpha times either
   min(KL_T(f_fp(x~), f_q(x~)), cap) (``proxy_target="kl"``) or the entropy
   H(softmax(f_q(x~))) = log C - KL(softmax(f_q(x~)) || uniform) (``"entropy"``, the KL taken by
   ``div_kl_loss`` in the reverse direction against all-zero logits). Real images and proxies
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from divqat.ops import div_kl_loss, divqat_loss
-from divqat.train.proxies import synthesize_proxies
+from divqat.train.proxies import TRANSFORMS, check_transforms, synthesize_proxies
 
 OBJECTIVES = ("divqat", "nonlabel", "proxy")
 PROXY_TARGETS = ("kl", "entropy")
@@ -104,8 +104,10 @@ class Objective:
     margin_weight: float = 1.0
     proxy_target: str = "kl"
     distill: float = 0.0
+    proxy_transforms: tuple = TRANSFORMS
 
     def __post_init__(self):
+        check_transforms(self.proxy_transforms)
         if self.name not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.name!r}")
         if self.proxy_target not in PROXY_TARGETS:
@@ -118,7 +120,10 @@ class Objective:
     def signature(self):
         """The parameters that matter for ``self.name`` (the paper's objective has none)."""
         keep = {"divqat": (), "nonlabel": ("margin", "margin_weight"), "proxy": ("proxy_target", "distill")}
-        return {"objective": self.name, **{k: v for k, v in asdict(self).items() if k in keep[self.name]}}
+        signature = {"objective": self.name, **{k: v for k, v in asdict(self).items() if k in keep[self.name]}}
+        if self.name == "proxy" and tuple(self.proxy_transforms) != TRANSFORMS:  # old runs resume unchanged
+            signature["proxy_transforms"] = list(self.proxy_transforms)
+        return signature
 
     def make_step(self, teacher, alpha, temperature=1.0, direction="forward", kl_cap=None, alpha_warmup_epochs=0):
         """A training step for :func:`divqat.train.loop.fit` minimising this objective."""
@@ -126,7 +131,7 @@ class Objective:
         def step(model, x, y, epochs_done):
             a = warmed_alpha(alpha, alpha_warmup_epochs, epochs_done)
             if self.name == "proxy":
-                proxies = synthesize_proxies(x, y)
+                proxies = synthesize_proxies(x, y, self.proxy_transforms)
                 logits, proxy_logits = model(torch.cat([x, proxies])).split([len(x), len(proxies)])
                 with torch.no_grad():
                     t_all = teacher(torch.cat([x, proxies])) if self.proxy_target == "kl" else teacher(x)
@@ -157,11 +162,15 @@ def add_arguments(parser):
     a("--margin-weight", type=float, default=1.0, help="nonlabel: weight of the top-1 hinge (default 1)")
     a("--proxy-target", default="kl", help=f"proxy: one of {', '.join(PROXY_TARGETS)} (default kl)")
     a("--distill", type=float, default=0.0, help="proxy: weight of KL(f_fp || f_q) on real images (default 0)")
+    a("--proxy-transforms", default=",".join(TRANSFORMS),
+      help=f"proxy: comma-separated proxy transforms, a subset of {','.join(TRANSFORMS)} (default all)")
 
 
 def objective_from_args(args):
     """The :class:`Objective` of parsed ``divqat train`` arguments; ValueError naming the option."""
     try:
-        return Objective(args.objective, args.margin, args.margin_weight, args.proxy_target, args.distill)
+        return Objective(args.objective, args.margin, args.margin_weight, args.proxy_target, args.distill,
+                         tuple(args.proxy_transforms.split(",")))
     except ValueError as exc:
-        raise ValueError(f"--{str(exc).split(' ')[0].replace('_', '-')}: {exc}") from None
+        option = "proxy-transforms" if str(exc).startswith("proxy transforms") else str(exc).split(" ")[0]
+        raise ValueError(f"--{option.replace('_', '-')}: {exc}") from None

@@ -54,11 +54,21 @@ def strong_blur(x):
     return strong_noise(blurred, std=0.1)
 
 
-def synthesize_proxies(x, y):
+def check_transforms(transforms):
+    """ValueError unless ``transforms`` is a non-empty sequence of names from :data:`TRANSFORMS`."""
+    if not transforms or any(t not in TRANSFORMS for t in transforms):
+        raise ValueError(f"proxy transforms must be a non-empty subset of {TRANSFORMS}, got {tuple(transforms)}")
+
+
+def synthesize_proxies(x, y, transforms=TRANSFORMS):
     """One proxy per row of ``x`` (N, C, H, W) in [0, 1] with labels ``y`` (N,): the transform
-    of each row drawn uniformly from :data:`TRANSFORMS` (module docstring). Returns (N, C, H, W)."""
+    of each row drawn uniformly from ``transforms`` (names of :data:`TRANSFORMS`, module
+    docstring). Returns (N, C, H, W)."""
     if x.dim() != 4:
         raise ValueError(f"x must have shape (N, C, H, W), got {tuple(x.shape)}")
-    kind = torch.randint(len(TRANSFORMS), (len(x),), device=x.device)
-    candidates = torch.stack([mixup(x, y), patch_shuffle(x), strong_noise(x), strong_blur(x)])
+    check_transforms(transforms)
+    build = {"mixup": lambda: mixup(x, y), "shuffle": lambda: patch_shuffle(x), "noise": lambda: strong_noise(x),
+             "blur": lambda: strong_blur(x)}
+    kind = torch.randint(len(transforms), (len(x),), device=x.device)
+    candidates = torch.stack([build[t]() for t in transforms])
     return candidates[kind, torch.arange(len(x), device=x.device)].clamp(0, 1).detach()

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from divqat.experiments.frontier import COLUMNS, defense_of, main, paired_interval, pareto, write_frontier
+from divqat.experiments.frontier import (COLUMNS, comparisons, defense_of, main, paired_interval, pareto,
+                                        write_frontier)
 
 
 def _record(seed, method, defense, attack, agreement, accuracy):
@@ -81,3 +82,23 @@ def test_run_validates_every_config_before_any_work(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["run", str(good), str(tmp_path / "missing.toml"), "--out", str(out), "--seeds", "0"]) == 2
     assert "missing.toml" in capsys.readouterr().err and not out.exists()
+
+
+def test_stacked_and_reference_comparisons():
+    knockoff = {"name": "knockoff", "budget": 5000}
+    proxy = {"name": "divqat", "objective": "proxy", "alpha": 0.3}
+    rows = []
+    for seed, (dcp, stacked, trained) in enumerate([(0.6, 0.5, 0.7), (0.5, 0.45, 0.65), (0.55, 0.56, 0.6)]):
+        for method, defense, agreement in (({"name": "qat"}, {"name": "dcp", "beta": 0.5}, dcp),
+                                           (proxy, {"name": "dcp", "beta": 0.5}, stacked),
+                                           (proxy, {"name": "none"}, trained)):
+            name, setting = defense_of({"method": method, "defense": defense})
+            rows.append({"pair": "p", "defense": name, "setting": setting, "attack": "knockoff", "budget": 5000,
+                         "seed": seed, "victim_accuracy": 0.9, "agreement": agreement,
+                         "adversary_error": 1 - agreement})
+    got = {(c["defense"], c["against"]): c for c in comparisons(rows)}
+    assert set(got) == {("proxy-kl+dcp", "dcp beta=0.5"), ("proxy-kl", "dcp beta=0.5")}
+    stacked = got[("proxy-kl+dcp", "dcp beta=0.5")]
+    assert stacked["d_agreement"] == pytest.approx(paired_interval([-0.1, -0.05, 0.01]))
+    assert stacked["lower_agreement_seeds"] == 2 and stacked["paired_n"] == 3
+    assert got[("proxy-kl", "dcp beta=0.5")]["d_agreement"][0] == pytest.approx(0.1)

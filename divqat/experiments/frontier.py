@@ -14,7 +14,8 @@ directory per dataset pair: the pair is read from ``DIR/configs/*.json``) and wr
 - ``frontier.md``: per (pair, attack, budget) and defense, the means and the paired
   differences against the baseline (plain QAT, no output defense) on the same seeds: mean,
   95 % Student-t interval (n - 1 degrees of freedom) and the count of seeds where the
-  defense's agreement is lower;
+  defense's agreement is lower; then the same paired differences of every stacked defense
+  against its output defense alone, and of every trained-in defense against DCP beta 0.5;
 - ``frontier_<pair>_<attack>_<budget>.png``: agreement against victim accuracy, one point per
   (defense, setting) with its mean over seeds, the Pareto front (higher accuracy, lower
   agreement) drawn as a line.
@@ -40,6 +41,7 @@ from divqat.utils import atomic_write_text
 COLUMNS = ("pair", "defense", "setting", "attack", "budget", "seed", "victim_accuracy", "agreement",
            "adversary_error")
 BASELINE = ("qat", "")
+_TRAINED = ("divqat", "nonlabel", "proxy-kl", "proxy-entropy")
 _TRAIN_KEYS = ("alpha", "temperature", "direction", "kl_cap", "margin", "margin_weight", "distill")
 
 
@@ -121,26 +123,55 @@ def paired_interval(differences, level=0.95):
     return mean, mean - half, mean + half
 
 
-def summarize(rows):
-    """Per (pair, attack, budget, defense, setting): n, means, and paired differences against
-    the baseline (plain QAT, no output defense) on the seeds both have."""
+def _by_cell(rows):
     groups = defaultdict(dict)
     for r in rows:
         groups[(r["pair"], r["attack"], r["budget"], r["defense"], r["setting"])][r["seed"]] = r
+    return groups
+
+
+def _paired(summary, by_seed, base):
+    """Add the paired differences of ``by_seed`` minus ``base`` (seed -> row) to ``summary``."""
+    seeds = sorted(set(by_seed) & set(base))
+    summary["paired_n"] = len(seeds)
+    if seeds:
+        for metric in ("victim_accuracy", "agreement", "adversary_error"):
+            summary[f"d_{metric}"] = paired_interval([by_seed[s][metric] - base[s][metric] for s in seeds])
+        summary["lower_agreement_seeds"] = sum(by_seed[s]["agreement"] < base[s]["agreement"] for s in seeds)
+    return summary
+
+
+def summarize(rows):
+    """Per (pair, attack, budget, defense, setting): n, means, and paired differences against
+    the baseline (plain QAT, no output defense) on the seeds both have."""
+    groups = _by_cell(rows)
     out = []
     for (pair, attack, budget, defense, setting), by_seed in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        base = groups.get((pair, attack, budget) + BASELINE, {})
-        seeds = sorted(set(by_seed) & set(base))
         summary = {"pair": pair, "attack": attack, "budget": budget, "defense": defense, "setting": setting,
-                   "n": len(by_seed), "paired_n": len(seeds)}
+                   "n": len(by_seed)}
         for metric in ("victim_accuracy", "agreement", "adversary_error"):
             summary[metric] = sum(r[metric] for r in by_seed.values()) / len(by_seed)
-            if seeds:
-                diffs = [by_seed[s][metric] - base[s][metric] for s in seeds]
-                summary[f"d_{metric}"] = paired_interval(diffs)
-        if seeds:
-            summary["lower_agreement_seeds"] = sum(by_seed[s]["agreement"] < base[s]["agreement"] for s in seeds)
-        out.append(summary)
+        out.append(_paired(summary, by_seed, groups.get((pair, attack, budget) + BASELINE, {})))
+    return out
+
+
+def comparisons(rows, reference=("dcp", "beta=0.5")):
+    """The goal's other paired comparisons (docs/science.md §9), per pair, attack and budget:
+    every stacked defense ``X+D`` (setting ``x; d``) against the output defense ``D`` (setting
+    ``d``) alone on the QAT victim, and every trained-in defense against ``reference``."""
+    groups = _by_cell(rows)
+    out = []
+    for (pair, attack, budget, defense, setting), by_seed in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        if "+" in defense:
+            against = (defense.split("+", 1)[1], setting.split("; ", 1)[-1])
+        elif defense in _TRAINED:
+            against = reference
+        else:
+            continue
+        base = groups.get((pair, attack, budget) + against)
+        if base:
+            out.append(_paired({"pair": pair, "attack": attack, "budget": budget, "defense": defense,
+                                "setting": setting, "against": " ".join(against)}, by_seed, base))
     return out
 
 
@@ -175,6 +206,18 @@ def markdown(summaries):
                      f"{_interval(s['d_agreement']) if paired else ''} | "
                      f"{str(s['lower_agreement_seeds']) + '/' + str(s['paired_n']) if paired else ''} |")
     return "\n".join(lines).lstrip() + "\n"
+
+
+def comparisons_markdown(items):
+    """The stacked and reference comparisons as one Markdown table."""
+    lines = ["| pair | attack | budget | defense | setting | against | n | Δ acc. (pts, 95 % CI) | "
+             "Δ agreement (pts, 95 % CI) | lower agr. |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in items:
+        if c["paired_n"]:
+            lines.append(f"| {c['pair']} | {c['attack']} | {c['budget']} | {c['defense']} | {c['setting']} | "
+                         f"{c['against']} | {c['paired_n']} | {_interval(c['d_victim_accuracy'])} | "
+                         f"{_interval(c['d_agreement'])} | {c['lower_agreement_seeds']}/{c['paired_n']} |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(summaries, out_dir):
@@ -227,7 +270,10 @@ def write_frontier(run_dirs, out_dir, plots=True):
     writer.writerows(rows)
     atomic_write_text(table.getvalue(), out_dir / "frontier.csv")
     summaries = summarize(rows)
-    atomic_write_text(markdown(summaries), out_dir / "frontier.md")
+    text = ("## Against plain QAT (no output defense), paired by seed\n\n" + markdown(summaries)
+            + "\n## Stacked against the output defense alone; trained-in against DCP beta 0.5\n\n"
+            + comparisons_markdown(comparisons(rows)))
+    atomic_write_text(text, out_dir / "frontier.md")
     if plots:
         plot(summaries, out_dir)
     return rows, summaries

@@ -12,8 +12,9 @@ Algorithm:
 argmax of y.
 
 ``sharpen=tau`` (an adaptive attacker against trained-in defenses that flatten or reshape the
-soft labels, the counter of "Distilling the Undistillable", Jandial et al., ECCV 2022) trains
-on y_k^(1/tau) / sum_j y_j^(1/tau) instead of y: tau < 1 sharpens, tau = 1 is y itself.
+soft labels; a simple counter in the spirit of "Distilling the Undistillable", Jandial et al.,
+ECCV 2022, which recovers a Nasty Teacher's knowledge by reprocessing its answers) trains on
+y_k^(1/tau) / sum_j y_j^(1/tau) instead of y: tau < 1 sharpens, tau = 1 is y itself.
 """
 from dataclasses import asdict
 

@@ -190,3 +190,20 @@ def test_paper_loss_at_high_temperature_is_ce_minus_t2_kl(direction):
     got, grad = _value_and_grad(lambda z: divqat_loss(z, t.float(), y, 0.04, 4.0, direction), s.float())
     assert got.item() == pytest.approx(expected.item(), abs=1e-5)
     torch.testing.assert_close(grad.double(), expected_grad, atol=1e-6, rtol=1e-4)
+
+
+def test_knockoff_trains_on_sharpened_answers_and_refuses_a_bad_temperature():
+    from divqat.attacks import knockoff
+    from divqat.blackbox import BlackBox
+    from divqat.models import build_model_for
+
+    torch.manual_seed(0)
+    victim = build_model_for("smallcnn", "digits").eval()
+    queries = torch.rand(40, 1, 8, 8)
+    with pytest.raises(ValueError, match="sharpen"):
+        knockoff(BlackBox(victim, budget=40), queries, 40, sharpen=0.0, progress=False)
+    train = {"epochs": 1, "batch_size": 40, "device": "cpu"}
+    plain, sharp = (knockoff(BlackBox(victim, budget=40), queries, 40, sharpen=tau, train=train, seed=0,
+                             progress=False) for tau in (None, 0.25))
+    assert plain[1]["sharpen"] is None and sharp[1]["sharpen"] == 0.25
+    assert plain[1]["final_train_loss"] != pytest.approx(sharp[1]["final_train_loss"])

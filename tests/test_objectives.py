@@ -124,7 +124,7 @@ def test_margin_hinge_protects_top1_where_the_paper_loss_flips_it():
     assert moved.mean() > 3.0
 
 
-@pytest.mark.parametrize("target,distill", [("kl", 0.0), ("kl", 0.5), ("entropy", 0.0)])
+@pytest.mark.parametrize("target,distill", [("kl", 0.0), ("kl", 0.5), ("entropy", 0.0), ("shift", 0.5)])
 def test_proxy_loss_value_and_gradient_match_float64(target, distill):
     s, t, y = _batch(4)
     ps, pt, _ = _batch(5)
@@ -132,6 +132,9 @@ def test_proxy_loss_value_and_gradient_match_float64(target, distill):
 
     def ref(s, ps):
         loss = F.cross_entropy(s, y) + distill * _ref_kl_rows(s, t, temperature, direction).mean()
+        if target == "shift":
+            shifted = (pt.argmax(1) + 1) % C
+            return loss - alpha * (F.log_softmax(ps, 1).gather(1, shifted[:, None]).mean())
         if target == "kl":
             spread = _ref_kl_rows(ps, pt, temperature, direction)
         else:
@@ -142,7 +145,7 @@ def test_proxy_loss_value_and_gradient_match_float64(target, distill):
     expected = ref(s_, ps_)
     expected.backward()
     s32, ps32 = s.float().requires_grad_(True), ps.float().requires_grad_(True)
-    got = proxy_loss(s32, t.float(), y, ps32, pt.float() if target == "kl" else None, alpha, temperature,
+    got = proxy_loss(s32, t.float(), y, ps32, pt.float() if target != "entropy" else None, alpha, temperature,
                      direction, cap, target, distill)
     got.backward()
     assert got.item() == pytest.approx(expected.item(), abs=1e-4)

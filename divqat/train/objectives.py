@@ -23,7 +23,11 @@ hence no gradient, as in ``divqat_loss``).
   (:func:`divqat.train.proxies.synthesize_proxies`, from the ``proxy_transforms`` chosen), minus alpha times either
   min(KL_T(f_fp(x~), f_q(x~)), cap) (``proxy_target="kl"``) or the entropy
   H(softmax(f_q(x~))) = log C - KL(softmax(f_q(x~)) || uniform) (``"entropy"``, the KL taken by
-  ``div_kl_loss`` in the reverse direction against all-zero logits). Real images and proxies
+  ``div_kl_loss`` in the reverse direction against all-zero logits); or, with ``"shift"``,
+  plus alpha * CE((argmax f_fp(x~) + 1) mod C, f_q(x~)): consistent wrong labels on proxies, a
+  fixed cyclic shift of the teacher's (our variant: maximising the divergence moves the answers
+  to whatever class is cheapest, a shift teaches a surrogate a mapping that is wrong on the
+  victim's own inputs; no cap). Real images and proxies
   go through f_q in one batch (so batch-norm and observer statistics see both).
 """
 import math
@@ -36,7 +40,7 @@ from divqat.ops import div_kl_loss, divqat_loss
 from divqat.train.proxies import TRANSFORMS, check_transforms, synthesize_proxies
 
 OBJECTIVES = ("divqat", "nonlabel", "proxy")
-PROXY_TARGETS = ("kl", "entropy")
+PROXY_TARGETS = ("kl", "entropy", "shift")
 MASK_LOGIT = -1e4  # times max(1, T): exp(MASK_LOGIT / T - ...) underflows to exactly 0 in float32
 
 
@@ -82,6 +86,8 @@ def proxy_loss(student_logits, teacher_logits, target, proxy_student, proxy_teac
     loss = F.cross_entropy(student_logits, target)
     if distill:
         loss = loss + distill * div_kl_loss(student_logits, teacher_logits, temperature, "batchmean", direction)
+    if proxy_target == "shift":
+        return loss + alpha * F.cross_entropy(proxy_student, (proxy_teacher.argmax(-1) + 1) % proxy_student.shape[-1])
     if proxy_target == "kl":
         spread = div_kl_loss(proxy_student, proxy_teacher, temperature, "none", direction)
     else:
@@ -134,9 +140,9 @@ class Objective:
                 proxies = synthesize_proxies(x, y, self.proxy_transforms)
                 logits, proxy_logits = model(torch.cat([x, proxies])).split([len(x), len(proxies)])
                 with torch.no_grad():
-                    t_all = teacher(torch.cat([x, proxies])) if self.proxy_target == "kl" else teacher(x)
-                t_real, t_proxy = (t_all.split([len(x), len(proxies)]) if self.proxy_target == "kl"
-                                   else (t_all, None))
+                    needs_proxy = self.proxy_target != "entropy"
+                    t_all = teacher(torch.cat([x, proxies])) if needs_proxy else teacher(x)
+                t_real, t_proxy = t_all.split([len(x), len(proxies)]) if needs_proxy else (t_all, None)
                 loss = proxy_loss(logits, t_real, y, proxy_logits, t_proxy, a, temperature, direction, kl_cap,
                                   self.proxy_target, self.distill)
             else:

@@ -26,6 +26,7 @@ FORMULATIONS = {
                  "--proxy-transforms", "mixup,shuffle,noise"],
     "proxy_entropy": ["--method", "divqat", "--objective", "proxy", "--proxy-target", "entropy", "--alpha", "1",
                       "--distill", "0.5"],
+    "proxy_shift": ["--method", "divqat", "--objective", "proxy", "--proxy-target", "shift", "--alpha", "1"],
 }
 
 
@@ -86,8 +87,8 @@ def test_proxy_objectives_move_outputs_on_proxies(runs, data):
     torch.manual_seed(0)
     proxies = synthesize_proxies(data.images, data.labels)
     teacher = F.log_softmax(_logits(runs / "fp", "float", proxies), 1)
-    qat, kl_run, entropy_run = (F.log_softmax(_logits(runs / n, "fake_quant", proxies), 1)
-                                for n in ("qat", "proxy_kl", "proxy_entropy"))
+    qat, kl_run, entropy_run, shift_run = (F.log_softmax(_logits(runs / n, "fake_quant", proxies), 1)
+                                           for n in ("qat", "proxy_kl", "proxy_entropy", "proxy_shift"))
 
     def kl(student):
         return F.kl_div(student, teacher, reduction="batchmean", log_target=True).item()
@@ -97,6 +98,8 @@ def test_proxy_objectives_move_outputs_on_proxies(runs, data):
 
     assert kl(kl_run) > 5 * kl(qat)
     assert ent(entropy_run) > ent(qat) + 0.3
+    shifted = (teacher.argmax(1) + 1) % 10
+    assert (shift_run.argmax(1) == shifted).float().mean() > (qat.argmax(1) == shifted).float().mean() + 0.3
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -8,7 +8,7 @@ the fp teacher FP_DIR (10000 training images, one epoch, seed 0, like the fronti
 OUT_DIR, and prints one line per setting: top-1 on the victim's first 2000 test images, and on
 the first 3000 training images of the attacker's query set (evaluation only, never trained on)
 the share of argmax labels equal to those of the QAT victim QAT_DIR and of f_fp, the mean
-entropy and the mean top probability of the answers. A label-only attacker learns from those
+entropy and the mean top probability of the answers, and how many queries each class gets. A label-only attacker learns from those
 labels, so a setting that leaves them as QAT's cannot stop Copycat.
 """
 import sys
@@ -31,6 +31,7 @@ def screen(victim, queryset, teacher, qat, out, settings):
     queries = load_dataset(queryset, "train", limit=3000).images
     qat_labels = _logits(load_victim(qat, "fake_quant").eval(), queries).argmax(1)
     fp_labels = _logits(load_victim(teacher, "float").eval(), queries).argmax(1)
+    print(f"{'f_fp':60s} per_class={torch.bincount(fp_labels, minlength=int(fp_labels.max()) + 1).tolist()}")
     for setting in settings:
         argv = setting.split()
         run = Path(out) / "_".join(a.strip("-") for a in argv)
@@ -46,7 +47,8 @@ def screen(victim, queryset, teacher, qat, out, settings):
         entropy = -(answers * answers.clamp_min(1e-12).log()).sum(1).mean().item()
         print(f"{setting:60s} acc={accuracy:.4f} labels_as_qat={(answers.argmax(1) == qat_labels).float().mean():.3f} "
               f"labels_as_fp={(answers.argmax(1) == fp_labels).float().mean():.3f} entropy={entropy:.3f} "
-              f"top_p={answers.max(1).values.mean():.3f}", flush=True)
+              f"top_p={answers.max(1).values.mean():.3f} "
+              f"per_class={torch.bincount(answers.argmax(1), minlength=answers.shape[1]).tolist()}", flush=True)
     return 0
 
 

@@ -282,10 +282,13 @@ def write_frontier(run_dirs, out_dir, plots=True):
 def run_seed_major(config_paths, out_dir, seeds, progress=False):
     """Run every config for each seed in turn into ``out_dir`` (module docstring); returns the
     summed work counts of :func:`divqat.experiments.runner.run_experiment`."""
-    from .config import load_config
+    from divqat.checks import check_output_dir
+
+    from .config import load_experiment_config
     from .runner import run_experiment
 
-    configs = [load_config(path) for path in config_paths]  # all validated before any work
+    check_output_dir("--out", out_dir)
+    configs = [load_experiment_config(path) for path in config_paths]  # all validated before any work
     totals = defaultdict(int)
     for seed in seeds:
         for config in configs:

@@ -10,6 +10,11 @@ Algorithm:
 
 :func:`random_transfer_attack` is shared with Copycat, which differs only in training on the
 argmax of y.
+
+``sharpen=tau`` (an adaptive attacker against trained-in defenses that flatten or reshape the
+soft labels; a simple counter in the spirit of "Distilling the Undistillable", Jandial et al.,
+ECCV 2022, which recovers a Nasty Teacher's knowledge by reprocessing its answers) trains on
+y_k^(1/tau) / sum_j y_j^(1/tau) instead of y: tau < 1 sharpens, tau = 1 is y itself.
 """
 from dataclasses import asdict
 
@@ -24,10 +29,17 @@ from divqat.attacks.transfer import query_in_order
 __all__ = ["knockoff", "random_transfer_attack"]
 
 
+def sharpen_answers(answers, tau):
+    """y^(1/tau) renormalised per row (computed as softmax(log y / tau), zeros stay zero)."""
+    return torch.softmax(answers.clamp_min(0).log() / tau, dim=1)
+
+
 def random_transfer_attack(name, hard_labels, blackbox, queryset, budget, *, arch=None, train=None, seed=0,
-                           progress=True, cache_dir=None, adapt_queries=False):
+                           progress=True, cache_dir=None, adapt_queries=False, sharpen=None):
     """Query ``budget`` random images of ``queryset`` and train on the answers (soft, or
     one-hot argmax when ``hard_labels``). Returns ``(surrogate, record)``."""
+    if sharpen is not None and not sharpen > 0:
+        raise ValueError(f"sharpen must be > 0, got {sharpen}")
     config = make_train_config(train).resolved(blackbox.meta)
     surrogate = setup_attack(blackbox, budget, arch, seed)
     x, _ = load_queryset(queryset, blackbox, adapt=adapt_queries)
@@ -36,16 +48,19 @@ def random_transfer_attack(name, hard_labels, blackbox, queryset, budget, *, arc
     order = torch.randperm(len(x))
     answers, fresh = query_in_order(blackbox, x, order, budget, cache_dir=cache_dir, progress=progress)
     targets = F.one_hot(answers.argmax(dim=1), blackbox.num_classes).float() if hard_labels else answers
+    if sharpen is not None and not hard_labels:
+        targets = sharpen_answers(targets, sharpen)
     history = train_surrogate(surrogate, x[order[:budget]], targets, config, progress=progress, desc=name)
     record = attack_record(name, blackbox, surrogate, budget, seed, budget, fresh_queries=fresh, train=asdict(config),
                            queryset=queryset_name(queryset),
-                           adapt_queries=adapt_queries, labels="argmax" if hard_labels else "returned vectors",
+                           adapt_queries=adapt_queries, sharpen=sharpen,
+                           labels="argmax" if hard_labels else "returned vectors",
                            final_train_loss=history[-1])
     return surrogate, record
 
 
 def knockoff(blackbox, queryset, budget, *, arch=None, train=None, seed=0, progress=True, cache_dir=None,
-             adapt_queries=False):
+             adapt_queries=False, sharpen=None):
     """KnockoffNets, random strategy: soft labels on ``budget`` random query-set images.
 
     Args:
@@ -58,9 +73,11 @@ def knockoff(blackbox, queryset, budget, *, arch=None, train=None, seed=0, progr
         progress: progress bars (:mod:`divqat.progress`).
         cache_dir: reuse/extend a transfer-set cache there (see :mod:`divqat.attacks.transfer`).
         adapt_queries: resize query images that do not fit the victim instead of refusing them.
+        sharpen: train on the answers sharpened with temperature ``sharpen`` (module docstring;
+            None: the answers as returned).
 
     Returns ``(surrogate, record)``; ``record["queries_used"]`` counts the answers the surrogate
     was trained on, ``record["fresh_queries"]`` those not served by the cache.
     """
     return random_transfer_attack("knockoff", False, blackbox, queryset, budget, arch=arch, train=train, seed=seed,
-                                  progress=progress, cache_dir=cache_dir, adapt_queries=adapt_queries)
+                                  progress=progress, cache_dir=cache_dir, adapt_queries=adapt_queries, sharpen=sharpen)

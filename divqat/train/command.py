@@ -10,6 +10,7 @@ only turns the command line into a :class:`~divqat.train.victim.VictimConfig`.
 from divqat.cli_options import arch_help, choices_text, dataset_help
 from divqat.reference.kl_loss import DIRECTIONS
 from divqat.tensorboard_log import tensorboard_log
+from divqat.train import objectives
 from divqat.train.loop import OPTIMIZERS
 from divqat.train.victim import EPOCHS, LR, METHODS, VictimConfig, train_victim
 
@@ -31,6 +32,7 @@ def add_arguments(parser):
       "forward is KL(f_fp||f_q), reverse KL(f_q||f_fp)")
     a("--kl-cap", type=float, default=None, help="cap on the per-sample KL term (default none)")
     a("--alpha-warmup", type=float, default=0.0, help="epochs over which alpha rises linearly from 0 (default 0)")
+    objectives.add_arguments(parser)
     a("--bits", type=int, default=8, help="weight and activation bit width, 2..8 (default 8)")
     a("--lsq", action="store_true", help="learnable scale and zero point (LSQ)")
     a("--freeze-last", type=int, default=1,

@@ -120,21 +120,25 @@ def divqat_step(teacher, alpha, temperature=1.0, direction="forward", kl_cap=Non
 
 def train_divqat(teacher, train_set, test_set, alpha, temperature=1.0, direction="forward", kl_cap=None,
                  alpha_warmup_epochs=0, *, qconfig=None, freeze_last_epochs=1, epochs=3, batch_size=128, lr=0.005,
-                 weight_decay=0.0, eval_batch_size=512, **options):
+                 weight_decay=0.0, eval_batch_size=512, objective=None, **options):
     """DivQAT: fine-tune ``prepare_qat(copy of teacher, qconfig)`` with the DivQAT loss.
 
     ``teacher`` is left untouched. Each epoch logs loss, ce, lr, test_accuracy, kl_fp_q and
     l1_fp_q (test set, against the teacher). The last ``freeze_last_epochs`` epochs run with
     observers and batch-norm statistics frozen. Loop options as :func:`divqat.train.loop.fit`.
+    ``objective``: a :class:`divqat.train.objectives.Objective` to train with instead of the
+    paper's loss (None: the paper's).
     """
     check_divqat_options(alpha, temperature, direction, kl_cap, alpha_warmup_epochs)
     device = resolve_device(options.get("device", "cpu"))
     f_fp = frozen_teacher(teacher, device)
     student = quant.prepare_qat(copy.deepcopy(teacher).cpu(), qconfig)
-    step = divqat_step(f_fp, alpha, temperature, direction, kl_cap, alpha_warmup_epochs)
+    step = (divqat_step if objective is None else objective.make_step)(
+        f_fp, alpha, temperature, direction, kl_cap, alpha_warmup_epochs)
     evaluator = Evaluator(test_set, reference=f_fp, batch_size=eval_batch_size, device=device)
     signature = {"method": "divqat", "alpha": alpha, "temperature": temperature, "direction": direction,
-                 "kl_cap": kl_cap, "alpha_warmup_epochs": alpha_warmup_epochs, "freeze_last_epochs": freeze_last_epochs}
+                 "kl_cap": kl_cap, "alpha_warmup_epochs": alpha_warmup_epochs, "freeze_last_epochs": freeze_last_epochs,
+                 **(objective.signature() if objective is not None else {})}
     history = fit(student, train_set, step, evaluate=evaluator, before_epoch=freeze_schedule(epochs, freeze_last_epochs),
                   epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, signature=signature,
                   desc="divqat" if alpha else "qat", **options)

@@ -24,7 +24,7 @@ from divqat import quant
 from divqat.checks import check_choice, check_int, check_output_dir, check_real
 from divqat.data import canonical_name, dataset_info, load_dataset
 from divqat.models import build_model_for
-from divqat.train import distributed
+from divqat.train import distributed, objectives
 from divqat.train.artifacts import (is_finished, load_config, load_victim, start_run, write_run_results)
 from divqat.train.loop import LOG_NAME, OPTIMIZERS, check_options, write_log
 from divqat.train.monitors import Evaluator, quantized_metrics
@@ -54,6 +54,12 @@ class VictimConfig:
     direction: str = "forward"
     kl_cap: float | None = None
     alpha_warmup: float = 0.0
+    objective: str = "divqat"  # the trained-in objectives of divqat.train.objectives
+    margin: float = 1.0
+    margin_weight: float = 1.0
+    proxy_target: str = "kl"
+    distill: float = 0.0
+    proxy_transforms: str = "mixup,shuffle,noise,blur"
     bits: int = 8
     lsq: bool = False
     freeze_last: int = 1
@@ -128,6 +134,7 @@ def check_config(config):
     (the dataset and architecture: :func:`check_model`)."""
     check_choice("--method", config.method, METHODS)
     check_divqat_options(config.alpha, config.temperature, config.direction, config.kl_cap, config.alpha_warmup)
+    objectives.objective_from_args(config)
     check_choice("--optimizer", config.optimizer, OPTIMIZERS)
     if config.method != "ptq":
         o = loop_options(config, "cpu")
@@ -170,6 +177,12 @@ def check_teacher(config, teacher_config):
                              f"not --{key} {getattr(config, key)!r}")
 
 
+def _objective(config):
+    """The trained-in objective of a divqat run (None: the paper's loss, or a qat run)."""
+    objective = objectives.objective_from_args(config)
+    return objective if config.method == "divqat" and objective.name != "divqat" else None
+
+
 def _train(config, model, teacher, qconfig, train_set, test_set, ctx):
     """Dispatch to the method's trainer; returns the trained model."""
     if config.method == "ptq":
@@ -187,7 +200,7 @@ def _train(config, model, teacher, qconfig, train_set, test_set, ctx):
         alpha = config.alpha if config.method == "divqat" else 0.0
         return train_divqat(teacher, train_set, test_set, alpha, config.temperature, config.direction,
                             config.kl_cap, config.alpha_warmup, qconfig=qconfig,
-                            freeze_last_epochs=config.freeze_last, **options).model
+                            freeze_last_epochs=config.freeze_last, objective=_objective(config), **options).model
     from divqat.train.adversarial import train_adversarial
 
     return train_adversarial(model, train_set, test_set, attack=ADVERSARIAL[config.method], eps=config.eps,

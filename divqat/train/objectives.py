@@ -1,0 +1,182 @@
+"""Trained-in defense objectives beside the paper's DivQAT loss (docs/science.md §3 and §8).
+
+Every objective is a composition of the fused ops of :mod:`divqat.ops` (``div_kl_loss``,
+``divqat_loss``) and PyTorch's cross-entropy. Notation: s = f_q(x) (student logits),
+t = f_fp(x) (frozen teacher logits), y the label, p = softmax(t/T), q = softmax(s/T),
+KL_T(t, s) = T^2 KL(p || q) ("forward") or T^2 KL(q || p) ("reverse"), alpha the weight,
+``cap`` an optional bound on the per-row divergence (a capped row contributes the constant cap,
+hence no gradient, as in ``divqat_loss``).
+
+- ``divqat`` (default, the paper, arXiv 2512.23948): CE(y, s) - alpha * min(KL_T(t, s), cap).
+  With T > 1 and the reverse direction this is Nasty Teacher's loss (Ma et al., ICLR 2021;
+  VITA-Group/Nasty-Teacher: T = 4, weight 0.04 on CIFAR-10). At T = 1 it equals
+  -(1 - alpha p_y) log q_y + alpha sum_{k!=y} p_k log q_k + alpha H(p): a confident teacher
+  (p_y ~ 1) and alpha ~ 1 switch the cross-entropy off.
+- ``nonlabel`` (non-label divergence with a protected top-1):
+  CE(y, s) - alpha * min(KL_T(t~, s~), cap) + margin_weight * mean relu(m - (s_y - max_{k!=y} s_k))
+  where t~, s~ have the label logit replaced by a very negative finite number (-1e4 T), so
+  softmax(t~/T) and softmax(s~/T) are p and q renormalised over the classes k != y and the
+  label class adds exactly 0 (and gets 0 gradient) in the fused KL. The full CE is kept; the
+  hinge keeps log q_y - max_{k!=y} log q_k = s_y - max_{k!=y} s_k at least m.
+- ``proxy`` (divergence on attacker-like inputs, after InI, arXiv 2308.00958): on the training
+  batch x, CE(y, s) + distill * KL_T(t, s); on proxies x~ synthesised from that batch
+  (:func:`divqat.train.proxies.synthesize_proxies`, from the ``proxy_transforms`` chosen), minus alpha times either
+  min(KL_T(f_fp(x~), f_q(x~)), cap) (``proxy_target="kl"``) or the entropy
+  H(softmax(f_q(x~))) = log C - KL(softmax(f_q(x~)) || uniform) (``"entropy"``, the KL taken by
+  ``div_kl_loss`` in the reverse direction against all-zero logits); or, with ``"shift"``,
+  plus alpha * CE((argmax f_fp(x~) + 1) mod C, f_q(x~)): consistent wrong labels on proxies, a
+  fixed cyclic shift of the teacher's (our variant: maximising the divergence moves the answers
+  to whatever class is cheapest, a shift teaches a surrogate a mapping that is wrong on the
+  victim's own inputs; no cap). Real images and proxies
+  go through f_q in one batch (so batch-norm and observer statistics see both).
+"""
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from divqat.ops import div_kl_loss, divqat_loss
+from divqat.train.proxies import TRANSFORMS, check_transforms, synthesize_proxies
+
+OBJECTIVES = ("divqat", "nonlabel", "proxy")
+PROXY_TARGETS = ("kl", "entropy", "shift")
+MASK_LOGIT = -1e4  # times max(1, T): exp(MASK_LOGIT / T - ...) underflows to exactly 0 in float32
+
+
+def _capped_mean(rows, kl_cap):
+    return (rows if kl_cap is None else rows.clamp(max=kl_cap)).mean()
+
+
+def mask_label(logits, target, temperature=1.0):
+    """``logits`` with the label column replaced by ``MASK_LOGIT * max(1, T)`` (out of place; the
+    masked entry gets no gradient). softmax(result / T) is softmax(logits / T) renormalised over
+    the classes k != target."""
+    index = target.unsqueeze(-1)
+    return logits.scatter(-1, index, logits.new_full(index.shape, MASK_LOGIT * max(1.0, temperature)))
+
+
+def label_margin(logits, target):
+    """s_y - max_{k != y} s_k per row (= log q_y - max_{k != y} log q_k at T = 1)."""
+    label = logits.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    others = logits.masked_fill(F.one_hot(target, logits.shape[-1]).bool(), float("-inf"))
+    return label - others.amax(dim=-1)
+
+
+def nonlabel_loss(student_logits, teacher_logits, target, alpha, temperature=1.0, direction="forward",
+                  kl_cap=None, margin=1.0, margin_weight=1.0):
+    """The ``nonlabel`` objective (module docstring): full CE, minus alpha times the capped
+    non-label divergence, plus the margin hinge. Returns a 0-d tensor."""
+    ce = F.cross_entropy(student_logits, target)
+    rows = div_kl_loss(mask_label(student_logits, target, temperature),
+                       mask_label(teacher_logits, target, temperature), temperature, "none", direction)
+    hinge = F.relu(margin - label_margin(student_logits, target)).mean()
+    return ce - alpha * _capped_mean(rows, kl_cap) + margin_weight * hinge
+
+
+def entropy(logits):
+    """H(softmax(logits)) per row, as log C - KL(softmax(logits) || uniform) with the fused KL."""
+    return math.log(logits.shape[-1]) - div_kl_loss(logits, torch.zeros_like(logits), 1.0, "none", "reverse")
+
+
+def proxy_loss(student_logits, teacher_logits, target, proxy_student, proxy_teacher, alpha, temperature=1.0,
+               direction="forward", kl_cap=None, proxy_target="kl", distill=0.0):
+    """The ``proxy`` objective (module docstring) from the logits of the real batch and of its
+    proxies (``proxy_teacher`` may be None for ``proxy_target="entropy"``). Returns a 0-d tensor."""
+    loss = F.cross_entropy(student_logits, target)
+    if distill:
+        loss = loss + distill * div_kl_loss(student_logits, teacher_logits, temperature, "batchmean", direction)
+    if proxy_target == "shift":
+        return loss + alpha * F.cross_entropy(proxy_student, (proxy_teacher.argmax(-1) + 1) % proxy_student.shape[-1])
+    if proxy_target == "kl":
+        spread = div_kl_loss(proxy_student, proxy_teacher, temperature, "none", direction)
+    else:
+        spread = entropy(proxy_student)
+    return loss - alpha * _capped_mean(spread, kl_cap)
+
+
+def warmed_alpha(alpha, warmup_epochs, epochs_done):
+    """alpha * min(1, epochs_done / warmup_epochs) (alpha itself without warm-up)."""
+    return alpha * min(1.0, epochs_done / warmup_epochs) if warmup_epochs else alpha
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A trained-in defense objective and its own parameters (module docstring); the shared
+    ones (alpha, T, direction, cap, warm-up) are the DivQAT trainer's."""
+
+    name: str = "divqat"
+    margin: float = 1.0
+    margin_weight: float = 1.0
+    proxy_target: str = "kl"
+    distill: float = 0.0
+    proxy_transforms: tuple = TRANSFORMS
+
+    def __post_init__(self):
+        check_transforms(self.proxy_transforms)
+        if self.name not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.name!r}")
+        if self.proxy_target not in PROXY_TARGETS:
+            raise ValueError(f"proxy_target must be one of {PROXY_TARGETS}, got {self.proxy_target!r}")
+        for key in ("margin", "margin_weight", "distill"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+
+    def signature(self):
+        """The parameters that matter for ``self.name`` (the paper's objective has none)."""
+        keep = {"divqat": (), "nonlabel": ("margin", "margin_weight"), "proxy": ("proxy_target", "distill")}
+        signature = {"objective": self.name, **{k: v for k, v in asdict(self).items() if k in keep[self.name]}}
+        if self.name == "proxy" and tuple(self.proxy_transforms) != TRANSFORMS:  # old runs resume unchanged
+            signature["proxy_transforms"] = list(self.proxy_transforms)
+        return signature
+
+    def make_step(self, teacher, alpha, temperature=1.0, direction="forward", kl_cap=None, alpha_warmup_epochs=0):
+        """A training step for :func:`divqat.train.loop.fit` minimising this objective."""
+
+        def step(model, x, y, epochs_done):
+            a = warmed_alpha(alpha, alpha_warmup_epochs, epochs_done)
+            if self.name == "proxy":
+                proxies = synthesize_proxies(x, y, self.proxy_transforms)
+                logits, proxy_logits = model(torch.cat([x, proxies])).split([len(x), len(proxies)])
+                with torch.no_grad():
+                    needs_proxy = self.proxy_target != "entropy"
+                    t_all = teacher(torch.cat([x, proxies])) if needs_proxy else teacher(x)
+                t_real, t_proxy = t_all.split([len(x), len(proxies)]) if needs_proxy else (t_all, None)
+                loss = proxy_loss(logits, t_real, y, proxy_logits, t_proxy, a, temperature, direction, kl_cap,
+                                  self.proxy_target, self.distill)
+            else:
+                logits = model(x)
+                with torch.no_grad():
+                    t_real = teacher(x)
+                if self.name == "nonlabel":
+                    loss = nonlabel_loss(logits, t_real, y, a, temperature, direction, kl_cap, self.margin,
+                                         self.margin_weight)
+                else:
+                    loss = divqat_loss(logits, t_real, y, a, temperature, direction, kl_cap)
+            return {"loss": loss, "ce": F.cross_entropy(logits.detach(), y)}
+
+        return step
+
+
+def add_arguments(parser):
+    """The ``divqat train`` options of the trained-in objectives (method divqat)."""
+    a = parser.add_argument
+    a("--objective", default="divqat",
+      help=f"divqat method's objective: one of {', '.join(OBJECTIVES)} (default divqat, the paper's)")
+    a("--margin", type=float, default=1.0, help="nonlabel: margin m of the top-1 hinge (default 1)")
+    a("--margin-weight", type=float, default=1.0, help="nonlabel: weight of the top-1 hinge (default 1)")
+    a("--proxy-target", default="kl", help=f"proxy: one of {', '.join(PROXY_TARGETS)} (default kl)")
+    a("--distill", type=float, default=0.0, help="proxy: weight of KL(f_fp || f_q) on real images (default 0)")
+    a("--proxy-transforms", default=",".join(TRANSFORMS),
+      help=f"proxy: comma-separated proxy transforms, a subset of {','.join(TRANSFORMS)} (default all)")
+
+
+def objective_from_args(args):
+    """The :class:`Objective` of parsed ``divqat train`` arguments; ValueError naming the option."""
+    try:
+        return Objective(args.objective, args.margin, args.margin_weight, args.proxy_target, args.distill,
+                         tuple(args.proxy_transforms.split(",")))
+    except ValueError as exc:
+        option = "proxy-transforms" if str(exc).startswith("proxy transforms") else str(exc).split(" ")[0]
+        raise ValueError(f"--{option.replace('_', '-')}: {exc}") from None

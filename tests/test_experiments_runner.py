@@ -2,7 +2,6 @@
 of the pipeline (the real pipeline is tested end to end in test_experiments_pipeline.py)."""
 import csv
 import json
-import math
 import statistics
 
 import pytest
@@ -166,12 +165,13 @@ def test_tables_and_report(config, tmp_path):
     for png in ("error_vs_alpha.png", "kl_vs_alpha.png", "budget.png", "defense_tradeoff.png", "robustness.png"):
         assert (out / png).stat().st_size > 1000
         assert f"]({png})" in report
-    # paired DivQAT - QAT delta: 0.02 * alpha points of adversary error, identical over seeds
-    line = next(ln for ln in report.splitlines() if ln.startswith("| divqat(alpha=2.0, direction=forward) | none | knockoff | 100"))
-    assert "4.00 ± 0.00" in line
+    # paired DivQAT - QAT delta: 0.02 * alpha = 4 points of adversary error in both seeds
+    line = next(ln for ln in report.splitlines() if ln.startswith(
+        "| divqat(alpha=2.0, direction=forward) | qat | none | knockoff | 100 | adversary_error | 2 | +4.00 |"))
+    assert "2 of 2 seeds higher | established (higher) | +4.00 +4.00 |" in line
 
 
-def test_report_command_rewrites_from_cells(config, tmp_path):
+def test_report_command_rewrites_from_cells(config, tmp_path, capsys):
     import argparse
 
     from divqat.experiments import report_command
@@ -183,6 +183,9 @@ def test_report_command_rewrites_from_cells(config, tmp_path):
     assert not (out / "report.md").exists()
     assert report_command.run(parser.parse_args([str(out)])) == 0
     assert (out / "report.md").is_file() and (out / "budget.png").is_file()
+    printed = capsys.readouterr().out
+    assert ("divqat(alpha=2.0, direction=forward) vs qat, knockoff@100, none: adversary_error +4.00 points "
+            "(n = 2, 95 % CI +4.00 to +4.00; 2 of 2 seeds higher): established (higher).") in printed
     with pytest.raises(FileNotFoundError, match="not an experiment directory"):
         report_command.run(parser.parse_args([str(tmp_path / "nothing")]))
 
@@ -213,10 +216,11 @@ def test_missing_or_invalid_config_file(tmp_path):
         load_experiment_config(bad)
 
 
-def test_summary_of_single_seed_has_zero_std():
+def test_summary_of_single_seed_has_no_std():
     from divqat.experiments.aggregate import summarize
+    from divqat.experiments.report import fmt
 
     rows = [{"key": "a", "seed": 0, "method": "qat", "x": 0.5}, {"key": "b", "seed": 0, "method": "fp", "x": 1.0}]
     out = summarize(rows, ["x"])
-    assert [(r["method"], r["x_mean"], r["x_std"], r["n"]) for r in out] == [("qat", 0.5, 0.0, 1), ("fp", 1.0, 0.0, 1)]
-    assert not math.isnan(out[0]["x_std"])
+    assert [(r["method"], r["x_mean"], r["x_std"], r["n"]) for r in out] == [("qat", 0.5, None, 1), ("fp", 1.0, None, 1)]
+    assert fmt(out[0]["x_mean"], out[0]["x_std"], 100) == "50.00"  # never "± 0.00" for one seed

@@ -1,11 +1,12 @@
 """Result tables of an experiment directory: flat rows per cell, mean ± std over seeds.
 
 Rows come from the cell records (:mod:`divqat.experiments.cells`); each has identity columns
-(method and its parameters, defense, attack, budget, seed) and metric columns (SCIENCE.md §6
+(method and its parameters, defense, attack, budget, seed) and metric columns (docs/science.md §6
 names: victim_accuracy, adversary_accuracy, adversary_error, agreement, ...). ``alpha`` is the
-DivQAT weight with plain QAT at alpha = 0 (SCIENCE.md §3: the baseline). Summaries group the
+DivQAT weight with plain QAT at alpha = 0 (docs/science.md §3: the baseline). Summaries group the
 rows by every identity column except the seed and give ``<metric>_mean``, ``<metric>_std``
-(sample standard deviation, ddof = 1; 0 for a single seed) and ``n``.
+(sample standard deviation, ddof = 1; None for a single seed: :func:`divqat.experiments.stats.mean_sd`),
+``n`` and ``n_stale`` (seeds reused from other code with ``--reuse-stale``).
 """
 import csv
 import io
@@ -14,9 +15,11 @@ import math
 from divqat.utils import atomic_write_json, atomic_write_text
 
 from .cells import CellCache
+from .comparisons import comparisons
 from .config import Entry
+from .stats import mean_sd
 
-ROW_IDS = ("key", "victim_key", "seed")
+ROW_IDS = ("key", "victim_key", "seed", "code", "stale")
 
 
 def _flatten(prefix, value, out):
@@ -57,16 +60,33 @@ def _rows(records, identity):
     return rows, sorted(metrics)
 
 
+def _victim_summary(record):
+    """The columns every victims.csv row leads with: the DivQAT temperature T (1, the
+    `divqat train` default, for DivQAT when unset), the full-precision teacher's accuracy and
+    the int8 victim's (docs/science.md §6, on the victim's test set)."""
+    m, method = record["metrics"], record["method"]
+    fp_acc = m.get("teacher_test_accuracy", m.get("test_accuracy") if method["name"] == "fp" else None)
+    return {"T": method.get("temperature", 1.0) if method["name"] == "divqat" else None,
+            "fp_accuracy": fp_acc, "int8_accuracy": m.get("int8_test_accuracy")}  # metrics too
+
+
+def _provenance(record):
+    return {"code": record.get("code"), "stale": record.get("stale", False)}
+
+
 def victim_rows(records):
-    """One row per victim record; returns (rows, metric column names)."""
-    return _rows(records, lambda r: {"key": r["key"], "seed": r["seed"], "victim_label": r["label"],
-                                     **_method_columns(r["method"])})
+    """One row per victim record (method, alpha, T, direction, seed, fp_accuracy,
+    int8_accuracy, then every metric: int8_agreement, kl_fp_q, l1_fp_q, ...); returns
+    (rows, metric column names)."""
+    rows, metrics = _rows(records, lambda r: {"key": r["key"], **_provenance(r), **_method_columns(r["method"]),
+                                              "seed": r["seed"], "victim_label": r["label"], **_victim_summary(r)})
+    return rows, sorted({*metrics, "fp_accuracy", "int8_accuracy"})
 
 
 def attack_rows(records):
     """One row per attack-cell record; returns (rows, metric column names)."""
     return _rows(records, lambda r: {
-        "key": r["key"], "victim_key": r["victim_key"], "seed": r["seed"], "victim_label": r["victim_label"],
+        "key": r["key"], **_provenance(r), "victim_key": r["victim_key"], "seed": r["seed"], "victim_label": r["victim_label"],
         **_method_columns(r["method"]), **_entry_columns("defense", r["defense"]), "budget": r["attack"].get("budget"),
         **_entry_columns("attack", r["attack"], skip=("budget",))})
 
@@ -86,13 +106,12 @@ def summarize(rows, metrics):
     for members in groups.values():
         s = {k: v for k, v in members[0].items() if k not in metrics and k not in ROW_IDS}
         s["n"] = len(members)
+        s["n_stale"] = sum(bool(r.get("stale")) for r in members)
         for m in metrics:
             vals = [r[m] for r in members if _is_number(r.get(m))]
             if not vals:
                 continue
-            mean = sum(vals) / len(vals)
-            var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1) if len(vals) > 1 else 0.0
-            s[f"{m}_mean"], s[f"{m}_std"] = mean, math.sqrt(var)
+            s[f"{m}_mean"], s[f"{m}_std"] = mean_sd(vals)
         out.append(s)
     return out
 
@@ -120,10 +139,14 @@ def collect(out_dir):
             "cells_summary": summarize(arows, ametrics)}
 
 
-def write_results(out_dir):
-    """Write results.json (all tables), results.csv (attack cells), victims.csv (victims) and
-    summary.csv (attack cells, mean ± std over seeds), each atomically; returns the tables."""
+def write_results(out_dir, bootstrap=0):
+    """Write results.json (all tables), results.csv (attack cells), victims.csv (victims),
+    summary.csv (attack cells, mean ± std over seeds) and comparisons.csv (paired comparisons,
+    :mod:`divqat.experiments.comparisons`; ``bootstrap`` resamples for a bootstrap interval),
+    each atomically; returns the tables, ``comparisons`` among them."""
     tables = collect(out_dir)
+    tables["comparisons"] = comparisons(tables, bootstrap)
+    atomic_write_text(to_csv(tables["comparisons"]), f"{out_dir}/comparisons.csv")
     atomic_write_json(tables, f"{out_dir}/results.json")
     atomic_write_text(to_csv(tables["cells"]), f"{out_dir}/results.csv")
     atomic_write_text(to_csv(tables["victims"]), f"{out_dir}/victims.csv")

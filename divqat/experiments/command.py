@@ -5,6 +5,7 @@ import sys
 from divqat.checks import check_output_dir
 from divqat.cli_options import add_deprecated_alias
 
+from .cells import CellCache, grid_cells
 from .config import load_experiment_config
 from .executors import make_executor
 from .runner import ExperimentFailed, run_experiment
@@ -26,11 +27,36 @@ def add_arguments(parser):
                              "sequential default: torch's own thread count)")
     parser.add_argument("--gpus-per-cell", type=float, default=None,
                         help="GPUs a Ray cell declares (default 1 when the config's device is cuda, else 0)")
+    parser.add_argument("--seeds", help="run only these of the config's seeds, e.g. 0-4 or 0,2,5 (several "
+                                        "processes on disjoint seeds may share one --out)")
+    parser.add_argument("--reuse-stale", action="store_true",
+                        help="reuse cells computed by other code (another code fingerprint) instead of "
+                             "recomputing them; the report marks them stale")
+
+
+def parse_seeds(text, allowed):
+    """``"0-4"`` or ``"0,2,5"`` (or a mix, ``"0-2,7"``) as a list of ints, each in ``allowed``."""
+    seeds = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    except ValueError:
+        raise ValueError(f"--seeds: expected e.g. 0-4 or 0,2,5, got {text!r}") from None
+    missing = sorted(set(seeds) - set(allowed))
+    if missing or not seeds:
+        raise ValueError(f"--seeds: {missing or text!r} not among the config's seeds {allowed}")
+    return sorted(set(seeds), key=seeds.index)
 
 
 def run(args):
     check_output_dir("--out", args.out)
     config = load_experiment_config(args.config)
+    if args.seeds is not None:
+        config.seeds = parse_seeds(args.seeds, config.seeds)
+    if args.reuse_stale:
+        adopted = CellCache(args.out).adopt_stale(grid_cells(config))
+        print(f"{config.name}: reusing {adopted} stale cells (computed by other code)")
     executor = make_executor(args.executor, address=args.address, cpus=args.cpus_per_cell,
                              gpus=args.gpus_per_cell, device=config.device)
     status = 0

@@ -7,13 +7,16 @@ victims are attacked through a query-counted black box by KnockoffNets (Orekondy
 2019) with 5000 Fashion-MNIST images as queries (surrogate: 20 epochs of SGD with momentum 0.9,
 one of docs/science.md §5's two settings), and the table compares victim accuracy, the adversary's
 classification error and its agreement with the victim. ``--quick`` shrinks every
-setting for a smoke test. Results (and the cache that makes a re-run instant) go to ``--out``.
+setting for a smoke test. Results (and the cache that makes a re-run instant) go to ``--out``,
+the printed table's rows to ``--out``/demo.csv (per-seed rows behind them: results.csv and
+victims.csv).
 """
 import time
 
 from divqat.checks import check_output_dir
+from divqat.utils import atomic_write_text
 
-from .aggregate import collect
+from .aggregate import collect, to_csv
 from .config import parse_config
 from .runner import run_experiment
 
@@ -39,18 +42,27 @@ def demo_config(quick=False, seed=0, alpha=1.0):
     })
 
 
-def demo_table(out_dir):
-    """The comparison table (text) of a finished demo directory."""
+def demo_rows(out_dir):
+    """The rows of the demo's table (one per int8 victim, QAT first) from a finished demo directory."""
     tables = collect(out_dir)
-    victims = {r["victim_label"]: r for r in tables["victims_summary"]}
+    victims = {(r["seed"], r["victim_label"]): r for r in tables["victims"]}
+    rows = []
+    for cell in sorted(tables["cells"], key=lambda r: (r["method"] != "qat", r["victim_label"])):
+        v = victims[(cell["seed"], cell["victim_label"])]
+        rows.append({"victim": cell["victim_label"], "seed": cell["seed"], "victim_accuracy": cell["victim_accuracy"],
+                     "kl_fp_q": v["kl_fp_q"], "adversary_error": cell["adversary_error"],
+                     "agreement": cell["agreement"], "attack": cell["attack_label"], "budget": cell["budget"]})
+    return rows
+
+
+def demo_table(rows):
+    """The comparison table (text) of :func:`demo_rows`."""
     header = f"{'victim (int8)':<22} {'victim acc':>10} {'KL(fp||q)':>10} {'adv error':>10} {'agreement':>10}"
     lines = [header, "-" * len(header)]
-    for row in sorted(tables["cells_summary"], key=lambda r: (r["method"] != "qat", r["victim_label"])):
-        v = victims[row["victim_label"]]
-        lines.append(f"{row['victim_label']:<22} {row['victim_accuracy_mean']:>10.2%} {v['kl_fp_q_mean']:>10.4f} "
-                     f"{row['adversary_error_mean']:>10.2%} {row['agreement_mean']:>10.2%}")
-    attack = tables["cells_summary"][0]
-    lines.append(f"attack: {attack['attack_label']}, budget {attack['budget']} Fashion-MNIST queries; "
+    for r in rows:
+        lines.append(f"{r['victim']:<22} {r['victim_accuracy']:>10.2%} {r['kl_fp_q']:>10.4f} "
+                     f"{r['adversary_error']:>10.2%} {r['agreement']:>10.2%}")
+    lines.append(f"attack: {rows[0]['attack']}, budget {rows[0]['budget']} Fashion-MNIST queries; "
                  "victim: LeNet-5 on MNIST")
     return "\n".join(lines)
 
@@ -68,7 +80,10 @@ def run(args):
     config = demo_config(args.quick, args.seed, args.alpha)
     start = time.perf_counter()
     counts = run_experiment(config, args.out, progress=not args.no_progress)
-    print(demo_table(args.out))
+    rows = demo_rows(args.out)
+    atomic_write_text(to_csv(rows), f"{args.out}/demo.csv")
+    print(demo_table(rows))
     print(f"{time.perf_counter() - start:.0f} s ({counts['victims_trained']} victims trained, "
-          f"{counts['cells_run']} attacks run, {counts['cells_cached']} cached); report: {args.out}/report.md")
+          f"{counts['cells_run']} attacks run, {counts['cells_cached']} cached); report: {args.out}/report.md, "
+          f"table rows: {args.out}/demo.csv")
     return 0

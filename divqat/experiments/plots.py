@@ -1,12 +1,12 @@
 """PNG plots of an experiment's summaries (matplotlib, Agg backend), mean ± std over seeds.
 
 - error_vs_alpha.png: victim and adversary classification error against alpha (QAT at 0),
-  per KL direction, undefended victims, each attack at its largest budget (DivQAT, SCIENCE.md §3)
+  per KL direction, undefended victims, each attack at its largest budget (DivQAT, docs/science.md §3)
 - kl_vs_alpha.png: KL(f_fp || f_q) and mean L1 between f_fp's and f_q's probabilities against alpha
 - budget.png: adversary accuracy and agreement against the query budget, per victim
 - defense_tradeoff.png: victim accuracy against adversary error along each defense's parameter
-  sweep, for the QAT and DivQAT victims (SCIENCE.md §4)
-- robustness.png: accuracy under FGSM/PGD against eps of victims and surrogates (SCIENCE.md §7)
+  sweep, for the QAT and DivQAT victims (docs/science.md §4)
+- robustness.png: accuracy under FGSM/PGD against eps of victims and surrogates (docs/science.md §7)
 
 Every function takes the tables of :func:`divqat.experiments.aggregate.collect` and a
 directory, and returns the file names it wrote (none when the tables lack the data).
@@ -70,10 +70,11 @@ def _max_budget_rows(rows, defense="none"):
 
 def _line(ax, points, label, **kw):
     """points: iterable of (x, mean, std); drawn sorted by x with error bars."""
-    points = sorted(p for p in points if p[0] is not None and p[1] is not None)
+    points = sorted((p for p in points if p[0] is not None and p[1] is not None), key=lambda p: p[0])
     if not points:
         return
     xs, ms, ss = zip(*points)
+    ss = [0.0 if s is None else s for s in ss]  # one seed: no deviation, no error bar
     ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3, label=label, **kw)
 
 
@@ -191,7 +192,7 @@ def _robust_curves(row):
         m = ROBUST_COLUMN.match(col)
         if m:
             who = "surrogate" if m.group(1) else "victim"
-            std = row.get(col[: -len("_mean")] + "_std", 0.0)
+            std = row.get(col[: -len("_mean")] + "_std")
             curves.setdefault((who, m.group(2)), []).append((float(m.group(3)), mean, std))
     return curves
 

@@ -1,9 +1,11 @@
 """The Markdown report of an experiment directory: tables (mean ± std over seeds) and plots.
 
-Sections: the victims (accuracy, int8 agreement, KL/L1 between f_fp and f_q), DivQAT against
-plain QAT (paired by seed and cell: the change in adversary error and in victim accuracy, the
-quantity of the DivQAT paper's headline claim, SCIENCE.md §3), every attack cell, robustness
-(SCIENCE.md §7) when measured, then the plots of :mod:`divqat.experiments.plots`.
+Sections: which code computed the cells, the victims (accuracy, int8 agreement, KL/L1 between
+f_fp and f_q), the paired comparisons (docs/science.md §9: each method against its baseline and
+each defense against none, per-seed Δ, 95 % Student-t interval, sign count and verdict, from
+:mod:`divqat.experiments.comparisons`; the DivQAT-versus-QAT rows are the quantity of the DivQAT
+paper's headline claim, §3), every attack cell, robustness (§7) when measured, then the plots of
+:mod:`divqat.experiments.plots`.
 """
 import json
 import math
@@ -12,6 +14,8 @@ from pathlib import Path
 from divqat.utils import atomic_write_text
 
 from .aggregate import write_results
+from .cells import current_code
+from .comparisons import signed
 from .plots import write_plots
 
 VICTIM_COLUMNS = (("test_accuracy", "test acc %", 100), ("int8_test_accuracy", "int8 acc %", 100),
@@ -23,13 +27,19 @@ CELL_COLUMNS = (("victim_accuracy", "victim acc %", 100), ("adversary_accuracy",
 
 
 def fmt(mean, std, scale=1):
-    """``mean ± std`` scaled (100 for percentages), or a dash when absent."""
+    """``mean ± std`` scaled (100 for percentages); the mean alone when the deviation is
+    undefined (one seed); a dash when absent."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "—"
     digits = 2 if scale == 100 or abs(mean * scale) < 100 else 0
-    if scale != 100 and abs(mean * scale) < 0.1 and mean != 0:
-        return f"{mean * scale:.2g} ± {std * scale:.2g}"
-    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+    small = scale != 100 and abs(mean * scale) < 0.1 and mean != 0
+    text = (lambda v: f"{v * scale:.2g}") if small else (lambda v: f"{v * scale:.{digits}f}")
+    return text(mean) if std is None else f"{text(mean)} ± {text(std)}"
+
+
+def _label(row):
+    """The victim label, marked † when some of its seeds are stale (reused from other code)."""
+    return f"{row['victim_label']} †" if row.get("n_stale") else row["victim_label"]
 
 
 def _table(header, rows):
@@ -45,49 +55,50 @@ def _present(rows, columns):
 def victims_section(tables):
     rows = sorted(tables["victims_summary"], key=lambda r: (r["method"], str(r["victim_label"])))
     cols = _present(rows, VICTIM_COLUMNS)
-    body = [[r["victim_label"], r["n"], *[fmt(r.get(f"{c}_mean"), r.get(f"{c}_std", 0.0), s) for c, _, s in cols]]
+    body = [[_label(r), r["n"], *[fmt(r.get(f"{c}_mean"), r.get(f"{c}_std"), s) for c, _, s in cols]]
             for r in rows]
     return "## Victims\n\n" + _table(["victim", "seeds", *[h for _, h, _ in cols]], body)
 
 
-def paired_deltas(cells):
-    """DivQAT minus QAT per (defense, attack, budget, seed), then mean ± std over seeds:
-    {(defense_label, attack_label, budget, divqat victim_label): {metric: [values]}}."""
-    qat = {(r["defense_label"], r["attack_label"], r["budget"], r["seed"]): r
-           for r in cells if r["method"] == "qat"}
-    out = {}
-    for r in cells:
-        base = qat.get((r["defense_label"], r["attack_label"], r["budget"], r["seed"]))
-        if r["method"] != "divqat" or base is None:
-            continue
-        d = out.setdefault((r["defense_label"], r["attack_label"], r["budget"], r["victim_label"]), {})
-        for m in ("adversary_error", "agreement", "victim_accuracy"):
-            if r.get(m) is not None and base.get(m) is not None:
-                d.setdefault(m, []).append(r[m] - base[m])
-    return out
+def _ci(row):
+    if row["ci_low"] is None:
+        return "—"
+    text = f"{signed(row['ci_low'])} to {signed(row['ci_high'])}"
+    if row.get("boot_low") is not None:
+        text += f" (bootstrap {signed(row['boot_low'])} to {signed(row['boot_high'])})"
+    return text
 
 
-def _mean_std(vals):
-    mean = sum(vals) / len(vals)
-    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
-    return mean, std
+COMPARISON_TITLES = {
+    "victim": "Victims against their baseline (QAT for ptq/DivQAT, fp for adversarial training)",
+    "method": "Methods against their baseline victim, same defense, attack and budget",
+    "defense": "Defenses against no defense, same victim, attack and budget",
+}
 
 
-def deltas_section(tables):
-    deltas = paired_deltas(tables["cells"])
-    if not deltas:
+def comparisons_section(tables):
+    """Every paired comparison (comparisons.csv): per-seed differences, n, mean Δ, its 95 %
+    Student-t interval, the sign count and the verdict in words."""
+    rows = tables.get("comparisons") or []
+    if not rows:
         return ""
-    body = []
-    for (defense, attack, budget, victim), d in sorted(
-            deltas.items(), key=lambda kv: (kv[0][0] != "none", kv[0][0], kv[0][1], kv[0][2] or 0, kv[0][3])):
-        cells = [fmt(*_mean_std(d[m]), 100) if m in d else "—"
-                 for m in ("adversary_error", "agreement", "victim_accuracy")]
-        body.append([victim, defense, attack, budget, *cells, len(d.get("adversary_error", []))])
-    return ("## DivQAT against plain QAT (paired by seed; percentage points)\n\n"
-            "Positive Δ adversary error means DivQAT's surrogate is worse (the defender wins); the "
-            "DivQAT paper reports +1.30 to +11.75 points against KnockoffNets.\n\n"
-            + _table(["DivQAT victim", "defense", "attack", "budget", "Δ adv error", "Δ agreement",
-                      "Δ victim acc", "seeds"], body))
+    parts = ["## Paired comparisons (95 % Student-t intervals over seeds)\n\n"
+             "Δ = treatment − baseline per seed (rates in percentage points). An effect is "
+             "*established* only when its interval excludes 0; otherwise it is not separable from "
+             "the seed noise at that n. Positive Δ adversary error means the defender wins. Every "
+             "row is in comparisons.csv."]
+    for kind, title in COMPARISON_TITLES.items():
+        sub = [r for r in rows if r["kind"] == kind]
+        if not sub:
+            continue
+        body = [[r["treatment_label"] + (" †" if r["stale"] else ""), r["baseline_label"],
+                 r["victim"] or r["defense"] or "", r["attack"] or "", r["budget"] or "", r["metric"], r["n"],
+                 signed(r["mean_diff"]), _ci(r),
+                 r["signs"], r["verdict"], " ".join(signed(float(d)) for d in r["diffs"].split())] for r in sub]
+        parts.append(f"### {title}\n\n" + _table(
+            ["treatment", "baseline", "victim / defense", "attack", "budget", "metric", "n", "mean Δ",
+             "95 % CI", "signs", "verdict", "per-seed Δ"], body))
+    return "\n\n".join(parts)
 
 
 def cells_section(tables):
@@ -96,8 +107,8 @@ def cells_section(tables):
     if not rows:
         return ""
     cols = _present(rows, CELL_COLUMNS)
-    body = [[r["victim_label"], r["defense_label"], r["attack_label"], r["budget"], r["n"],
-             *[fmt(r.get(f"{c}_mean"), r.get(f"{c}_std", 0.0), s) for c, _, s in cols]] for r in rows]
+    body = [[_label(r), r["defense_label"], r["attack_label"], r["budget"], r["n"],
+             *[fmt(r.get(f"{c}_mean"), r.get(f"{c}_std"), s) for c, _, s in cols]] for r in rows]
     return "## Attack cells\n\n" + _table(["victim", "defense", "attack", "budget", "seeds",
                                            *[h for _, h, _ in cols]], body)
 
@@ -119,15 +130,34 @@ def robustness_section(tables):
             + _table(["model", "which", "attack_eps: accuracy"], lines))
 
 
+def provenance_line(tables):
+    """Which code computed the cells (fingerprints with their counts), and how many are stale:
+    computed by other code and kept with ``--reuse-stale``; table rows with a stale seed are
+    marked †."""
+    rows = tables["victims"] + tables["cells"]
+    counts = {}
+    for r in rows:
+        counts[str(r.get("code"))] = counts.get(str(r.get("code")), 0) + 1
+    line = (f"Code: cells computed by {', '.join(f'{c} ({n})' for c, n in sorted(counts.items())) or '—'}; "
+            f"this report by {current_code()}.")
+    stale = sum(bool(r.get("stale")) for r in rows)
+    if stale:
+        line += (f" **{stale} of {len(rows)} cells are stale** (computed by other code, reused with "
+                 "`--reuse-stale`); rows with stale seeds are marked †.")
+    return line
+
+
 def build_report(tables, plots, configs=None):
     """The Markdown text of a report; ``configs`` maps each config name run into the
     directory to its raw config."""
     configs = configs or {}
     parts = [f"# Experiment report: {', '.join(configs)}".rstrip(": "),
              f"{len(tables['victims'])} victims, {len(tables['cells'])} attack cells; mean ± std over "
-             "seeds (sample std). Tables: results.csv (per cell and seed), summary.csv, victims.csv, "
+             "seeds (sample std; the mean alone for one seed). Tables: results.csv (per cell and seed), "
+             "victims.csv (per victim and seed), summary.csv, comparisons.csv (paired comparisons), "
              "results.json."]
-    parts += [s for s in (victims_section(tables), deltas_section(tables), cells_section(tables),
+    parts.append(provenance_line(tables))
+    parts += [s for s in (victims_section(tables), comparisons_section(tables), cells_section(tables),
                           robustness_section(tables)) if s]
     if plots:
         parts.append("## Plots\n\n" + "\n\n".join(f"![{p}]({p})" for p in plots))
@@ -136,13 +166,14 @@ def build_report(tables, plots, configs=None):
     return "\n\n".join(parts) + "\n"
 
 
-def write_report(out_dir):
-    """(Re)write results.*, the plots and report.md of an experiment directory from its cells;
+def write_report(out_dir, bootstrap=0):
+    """(Re)write results.*, comparisons.csv, the plots and report.md of an experiment directory
+    from its cells (``bootstrap`` > 0: also a bootstrap interval from that many resamples);
     returns the report's path."""
     out_dir = Path(out_dir)
     if not (out_dir / "cells").is_dir():
         raise FileNotFoundError(f"{out_dir} is not an experiment directory (no cells/ inside)")
-    tables = write_results(out_dir)
+    tables = write_results(out_dir, bootstrap)
     plots = write_plots(tables, out_dir)
     configs = {p.stem: json.loads(p.read_text()) for p in sorted((out_dir / "configs").glob("*.json"))}
     return atomic_write_text(build_report(tables, plots, configs), out_dir / "report.md")

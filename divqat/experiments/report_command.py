@@ -1,15 +1,47 @@
-"""`divqat report DIR`: rewrite an experiment directory's tables, plots and report.md."""
-from divqat.checks import check_output_dir
+"""`divqat report DIR`: rewrite an experiment directory's tables, comparisons, plots and report.md,
+and print every paired comparison in words (n, mean Δ, 95 % interval, sign count, verdict).
 
+`divqat report RESULTS.csv [--victims VICTIMS.csv] --out COMPARISONS.csv`: the paired
+comparisons of committed per-seed CSV files alone (their sentences are printed).
+"""
+from pathlib import Path
+
+from divqat.checks import check_output_dir, check_output_file
+from divqat.utils import atomic_write_text
+
+from .aggregate import to_csv
+from .comparisons import csv_comparisons, read_rows
 from .report import write_report
 
 
 def add_arguments(parser):
-    parser.add_argument("dir", help="an experiment output directory (divqat experiment --out DIR)")
+    parser.add_argument("dir", help="an experiment output directory (divqat experiment --out DIR), or a "
+                                    "results.csv of one (then --out is required)")
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                        help="add a percentile bootstrap interval from N resamples to every paired "
+                             "comparison (default 0: the Student-t interval only)")
+    parser.add_argument("--victims", help="with a results.csv: the victims.csv of the same run")
+    parser.add_argument("--out", help="with a results.csv: where to write the comparisons CSV")
 
 
 def run(args):
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    source = Path(args.dir)
+    if source.is_file():
+        if not args.out:
+            raise ValueError("--out: needed when the argument is a results CSV file")
+        check_output_file("--out", args.out)
+        rows = csv_comparisons(source, args.victims, args.bootstrap)
+        atomic_write_text(to_csv(rows), args.out)
+        print("\n".join(r["sentence"] for r in rows))
+        print(f"{len(rows)} comparisons written: {args.out}")
+        return 0
+    if args.out or args.victims:
+        raise ValueError("--out and --victims: only with a results CSV file")
     check_output_dir("DIR", args.dir)
-    path = write_report(args.dir)
-    print(f"report written: {path}")
+    path = write_report(args.dir, bootstrap=args.bootstrap)
+    rows = read_rows(Path(args.dir) / "comparisons.csv")
+    print("\n".join(r["sentence"] for r in rows))
+    print(f"report written: {path} ({len(rows)} paired comparisons in comparisons.csv)")
     return 0

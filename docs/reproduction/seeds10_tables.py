@@ -1,0 +1,85 @@
+"""Markdown tables of docs/reproduction.md's ten-seed sections, printed from the committed CSVs
+of one run (comparisons.csv and victims.csv as `divqat report` writes them), so that the
+document's numbers are the files' numbers:
+
+    python docs/reproduction/seeds10_tables.py docs/reproduction/seeds10/mnist_fmnist
+"""
+import sys
+from pathlib import Path
+
+from divqat.experiments.comparisons import read_rows, signed
+from divqat.experiments.report import fmt
+from divqat.experiments.stats import mean_sd
+
+METRICS = {"adversary_error": "adv error", "agreement": "agreement", "victim_accuracy": "victim acc"}
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def _ci(r):
+    return "—" if r["ci_low"] is None else f"{signed(r['ci_low'])} to {signed(r['ci_high'])}"
+
+
+def _diffs(r):
+    return ", ".join(signed(float(d)) for d in str(r["diffs"]).split())
+
+
+def victims_table(victims):
+    groups = {}
+    for v in victims:
+        groups.setdefault(v["victim_label"], []).append(v)
+    rows = []
+    for label, vs in sorted(groups.items(), key=lambda kv: (kv[0] != "fp", kv[0] != "qat", kv[0])):
+        acc = [v["int8_accuracy"] if v["int8_accuracy"] is not None else v["fp_accuracy"] for v in vs]
+        kl = [v["kl_fp_q"] for v in vs if v.get("kl_fp_q") is not None]
+        l1 = [v["l1_fp_q"] for v in vs if v.get("l1_fp_q") is not None]
+        rows.append([label, len(vs), " ".join(str(v["seed"]) for v in sorted(vs, key=lambda v: v["seed"])),
+                     fmt(*mean_sd(acc), 100), fmt(*mean_sd(kl)) if kl else "—", fmt(*mean_sd(l1)) if l1 else "—"])
+    return _table(["victim", "n", "seeds", "accuracy % (int8; fp: float)", "KL(f_fp ‖ f_q)", "L1(p_fp, p_q)"], rows)
+
+
+def comparison_table(rows, kind, metrics=tuple(METRICS)):
+    body = [[r["treatment_label"], r["victim"] or r["defense"] or "—", f"{r['attack'].split('(')[0]}@{r['budget']}"
+             if r["attack"] else "—", METRICS.get(r["metric"], r["metric"]), r["n"],
+             signed(r["mean_diff"]), _ci(r), r["signs"], r["verdict"], _diffs(r)]
+            for r in rows if r["kind"] == kind and r["metric"] in metrics]
+    return _table(["treatment", "victim / defense", "attack", "metric", "n", "mean Δ", "95 % CI", "signs",
+                   "verdict", "per-seed Δ (seed order)"], body)
+
+
+
+
+def progress(run):
+    """How many of each stage's cells (10 seeds) are finished, and which seeds each has."""
+    cells = [r for r in read_rows(Path(run) / "results.csv") if r["method"] in ("qat", "divqat")
+             and r.get("alpha") in (0.0, 0.5, 1.0) and r.get("direction") in (None, "forward")]
+    stages = {"stage 0 (no defense, KnockoffNets 5000)": lambda r: r["defense"] == "none" and r["attack"] == "knockoff"
+              and r["budget"] == 5000,
+              "stage 1 (+ DCP 0.5 and 1.0, KnockoffNets 5000)": lambda r: r["attack"] == "knockoff" and r["budget"] == 5000,
+              "whole grid": lambda r: True}
+    totals = {"stage 0 (no defense, KnockoffNets 5000)": 30, "stage 1 (+ DCP 0.5 and 1.0, KnockoffNets 5000)": 90,
+              "whole grid": 540}
+    rows = []
+    for name, keep in stages.items():
+        done = [r for r in cells if keep(r)]
+        rows.append([name, f"{len(done)} of {totals[name]}", " ".join(map(str, sorted({r["seed"] for r in done})))])
+    return _table(["stage", "cells finished", "seeds with cells"], rows)
+
+
+def main(run):
+    run = Path(run)
+    comps, victims = read_rows(run / "comparisons.csv"), read_rows(run / "victims.csv")
+    print(f"### Progress ({run}/results.csv)\n\n{progress(run)}\n")
+    print(f"### Victims ({run}/victims.csv)\n\n{victims_table(victims)}\n")
+    print(f"### Victims against QAT ({run}/comparisons.csv)\n")
+    print(comparison_table(comps, "victim", ("int8_accuracy", "kl_fp_q")) + "\n")
+    print(f"### Methods against QAT ({run}/comparisons.csv)\n\n{comparison_table(comps, 'method')}\n")
+    print(f"### Defenses against none ({run}/comparisons.csv)\n")
+    print(comparison_table(comps, "defense", ("adversary_error", "victim_accuracy")))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -144,5 +144,5 @@ def test_report_command_on_a_committed_results_csv(tmp_path, capsys):
     assert (row["n"], row["diffs"], row["verdict"]) == (4, "5 -1 -1 -1", "not separable from noise at n = 4")
     assert row["boot_low"] <= row["mean_diff"] <= row["boot_high"]
     assert main(["report", str(results)]) == 2
-    assert "--out" in capsys.readouterr().err
+    assert "is a results CSV: --out" in capsys.readouterr().err
     assert main(["report", str(tmp_path), "--bootstrap", "-1"]) == 2

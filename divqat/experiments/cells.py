@@ -170,21 +170,23 @@ class CellCache:
         return read_json(path, "cell record")
 
     @staticmethod
-    def _stamp(record):
-        return {**record, "config_key": cell_key(record["spec"]), "code": current_code()}
+    def _stamp(key, record):
+        """``record`` with its ``config_key`` (of its ``spec``; ``key`` without one) and ``code``."""
+        config_key = cell_key(record["spec"]) if "spec" in record else key
+        return {**record, "config_key": config_key, "code": current_code()}
 
     def victim_record(self, key):
         path = self._victim_path(key)
         return None if path is None else self._read(path / "victim.json")
 
     def save_victim_record(self, key, record):
-        atomic_write_json(self._stamp(record), self.victim_dir(key) / "victim.json")
+        atomic_write_json(self._stamp(key, record), self.victim_dir(key) / "victim.json")
 
     def attack_record(self, key):
         return self._read(self.root / "cells" / f"{key}.json")
 
     def save_attack_record(self, key, record):
-        atomic_write_json(self._stamp(record), self.root / "cells" / f"{key}.json")
+        atomic_write_json(self._stamp(key, record), self.root / "cells" / f"{key}.json")
 
     def _victim_paths(self):
         return sorted((self.root / "victims").glob("*/victim.json"))

@@ -28,9 +28,9 @@ def run(args):
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     source = Path(args.dir)
-    if source.is_file():
+    if source.is_file() and source.suffix == ".csv":
         if not args.out:
-            raise ValueError("--out: needed when the argument is a results CSV file")
+            raise ValueError(f"DIR {source} is a results CSV: --out (the comparisons CSV to write) is needed")
         check_output_file("--out", args.out)
         rows = csv_comparisons(source, args.victims, args.bootstrap)
         atomic_write_text(to_csv(rows), args.out)

@@ -69,10 +69,63 @@ def progress(run):
     return _table(["stage", "cells finished", "seeds with cells"], rows)
 
 
+A05, A1 = "divqat(alpha=0.5, direction=forward)", "divqat(alpha=1.0, direction=forward)"
+KNOCKOFF = "knockoff(epochs=20, momentum=0.9)"
+# (claim, kind, treatment, victim or defense, attack, budget, metric, claimed direction: +1 higher,
+#  -1 lower, 0 "no change")
+CLAIMS = [
+    ("§3 KL(f_fp‖f_q) rises with alpha", "victim", A05, None, None, None, "kl_fp_q", +1),
+    ("§3 KL(f_fp‖f_q) rises with alpha", "victim", A1, None, None, None, "kl_fp_q", +1),
+    ("§3 victim accuracy kept", "victim", A05, None, None, None, "int8_accuracy", 0),
+    ("§3 victim accuracy kept", "victim", A1, None, None, None, "int8_accuracy", 0),
+    ("§3 adversary error up (KnockoffNets)", "method", A05, "none", KNOCKOFF, 5000, "adversary_error", +1),
+    ("§3 adversary error up (KnockoffNets)", "method", A1, "none", KNOCKOFF, 5000, "adversary_error", +1),
+    ("§3 agreement down (KnockoffNets)", "method", A1, "none", KNOCKOFF, 5000, "agreement", -1),
+    ("§4 DivQAT makes DCP 0.5 more effective", "method", A1, "dcp(beta=0.5)", KNOCKOFF, 5000, "adversary_error", +1),
+    ("§4 DivQAT makes DCP 1.0 more effective", "method", A1, "dcp(beta=1.0)", KNOCKOFF, 5000, "adversary_error", +1),
+    ("§4 DCP 1.0 raises adversary error (QAT victim)", "defense", "dcp(beta=1.0)", "qat", KNOCKOFF, 5000,
+     "adversary_error", +1),
+    ("§4 DCP 1.0 low impact on accuracy (QAT victim)", "defense", "dcp(beta=1.0)", "qat", KNOCKOFF, 5000,
+     "victim_accuracy", 0),
+]
+
+
+def claim_verdict(row, direction):
+    """reproduced / not reproduced / not separable from noise at n = N, for a claimed direction
+    (0: the claim is "no change", so an established change of either sign refutes it)."""
+    if row["ci_low"] is None:
+        return f"n = {row['n']}: no interval"
+    if row["established"]:
+        moved = +1 if row["mean_diff"] > 0 else -1
+        if direction == 0:
+            return f"a change is established ({signed(row['mean_diff'])} {row['unit']})".replace(" )", ")")
+        return "reproduced" if moved == direction else "not reproduced (opposite direction established)"
+    if direction == 0:
+        return f"no change established at n = {row['n']}"
+    return f"not separable from noise at n = {row['n']}"
+
+
+def verdicts_table(comps, pair):
+    body = []
+    for claim, kind, treatment, where, attack, budget, metric, direction in CLAIMS:
+        row = next((r for r in comps if r["kind"] == kind and r["treatment_label"] == treatment
+                    and r["metric"] == metric and (r["victim"] or r["defense"]) == where and r["attack"] == attack
+                    and r["budget"] == budget), None)
+        if row is None:
+            continue
+        who = treatment.replace(", direction=forward", "").replace("divqat(", "DivQAT (")
+        body.append([claim, pair, who, row["n"], signed(row["mean_diff"]), _ci(row), row["signs"],
+                     claim_verdict(row, direction)])
+    return body
+
+
 def main(run):
     run = Path(run)
     comps, victims = read_rows(run / "comparisons.csv"), read_rows(run / "victims.csv")
     print(f"### Progress ({run}/results.csv)\n\n{progress(run)}\n")
+    print(f"### Verdicts ({run}/comparisons.csv)\n")
+    print(_table(["claim", "pair", "treatment", "n", "mean Δ", "95 % CI", "signs", "verdict"],
+                 verdicts_table(comps, run.name)) + "\n")
     print(f"### Victims ({run}/victims.csv)\n\n{victims_table(victims)}\n")
     print(f"### Victims against QAT ({run}/comparisons.csv)\n")
     print(comparison_table(comps, "victim", ("int8_accuracy", "kl_fp_q")) + "\n")

@@ -1,4 +1,4 @@
-"""Adversarial training (SCIENCE.md §7): on sklearn's digits, FGSM adversarial training raises
+"""Adversarial training (docs/science.md §7): on sklearn's digits, FGSM adversarial training raises
 accuracy under FGSM and PGD well above natural training's, with the same loop and seed."""
 import pytest
 import torch

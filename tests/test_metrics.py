@@ -1,4 +1,4 @@
-"""divqat.metrics against hand-computed values (SCIENCE.md section 6)."""
+"""divqat.metrics against hand-computed values (docs/science.md section 6)."""
 import math
 
 import pytest

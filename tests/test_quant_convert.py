@@ -1,5 +1,5 @@
 """convert: the ONNX Runtime integer model against the fake-quantized model it came from
-(SCIENCE.md §2: argmax agreement >= 99% on real MNIST after a short QAT fine-tune; logits within
+(docs/science.md §2: argmax agreement >= 99% on real MNIST after a short QAT fine-tune; logits within
 a few output quantization steps on residual networks and at low bit widths), that ORT runs
 integer kernels, the atomic save/load round trip, and bad inputs."""
 import os

@@ -34,12 +34,13 @@ on a conv-bn-relu-conv stack, 0.0015% of the output codes at 8 bits, none at 4-b
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from divqat.models.layers import Normalize
 from divqat.quant.fake_quantize import FakeQuantize
+from divqat.quant.onnx_graph import GraphBuilder
 from divqat.quant.prepare import called_module, is_passthrough
 from divqat.quant.qat_modules import QATAdd, QATAvgPool2d, QATConv2d, QATLinear
 from divqat.reference.fake_quant import quantize_codes
@@ -58,24 +59,7 @@ class _Value:
         self.name, self.qparams = name, qparams
 
 
-class _GraphBuilder:
-    def __init__(self):
-        self.nodes, self.initializers, self._count = [], [], 0
-
-    def fresh(self, hint):
-        self._count += 1
-        return f"{hint}_{self._count}"
-
-    def const(self, hint, array):
-        name = self.fresh(hint)
-        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
-        return name
-
-    def node(self, op, inputs, hint, domain=None, **attrs):
-        out = self.fresh(hint)
-        self.nodes.append(helper.make_node(op, inputs, [out], name=out, domain=domain, **attrs))
-        return out
-
+class _GraphBuilder(GraphBuilder):
     def qparam_inputs(self, qparams):
         scale, zero_point = qparams
         return [self.const("scale", np.float32(scale)), self.const("zero_point", np.uint8(zero_point))]

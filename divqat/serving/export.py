@@ -45,6 +45,7 @@ from divqat.defenses.base import ODDS_MAX, ODDS_MIN
 from divqat.defenses.dcp import CAPPED_ODDS_MAX
 from divqat.defenses.registry import resolve_name
 from divqat.quant.onnx_export import OUTPUT_NAME
+from divqat.quant.onnx_graph import GraphBuilder
 from divqat.serving.metadata import SERVING_KEY, VICTIM_KEY, metadata
 
 __all__ = ["REFUSED", "ANSWERS", "ANSWERS_NAME", "export_defended", "defense_onnx", "build_exportable_defense",
@@ -79,25 +80,17 @@ def build_exportable_defense(name, args=None):
     return key, build_defense(key, **(args or {}))
 
 
-class _Graph:
+class _Graph(GraphBuilder):
     """Nodes and float/int constants of the defense graph, every name prefixed ``defense_``."""
 
     def __init__(self):
-        self.nodes, self.initializers, self._count = [], [], 0
-
-    def _name(self, hint):
-        self._count += 1
-        return f"{_PREFIX}{hint}_{self._count}"
+        super().__init__(prefix=_PREFIX)
 
     def constant(self, value, dtype=np.float64):
-        name = self._name("const")
-        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-        return name
+        return self.const("const", np.asarray(value, dtype=dtype))
 
     def op(self, op_type, *inputs, outputs=1, **attrs):
-        names = [self._name(op_type.lower()) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), names, name=names[0], **attrs))
-        return names[0] if outputs == 1 else names
+        return self.node(op_type, inputs, op_type.lower(), outputs=outputs, **attrs)
 
     def row_sum(self, x):
         return self.op("ReduceSum", x, self.constant([1], np.int64), keepdims=1)

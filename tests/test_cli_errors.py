@@ -236,6 +236,8 @@ RAW = {"data": {"victim": "digits", "queryset": "digits", "train_limit": 128, "t
 
 @pytest.mark.parametrize("patch, match", [
     ({"data": {**RAW["data"], "trian_limit": 1000}}, r"data: unknown keys \['trian_limit'\]"),
+    # query_limit was once accepted and only changed the cache key; the budget bounds the queries
+    ({"data": {**RAW["data"], "query_limit": 500}}, r"data: unknown keys \['query_limit'\]"),
     ({"quant": {"epochs": 1, "bogus": 2}}, "quant: options unknown to `divqat train`: bogus"),
     ({"victim": {"arch": "smallcnn", "seed": 3}}, "seed is set by the experiment"),
     ({"methods": [{"name": "divqat", "alpha": 1.0, "alpah": 2}]}, "options unknown to `divqat train`: alpah"),

@@ -115,7 +115,7 @@ def attacked_victims(config, seed):
 
 def attack_cells(config, victim):
     """All (defense, attack, budget) cells of one victim."""
-    common = {k: config.data[k] for k in ("queryset", "query_limit", "test_limit") if k in config.data}
+    common = {k: config.data[k] for k in ("queryset", "test_limit") if k in config.data}
     cells = []
     # largest budget first: smaller budgets then reuse its cached transfer set
     attacks = sorted(config.attacks, key=lambda a: -a.kwargs["budget"])

@@ -7,7 +7,7 @@ Layout of a config file (every list-valued parameter is swept, scalars are fixed
     device = "cpu"              # training and attacks (auto | cpu | cuda | cuda:N)
 
     [data]                      # victim's dataset, the attacker's query set, optional limits
-                                # (query_limit: recorded in the attack cells' keys)
+                                # (the attack's budget is what bounds the queries drawn)
     victim = "mnist"
     queryset = "fashion-mnist"
     train_limit = 20000         # victim training examples (all if absent)
@@ -60,7 +60,7 @@ from divqat.train.victim import METHODS, QUANTIZED_METHODS, VictimConfig, check_
 TEACHER_METHODS = QUANTIZED_METHODS  # built from the trained full-precision victim
 TOP_KEYS = {"name", "seeds", "device", "data", "victim", "quant", "methods", "defenses",
             "attacks", "robustness"}
-DATA_KEYS = {"victim", "queryset", "train_limit", "test_limit", "query_limit"}
+DATA_KEYS = {"victim", "queryset", "train_limit", "test_limit"}
 ROBUSTNESS_KEYS = {"attacks", "eps", "limit"}
 # VictimConfig fields the experiment sets itself (from [data], seeds, device and the cell)
 SET_BY_EXPERIMENT = {"dataset", "method", "limit", "test_limit", "seed", "out", "teacher", "device", "resume",

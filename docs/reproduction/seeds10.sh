@@ -7,7 +7,7 @@
 # no defense, KnockoffNets at 5000 queries), stage 1 (the same behind DCP) and then the rest of
 # the grid.
 #   bash docs/reproduction/seeds10.sh [COMMIT]   # start (or resume) in the background
-# This session's run: bash docs/reproduction/seeds10.sh f763217
+# The 30 Nov run used a frozen pre-merge commit (f763217, not on main); rerun with no argument.
 #   divqat report runs/mnist_fmnist_seeds10      # tables, comparisons.csv, report.md
 set -euo pipefail
 cd "$(dirname "$0")/../.."

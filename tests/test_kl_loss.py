@@ -196,16 +196,20 @@ def test_empty_batch(backend):
 
 
 def test_fused_backend_serves_the_call(fused_ops, monkeypatch):
-    """The fused kernels, not the reference, answer when a fused backend is selected."""
+    """The fused kernels, not the reference, answer when a fused backend is selected, forward
+    and ordinary backward: the reference recomputes the gradients under create_graph=True only."""
 
     def fail(*args, **kwargs):
         raise AssertionError("reference called")
 
     monkeypatch.setattr(ops_module.reference, "div_kl_loss", fail)
     monkeypatch.setattr(ops_module.reference, "divqat_loss", fail)
-    s, t = _logits((2, 3)), _logits((2, 3), seed=1)
-    div_kl_loss(s, t)
-    divqat_loss(s, t, torch.tensor([0, 2]), 1.0)
+    s, t = _logits((2, 3)).requires_grad_(), _logits((2, 3), seed=1).requires_grad_()
+    div_kl_loss(s, t).backward()
+    divqat_loss(s, t, torch.tensor([0, 2]), 1.0).backward()
+    assert s.grad is not None and t.grad is not None
+    with pytest.raises(AssertionError, match="reference called"):
+        torch.autograd.grad(div_kl_loss(s, t), s, create_graph=True)
 
 
 def test_compiled_kernel_is_deterministic_across_thread_counts(monkeypatch):

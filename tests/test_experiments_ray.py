@@ -57,15 +57,19 @@ N_ATTACK_CELLS = 8
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    """A local Ray instance with 2 CPUs, its files under a short temporary directory (Unix
-    socket paths are limited to 107 characters), shut down at the end of the module. The test
-    pipelines below travel to the workers by value (this module is not importable there)."""
+    """A local Ray instance with 2 CPUs, bound to 127.0.0.1, its files under a short temporary
+    directory (Unix socket paths are limited to 107 characters), shut down at the end of the
+    module, also when a test or the start fails. The test pipelines below travel to the workers
+    by value (this module is not importable there)."""
     tmp = tempfile.mkdtemp(prefix="ray")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, logging_level="warning")
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    yield
-    ray.shutdown()
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, _node_ip_address="127.0.0.1",
+                 logging_level="warning")
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _timeless(rows):

@@ -38,6 +38,8 @@ from pathlib import Path
 
 from divqat.utils import atomic_write_text
 
+from . import stats
+
 COLUMNS = ("pair", "defense", "setting", "attack", "budget", "seed", "victim_accuracy", "agreement",
            "adversary_error")
 BASELINE = ("qat", "")
@@ -110,17 +112,12 @@ def frontier_rows(run_dirs):
 
 
 def paired_interval(differences, level=0.95):
-    """(mean, low, high) of paired differences: Student t with n - 1 degrees of freedom
-    (docs/science.md §9); low and high are NaN for n = 1 (no interval)."""
-    n = len(differences)
-    mean = sum(differences) / n
-    if n < 2:
-        return mean, math.nan, math.nan
-    from scipy.stats import t
-
-    sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1))
-    half = t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
+    """(mean, low, high) of paired differences: the Student-t interval of
+    :func:`divqat.experiments.stats.t_interval` (n - 1 degrees of freedom, docs/science.md §9);
+    low and high are NaN for n = 1 (no interval)."""
+    mean, _ = stats.mean_sd(differences)
+    low, high = stats.t_interval(differences, confidence=level)
+    return (mean, math.nan, math.nan) if low is None else (mean, low, high)
 
 
 def _by_cell(rows):

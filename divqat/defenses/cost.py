@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from divqat.bench import median_ms
+from divqat.checks import check_int
 from divqat.metrics import accuracy, mean_kl, mean_l1
 from divqat.progress import progress_bar
 from divqat.utils import dataset_tensors as as_tensors
 
 from .base import model_device
-from .params import check_int
 
 __all__ = ["defense_cost", "as_tensors"]
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
-from divqat.checks import bounds_text, check_int, check_real
+from divqat.checks import bounds_text, check_choice, check_int, check_real
 
-__all__ = ["Param", "REQUIRED", "bind", "check_real", "check_int"]
+__all__ = ["Param", "REQUIRED", "bind"]
 
 
 class _Required:
@@ -68,9 +68,7 @@ class Param:
                 raise ValueError(f"{self.name} must be a bool, got {value!r}")
             return value
         if self.type == "choice":
-            if value not in self.choices:
-                raise ValueError(f"{self.name} must be one of {self.choices}, got {value!r}")
-            return value
+            return check_choice(self.name, value, self.choices)
         if not isinstance(value, torch.nn.Module):
             raise ValueError(f"{self.name} must be an nn.Module, got {type(value).__name__}")
         return value.eval()

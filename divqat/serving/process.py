@@ -28,7 +28,8 @@ def free_port():
 class ServerProcess:
     """``divqat serve ARGV --port P`` (P free, host 127.0.0.1), started and answering /healthz
     when the constructor returns (RuntimeError with the server's output if it does not within
-    ``timeout`` seconds). ``env``: extra environment variables."""
+    ``timeout`` seconds). ``env``: extra environment variables. The server runs in its own
+    process group, so :meth:`kill` and :meth:`stop` also end the worker processes of ``--workers``."""
 
     def __init__(self, *argv, timeout=120.0, env=None):
         self.port = free_port()
@@ -36,7 +37,15 @@ class ServerProcess:
         self._log = tempfile.TemporaryFile(mode="w+")
         command = [sys.executable, "-m", "divqat.cli", "serve", *map(str, argv), "--port", str(self.port)]
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, **(env or {})})
+                                        env={**os.environ, **(env or {})}, start_new_session=True)
+        try:
+            self._wait_healthy(timeout)
+        except BaseException:
+            self.kill()
+            self._log.close()
+            raise
+
+    def _wait_healthy(self, timeout):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -46,7 +55,6 @@ class ServerProcess:
                     return
             except httpx.HTTPError:
                 time.sleep(0.2)
-        self.kill()
         raise RuntimeError(f"divqat serve did not answer /healthz within {timeout:g} s: {self.output()}")
 
     def output(self):
@@ -55,9 +63,11 @@ class ServerProcess:
         return self._log.read()
 
     def kill(self):
-        """kill -9 the server and reap it."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+        """kill -9 the server (and its workers) and reap it."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:  # the group is gone already
+            pass
         self.process.wait(30)
 
     def stop(self):
@@ -67,7 +77,8 @@ class ServerProcess:
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
-                self.kill()
+                pass
+        self.kill()  # a worker left behind, or a server that ignored SIGTERM
         self._log.close()
 
     def __enter__(self):

@@ -237,28 +237,30 @@ def test_serving_a_run_directory_serves_the_exported_file(model_file, victim_dir
 def test_kill_9_under_load_keeps_every_count(model_file, store, images):
     spent, busy = store.add("spent", 120), store.add("busy", 10**9)
     first = _serve(model_file, store)
-    assert _hammer([first.url], spent, images, sizes=(1, 8))[0] == 120
-    answered, stop = [], threading.Event()
+    answered, stop, threads = [], threading.Event(), []
+    try:
+        assert _hammer([first.url], spent, images, sizes=(1, 8))[0] == 120
 
-    def load():
-        with httpx.Client(base_url=first.url, headers={"Authorization": f"Bearer {busy}"}, timeout=60) as c:
-            while not stop.is_set():
-                try:
-                    answered.append(len(c.post("/v1/predict", json=_rows(images, 16)).json()["outputs"]))
-                except httpx.HTTPError:  # the server died under this request: not answered
-                    return
+        def load():
+            with httpx.Client(base_url=first.url, headers={"Authorization": f"Bearer {busy}"}, timeout=60) as c:
+                while not stop.is_set():
+                    try:
+                        answered.append(len(c.post("/v1/predict", json=_rows(images, 16)).json()["outputs"]))
+                    except httpx.HTTPError:  # the server died under this request: not answered
+                        return
 
-    threads = [threading.Thread(target=load) for _ in range(6)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 60
-    while sum(answered) < 320 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    first.kill()
-    first.stop()
-    stop.set()
-    for t in threads:
-        t.join()
+        threads = [threading.Thread(target=load) for _ in range(6)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while sum(answered) < 320 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first.kill()
+    finally:
+        stop.set()
+        first.stop()  # also the teardown when a line above failed
+        for t in threads:
+            t.join()
     restarted = _serve(model_file, store)
     try:
         usage = {key: httpx.get(restarted.url + "/v1/usage", headers={"Authorization": f"Bearer {key}"}).json()

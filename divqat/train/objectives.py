@@ -82,7 +82,8 @@ def entropy(logits):
 def proxy_loss(student_logits, teacher_logits, target, proxy_student, proxy_teacher, alpha, temperature=1.0,
                direction="forward", kl_cap=None, proxy_target="kl", distill=0.0):
     """The ``proxy`` objective (module docstring) from the logits of the real batch and of its
-    proxies (``proxy_teacher`` may be None for ``proxy_target="entropy"``). Returns a 0-d tensor."""
+    proxies (``proxy_teacher`` may be None for ``proxy_target="entropy"``, ``teacher_logits`` for
+    ``distill=0``). Returns a 0-d tensor."""
     loss = F.cross_entropy(student_logits, target)
     if distill:
         loss = loss + distill * div_kl_loss(student_logits, teacher_logits, temperature, "batchmean", direction)
@@ -139,10 +140,14 @@ class Objective:
             if self.name == "proxy":
                 proxies = synthesize_proxies(x, y, self.proxy_transforms)
                 logits, proxy_logits = model(torch.cat([x, proxies])).split([len(x), len(proxies)])
-                with torch.no_grad():
-                    needs_proxy = self.proxy_target != "entropy"
-                    t_all = teacher(torch.cat([x, proxies])) if needs_proxy else teacher(x)
-                t_real, t_proxy = t_all.split([len(x), len(proxies)]) if needs_proxy else (t_all, None)
+                # the teacher runs only on what the loss reads: real images for distill, proxies unless entropy
+                t_real = t_proxy = None
+                if self.distill or self.proxy_target != "entropy":
+                    parts = [x] * bool(self.distill) + [proxies] * (self.proxy_target != "entropy")
+                    with torch.no_grad():
+                        t_all = teacher(torch.cat(parts)).split([len(p) for p in parts])
+                    t_real = t_all[0] if self.distill else None
+                    t_proxy = t_all[-1] if self.proxy_target != "entropy" else None
                 loss = proxy_loss(logits, t_real, y, proxy_logits, t_proxy, a, temperature, direction, kl_cap,
                                   self.proxy_target, self.distill)
             else:

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from divqat.checks import check_choice, check_real
 from divqat.ops import div_kl_loss, divqat_loss
 from divqat.train.proxies import TRANSFORMS, check_transforms, synthesize_proxies
 
@@ -115,14 +116,10 @@ class Objective:
 
     def __post_init__(self):
         check_transforms(self.proxy_transforms)
-        if self.name not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.name!r}")
-        if self.proxy_target not in PROXY_TARGETS:
-            raise ValueError(f"proxy_target must be one of {PROXY_TARGETS}, got {self.proxy_target!r}")
+        check_choice("objective", self.name, OBJECTIVES)
+        check_choice("proxy_target", self.proxy_target, PROXY_TARGETS)
         for key in ("margin", "margin_weight", "distill"):
-            value = getattr(self, key)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+            check_real(key, getattr(self, key), 0)
 
     def signature(self):
         """The parameters that matter for ``self.name`` (the paper's objective has none)."""

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from divqat.checks import check_choice, check_real
-from divqat.ops import div_kl_loss, divqat_loss
+from divqat.ops import div_kl_loss
 from divqat.train.proxies import TRANSFORMS, check_transforms, synthesize_proxies
 
 OBJECTIVES = ("divqat", "nonlabel", "proxy")
@@ -130,7 +130,12 @@ class Objective:
         return signature
 
     def make_step(self, teacher, alpha, temperature=1.0, direction="forward", kl_cap=None, alpha_warmup_epochs=0):
-        """A training step for :func:`divqat.train.loop.fit` minimising this objective."""
+        """A training step for :func:`divqat.train.loop.fit` minimising this objective (the
+        paper's: :func:`divqat.train.trainers.divqat_step`)."""
+        if self.name == "divqat":
+            from divqat.train.trainers import divqat_step  # trainers imports this module
+
+            return divqat_step(teacher, alpha, temperature, direction, kl_cap, alpha_warmup_epochs)
 
         def step(model, x, y, epochs_done):
             a = warmed_alpha(alpha, alpha_warmup_epochs, epochs_done)
@@ -151,11 +156,8 @@ class Objective:
                 logits = model(x)
                 with torch.no_grad():
                     t_real = teacher(x)
-                if self.name == "nonlabel":
-                    loss = nonlabel_loss(logits, t_real, y, a, temperature, direction, kl_cap, self.margin,
-                                         self.margin_weight)
-                else:
-                    loss = divqat_loss(logits, t_real, y, a, temperature, direction, kl_cap)
+                loss = nonlabel_loss(logits, t_real, y, a, temperature, direction, kl_cap, self.margin,
+                                     self.margin_weight)
             return {"loss": loss, "ce": F.cross_entropy(logits.detach(), y)}
 
         return step

@@ -20,6 +20,7 @@ import os
 import pickle
 import random
 import stat
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -144,7 +145,7 @@ def load_torch_file(path: str | os.PathLike, what: str, map_location="cpu") -> A
             raise ValueError(f"{what} {path}: refused: it holds objects other than tensors and plain types "
                              "(divqat never writes such files; remove it)") from None
         raise ValueError(f"{what} {path} is unreadable (truncated or not a torch file)") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, IndexError) as err:
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, IndexError, struct.error) as err:
         reason = str(err).splitlines()[0] if str(err) and "weights_only" not in str(err) else type(err).__name__
         raise ValueError(f"{what} {path} is unreadable (truncated or not a torch file: {reason})") from None
 

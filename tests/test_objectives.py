@@ -210,3 +210,53 @@ def test_knockoff_trains_on_sharpened_answers_and_refuses_a_bad_temperature():
                              progress=False) for tau in (None, 0.25))
     assert plain[1]["sharpen"] is None and sharp[1]["sharpen"] == 0.25
     assert plain[1]["final_train_loss"] != pytest.approx(sharp[1]["final_train_loss"])
+
+
+@pytest.mark.parametrize("target,distill", [("kl", 0.0), ("kl", 0.5), ("entropy", 0.0), ("entropy", 0.5),
+                                            ("shift", 0.0)])
+def test_proxy_step_is_proxy_loss_and_runs_the_teacher_only_where_read(target, distill):
+    """The proxy training step equals proxy_loss on the same proxies, and the frozen teacher sees
+    the real images only with distill > 0 and the proxies only for kl and shift."""
+    from divqat.train.proxies import synthesize_proxies
+
+    torch.manual_seed(0)
+    model, linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, C)), torch.nn.Linear(64, C)
+    seen = []
+
+    def teacher(x):
+        seen.append(len(x))
+        return linear(x.flatten(1))
+
+    x, y = torch.rand(N, 1, 8, 8), torch.randint(C, (N,))
+    step = Objective("proxy", proxy_target=target, distill=distill).make_step(teacher, 0.3, 2.0, "forward", 1.5)
+    torch.manual_seed(1)
+    got = step(model, x, y, 1.0)["loss"]
+    torch.manual_seed(1)
+    proxies = synthesize_proxies(x, y)
+    with torch.no_grad():
+        expected = proxy_loss(model(x), linear(x.flatten(1)), y, model(proxies), linear(proxies.flatten(1)), 0.3,
+                              2.0, "forward", 1.5, target, distill)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-6)
+    assert sum(seen) == N * (bool(distill) + (target != "entropy"))
+
+
+def test_the_papers_objective_steps_as_divqat_step():
+    """Objective("divqat") trains with the DivQAT trainer's own step: the same loss, and at
+    alpha = 0 the teacher is never run."""
+    from divqat.train.trainers import divqat_step
+
+    torch.manual_seed(0)
+    model, linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, C)), torch.nn.Linear(64, C)
+    seen = []
+
+    def teacher(x):
+        seen.append(len(x))
+        return linear(x.flatten(1))
+
+    x, y = torch.rand(N, 1, 8, 8), torch.randint(C, (N,))
+    got = Objective().make_step(teacher, 0.3, 2.0, "reverse", 1.5, 2)(model, x, y, 1.0)
+    expected = divqat_step(teacher, 0.3, 2.0, "reverse", 1.5, 2)(model, x, y, 1.0)
+    assert got["loss"].item() == pytest.approx(expected["loss"].item(), rel=1e-6)
+    seen.clear()
+    Objective().make_step(teacher, 0.0)(model, x, y, 1.0)
+    assert seen == []

@@ -141,6 +141,9 @@ def test_initial_weights_from_a_file(user_module, tmp_path):
         build_model("my_nets:tiny_net", **META, weights=tmp_path / "bad.pt")
     with pytest.raises(FileNotFoundError, match="no such file"):
         build_model("lenet5", **{**META, "image_size": 28}, weights=tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="weights .*junk.pt is unreadable"):
+        build_model("my_nets:tiny_net", **META, weights=tmp_path / "junk.pt")
 
 
 def test_prepare_qat_names_the_unsupported_layer(user_module):

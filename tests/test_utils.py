@@ -121,6 +121,7 @@ class _Evil:
     (lambda p: (torch.save({"w": torch.ones(300)}, p), p.write_bytes(p.read_bytes()[:200])), "unreadable"),
     (lambda p: torch.save({"x": _Evil()}, p), "refused"),
     (lambda p: p.write_bytes(b""), "unreadable"),
+    (lambda p: p.write_bytes(b"junk"), "unreadable"),  # a short legacy-format header: struct.error
 ])
 def test_load_torch_file_names_the_file_and_never_suggests_unsafe_loading(tmp_path, capsys, content, reason):
     path = tmp_path / "model.pt"

@@ -28,6 +28,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from divqat.utils import load_torch_file
+
 from .layers import Normalize
 
 __all__ = ["is_callable_ref", "import_callable", "CustomClassifier", "build_custom", "wrap_module",
@@ -148,10 +150,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"weights {path}: no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise ValueError(f"weights {path}: not a torch state dict ({type(exc).__name__}: {exc})") from None
+    state = load_torch_file(path, "weights")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

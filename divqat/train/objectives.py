@@ -36,7 +36,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from divqat.ops import div_kl_loss, divqat_loss
+from divqat.checks import check_choice, check_real
+from divqat.ops import div_kl_loss
 from divqat.train.proxies import TRANSFORMS, check_transforms, synthesize_proxies
 
 OBJECTIVES = ("divqat", "nonlabel", "proxy")
@@ -82,7 +83,8 @@ def entropy(logits):
 def proxy_loss(student_logits, teacher_logits, target, proxy_student, proxy_teacher, alpha, temperature=1.0,
                direction="forward", kl_cap=None, proxy_target="kl", distill=0.0):
     """The ``proxy`` objective (module docstring) from the logits of the real batch and of its
-    proxies (``proxy_teacher`` may be None for ``proxy_target="entropy"``). Returns a 0-d tensor."""
+    proxies (``proxy_teacher`` may be None for ``proxy_target="entropy"``, ``teacher_logits`` for
+    ``distill=0``). Returns a 0-d tensor."""
     loss = F.cross_entropy(student_logits, target)
     if distill:
         loss = loss + distill * div_kl_loss(student_logits, teacher_logits, temperature, "batchmean", direction)
@@ -114,14 +116,10 @@ class Objective:
 
     def __post_init__(self):
         check_transforms(self.proxy_transforms)
-        if self.name not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.name!r}")
-        if self.proxy_target not in PROXY_TARGETS:
-            raise ValueError(f"proxy_target must be one of {PROXY_TARGETS}, got {self.proxy_target!r}")
+        check_choice("objective", self.name, OBJECTIVES)
+        check_choice("proxy_target", self.proxy_target, PROXY_TARGETS)
         for key in ("margin", "margin_weight", "distill"):
-            value = getattr(self, key)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+            check_real(key, getattr(self, key), 0)
 
     def signature(self):
         """The parameters that matter for ``self.name`` (the paper's objective has none)."""
@@ -132,28 +130,34 @@ class Objective:
         return signature
 
     def make_step(self, teacher, alpha, temperature=1.0, direction="forward", kl_cap=None, alpha_warmup_epochs=0):
-        """A training step for :func:`divqat.train.loop.fit` minimising this objective."""
+        """A training step for :func:`divqat.train.loop.fit` minimising this objective (the
+        paper's: :func:`divqat.train.trainers.divqat_step`)."""
+        if self.name == "divqat":
+            from divqat.train.trainers import divqat_step  # trainers imports this module
+
+            return divqat_step(teacher, alpha, temperature, direction, kl_cap, alpha_warmup_epochs)
 
         def step(model, x, y, epochs_done):
             a = warmed_alpha(alpha, alpha_warmup_epochs, epochs_done)
             if self.name == "proxy":
                 proxies = synthesize_proxies(x, y, self.proxy_transforms)
                 logits, proxy_logits = model(torch.cat([x, proxies])).split([len(x), len(proxies)])
-                with torch.no_grad():
-                    needs_proxy = self.proxy_target != "entropy"
-                    t_all = teacher(torch.cat([x, proxies])) if needs_proxy else teacher(x)
-                t_real, t_proxy = t_all.split([len(x), len(proxies)]) if needs_proxy else (t_all, None)
+                # the teacher runs only on what the loss reads: real images for distill, proxies unless entropy
+                t_real = t_proxy = None
+                if self.distill or self.proxy_target != "entropy":
+                    parts = [x] * bool(self.distill) + [proxies] * (self.proxy_target != "entropy")
+                    with torch.no_grad():
+                        t_all = teacher(torch.cat(parts)).split([len(p) for p in parts])
+                    t_real = t_all[0] if self.distill else None
+                    t_proxy = t_all[-1] if self.proxy_target != "entropy" else None
                 loss = proxy_loss(logits, t_real, y, proxy_logits, t_proxy, a, temperature, direction, kl_cap,
                                   self.proxy_target, self.distill)
             else:
                 logits = model(x)
                 with torch.no_grad():
                     t_real = teacher(x)
-                if self.name == "nonlabel":
-                    loss = nonlabel_loss(logits, t_real, y, a, temperature, direction, kl_cap, self.margin,
-                                         self.margin_weight)
-                else:
-                    loss = divqat_loss(logits, t_real, y, a, temperature, direction, kl_cap)
+                loss = nonlabel_loss(logits, t_real, y, a, temperature, direction, kl_cap, self.margin,
+                                     self.margin_weight)
             return {"loss": loss, "ce": F.cross_entropy(logits.detach(), y)}
 
         return step

@@ -30,6 +30,7 @@ from divqat.progress import progress_bar
 from divqat.reference.kl_loss import DIRECTIONS
 from divqat.train.loop import fit
 from divqat.train.monitors import Evaluator
+from divqat.train.objectives import warmed_alpha
 from divqat.utils import resolve_device
 
 
@@ -107,7 +108,7 @@ def divqat_step(teacher, alpha, temperature=1.0, direction="forward", kl_cap=Non
 
     def step(model, x, y, epochs_done):
         logits = model(x)
-        a = alpha * min(1.0, epochs_done / alpha_warmup_epochs) if alpha_warmup_epochs else alpha
+        a = warmed_alpha(alpha, alpha_warmup_epochs, epochs_done)
         if a == 0:
             return ce_only(logits, y)
         with torch.no_grad():

@@ -212,13 +212,8 @@ def test_knockoff_trains_on_sharpened_answers_and_refuses_a_bad_temperature():
     assert plain[1]["final_train_loss"] != pytest.approx(sharp[1]["final_train_loss"])
 
 
-@pytest.mark.parametrize("target,distill", [("kl", 0.0), ("kl", 0.5), ("entropy", 0.0), ("entropy", 0.5),
-                                            ("shift", 0.0)])
-def test_proxy_step_is_proxy_loss_and_runs_the_teacher_only_where_read(target, distill):
-    """The proxy training step equals proxy_loss on the same proxies, and the frozen teacher sees
-    the real images only with distill > 0 and the proxies only for kl and shift."""
-    from divqat.train.proxies import synthesize_proxies
-
+def _counting_teacher_setup():
+    """A student, a linear teacher that records how many rows it is run on, and a batch (seed 0)."""
     torch.manual_seed(0)
     model, linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, C)), torch.nn.Linear(64, C)
     seen = []
@@ -227,7 +222,17 @@ def test_proxy_step_is_proxy_loss_and_runs_the_teacher_only_where_read(target, d
         seen.append(len(x))
         return linear(x.flatten(1))
 
-    x, y = torch.rand(N, 1, 8, 8), torch.randint(C, (N,))
+    return model, linear, teacher, seen, torch.rand(N, 1, 8, 8), torch.randint(C, (N,))
+
+
+@pytest.mark.parametrize("target,distill", [("kl", 0.0), ("kl", 0.5), ("entropy", 0.0), ("entropy", 0.5),
+                                            ("shift", 0.0)])
+def test_proxy_step_is_proxy_loss_and_runs_the_teacher_only_where_read(target, distill):
+    """The proxy training step equals proxy_loss on the same proxies, and the frozen teacher sees
+    the real images only with distill > 0 and the proxies only for kl and shift."""
+    from divqat.train.proxies import synthesize_proxies
+
+    model, linear, teacher, seen, x, y = _counting_teacher_setup()
     step = Objective("proxy", proxy_target=target, distill=distill).make_step(teacher, 0.3, 2.0, "forward", 1.5)
     torch.manual_seed(1)
     got = step(model, x, y, 1.0)["loss"]
@@ -245,15 +250,7 @@ def test_the_papers_objective_steps_as_divqat_step():
     alpha = 0 the teacher is never run."""
     from divqat.train.trainers import divqat_step
 
-    torch.manual_seed(0)
-    model, linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, C)), torch.nn.Linear(64, C)
-    seen = []
-
-    def teacher(x):
-        seen.append(len(x))
-        return linear(x.flatten(1))
-
-    x, y = torch.rand(N, 1, 8, 8), torch.randint(C, (N,))
+    model, linear, teacher, seen, x, y = _counting_teacher_setup()
     got = Objective().make_step(teacher, 0.3, 2.0, "reverse", 1.5, 2)(model, x, y, 1.0)
     expected = divqat_step(teacher, 0.3, 2.0, "reverse", 1.5, 2)(model, x, y, 1.0)
     assert got["loss"].item() == pytest.approx(expected["loss"].item(), rel=1e-6)

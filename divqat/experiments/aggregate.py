@@ -16,7 +16,7 @@ from divqat.utils import atomic_write_json, atomic_write_text
 from .cells import CellCache
 from .config import Entry
 
-ROW_IDS = ("key", "victim_key", "seed")
+ROW_IDS = ("key", "victim_key", "seed", "code", "stale")
 
 
 def _flatten(prefix, value, out):
@@ -57,16 +57,33 @@ def _rows(records, identity):
     return rows, sorted(metrics)
 
 
+def _victim_summary(record):
+    """The columns every victims.csv row leads with: the DivQAT temperature T (1, the
+    `divqat train` default, for DivQAT when unset), the full-precision teacher's accuracy and
+    the int8 victim's (SCIENCE.md §6, on the victim's test set)."""
+    m, method = record["metrics"], record["method"]
+    fp_acc = m.get("teacher_test_accuracy", m.get("test_accuracy") if method["name"] == "fp" else None)
+    return {"T": method.get("temperature", 1.0) if method["name"] == "divqat" else None,
+            "fp_accuracy": fp_acc, "int8_accuracy": m.get("int8_test_accuracy")}  # metrics too
+
+
+def _provenance(record):
+    return {"code": record.get("code"), "stale": record.get("stale", False)}
+
+
 def victim_rows(records):
-    """One row per victim record; returns (rows, metric column names)."""
-    return _rows(records, lambda r: {"key": r["key"], "seed": r["seed"], "victim_label": r["label"],
-                                     **_method_columns(r["method"])})
+    """One row per victim record (method, alpha, T, direction, seed, fp_accuracy,
+    int8_accuracy, then every metric: int8_agreement, kl_fp_q, l1_fp_q, ...); returns
+    (rows, metric column names)."""
+    rows, metrics = _rows(records, lambda r: {"key": r["key"], **_provenance(r), **_method_columns(r["method"]),
+                                              "seed": r["seed"], "victim_label": r["label"], **_victim_summary(r)})
+    return rows, sorted({*metrics, "fp_accuracy", "int8_accuracy"})
 
 
 def attack_rows(records):
     """One row per attack-cell record; returns (rows, metric column names)."""
     return _rows(records, lambda r: {
-        "key": r["key"], "victim_key": r["victim_key"], "seed": r["seed"], "victim_label": r["victim_label"],
+        "key": r["key"], **_provenance(r), "victim_key": r["victim_key"], "seed": r["seed"], "victim_label": r["victim_label"],
         **_method_columns(r["method"]), **_entry_columns("defense", r["defense"]), "budget": r["attack"].get("budget"),
         **_entry_columns("attack", r["attack"], skip=("budget",))})
 
@@ -86,6 +103,7 @@ def summarize(rows, metrics):
     for members in groups.values():
         s = {k: v for k, v in members[0].items() if k not in metrics and k not in ROW_IDS}
         s["n"] = len(members)
+        s["n_stale"] = sum(bool(r.get("stale")) for r in members)
         for m in metrics:
             vals = [r[m] for r in members if _is_number(r.get(m))]
             if not vals:

@@ -2,15 +2,21 @@
 
 A *victim cell* is one trained victim (method and its parameters, seed, data and training
 options); an *attack cell* is one victim behind one defense, attacked by one attack at one
-budget. Each cell is keyed by a hash of its full configuration (canonical JSON, SHA-256), so a
-changed option gives a new cell, and an unchanged one is found again after an interruption::
+budget. Each cell is keyed by a hash of its full configuration (canonical JSON, SHA-256) and of
+the code that computes it (:func:`divqat.experiments.fingerprint.code_fingerprint`), so a
+changed option or changed code gives a new cell, and an unchanged one is found again after an
+interruption. A cell's ``config_key`` hashes the configuration alone (specs name their teacher
+and victim by it); records computed by other code keep the same ``config_key``, and
+:meth:`CellCache.adopt_stale` lets a run reuse them knowingly (``--reuse-stale``)::
 
     OUT/victims/<key>/victim.json     the victim's record (written last: the "done" marker)
     OUT/victims/<key>/...             its checkpoint, written by the pipeline
     OUT/cells/<key>.json              an attack cell's record
 
 Records are written atomically (temporary file + os.replace), so a killed run leaves either a
-finished record or none.
+finished record or none. Each record carries its ``config_key`` and ``code``; a reader
+(:func:`CellCache.victim_records`, ``attack_records``) keeps one record per ``config_key``, the
+one computed by the running code when there is one, and marks the others ``stale``.
 """
 import hashlib
 import json
@@ -19,6 +25,7 @@ from pathlib import Path
 
 from divqat.utils import atomic_write_json
 
+from . import fingerprint
 from .config import TEACHER_METHODS, QUANTIZED_METHODS, Entry
 
 
@@ -28,28 +35,39 @@ def cell_key(spec):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def current_code():
+    """The fingerprint of the running code (:func:`divqat.experiments.fingerprint.code_fingerprint`)."""
+    return fingerprint.code_fingerprint()
+
+
+class _Keyed:
+    @property
+    def config_key(self):
+        """Hash of the configuration alone."""
+        return cell_key(self.spec)
+
+    @property
+    def key(self):
+        """Hash of the configuration and of the code that computes the cell."""
+        return cell_key({"spec": self.spec, "code": self.code})
+
+
 @dataclass(frozen=True)
-class VictimCell:
+class VictimCell(_Keyed):
     method: Entry
     seed: int
     spec: dict
     teacher: "VictimCell | None" = None
-
-    @property
-    def key(self):
-        return cell_key(self.spec)
+    code: str = ""
 
 
 @dataclass(frozen=True)
-class AttackCell:
+class AttackCell(_Keyed):
     victim: VictimCell
     defense: Entry
     attack: Entry
     spec: dict
-
-    @property
-    def key(self):
-        return cell_key(self.spec)
+    code: str = ""
 
 
 def _data_spec(config):
@@ -60,8 +78,9 @@ def _data_spec(config):
 def victim_cells(config, seed):
     """The victims of one seed: the full-precision victim first (it is the teacher of the
     ptq/qat/divqat victims), then one per expanded method entry (``fp`` reuses the first)."""
+    code = current_code()
     base = {"data": _data_spec(config), "victim": config.victim, "seed": seed}
-    fp = VictimCell(Entry("fp"), seed, {**base, "method": {"name": "fp"}})
+    fp = VictimCell(Entry("fp"), seed, {**base, "method": {"name": "fp"}}, code=code)
     cells = [fp]
     for method in config.methods:
         if method.name == "fp":
@@ -71,8 +90,8 @@ def victim_cells(config, seed):
             spec["quant"] = config.quant
         teacher = fp if method.name in TEACHER_METHODS else None
         if teacher is not None:
-            spec["teacher"] = fp.key
-        cells.append(VictimCell(method, seed, spec, teacher))
+            spec["teacher"] = fp.config_key
+        cells.append(VictimCell(method, seed, spec, teacher, code))
     return cells
 
 
@@ -91,10 +110,23 @@ def attack_cells(config, victim):
     attacks = sorted(config.attacks, key=lambda a: -a.kwargs["budget"])
     for defense in config.defenses:
         for attack in attacks:
-            spec = {"victim": victim.key, "defense": defense.as_dict(), "attack": attack.as_dict(),
+            spec = {"victim": victim.config_key, "defense": defense.as_dict(), "attack": attack.as_dict(),
                     "data": common, "robustness": config.robustness, "seed": victim.seed}
-            cells.append(AttackCell(victim, defense, attack, spec))
+            cells.append(AttackCell(victim, defense, attack, spec, victim.code))
     return cells
+
+
+def grid_cells(config):
+    """Every victim cell and attack cell of ``config``, seed by seed."""
+    for seed in config.seeds:
+        yield from victim_cells(config, seed)
+        for victim in attacked_victims(config, seed):
+            yield from attack_cells(config, victim)
+
+
+def _config_key(record):
+    """A record's configuration key (records from before code fingerprints: their key)."""
+    return record.get("config_key", record["key"])
 
 
 class CellCache:
@@ -117,20 +149,58 @@ class CellCache:
         with open(path) as f:
             return json.load(f)
 
+    @staticmethod
+    def _stamp(record):
+        return {**record, "config_key": cell_key(record["spec"]), "code": current_code()}
+
     def victim_record(self, key):
         return self._read(self.root / "victims" / key / "victim.json")
 
     def save_victim_record(self, key, record):
-        atomic_write_json(record, self.root / "victims" / key / "victim.json")
+        atomic_write_json(self._stamp(record), self.root / "victims" / key / "victim.json")
 
     def attack_record(self, key):
         return self._read(self.root / "cells" / f"{key}.json")
 
     def save_attack_record(self, key, record):
-        atomic_write_json(record, self.root / "cells" / f"{key}.json")
+        atomic_write_json(self._stamp(record), self.root / "cells" / f"{key}.json")
+
+    def _victim_paths(self):
+        return sorted((self.root / "victims").glob("*/victim.json"))
+
+    def _attack_paths(self):
+        return sorted((self.root / "cells").glob("*.json"))
+
+    def _current(self, paths):
+        """One record per config key: the running code's when there is one, else the first
+        found, marked ``stale: True`` (computed by other code)."""
+        code, chosen = current_code(), {}
+        for path in paths:
+            record = self._read(path)
+            ck = _config_key(record)
+            if ck not in chosen or (record.get("code") == code and chosen[ck].get("code") != code):
+                chosen[ck] = record
+        return [{**r, "stale": r.get("code") != code} for r in chosen.values()]
 
     def victim_records(self):
-        return [self._read(p) for p in sorted((self.root / "victims").glob("*/victim.json"))]
+        return self._current(self._victim_paths())
 
     def attack_records(self):
-        return [self._read(p) for p in sorted((self.root / "cells").glob("*.json"))]
+        return self._current(self._attack_paths())
+
+    def adopt_stale(self, cells):
+        """Reuse, for each of ``cells`` without a record of its own, a record of the same
+        configuration computed by other code: link the cell's key to it (a symlink; the records
+        keep their ``code``, so readers mark them stale). Returns the number of cells adopted."""
+        victims = {_config_key(self._read(p)): p.parent.name for p in self._victim_paths()}
+        attacks = {_config_key(self._read(p)): p.stem for p in self._attack_paths()}
+        adopted = 0
+        for cell in cells:
+            is_victim = isinstance(cell, VictimCell)
+            old = (victims if is_victim else attacks).get(cell.config_key)
+            link = self.root / "victims" / cell.key if is_victim else self.root / "cells" / f"{cell.key}.json"
+            if old is None or old == cell.key or link.exists() or link.is_symlink():
+                continue
+            link.symlink_to(old if is_victim else f"{old}.json")
+            adopted += 1
+        return adopted

@@ -12,6 +12,7 @@ from pathlib import Path
 from divqat.utils import atomic_write_text
 
 from .aggregate import write_results
+from .cells import current_code
 from .plots import write_plots
 
 VICTIM_COLUMNS = (("test_accuracy", "test acc %", 100), ("int8_test_accuracy", "int8 acc %", 100),
@@ -119,6 +120,19 @@ def robustness_section(tables):
             + _table(["model", "which", "attack_eps: accuracy"], lines))
 
 
+def provenance_line(tables):
+    """Which code computed the cells, and how many are stale (computed by other code than the
+    running one, kept with ``--reuse-stale``; their table rows are marked †)."""
+    rows = tables["victims"] + tables["cells"]
+    codes = sorted({str(r.get("code")) for r in rows})
+    stale = sum(bool(r.get("stale")) for r in rows)
+    line = f"Code: {current_code()} (running); cells computed by {', '.join(codes) or '—'}."
+    if stale:
+        line += (f" **{stale} of {len(rows)} cells are stale** (computed by other code, reused with "
+                 "`--reuse-stale`); rows with stale seeds are marked †.")
+    return line
+
+
 def build_report(tables, plots, configs=None):
     """The Markdown text of a report; ``configs`` maps each config name run into the
     directory to its raw config."""
@@ -127,6 +141,7 @@ def build_report(tables, plots, configs=None):
              f"{len(tables['victims'])} victims, {len(tables['cells'])} attack cells; mean ± std over "
              "seeds (sample std). Tables: results.csv (per cell and seed), summary.csv, victims.csv, "
              "results.json."]
+    parts.append(provenance_line(tables))
     parts += [s for s in (victims_section(tables), deltas_section(tables), cells_section(tables),
                           robustness_section(tables)) if s]
     if plots:

@@ -16,7 +16,7 @@ and victim by it); records computed by other code keep the same ``config_key``, 
 Records are written atomically (temporary file + os.replace), so a killed run leaves either a
 finished record or none. Each record carries its ``config_key`` and ``code``; a reader
 (:func:`CellCache.victim_records`, ``attack_records``) keeps one record per ``config_key``, the
-one computed by the running code when there is one, and marks the others ``stale``.
+one computed by the running code when there is one, and marks the adopted ones ``stale``.
 """
 import hashlib
 import json
@@ -171,27 +171,30 @@ class CellCache:
     def _attack_paths(self):
         return sorted((self.root / "cells").glob("*.json"))
 
-    def _current(self, paths):
-        """One record per config key: the running code's when there is one, else the first
-        found, marked ``stale: True`` (computed by other code)."""
-        code, chosen = current_code(), {}
+    def _current(self, paths, adopted):
+        """One record per config key, marked ``stale`` when it was adopted with
+        :meth:`adopt_stale` (``adopted(path)``: reached through a link). Among several records
+        of one configuration the running code's wins, then an adopted one (a run chose it), then
+        the newest."""
+        code, ranked = current_code(), {}
         for path in paths:
-            record = self._read(path)
+            record = {**self._read(path), "stale": adopted(path)}
+            rank = (record.get("code") == code, record["stale"], path.stat().st_mtime)
             ck = _config_key(record)
-            if ck not in chosen or (record.get("code") == code and chosen[ck].get("code") != code):
-                chosen[ck] = record
-        return [{**r, "stale": r.get("code") != code} for r in chosen.values()]
+            if ck not in ranked or rank > ranked[ck][0]:
+                ranked[ck] = (rank, record)
+        return [record for _, record in ranked.values()]
 
     def victim_records(self):
-        return self._current(self._victim_paths())
+        return self._current(self._victim_paths(), lambda p: p.parent.is_symlink())
 
     def attack_records(self):
-        return self._current(self._attack_paths())
+        return self._current(self._attack_paths(), lambda p: p.is_symlink())
 
     def adopt_stale(self, cells):
         """Reuse, for each of ``cells`` without a record of its own, a record of the same
         configuration computed by other code: link the cell's key to it (a symlink; the records
-        keep their ``code``, so readers mark them stale). Returns the number of cells adopted."""
+        keep their ``code``; readers mark them stale). Returns the number of cells adopted."""
         victims = {_config_key(self._read(p)): p.parent.name for p in self._victim_paths()}
         attacks = {_config_key(self._read(p)): p.stem for p in self._attack_paths()}
         adopted = 0

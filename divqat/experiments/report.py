@@ -121,12 +121,16 @@ def robustness_section(tables):
 
 
 def provenance_line(tables):
-    """Which code computed the cells, and how many are stale (computed by other code than the
-    running one, kept with ``--reuse-stale``; their table rows are marked †)."""
+    """Which code computed the cells (fingerprints with their counts), and how many are stale:
+    computed by other code and kept with ``--reuse-stale``; table rows with a stale seed are
+    marked †."""
     rows = tables["victims"] + tables["cells"]
-    codes = sorted({str(r.get("code")) for r in rows})
+    counts = {}
+    for r in rows:
+        counts[str(r.get("code"))] = counts.get(str(r.get("code")), 0) + 1
+    line = (f"Code: cells computed by {', '.join(f'{c} ({n})' for c, n in sorted(counts.items())) or '—'}; "
+            f"this report by {current_code()}.")
     stale = sum(bool(r.get("stale")) for r in rows)
-    line = f"Code: {current_code()} (running); cells computed by {', '.join(codes) or '—'}."
     if stale:
         line += (f" **{stale} of {len(rows)} cells are stale** (computed by other code, reused with "
                  "`--reuse-stale`); rows with stale seeds are marked †.")

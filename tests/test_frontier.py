@@ -76,6 +76,26 @@ def test_write_frontier_from_cell_records(tmp_path, capsys):
     assert "no cells/" in capsys.readouterr().err
 
 
+def test_duplicate_cells_are_counted_once_or_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "cells").mkdir(parents=True)
+    (run / "configs").mkdir()
+    (run / "configs" / "x.json").write_text(json.dumps({"data": {"victim": "mnist", "queryset": "fashion-mnist"}}))
+    knockoff = {"name": "knockoff", "budget": 5000}
+    for seed, agreement in enumerate([0.8, 0.7]):
+        for copy in ("a", "b"):  # the seed-0 cell twice with equal metrics (e.g. from two code versions)
+            (run / "cells" / f"{copy}{seed}.json").write_text(
+                json.dumps(_record(seed, {"name": "qat"}, {"name": "none"}, knockoff, agreement, 0.97)))
+    assert main(["table", str(run), "--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    with open(tmp_path / "out" / "frontier.csv", newline="") as f:
+        assert [float(r["agreement"]) for r in csv.DictReader(f)] == [0.8, 0.7]
+    (run / "cells" / "b1.json").write_text(
+        json.dumps(_record(1, {"name": "qat"}, {"name": "none"}, knockoff, 0.75, 0.97)))
+    assert main(["table", str(run), "--out", str(tmp_path / "out2"), "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "a1.json" in err and "b1.json" in err and "different metrics" in err
+
+
 def test_run_validates_every_config_before_any_work(tmp_path, capsys):
     good = tmp_path / "good.toml"
     good.write_text('name = "g"\n[data]\nvictim = "digits"\n[victim]\narch = "smallcnn"\n[[methods]]\nname = "fp"\n')

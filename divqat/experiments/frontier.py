@@ -95,18 +95,31 @@ def pair_of(run_dir):
 
 
 def frontier_rows(run_dirs):
-    """The frontier rows (dicts with :data:`COLUMNS`) of the finished cells of ``run_dirs``."""
-    rows = []
+    """The frontier rows (dicts with :data:`COLUMNS`) of the finished cells of ``run_dirs``.
+
+    One row per (pair, defense, setting, attack, budget, seed): the same cell computed twice
+    (e.g. by two code versions into one directory) is kept once when its metrics agree and
+    refused, naming both files, when they differ, so no seed is counted twice."""
+    rows, seen = [], {}
     for run_dir in run_dirs:
         pair = pair_of(run_dir)
         for path in sorted(Path(run_dir, "cells").glob("*.json")):
             record = json.loads(path.read_text())
             defense, setting = defense_of(record)
             m = record["metrics"]
-            rows.append({"pair": pair, "defense": defense, "setting": setting, "attack": attack_of(record),
-                         "budget": record["attack"]["budget"], "seed": record["seed"],
-                         "victim_accuracy": m["victim_accuracy"], "agreement": m["agreement"],
-                         "adversary_error": m["adversary_error"]})
+            row = {"pair": pair, "defense": defense, "setting": setting, "attack": attack_of(record),
+                   "budget": record["attack"]["budget"], "seed": record["seed"],
+                   "victim_accuracy": m["victim_accuracy"], "agreement": m["agreement"],
+                   "adversary_error": m["adversary_error"]}
+            identity = tuple(row[c] for c in COLUMNS[:6])
+            if identity in seen:
+                first, kept = seen[identity]
+                if any(kept[c] != row[c] for c in COLUMNS[6:]):
+                    raise ValueError(f"{first} and {path}: the same frontier cell {identity} with different "
+                                     "metrics; remove one")
+                continue
+            seen[identity] = (path, row)
+            rows.append(row)
     rows.sort(key=lambda r: tuple(str(r[c]) if c not in ("budget", "seed") else r[c] for c in COLUMNS[:6]))
     return rows
 

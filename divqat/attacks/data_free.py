@@ -165,7 +165,9 @@ def train_data_free(desc, blackbox, clone, generator, opt_clone, opt_generator, 
 
     generator.train()
     clone_loss = generator_objective = float("nan")
-    for iteration in progress_bar(range(iterations), desc=desc, unit="iterations", enabled=progress):
+    per_iteration = batch_size * (ndirs + 1 + clone_steps)
+    bar = progress_bar(total=iterations * per_iteration + sum(tail), desc=desc, unit="queries", enabled=progress)
+    for iteration in range(iterations):
         clone.eval()
         generator_objective = generator_step(generator, opt_generator, objective, batch_size, ndirs, eps)
         for _ in range(clone_steps):
@@ -179,7 +181,10 @@ def train_data_free(desc, blackbox, clone, generator, opt_clone, opt_generator, 
         for scheduler in schedulers:
             scheduler.step()
         log_scalars(desc, {"clone_loss": clone_loss, "generator_objective": generator_objective}, iteration + 1)
+        bar.update(per_iteration)
     for n in tail:
         clone_loss = query_and_learn(n)
+        bar.update(n)
+    bar.close()
     clone.eval()
     return clone_loss, generator_objective

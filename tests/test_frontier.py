@@ -26,6 +26,8 @@ def test_defense_names():
     assert defense_of({"method": nonlabel, "defense": dcp}) == ("nonlabel+dcp", "alpha=0.3 margin=2; beta=0.5")
     proxy = {"name": "divqat", "objective": "proxy", "proxy_target": "entropy", "alpha": 1.0}
     assert defense_of({"method": proxy, "defense": none}) == ("proxy-entropy", "alpha=1")
+    shuffled = {"name": "divqat", "objective": "proxy", "alpha": 0.3, "proxy_transforms": "shuffle,blur"}
+    assert defense_of({"method": shuffled, "defense": none}) == ("proxy-kl", "alpha=0.3 proxy_transforms=shuffle,blur")
     paper = {"name": "divqat", "alpha": 0.1, "temperature": 4.0, "direction": "reverse"}
     assert defense_of({"method": paper, "defense": none}) == ("divqat", "alpha=0.1 temperature=4 direction=reverse")
 

@@ -44,7 +44,7 @@ COLUMNS = ("pair", "defense", "setting", "attack", "budget", "seed", "victim_acc
            "adversary_error")
 BASELINE = ("qat", "")
 _TRAINED = ("divqat", "nonlabel", "proxy-kl", "proxy-entropy")
-_TRAIN_KEYS = ("alpha", "temperature", "direction", "kl_cap", "margin", "margin_weight", "distill")
+_TRAIN_KEYS = ("alpha", "temperature", "direction", "kl_cap", "margin", "margin_weight", "distill", "proxy_transforms")
 
 
 def _fmt(value):

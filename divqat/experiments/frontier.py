@@ -16,6 +16,7 @@ directory per dataset pair: the pair is read from ``DIR/configs/*.json``) and wr
   95 % Student-t interval (n - 1 degrees of freedom) and the count of seeds where the
   defense's agreement is lower; then the same paired differences of every stacked defense
   against its output defense alone, and of every trained-in defense against DCP beta 0.5;
+  then the goal of every trained-in setting, checked (:mod:`divqat.experiments.frontier_goal`);
 - ``frontier_<pair>_<attack>_<budget>.png``: agreement against victim accuracy, one point per
   (defense, setting) with its mean over seeds, the Pareto front (higher accuracy, lower
   agreement) drawn as a line.
@@ -266,6 +267,8 @@ def plot(summaries, out_dir):
 
 def write_frontier(run_dirs, out_dir, plots=True):
     """Write frontier.csv, frontier.md and (``plots``) the Pareto plots into ``out_dir``."""
+    from .frontier_goal import check_goal, goal_markdown  # it builds on this module
+
     for run_dir in run_dirs:
         if not Path(run_dir, "cells").is_dir():
             raise FileNotFoundError(f"{run_dir}: no cells/ directory (not an experiment output directory)")
@@ -282,7 +285,9 @@ def write_frontier(run_dirs, out_dir, plots=True):
     summaries = summarize(rows)
     text = ("## Against plain QAT (no output defense), paired by seed\n\n" + markdown(summaries)
             + "\n## Stacked against the output defense alone; trained-in against DCP beta 0.5\n\n"
-            + comparisons_markdown(comparisons(rows)))
+            + comparisons_markdown(comparisons(rows))
+            + "\n## The trained-in defense goal, checked (divqat.experiments.frontier_goal)\n\n"
+            + goal_markdown(check_goal(rows)))
     atomic_write_text(text, out_dir / "frontier.md")
     if plots:
         plot(summaries, out_dir)

@@ -1,0 +1,139 @@
+"""The trained-in defense goal (docs/science.md §8), checked on the frontier's rows.
+
+A trained-in formulation reaches the goal on a dataset pair when, at ``budget`` queries and on
+at least ``min_n`` paired seeds against plain QAT (no output defense):
+
+- its victim top-1 is within ``top1_cost`` of QAT's (paired mean of the differences);
+- its surrogate agreement is at least ``knockoff_drop`` lower against KnockoffNets (soft labels)
+  and ``copycat_drop`` lower against Copycat (labels only), paired means, each lower on at least
+  ``lower_share`` of the seeds (9 of 10);
+- the reference output defense (DCP beta 0.5 on the QAT victim) does not dominate it on the
+  frontier of either attack (DCP's mean accuracy at least as high and mean agreement at least as
+  low, one strictly);
+- stacked with that output defense it has lower KnockoffNets agreement than the output defense
+  alone: the paired 95 % interval of the difference lies below 0.
+
+It reaches the goal when it does on every pair of the rows. Differences are paired by seed and
+their intervals are the Student t intervals of :func:`divqat.experiments.frontier.paired_interval`
+(docs/science.md §9). A check that lacks cells (fewer seeds, a missing stack) says so instead of
+passing.
+"""
+import math
+from dataclasses import dataclass
+
+from .frontier import _TRAINED, BASELINE, _by_cell, _interval, paired_interval
+
+__all__ = ["Goal", "GOAL", "check_goal", "goal_markdown"]
+
+
+@dataclass(frozen=True)
+class Goal:
+    """The thresholds of the goal (fractions, not points)."""
+
+    budget: int = 5000
+    top1_cost: float = 0.005
+    knockoff_drop: float = 0.15
+    copycat_drop: float = 0.10
+    lower_share: float = 0.9
+    min_n: int = 10
+    reference: tuple = ("dcp", "beta=0.5")
+
+
+GOAL = Goal()
+
+
+def _paired(by_seed, base, metric):
+    seeds = sorted(set(by_seed) & set(base))
+    diffs = [by_seed[s][metric] - base[s][metric] for s in seeds]
+    lower = sum(d < 0 for d in diffs)
+    return (paired_interval(diffs) if diffs else None), lower, len(seeds)
+
+
+def _mean(by_seed, metric):
+    return sum(r[metric] for r in by_seed.values()) / len(by_seed)
+
+
+def _dominates(a, b):
+    """a (accuracy, agreement) dominates b: accuracy at least as high, agreement at least as low, one strict."""
+    return a[0] >= b[0] and a[1] <= b[1] and a != b
+
+
+def _check_pair(groups, pair, defense, setting, goal):
+    cell = {}
+    ok = True
+    for attack, drop in (("knockoff", goal.knockoff_drop), ("copycat", goal.copycat_drop)):
+        mine = groups.get((pair, attack, goal.budget, defense, setting), {})
+        base = groups.get((pair, attack, goal.budget) + BASELINE, {})
+        d, lower, n = _paired(mine, base, "agreement") if mine else (None, 0, 0)
+        enough = n >= goal.min_n
+        passed = enough and d[0] <= -drop and lower >= math.ceil(goal.lower_share * n)
+        cell[attack] = {"d": d, "lower": lower, "n": n, "ok": passed}
+        ok &= passed
+        if attack == "knockoff":
+            d_acc = _paired(mine, base, "victim_accuracy")[0] if mine else None
+            cell["top1"] = {"d": d_acc, "ok": enough and d_acc[0] >= -goal.top1_cost}
+            ok &= cell["top1"]["ok"]
+        reference = groups.get((pair, attack, goal.budget) + goal.reference, {})
+        dominated = bool(mine and reference) and _dominates(
+            (_mean(reference, "victim_accuracy"), _mean(reference, "agreement")),
+            (_mean(mine, "victim_accuracy"), _mean(mine, "agreement")))
+        cell.setdefault("dominated", []).extend([attack] if dominated else [])
+        if not (mine and reference):
+            cell["dominated"].append(f"{attack}: no cells")
+    ok &= not cell["dominated"]
+    ref_name, ref_setting = goal.reference
+    stack = groups.get((pair, "knockoff", goal.budget, f"{defense}+{ref_name}", f"{setting}; {ref_setting}"), {})
+    reference = groups.get((pair, "knockoff", goal.budget) + goal.reference, {})
+    d, lower, n = _paired(stack, reference, "agreement") if stack else (None, 0, 0)
+    cell["stack"] = {"d": d, "lower": lower, "n": n, "ok": bool(d) and n >= 2 and d[2] < 0}
+    ok &= cell["stack"]["ok"]
+    cell["ok"] = bool(ok)
+    return cell
+
+
+def check_goal(rows, goal=GOAL):
+    """Per trained-in (defense, setting) of ``rows`` (frontier rows): the goal's checks on each
+    pair, and whether it reaches the goal (``{"defense", "setting", "pairs": {pair: checks},
+    "ok"}``)."""
+    groups = _by_cell(rows)
+    pairs = sorted({r["pair"] for r in rows})
+    trained = sorted({(r["defense"], r["setting"]) for r in rows if r["defense"] in _TRAINED})
+    out = []
+    for defense, setting in trained:
+        checks = {pair: _check_pair(groups, pair, defense, setting, goal) for pair in pairs}
+        out.append({"defense": defense, "setting": setting, "pairs": checks,
+                    "ok": all(c["ok"] for c in checks.values())})
+    return out
+
+
+def _mark(ok):
+    return "yes" if ok else "**no**"
+
+
+def _attack(c, n_needed):
+    if c["d"] is None:
+        return "not run"
+    text = f"{_interval(c['d'])}, {c['lower']}/{c['n']}"
+    return text + ("" if c["n"] >= n_needed else f" (n < {n_needed})")
+
+
+def goal_markdown(checks, goal=GOAL):
+    """The goal checks as a Markdown table: one row per trained-in setting and pair."""
+    lines = [f"Budget {goal.budget}; Δ in points against plain QAT, paired by seed, mean [95 % CI], seeds lower. "
+             f"Goal: Δ top-1 ≥ −{100 * goal.top1_cost:g}, Δ agreement ≤ −{100 * goal.knockoff_drop:g} "
+             f"(KnockoffNets) and ≤ −{100 * goal.copycat_drop:g} (Copycat) on ≥ {goal.lower_share:.0%} of "
+             f"n ≥ {goal.min_n} seeds, not dominated by {' '.join(goal.reference)}, and stacked with it "
+             "below it alone (KnockoffNets, interval below 0).", "",
+             "| defense | setting | pair | Δ top-1 | Δ agr. KnockoffNets | Δ agr. Copycat | dominated by "
+             f"{' '.join(goal.reference)} | stack − {goal.reference[0]} alone | pair ok | goal |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for check in checks:
+        for i, (pair, c) in enumerate(sorted(check["pairs"].items())):
+            top1 = "not run" if c["top1"]["d"] is None else _interval(c["top1"]["d"])
+            stack = "not run" if c["stack"]["d"] is None else f"{_interval(c['stack']['d'])}, " \
+                                                              f"{c['stack']['lower']}/{c['stack']['n']}"
+            lines.append(f"| {check['defense']} | {check['setting']} | {pair} | {top1} | "
+                         f"{_attack(c['knockoff'], goal.min_n)} | {_attack(c['copycat'], goal.min_n)} | "
+                         f"{', '.join(c['dominated']) or 'no'} | {stack} | {_mark(c['ok'])} | "
+                         f"{_mark(check['ok']) if i == 0 else ''} |")
+    return "\n".join(lines) + "\n"

@@ -141,14 +141,23 @@ def _by_cell(rows):
     return groups
 
 
+def paired_difference(by_seed, base, metric):
+    """(mean, low, high) of ``metric`` in ``by_seed`` minus ``base`` (seed -> row) on the seeds
+    both have (:func:`paired_interval`; None without a common seed), the count of those seeds
+    where it is lower, and their number."""
+    seeds = sorted(set(by_seed) & set(base))
+    diffs = [by_seed[s][metric] - base[s][metric] for s in seeds]
+    return (paired_interval(diffs) if diffs else None), sum(d < 0 for d in diffs), len(seeds)
+
+
 def _paired(summary, by_seed, base):
     """Add the paired differences of ``by_seed`` minus ``base`` (seed -> row) to ``summary``."""
-    seeds = sorted(set(by_seed) & set(base))
-    summary["paired_n"] = len(seeds)
-    if seeds:
-        for metric in ("victim_accuracy", "agreement", "adversary_error"):
-            summary[f"d_{metric}"] = paired_interval([by_seed[s][metric] - base[s][metric] for s in seeds])
-        summary["lower_agreement_seeds"] = sum(by_seed[s]["agreement"] < base[s]["agreement"] for s in seeds)
+    for metric in ("victim_accuracy", "agreement", "adversary_error"):
+        d, lower, summary["paired_n"] = paired_difference(by_seed, base, metric)
+        if d is not None:
+            summary[f"d_{metric}"] = d
+            if metric == "agreement":
+                summary["lower_agreement_seeds"] = lower
     return summary
 
 

@@ -14,14 +14,14 @@ at least ``min_n`` paired seeds against plain QAT (no output defense):
   alone: the paired 95 % interval of the difference lies below 0.
 
 It reaches the goal when it does on every pair of the rows. Differences are paired by seed and
-their intervals are the Student t intervals of :func:`divqat.experiments.frontier.paired_interval`
+their intervals are the Student t intervals of :func:`divqat.experiments.frontier.paired_difference`
 (docs/science.md §9). A check that lacks cells (fewer seeds, a missing stack) says so instead of
 passing.
 """
 import math
 from dataclasses import dataclass
 
-from .frontier import _TRAINED, BASELINE, _by_cell, _interval, paired_interval
+from .frontier import _TRAINED, BASELINE, _by_cell, _interval, paired_difference
 
 __all__ = ["Goal", "GOAL", "check_goal", "goal_markdown"]
 
@@ -42,13 +42,6 @@ class Goal:
 GOAL = Goal()
 
 
-def _paired(by_seed, base, metric):
-    seeds = sorted(set(by_seed) & set(base))
-    diffs = [by_seed[s][metric] - base[s][metric] for s in seeds]
-    lower = sum(d < 0 for d in diffs)
-    return (paired_interval(diffs) if diffs else None), lower, len(seeds)
-
-
 def _mean(by_seed, metric):
     return sum(r[metric] for r in by_seed.values()) / len(by_seed)
 
@@ -64,13 +57,13 @@ def _check_pair(groups, pair, defense, setting, goal):
     for attack, drop in (("knockoff", goal.knockoff_drop), ("copycat", goal.copycat_drop)):
         mine = groups.get((pair, attack, goal.budget, defense, setting), {})
         base = groups.get((pair, attack, goal.budget) + BASELINE, {})
-        d, lower, n = _paired(mine, base, "agreement") if mine else (None, 0, 0)
+        d, lower, n = paired_difference(mine, base, "agreement")
         enough = n >= goal.min_n
         passed = enough and d[0] <= -drop and lower >= math.ceil(goal.lower_share * n)
         cell[attack] = {"d": d, "lower": lower, "n": n, "ok": passed}
         ok &= passed
         if attack == "knockoff":
-            d_acc = _paired(mine, base, "victim_accuracy")[0] if mine else None
+            d_acc = paired_difference(mine, base, "victim_accuracy")[0]
             cell["top1"] = {"d": d_acc, "ok": enough and d_acc[0] >= -goal.top1_cost}
             ok &= cell["top1"]["ok"]
         reference = groups.get((pair, attack, goal.budget) + goal.reference, {})
@@ -84,7 +77,7 @@ def _check_pair(groups, pair, defense, setting, goal):
     ref_name, ref_setting = goal.reference
     stack = groups.get((pair, "knockoff", goal.budget, f"{defense}+{ref_name}", f"{setting}; {ref_setting}"), {})
     reference = groups.get((pair, "knockoff", goal.budget) + goal.reference, {})
-    d, lower, n = _paired(stack, reference, "agreement") if stack else (None, 0, 0)
+    d, lower, n = paired_difference(stack, reference, "agreement")
     cell["stack"] = {"d": d, "lower": lower, "n": n, "ok": bool(d) and n >= 2 and d[2] < 0}
     ok &= cell["stack"]["ok"]
     cell["ok"] = bool(ok)

@@ -145,7 +145,6 @@ class LibraryPipeline:
         return build_defense(cell.defense.name, victim=victim_dir, victim_seed=cell.victim.seed, **kwargs)
 
     # ---- attacks -------------------------------------------------------------------------
-
     def attack_call(self, entry, cache_dir=None):
         """An attack entry's function and keyword arguments (:func:`divqat.attacks.attack_call`):
         the entry's options, the config's query set for the attacks that take one, its device,

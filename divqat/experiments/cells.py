@@ -2,16 +2,24 @@
 
 A *victim cell* is one trained victim (method and its parameters, seed, data and training
 options); an *attack cell* is one victim behind one defense, attacked by one attack at one
-budget. Each cell is keyed by a hash of its full configuration (canonical JSON, SHA-256) and of
-the code that computes it (:func:`divqat.experiments.fingerprint.code_fingerprint`), so a
-changed option or changed code gives a new cell, and an unchanged one is found again after an
-interruption. A cell's ``config_key`` hashes the configuration alone (specs name their teacher
-and victim by it); records computed by other code keep the same ``config_key``, and
-:meth:`CellCache.adopt_stale` lets a run reuse them knowingly (``--reuse-stale``)::
+budget. A *misinformation cell* is the misinformation model of adaptive misinformation
+(Kariyappa and Qureshi, CVPR 2020; :mod:`divqat.defenses.misinformation`) that the attack cells
+of one seed with that defense answer through: the victim's architecture trained on the victim's
+training data (same ``train_limit``, never the attacker's query set) by
+:func:`~divqat.defenses.misinformation.train_misinformation_model` with its documented defaults
+and the victim's seed, shared by every victim of that seed. Each cell is keyed by a hash of its
+full configuration (canonical JSON, SHA-256) and of the code that computes it
+(:func:`divqat.experiments.fingerprint.code_fingerprint`), so a changed option or changed code
+gives a new cell, and an unchanged one is found again after an interruption. A cell's
+``config_key`` hashes the configuration alone (specs name their teacher and victim by it);
+records computed by other code keep the same ``config_key``, and :meth:`CellCache.adopt_stale`
+lets a run reuse them knowingly (``--reuse-stale``)::
 
     OUT/victims/<name>-<key>/victim.json   the victim's record (written last: the "done" marker)
     OUT/victims/<name>-<key>/...           its checkpoint, written by the pipeline
     OUT/cells/<key>.json                   an attack cell's record
+    OUT/misinformation/seed<N>-<key>/misinformation.json   a misinformation model's record (last)
+    OUT/misinformation/seed<N>-<key>/...                   its `divqat train --out` style run
 
 A victim's folder starts with a readable name (:func:`victim_name`, e.g.
 ``divqat-alpha-1.0-seed0-<key>``); it is found by its key alone, so the bare ``<key>`` folders
@@ -23,11 +31,14 @@ finished record or none. Each record carries its ``config_key`` and ``code``; a 
 one computed by the running code when there is one, and marks the adopted ones ``stale``.
 """
 import hashlib
+import inspect
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from divqat.defenses.registry import resolve_name
+from divqat.defenses.misinformation import AdaptiveMisinformation, train_misinformation_model
 from divqat.utils import atomic_write_json, read_json
 
 from . import fingerprint
@@ -67,12 +78,47 @@ class VictimCell(_Keyed):
 
 
 @dataclass(frozen=True)
+class MisinformationCell(_Keyed):
+    seed: int
+    spec: dict
+    code: str = ""
+
+
+@dataclass(frozen=True)
 class AttackCell(_Keyed):
     victim: VictimCell
     defense: Entry
     attack: Entry
     spec: dict
     code: str = ""
+    misinformation: "MisinformationCell | None" = None  # the model its defense answers through
+
+
+#: the options of :func:`train_misinformation_model` a misinformation cell is trained with (its
+#: documented defaults) and keyed by
+MISINFORMATION_OPTIONS = ("epochs", "batch_size", "lr", "optimizer")
+
+
+def uses_misinformation(defense):
+    """Whether the defense entry is adaptive misinformation (any spelling or alias)."""
+    return defense.name != "none" and resolve_name(defense.name) == AdaptiveMisinformation.NAME
+
+
+def misinformation_cell(config, seed):
+    """The misinformation model of ``seed``'s attack cells (module docstring), or None when no
+    defense of ``config`` is adaptive misinformation."""
+    if not any(uses_misinformation(d) for d in config.defenses):
+        return None
+    defaults = inspect.signature(train_misinformation_model).parameters
+    spec = {"data": {k: config.data[k] for k in ("victim", "train_limit") if k in config.data},
+            "arch": config.victim["arch"], "seed": seed,
+            "training": {k: defaults[k].default for k in MISINFORMATION_OPTIONS}}
+    return MisinformationCell(seed, spec, current_code())
+
+
+def misinformation_name(cell):
+    """The readable start of a misinformation model's folder name (``seed0``)."""
+    return f"seed{cell.seed}"
 
 
 def victim_name(cell):
@@ -114,16 +160,21 @@ def attacked_victims(config, seed):
 
 
 def attack_cells(config, victim):
-    """All (defense, attack, budget) cells of one victim."""
+    """All (defense, attack, budget) cells of one victim; those with adaptive misinformation
+    name their misinformation cell (and are keyed by it)."""
     common = {k: config.data[k] for k in ("queryset", "test_limit") if k in config.data}
     cells = []
     # largest budget first: smaller budgets then reuse its cached transfer set
     attacks = sorted(config.attacks, key=lambda a: -a.kwargs["budget"])
+    misinformation = misinformation_cell(config, victim.seed)
     for defense in config.defenses:
+        mis = misinformation if uses_misinformation(defense) else None
         for attack in attacks:
             spec = {"victim": victim.config_key, "defense": defense.as_dict(), "attack": attack.as_dict(),
                     "data": common, "robustness": config.robustness, "seed": victim.seed}
-            cells.append(AttackCell(victim, defense, attack, spec, victim.code))
+            if mis is not None:
+                spec["misinformation"] = mis.config_key
+            cells.append(AttackCell(victim, defense, attack, spec, victim.code, mis))
     return cells
 
 
@@ -148,20 +199,37 @@ class CellCache:
         (self.root / "cells").mkdir(parents=True, exist_ok=True)
         (self.root / "victims").mkdir(parents=True, exist_ok=True)
 
-    def _victim_path(self, key):
-        """The folder of victim ``key`` (``<name>-<key>``, or ``<key>`` in older caches), or None."""
-        bare = self.root / "victims" / key
+    def _folder(self, kind, key):
+        """The folder of cell ``key`` under ``OUT/<kind>`` (``<name>-<key>``, or ``<key>`` in older
+        caches), or None."""
+        bare = self.root / kind / key
         if bare.exists():
             return bare
-        return next(iter(sorted((self.root / "victims").glob(f"*-{key}"))), None)
+        return next(iter(sorted((self.root / kind).glob(f"*-{key}"))), None)
+
+    def _make_folder(self, kind, key, name):
+        """The folder of cell ``key`` under ``OUT/<kind>``, created as ``<name>-<key>`` if it has none."""
+        path = self._folder(kind, key)
+        if path is None:
+            path = self.root / kind / (f"{name}-{key}" if name else key)
+            path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def victim_dir(self, key, name=None):
         """The folder of victim ``key``, created as ``victims/<name>-<key>`` if it has none."""
-        path = self._victim_path(key)
-        if path is None:
-            path = self.root / "victims" / (f"{name}-{key}" if name else key)
-            path.mkdir(parents=True, exist_ok=True)
-        return path
+        return self._make_folder("victims", key, name)
+
+    def misinformation_dir(self, key, name=None):
+        """The folder of misinformation model ``key``, created as ``misinformation/<name>-<key>``
+        if it has none."""
+        return self._make_folder("misinformation", key, name)
+
+    def misinformation_record(self, key):
+        path = self._folder("misinformation", key)
+        return None if path is None else self._read(path / "misinformation.json")
+
+    def save_misinformation_record(self, key, record):
+        atomic_write_json(self._stamp(key, record), self.misinformation_dir(key) / "misinformation.json")
 
     @staticmethod
     def _read(path):
@@ -176,7 +244,7 @@ class CellCache:
         return {**record, "config_key": config_key, "code": current_code()}
 
     def victim_record(self, key):
-        path = self._victim_path(key)
+        path = self._folder("victims", key)
         return None if path is None else self._read(path / "victim.json")
 
     def save_victim_record(self, key, record):

@@ -30,6 +30,10 @@ Layout of a config file (every list-valued parameter is swept, scalars are fixed
     name = "dcp"
     beta = [0.5, 1.0]
 
+    [[defenses]]                # adaptive misinformation: the runner trains its model itself, once
+    name = "am"                 # per seed, on the victim's training data (divqat.experiments.cells)
+    tau = [0.5, 0.9]
+
     [[attacks]]                 # a divqat.attacks name, the budgets, its parameters (surrogate
     name = "knockoff"           # TrainConfig fields such as epochs or momentum go to train=)
     budget = [1000, 5000]

@@ -2,8 +2,9 @@
 process (:class:`SequentialExecutor`, the default) or as Ray tasks on a local instance or a
 cluster (:class:`RayExecutor`).
 
-A *job* is one cell of the grid (a victim to train, an attack cell to run) with the keys of the
-jobs it waits for. Jobs come in topological order: teachers, then students, then attack cells.
+A *job* is one cell of the grid (a victim or a misinformation model to train, an attack cell to
+run) with the keys of the jobs it waits for. Jobs come in topological order: teachers, then
+students and misinformation models, then attack cells.
 An executor calls ``work(job, dep_outcomes) -> Outcome`` once per job, after every job in
 ``job.deps`` has an outcome, and reports ``on_start(job)`` and ``on_done(job, outcome)`` to the
 driver. ``work`` does the cell and its caching (:class:`divqat.experiments.runner.CellWorker`);
@@ -25,7 +26,7 @@ class Job:
     it reuses)."""
 
     key: str
-    kind: str  # "victim" | "attack"
+    kind: str  # "victim" | "misinformation" | "attack"
     label: str
     cell: object
     needs: tuple = ()

@@ -11,7 +11,9 @@
   methods, which is what an edge deployment answers queries with).
 - Each attack cell deploys the victim behind a :class:`divqat.blackbox.BlackBox` with the
   cell's defense (:func:`divqat.defenses.build_defense`; MAD's defender surrogate defaults to
-  a randomly initialised model of the victim's architecture, as in Orekondy et al., ICLR 2020)
+  a randomly initialised model of the victim's architecture, as in Orekondy et al., ICLR 2020;
+  adaptive misinformation answers through the misinformation model the runner trained for the
+  seed with :meth:`LibraryPipeline.train_misinformation`, Kariyappa and Qureshi, CVPR 2020)
   and budget, runs the attack (:data:`divqat.attacks.ATTACKS`), and scores the surrogate with
   :func:`divqat.metrics.evaluate_surrogate` on the victim's test set (docs/science.md §6). A
   defense's cost (accuracy under it, mean L1/KL between clean and returned vectors, latency)
@@ -23,9 +25,9 @@
 from pathlib import Path
 
 from divqat.data import load_dataset
-from divqat.utils import resolve_device
+from divqat.utils import read_json, resolve_device
 
-from .cells import AttackCell, victim_cells
+from .cells import AttackCell, uses_misinformation, victim_cells
 from .config import QUANTIZED_METHODS, victim_config
 
 
@@ -38,11 +40,12 @@ class LibraryPipeline:
         self.config, self.progress = config, progress
         self._test_set = None
         # fail fast, before any training (the victims' options were checked by parse_config):
-        # the architecture on the data, every defense's and attack's parameters
+        # the architecture on the data, every defense's and attack's parameters (adaptive
+        # misinformation's with a stand-in for the misinformation model trained later)
         like_victim = build_model_for(config.victim["arch"], config.data["victim"])
         first = victim_cells(config, config.seeds[0])[0]
         for entry in config.defenses:
-            self.build_defense(AttackCell(first, entry, None, {}), like_victim)
+            self.build_defense(AttackCell(first, entry, None, {}), like_victim, misinformation=like_victim)
         for entry in config.attacks:
             self.attack_call(entry)
 
@@ -108,16 +111,40 @@ class LibraryPipeline:
         source = load_victim(out_dir, kind="fake_quant") if cell.method.name in QUANTIZED_METHODS else None
         return {**self.robustness(model, source), "robust_limit": r.get("limit")}
 
-    # ---- attacks -------------------------------------------------------------------------
-    def build_defense(self, cell, victim_dir):
+    # ---- defenses ------------------------------------------------------------------------
+    def train_misinformation(self, cell, out_dir):
+        """Train the misinformation model of a :class:`~divqat.experiments.cells.MisinformationCell`
+        into ``out_dir``: the victim's architecture on the victim's training set (first
+        ``data.train_limit`` examples), :func:`divqat.defenses.misinformation.train_misinformation_model`
+        with the cell's options and seed; returns its metrics (final ``train_loss``)."""
+        from divqat.defenses.misinformation import train_misinformation_model
+        from divqat.models import build_model_for
+
+        dataset = cell.spec["data"]["victim"]
+        model = build_model_for(cell.spec["arch"], dataset)
+        train_set = load_dataset(dataset, "train", limit=cell.spec["data"].get("train_limit"))
+        train_misinformation_model(model, train_set, seed=cell.seed, device=resolve_device(self.config.device),
+                                   progress=self.progress, out_dir=out_dir, dataset=dataset, **cell.spec["training"])
+        return read_json(Path(out_dir) / "metrics.json", "misinformation metrics")
+
+    def build_defense(self, cell, victim_dir, misinformation=None):
         """The cell's defense; MAD's defender surrogate defaults to a random model of the victim's
-        architecture drawn from the victim's seed."""
+        architecture drawn from the victim's seed; adaptive misinformation answers through the
+        model ``misinformation`` (its run directory, which the runner trains, or a model)."""
         from divqat.defenses import build_defense
 
         if cell.defense.name == "none":
             return None
-        return build_defense(cell.defense.name, victim=victim_dir, victim_seed=cell.victim.seed, **cell.defense.kwargs)
+        kwargs = cell.defense.kwargs
+        if uses_misinformation(cell.defense):
+            given = sorted(set(kwargs) & {"model", "misinformation_model"})
+            if given:
+                raise ValueError(f"defenses {cell.defense.name}: {given[0]} is not an option of an experiment: "
+                                 "the runner trains the misinformation model on the victim's training data")
+            kwargs = {**kwargs, "misinformation_model": misinformation}
+        return build_defense(cell.defense.name, victim=victim_dir, victim_seed=cell.victim.seed, **kwargs)
 
+    # ---- attacks -------------------------------------------------------------------------
     def attack_call(self, entry, cache_dir=None):
         """An attack entry's function and keyword arguments (:func:`divqat.attacks.attack_call`):
         the entry's options, the config's query set for the attacks that take one, its device,
@@ -130,13 +157,13 @@ class LibraryPipeline:
                            device=str(resolve_device(self.config.device)), progress=self.progress,
                            cache_dir=cache_dir if spec.cached else None)
 
-    def attack(self, victim, cell, victim_dir):
+    def attack(self, victim, cell, victim_dir, misinformation_dir=None):
         from divqat.blackbox import BlackBox
         from divqat.defenses.cost import defense_cost
         from divqat.metrics import evaluate_surrogate
 
         fn, kwargs = self.attack_call(cell.attack, cache_dir=str(Path(victim_dir) / "transfer"))
-        defense = self.build_defense(cell, victim_dir)
+        defense = self.build_defense(cell, victim_dir, misinformation_dir)
         budget = cell.attack.kwargs["budget"]
         # the API publishes the victim's architecture (docs/science.md §1); ids key the transfer cache
         identity = dict(arch=self.config.victim["arch"], victim_id=cell.victim.key,

@@ -8,12 +8,17 @@ The work itself is done by a *pipeline* (the library's functions, see
     load_victim(cell: VictimCell, out_dir: Path) -> model
     evaluate_victim(cell: VictimCell, out_dir: Path, metrics: dict) -> metrics to add (may be empty)
     attack(victim: model, cell: AttackCell, victim_dir: Path) -> metrics: dict
+    train_misinformation(cell: MisinformationCell, out_dir: Path) -> metrics: dict
+
+An attack cell whose defense is adaptive misinformation is given its trained misinformation
+model as ``attack(..., misinformation_dir=Path)`` (the folder ``train_misinformation`` wrote).
 
 ``teacher_dir`` is the finished output directory of the cell's teacher (the full-precision
 victim of the same seed) for ptq/qat/divqat, else None.
 
 The runner turns the grid into jobs (:func:`grid_jobs`: per seed the teacher, then its
-students, then the attack cells) and hands them to an executor
+students, then the misinformation model when an attack cell still needs one, then the attack
+cells) and hands them to an executor
 (:mod:`divqat.experiments.executors`: in this process, or as Ray tasks). Whoever runs a cell
 (:class:`CellWorker`) claims it (:mod:`divqat.experiments.claims`), skips it if the cache has
 it, else computes it and writes its record atomically; so a rerun, or a second driver on the
@@ -33,7 +38,7 @@ from divqat.progress import progress_bar
 from divqat.utils import atomic_write_json, seed_everything
 
 from .aggregate import write_results
-from .cells import CellCache, attack_cells, attacked_victims, victim_cells, victim_name
+from .cells import CellCache, attack_cells, attacked_victims, misinformation_name, victim_cells, victim_name
 from .claims import claim
 from .executors import CACHED, DONE, FAILED, SKIPPED, Job, Outcome, SequentialExecutor
 from .report import write_report
@@ -66,24 +71,40 @@ def _transfer_group(cell):
 
 def grid_jobs(config, cache):
     """The grid's jobs in topological order, and how many attack cells the cache already holds
-    (those get no job). Per seed: the teacher, its students, then the attack cells of each
-    victim, largest budget first; a smaller budget waits for the larger one of its transfer
-    group, whose cached transfer set it reuses (:mod:`divqat.attacks.transfer`)."""
+    (those get no job). Per seed: the teacher, its students, the misinformation model (when an
+    attack cell to run has adaptive misinformation), then the attack cells of each victim,
+    largest budget first; a smaller budget waits for the larger one of its transfer group,
+    whose cached transfer set it reuses (:mod:`divqat.attacks.transfer`)."""
     jobs, cached = [], 0
     for seed in config.seeds:
         for victim in victim_cells(config, seed):
             needs = (victim.teacher.key,) if victim.teacher is not None else ()
             jobs.append(Job(victim.key, "victim", _victim_label(victim), victim, needs=needs))
-        for victim in attacked_victims(config, seed):
-            last_of_group = {}
-            for cell in attack_cells(config, victim):
-                if cache.attack_record(cell.key) is not None:
-                    cached += 1
-                    continue
-                group = _transfer_group(cell)
-                after = (last_of_group[group],) if group in last_of_group else ()
-                jobs.append(Job(cell.key, "attack", _attack_label(cell), cell, needs=(victim.key,), after=after))
-                last_of_group[group] = cell.key
+        attack_jobs, seed_cached = _attack_jobs(config, cache, seed)
+        cached += seed_cached
+        misinformation = next((j.cell.misinformation for j in attack_jobs if j.cell.misinformation), None)
+        if misinformation is not None:
+            jobs.append(Job(misinformation.key, "misinformation", f"seed {seed} misinformation model",
+                            misinformation))
+        jobs.extend(attack_jobs)
+    return jobs, cached
+
+
+def _attack_jobs(config, cache, seed):
+    """The jobs of one seed's attack cells that the cache lacks, and the number it holds (see
+    :func:`grid_jobs`)."""
+    jobs, cached = [], 0
+    for victim in attacked_victims(config, seed):
+        last_of_group = {}
+        for cell in attack_cells(config, victim):
+            if cache.attack_record(cell.key) is not None:
+                cached += 1
+                continue
+            group = _transfer_group(cell)
+            after = (last_of_group[group],) if group in last_of_group else ()
+            needs = (victim.key,) + ((cell.misinformation.key,) if cell.misinformation is not None else ())
+            jobs.append(Job(cell.key, "attack", _attack_label(cell), cell, needs=needs, after=after))
+            last_of_group[group] = cell.key
     return jobs, cached
 
 
@@ -133,8 +154,9 @@ class CellWorker:
         cache = CellCache(self.out_dir)
         try:
             with self._torch_threads(), claim(self.out_dir, job.key, self._record_path(job)):
-                seed_everything(job.cell.seed if job.kind == "victim" else job.cell.victim.seed)
-                status = self._victim(cache, job.cell) if job.kind == "victim" else self._attack(cache, job.cell)
+                seed_everything(job.cell.victim.seed if job.kind == "attack" else job.cell.seed)
+                work = {"victim": self._victim, "misinformation": self._misinformation, "attack": self._attack}
+                status = work[job.kind](cache, job.cell)
         except Exception as exc:
             return Outcome.failure(exc)
         return Outcome(status)
@@ -142,6 +164,9 @@ class CellWorker:
     def _record_path(self, job):
         if job.kind == "victim":
             return CellCache(self.out_dir).victim_dir(job.key, victim_name(job.cell)) / "victim.json"
+        if job.kind == "misinformation":
+            folder = CellCache(self.out_dir).misinformation_dir(job.key, misinformation_name(job.cell))
+            return folder / "misinformation.json"
         return self.out_dir / "cells" / f"{job.key}.json"
 
     @contextlib.contextmanager
@@ -182,6 +207,16 @@ class CellWorker:
             cache.save_victim_record(cell.key, record)
         return status
 
+    def _misinformation(self, cache, cell):
+        if cache.misinformation_record(cell.key) is not None:
+            return CACHED
+        start = time.perf_counter()
+        out_dir = cache.misinformation_dir(cell.key, misinformation_name(cell))
+        metrics = self.pipeline.train_misinformation(cell, out_dir)
+        cache.save_misinformation_record(cell.key, {"key": cell.key, "seed": cell.seed, "spec": cell.spec,
+                                                    "metrics": metrics, "time_s": time.perf_counter() - start})
+        return DONE
+
     def _attack(self, cache, cell):
         if cache.attack_record(cell.key) is not None:
             return CACHED
@@ -190,7 +225,9 @@ class CellWorker:
         if victim.seed != self._models_seed or victim.key not in self._models:
             self._remember(victim, self.pipeline.load_victim(victim, victim_dir))
         start = time.perf_counter()
-        metrics = self.pipeline.attack(self._models[victim.key], cell, victim_dir)
+        extra = {} if cell.misinformation is None else {
+            "misinformation_dir": cache.misinformation_dir(cell.misinformation.key)}
+        metrics = self.pipeline.attack(self._models[victim.key], cell, victim_dir, **extra)
         cache.save_attack_record(cell.key, {
             "key": cell.key, "seed": victim.seed, "victim_key": victim.key,
             "method": victim.method.as_dict(), "victim_label": victim.method.label,
@@ -203,6 +240,8 @@ class _GridTracker:
     """The driver's view of the grid: one bar over its cells (victims and attack cells), the
     finished ones counted, the running ones named; the counts; the failures, each recorded in
     ``OUT/failures/<key>.json`` until its cell succeeds."""
+
+    COUNTS = {"victim": "victims_trained", "attack": "cells_run", "misinformation": "misinformation_models_trained"}
 
     def __init__(self, out_dir, name, total, cached, enabled):
         self.out_dir = out_dir
@@ -224,7 +263,8 @@ class _GridTracker:
     def done(self, job, outcome):
         self.running.pop(job.key, None)
         if outcome.status == DONE:
-            self.counts["victims_trained" if job.kind == "victim" else "cells_run"] += 1
+            count = self.COUNTS[job.kind]
+            self.counts[count] = self.counts.get(count, 0) + 1
         elif outcome.status == CACHED and job.kind == "attack":
             self.counts["cells_cached"] += 1
         elif not outcome.ok:
@@ -249,7 +289,8 @@ class _GridTracker:
 def run_experiment(config, out_dir, pipeline=None, progress=True, report=True, executor=None):
     """Run (or resume) ``config``'s grid into ``out_dir`` with ``executor`` (default:
     :class:`~divqat.experiments.executors.SequentialExecutor`); returns counts of the work done:
-    ``victims_trained``, ``cells_run``, ``cells_cached``. Writes results.csv, results.json,
+    ``victims_trained``, ``cells_run``, ``cells_cached`` (and ``misinformation_models_trained``
+    when some were trained). Writes results.csv, results.json,
     victims.csv and (``report=True``) report.md with its plots. Raises
     :class:`ExperimentFailed` after writing them if any cell failed."""
     executor = executor or SequentialExecutor()

@@ -16,6 +16,15 @@ def _record(seed, method, defense, attack, agreement, accuracy):
             "metrics": {"agreement": agreement, "victim_accuracy": accuracy, "adversary_error": 1 - agreement}}
 
 
+def _run_dir(tmp_path):
+    """An empty experiment output directory of the MNIST <- Fashion-MNIST pair."""
+    run = tmp_path / "run"
+    (run / "cells").mkdir(parents=True)
+    (run / "configs").mkdir()
+    (run / "configs" / "x.json").write_text(json.dumps({"data": {"victim": "mnist", "queryset": "fashion-mnist"}}))
+    return run
+
+
 def test_defense_names():
     qat, none = {"name": "qat"}, {"name": "none"}
     nonlabel = {"name": "divqat", "objective": "nonlabel", "alpha": 0.3, "margin": 2.0}
@@ -49,10 +58,7 @@ def test_pareto_front():
 
 
 def test_write_frontier_from_cell_records(tmp_path, capsys):
-    run = tmp_path / "run"
-    (run / "cells").mkdir(parents=True)
-    (run / "configs").mkdir()
-    (run / "configs" / "x.json").write_text(json.dumps({"data": {"victim": "mnist", "queryset": "fashion-mnist"}}))
+    run = _run_dir(tmp_path)
     knockoff = {"name": "knockoff", "budget": 5000}
     records = []
     for seed, (base, trained) in enumerate([(0.80, 0.60), (0.85, 0.70), (0.90, 0.65)]):
@@ -79,10 +85,7 @@ def test_write_frontier_from_cell_records(tmp_path, capsys):
 
 
 def test_duplicate_cells_are_counted_once_or_refused(tmp_path, capsys):
-    run = tmp_path / "run"
-    (run / "cells").mkdir(parents=True)
-    (run / "configs").mkdir()
-    (run / "configs" / "x.json").write_text(json.dumps({"data": {"victim": "mnist", "queryset": "fashion-mnist"}}))
+    run = _run_dir(tmp_path)
     knockoff = {"name": "knockoff", "budget": 5000}
     for seed, agreement in enumerate([0.8, 0.7]):
         for copy in ("a", "b"):  # the seed-0 cell twice with equal metrics (e.g. from two code versions)

@@ -8,18 +8,12 @@
 # 5000 queries, no defense and DCP) and then the rest of
 # the grid.
 #   bash docs/reproduction/seeds10.sh [COMMIT]   # start (or resume) in the background
-# The 30 Nov run used a frozen pre-merge commit (f763217, not on main); rerun with no argument.
+# The 30 Nov run used the frozen commit f763217 (merged into main's history as a side parent):
+#   bash docs/reproduction/seeds10.sh f763217   resumes it with the same code fingerprint.
 #   divqat report runs/mnist_fmnist_seeds10      # tables, comparisons.csv, report.md
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-commit=$(git rev-parse --short "${1:-HEAD}")
-src=runs/src-$commit
-if [ ! -d "$src" ]; then
-  mkdir -p "$src.tmp"
-  git archive "$commit" divqat csrc triton_kernels | tar -x -C "$src.tmp"
-  cp divqat/_C*.so "$src.tmp/divqat/" 2>/dev/null || true
-  mv "$src.tmp" "$src"
-fi
+source docs/reproduction/freeze_code.sh "${1:-HEAD}"   # sets $commit and $src
 py=$(pwd)/.venv/bin/python
 for pair in mnist_fmnist fmnist_mnist; do
   for seeds in 0-4 5-9; do

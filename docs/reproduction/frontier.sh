@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The trained-in defense frontier of both dataset pairs (issue 11, docs/science.md §8 and §9),
+# resumable, from a frozen copy of the code (docs/reproduction/freeze_code.sh). Per pair, one
+# one-thread process runs, into runs/frontier_<pair>, in this order:
+#   seeds 0-9: core (QAT, DivQAT alpha 1, proxy-KL), output (DCP 0.5 alone and stacked),
+#              adaptive (sharpened KnockoffNets), knockoff_adaptive, proxy_shuffle_blur,
+#              extended_output (DCP beta grid, reverse sigmoid)
+#   seeds 0-2: budget20k, extended_trained (every formulation over its weight), mad, am
+# then `table` writes docs/reproduction/frontier.{csv,md} and the Pareto plots.
+#   bash docs/reproduction/frontier.sh [COMMIT]     # start (or resume) in the background
+# The 30 Nov 2026 cells came from three codes with bit-identical victims (docs/reproduction.md,
+# "Trained-in defenses"): the trained-in branch (core/output/adaptive), 949c4fd (the rest) and
+# b83f7bc (am, which needs it).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source docs/reproduction/freeze_code.sh "${1:-HEAD}"   # sets $commit and $src
+py=$(pwd)/.venv/bin/python
+for pair in mnist_fmnist fmnist_mnist; do
+  (
+    run() { OMP_NUM_THREADS=1 PYTHONPATH=$(pwd)/$src nice -n 10 "$py" -P -m divqat.experiments.frontier run "$@" \
+              --out runs/frontier_$pair; }
+    echo "start $(date -u +%FT%TZ) commit $commit; $(uptime)"
+    run experiments/frontier_${pair}_cpu_{core,output,adaptive,knockoff_adaptive,proxy_shuffle_blur,extended_output}.toml \
+      --seeds 0 1 2 3 4 5 6 7 8 9
+    run experiments/frontier_${pair}_cpu_{budget20k,extended_trained,mad,am}.toml --seeds 0 1 2
+    echo "done $(date -u +%FT%TZ); $(uptime)"
+  ) >>"runs/frontier_$pair.log" 2>&1 &
+done
+wait
+"$py" -m divqat.experiments.frontier table runs/frontier_mnist_fmnist runs/frontier_fmnist_mnist --out docs/reproduction

@@ -1,0 +1,77 @@
+"""The summary tables of docs/reproduction.md's "Trained-in defenses" section, printed from the
+committed docs/reproduction/frontier.csv, so that the document's numbers are the file's numbers:
+
+    python docs/reproduction/frontier_summary.py docs/reproduction/frontier.csv [BUDGET]
+
+One table per dataset pair: per defense and setting, the number of seeds and the paired
+differences against plain QAT (points, mean [95 % Student-t interval], seeds with lower
+agreement) of victim top-1 and of surrogate agreement under each attack at BUDGET queries
+(default 5000); then the goal check of every trained-in setting
+(:mod:`divqat.experiments.frontier_goal`).
+"""
+import csv
+import sys
+
+from divqat.experiments.frontier import BASELINE, _by_cell, _interval, paired_difference
+from divqat.experiments.frontier_goal import check_goal, goal_markdown
+
+ATTACKS = ("knockoff", "copycat", "knockoff-adaptive", "knockoff-sharpen0.5")
+
+
+def read_rows(path):
+    """frontier.csv as frontier rows (numbers parsed)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["budget"], r["seed"] = int(r["budget"]), int(r["seed"])
+        for metric in ("victim_accuracy", "agreement", "adversary_error"):
+            r[metric] = float(r[metric])
+    return rows
+
+
+def _cell(groups, pair, attack, budget, defense, setting, metric):
+    mine = groups.get((pair, attack, budget, defense, setting))
+    if not mine:
+        return ""
+    base = groups.get((pair, attack, budget) + BASELINE, {})
+    if (defense, setting) == BASELINE:
+        mean = sum(r[metric] for r in mine.values()) / len(mine)
+        return f"{100 * mean:.2f} %"
+    d, lower, n = paired_difference(mine, base, metric)
+    if d is None:
+        return "no paired seeds"
+    return _interval(d) + (f", {lower}/{n}" if metric == "agreement" else "")
+
+
+def summary_tables(rows, budget=5000):
+    """The Markdown summary tables (module docstring)."""
+    groups = _by_cell(rows)
+    out = []
+    for pair in sorted({r["pair"] for r in rows}):
+        attacks = [a for a in ATTACKS if any(k[:3] == (pair, a, budget) for k in groups)]
+        settings = sorted({k[3:] for k in groups if k[0] == pair and k[2] == budget},
+                          key=lambda ds: (ds != BASELINE, ds))
+        out += [f"**{pair}, {budget} queries** (QAT row: absolute values)", "",
+                "| defense | setting | n | Δ top-1 | " + " | ".join(f"Δ agr. {a}" for a in attacks) + " |",
+                "|---|---|---|---|" + "---|" * len(attacks)]
+        for defense, setting in settings:
+            n = max(len(groups.get((pair, a, budget, defense, setting), {})) for a in attacks)
+            first = next(a for a in attacks if groups.get((pair, a, budget, defense, setting)))
+            cells = [_cell(groups, pair, a, budget, defense, setting, "agreement") for a in attacks]
+            out.append(f"| {defense} | {setting} | {n} | "
+                       f"{_cell(groups, pair, first, budget, defense, setting, 'victim_accuracy')} | "
+                       + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv):
+    rows = read_rows(argv[0])
+    budget = int(argv[1]) if len(argv) > 1 else 5000
+    print(summary_tables(rows, budget))
+    if budget == 5000:
+        print(goal_markdown(check_goal(rows)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

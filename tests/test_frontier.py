@@ -65,14 +65,15 @@ def test_write_frontier_from_cell_records(tmp_path, capsys):
         records += [_record(seed, {"name": "qat"}, {"name": "none"}, knockoff, base, 0.97),
                     _record(seed, {"name": "divqat", "objective": "nonlabel", "alpha": 0.3}, {"name": "none"},
                             knockoff, trained, 0.96),
-                    _record(seed, {"name": "qat"}, {"name": "none"}, {**knockoff, "sharpen": 0.5}, base, 0.97)]
+                    _record(seed, {"name": "qat"}, {"name": "none"}, {**knockoff, "sharpen": 0.5}, base, 0.97),
+                    _record(seed, {"name": "qat"}, {"name": "none"}, {**knockoff, "epochs": 20}, base, 0.97)]
     for i, r in enumerate(records):
         (run / "cells" / f"{i}.json").write_text(json.dumps(r))
     assert main(["table", str(run), "--out", str(tmp_path / "out")]) == 0
     with open(tmp_path / "out" / "frontier.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert tuple(rows[0]) == COLUMNS and len(rows) == 9
-    assert {r["attack"] for r in rows} == {"knockoff", "knockoff-sharpen0.5"}
+    assert tuple(rows[0]) == COLUMNS and len(rows) == 12
+    assert {r["attack"] for r in rows} == {"knockoff", "knockoff-sharpen0.5", "knockoff-20ep"}
     assert {r["pair"] for r in rows} == {"mnist<-fashion-mnist"}
     _, summaries = write_frontier([run], tmp_path / "out2", plots=False)
     nonlabel = next(s for s in summaries if s["defense"] == "nonlabel")

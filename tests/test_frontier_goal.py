@@ -96,3 +96,6 @@ def test_missing_cells_are_reported_not_passed():
     assert "not run" in goal_markdown([check])
     custom = Goal(knockoff_drop=0.25)
     assert not check_goal(_rows(), custom)[0]["ok"]
+    renamed = [{**r, "attack": r["attack"] + "-20ep"} for r in _rows()]
+    assert not check_goal(renamed)[0]["ok"]  # the default attack names are not there
+    assert check_goal(renamed, Goal(knockoff="knockoff-20ep", copycat="copycat-20ep"))[0]["ok"]

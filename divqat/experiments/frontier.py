@@ -44,6 +44,7 @@ from . import stats
 COLUMNS = ("pair", "defense", "setting", "attack", "budget", "seed", "victim_accuracy", "agreement",
            "adversary_error")
 BASELINE = ("qat", "")
+SURROGATE_EPOCHS = 10  # the frontier configs' surrogate training; other lengths are named in the attack
 _TRAINED = ("divqat", "nonlabel", "proxy-kl", "proxy-entropy")
 _TRAIN_KEYS = ("alpha", "temperature", "direction", "kl_cap", "margin", "margin_weight", "distill", "proxy_transforms")
 
@@ -78,10 +79,13 @@ def defense_of(record):
 
 
 def attack_of(record):
-    """The attack's name, with ``-sharpen<tau>`` for sharpened KnockoffNets answers."""
+    """The attack's name, with ``-sharpen<tau>`` for sharpened KnockoffNets answers and
+    ``-<E>ep`` for a surrogate trained for E epochs other than :data:`SURROGATE_EPOCHS`."""
     attack = record["attack"]
     sharpen = attack.get("sharpen")
-    return attack["name"] + (f"-sharpen{_fmt(sharpen)}" if sharpen is not None else "")
+    epochs = attack.get("epochs", SURROGATE_EPOCHS)
+    return (attack["name"] + (f"-sharpen{_fmt(sharpen)}" if sharpen is not None else "")
+            + (f"-{epochs}ep" if epochs != SURROGATE_EPOCHS else ""))
 
 
 def pair_of(run_dir):

@@ -31,6 +31,8 @@ class Goal:
     """The thresholds of the goal (fractions, not points)."""
 
     budget: int = 5000
+    knockoff: str = "knockoff"  # the frontier's attack names (divqat.experiments.frontier.attack_of)
+    copycat: str = "copycat"
     top1_cost: float = 0.005
     knockoff_drop: float = 0.15
     copycat_drop: float = 0.10
@@ -54,15 +56,15 @@ def _dominates(a, b):
 def _check_pair(groups, pair, defense, setting, goal):
     cell = {}
     ok = True
-    for attack, drop in (("knockoff", goal.knockoff_drop), ("copycat", goal.copycat_drop)):
+    for kind, attack, drop in (("knockoff", goal.knockoff, goal.knockoff_drop), ("copycat", goal.copycat, goal.copycat_drop)):
         mine = groups.get((pair, attack, goal.budget, defense, setting), {})
         base = groups.get((pair, attack, goal.budget) + BASELINE, {})
         d, lower, n = paired_difference(mine, base, "agreement")
         enough = n >= goal.min_n
         passed = enough and d[0] <= -drop and lower >= math.ceil(goal.lower_share * n)
-        cell[attack] = {"d": d, "lower": lower, "n": n, "ok": passed}
+        cell[kind] = {"d": d, "lower": lower, "n": n, "ok": passed}
         ok &= passed
-        if attack == "knockoff":
+        if kind == "knockoff":
             d_acc = paired_difference(mine, base, "victim_accuracy")[0]
             cell["top1"] = {"d": d_acc, "ok": enough and d_acc[0] >= -goal.top1_cost}
             ok &= cell["top1"]["ok"]
@@ -75,8 +77,8 @@ def _check_pair(groups, pair, defense, setting, goal):
             cell["dominated"].append(f"{attack}: no cells")
     ok &= not cell["dominated"]
     ref_name, ref_setting = goal.reference
-    stack = groups.get((pair, "knockoff", goal.budget, f"{defense}+{ref_name}", f"{setting}; {ref_setting}"), {})
-    reference = groups.get((pair, "knockoff", goal.budget) + goal.reference, {})
+    stack = groups.get((pair, goal.knockoff, goal.budget, f"{defense}+{ref_name}", f"{setting}; {ref_setting}"), {})
+    reference = groups.get((pair, goal.knockoff, goal.budget) + goal.reference, {})
     d, lower, n = paired_difference(stack, reference, "agreement")
     cell["stack"] = {"d": d, "lower": lower, "n": n, "ok": bool(d) and n >= 2 and d[2] < 0}
     ok &= cell["stack"]["ok"]
@@ -112,7 +114,7 @@ def _attack(c, n_needed):
 
 def goal_markdown(checks, goal=GOAL):
     """The goal checks as a Markdown table: one row per trained-in setting and pair."""
-    lines = [f"Budget {goal.budget}; Δ in points against plain QAT, paired by seed, mean [95 % CI], seeds lower. "
+    lines = [f"Attacks {goal.knockoff} and {goal.copycat}, budget {goal.budget}; Δ in points against plain QAT, paired by seed, mean [95 % CI], seeds lower. "
              f"Goal: Δ top-1 ≥ −{100 * goal.top1_cost:g}, Δ agreement ≤ −{100 * goal.knockoff_drop:g} "
              f"(KnockoffNets) and ≤ −{100 * goal.copycat_drop:g} (Copycat) on ≥ {goal.lower_share:.0%} of "
              f"n ≥ {goal.min_n} seeds, not dominated by {' '.join(goal.reference)}, and stacked with it "

@@ -56,16 +56,16 @@ def progress(run):
     """How many of each stage's cells (10 seeds) are finished, and which seeds each has."""
     cells = [r for r in read_rows(Path(run) / "results.csv") if r["method"] in ("qat", "divqat")
              and r.get("alpha") in (0.0, 0.5, 1.0) and r.get("direction") in (None, "forward")]
-    stages = {"stage 0 (no defense, KnockoffNets 5000)": lambda r: r["defense"] == "none" and r["attack"] == "knockoff"
-              and r["budget"] == 5000,
-              "stage 1 (+ DCP 0.5 and 1.0, KnockoffNets 5000)": lambda r: r["attack"] == "knockoff" and r["budget"] == 5000,
-              "whole grid": lambda r: True}
-    totals = {"stage 0 (no defense, KnockoffNets 5000)": 30, "stage 1 (+ DCP 0.5 and 1.0, KnockoffNets 5000)": 90,
-              "whole grid": 540}
+    stages = {  # name: (which cells, how many at ten seeds)
+        "stage 0 (no defense, KnockoffNets 5000)":
+            (lambda r: r["defense"] == "none" and r["attack"] == "knockoff" and r["budget"] == 5000, 30),
+        "stage 1 (+ DCP 0.5 and 1.0, KnockoffNets 5000)": (lambda r: r["attack"] == "knockoff" and r["budget"] == 5000, 90),
+        "stage 2 (Copycat 5000, no defense and DCP)": (lambda r: r["attack"] == "copycat" and r["budget"] == 5000, 90),
+        "whole grid": (lambda r: True, 540)}
     rows = []
-    for name, keep in stages.items():
+    for name, (keep, total) in stages.items():
         done = [r for r in cells if keep(r)]
-        rows.append([name, f"{len(done)} of {totals[name]}", " ".join(map(str, sorted({r["seed"] for r in done})))])
+        rows.append([name, f"{len(done)} of {total}", " ".join(map(str, sorted({r["seed"] for r in done})))])
     return _table(["stage", "cells finished", "seeds with cells"], rows)
 
 

@@ -2,19 +2,23 @@
 committed docs/reproduction/frontier.csv, so that the document's numbers are the file's numbers:
 
     python docs/reproduction/frontier_summary.py docs/reproduction/frontier.csv [BUDGET]
+    python docs/reproduction/frontier_summary.py docs/reproduction/frontier.csv --update docs/reproduction.md
 
 One table per dataset pair: per defense and setting, the number of seeds and the paired
 differences against plain QAT (points, mean [95 % Student-t interval], seeds with lower
 agreement) of victim top-1 and of surrogate agreement under each attack at BUDGET queries
 (default 5000); then the goal check of every trained-in setting
 (:mod:`divqat.experiments.frontier_goal`) against the frontier's 10-epoch surrogates and
-against 20-epoch ones.
+against 20-epoch ones. ``--update`` rewrites the document's generated blocks (between
+``<!-- frontier_summary 5000 -->`` and ``<!-- /frontier_summary -->``, and so on) in place.
 """
 import csv
 import sys
+from pathlib import Path
 
 from divqat.experiments.frontier import BASELINE, _by_cell, _interval, paired_difference
 from divqat.experiments.frontier_goal import Goal, check_goal, goal_markdown
+from divqat.utils import atomic_write_text
 
 ATTACKS = ("knockoff", "copycat", "knockoff-adaptive", "knockoff-sharpen0.5", "knockoff-20ep", "copycat-20ep")
 
@@ -66,14 +70,41 @@ def summary_tables(rows, budget=5000):
     return "\n".join(out)
 
 
+def goal_tables(rows):
+    """The goal check against the 10-epoch and the 20-epoch attacker (Markdown)."""
+    longer = Goal(knockoff="knockoff-20ep", copycat="copycat-20ep")  # the better-trained attacker
+    return goal_markdown(check_goal(rows)) + "\n" + goal_markdown(check_goal(rows, longer), longer)
+
+
+def blocks(rows):
+    """The generated blocks of docs/reproduction.md, by marker."""
+    return {"frontier_summary 5000": summary_tables(rows, 5000), "frontier_summary 20000": summary_tables(rows, 20000),
+            "frontier_goal": goal_tables(rows)}
+
+
+def update(path, rows):
+    """Rewrite every ``<!-- NAME -->`` ... ``<!-- /NAME -->`` block of ``path`` (a bare
+    ``<!-- NAME -->`` marker gets its closing one) with the block generated from ``rows``."""
+    text = Path(path).read_text()
+    for name, body in blocks(rows).items():
+        opening, closing = f"<!-- {name} -->", f"<!-- /{name.split()[0]} -->"
+        start = text.index(opening) + len(opening)
+        end = text.find(closing, start)
+        tail = text[end:] if end >= 0 else closing + text[start:]
+        text = text[:start] + "\n" + body.rstrip() + "\n" + tail
+    atomic_write_text(text, path)
+
+
 def main(argv):
+    """``CSV [BUDGET]``: print the tables; ``CSV --update FILE``: rewrite FILE's blocks."""
     rows = read_rows(argv[0])
+    if len(argv) > 2 and argv[1] == "--update":
+        update(argv[2], rows)
+        return
     budget = int(argv[1]) if len(argv) > 1 else 5000
     print(summary_tables(rows, budget))
     if budget == 5000:
-        print(goal_markdown(check_goal(rows)))
-        longer = Goal(knockoff="knockoff-20ep", copycat="copycat-20ep")  # the better-trained attacker
-        print(goal_markdown(check_goal(rows, longer), longer))
+        print(goal_tables(rows))
 
 
 if __name__ == "__main__":

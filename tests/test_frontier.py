@@ -37,6 +37,8 @@ def test_defense_names():
     assert defense_of({"method": proxy, "defense": none}) == ("proxy-entropy", "alpha=1")
     shuffled = {"name": "divqat", "objective": "proxy", "alpha": 0.3, "proxy_transforms": "shuffle,blur"}
     assert defense_of({"method": shuffled, "defense": none}) == ("proxy-kl", "alpha=0.3 proxy_transforms=shuffle,blur")
+    spelled = {"name": "divqat", "alpha": 1.0, "temperature": 1.0, "direction": "forward"}
+    assert defense_of({"method": spelled, "defense": none}) == ("divqat", "alpha=1")  # defaults left out
     paper = {"name": "divqat", "alpha": 0.1, "temperature": 4.0, "direction": "reverse"}
     assert defense_of({"method": paper, "defense": none}) == ("divqat", "alpha=0.1 temperature=4 direction=reverse")
 

@@ -47,6 +47,7 @@ BASELINE = ("qat", "")
 SURROGATE_EPOCHS = 10  # the frontier configs' surrogate training; other lengths are named in the attack
 _TRAINED = ("divqat", "nonlabel", "proxy-kl", "proxy-entropy")
 _TRAIN_KEYS = ("alpha", "temperature", "direction", "kl_cap", "margin", "margin_weight", "distill", "proxy_transforms")
+_TRAIN_DEFAULTS = {"temperature": 1.0, "direction": "forward"}  # the DivQAT trainer's defaults
 
 
 def _fmt(value):
@@ -54,14 +55,17 @@ def _fmt(value):
 
 
 def trained_defense(method):
-    """(name, setting) of the trained part of a victim from its method record."""
+    """(name, setting) of the trained part of a victim from its method record; a key at its
+    default (:data:`_TRAIN_DEFAULTS`) is left out, so a config that spells the default names the
+    same victim as one that does not."""
     name = method["name"]
     if name != "divqat":
         return name, ""
     objective = method.get("objective", "divqat")
     if objective == "proxy":
         objective = f"proxy-{method.get('proxy_target', 'kl')}"
-    setting = " ".join(f"{k}={_fmt(method[k])}" for k in _TRAIN_KEYS if k in method)
+    setting = " ".join(f"{k}={_fmt(method[k])}" for k in _TRAIN_KEYS
+                       if k in method and method[k] != _TRAIN_DEFAULTS.get(k))
     return objective, setting
 
 

@@ -61,7 +61,7 @@ def summary_tables(rows, budget=5000):
                 "|---|---|---|---|" + "---|" * len(attacks)]
         for defense, setting in settings:
             n = max(len(groups.get((pair, a, budget, defense, setting), {})) for a in attacks)
-            first = next(a for a in attacks if groups.get((pair, a, budget, defense, setting)))
+            first = max(attacks, key=lambda a: len(groups.get((pair, a, budget, defense, setting), {})))
             cells = [_cell(groups, pair, a, budget, defense, setting, "agreement") for a in attacks]
             out.append(f"| {defense} | {setting} | {n} | "
                        f"{_cell(groups, pair, first, budget, defense, setting, 'victim_accuracy')} | "

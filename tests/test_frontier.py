@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from divqat.experiments.frontier import (COLUMNS, comparisons, defense_of, main, paired_interval, pareto,
-                                        write_frontier)
+from divqat.experiments.frontier import (COLUMNS, comparisons, defense_of, frontier_point, main, paired_interval,
+                                        pareto, write_frontier)
 
 
 def _record(seed, method, defense, attack, agreement, accuracy):
@@ -52,6 +52,16 @@ def test_paired_interval_is_student_t():
     assert got == pytest.approx((mean, mean - half, mean + half), abs=1e-12)
     mean, low, high = paired_interval([0.25])
     assert mean == 0.25 and math.isnan(low) and math.isnan(high)
+
+
+def test_frontier_point_is_baseline_mean_plus_paired_difference():
+    base = {"defense": "qat", "setting": "", "victim_accuracy": 0.97, "agreement": 0.65, "paired_n": 10}
+    subset = {"defense": "nonlabel", "setting": "alpha=0.3", "victim_accuracy": 0.95, "agreement": 0.75,
+              "paired_n": 3, "d_victim_accuracy": (-0.01, -0.02, 0.0), "d_agreement": (-0.05, -0.1, 0.0)}
+    assert frontier_point(subset, base) == pytest.approx((96.0, 60.0))  # not its own seeds' means (95, 75)
+    assert frontier_point(base, base) == pytest.approx((97.0, 65.0))
+    alone = {"defense": "dcp", "setting": "beta=1", "victim_accuracy": 0.9, "agreement": 0.3, "paired_n": 0}
+    assert frontier_point(alone, base) == pytest.approx((90.0, 30.0))
 
 
 def test_pareto_front():

@@ -18,8 +18,8 @@ directory per dataset pair: the pair is read from ``DIR/configs/*.json``) and wr
   against its output defense alone, and of every trained-in defense against DCP beta 0.5;
   then the goal of every trained-in setting, checked (:mod:`divqat.experiments.frontier_goal`);
 - ``frontier_<pair>_<attack>_<budget>.png``: agreement against victim accuracy, one point per
-  (defense, setting) with its mean over seeds, the Pareto front (higher accuracy, lower
-  agreement) drawn as a line.
+  (defense, setting) at the baseline's mean plus its paired mean difference (:func:`frontier_point`),
+  the Pareto front (higher accuracy, lower agreement) drawn as a line.
 
 A defense is named by what the victim was trained with (``qat``; ``divqat`` as published, with
 its alpha, T and direction in the setting; ``nonlabel``, ``proxy-kl``, ``proxy-entropy``, the
@@ -248,8 +248,20 @@ def comparisons_markdown(items):
     return "\n".join(lines) + "\n"
 
 
+def frontier_point(summary, baseline):
+    """(accuracy, agreement) in percent at which a defense is drawn: the baseline's mean over
+    all its seeds plus the defense's paired mean difference from it (its own means when it has
+    no seed in common with the baseline), so that settings run on a subset of the seeds sit
+    where they would on the baseline's seeds instead of where those seeds happen to lie."""
+    if baseline is not None and summary.get("paired_n") and (summary["defense"], summary["setting"]) != BASELINE:
+        return (100 * (baseline["victim_accuracy"] + summary["d_victim_accuracy"][0]),
+                100 * (baseline["agreement"] + summary["d_agreement"][0]))
+    return 100 * summary["victim_accuracy"], 100 * summary["agreement"]
+
+
 def plot(summaries, out_dir):
-    """One Pareto plot per (pair, attack, budget); returns the written paths."""
+    """One Pareto plot per (pair, attack, budget) of :func:`frontier_point`, the marker area
+    growing with the number of seeds; returns the written paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -263,17 +275,19 @@ def plot(summaries, out_dir):
         fig, ax = plt.subplots(figsize=(7, 5))
         families = sorted({s["defense"] for s in items})
         colors = {f: plt.cm.tab20(i % 20) for i, f in enumerate(families)}
-        for s in items:
-            ax.scatter(100 * s["victim_accuracy"], 100 * s["agreement"], color=colors[s["defense"]],
-                       label=s["defense"], s=30)
-        front = pareto([(100 * s["victim_accuracy"], 100 * s["agreement"]) for s in items])
+        baseline = next((s for s in items if (s["defense"], s["setting"]) == BASELINE), None)
+        points = [frontier_point(s, baseline) for s in items]
+        for s, (x, y) in zip(items, points):
+            ax.scatter(x, y, color=colors[s["defense"]], label=s["defense"], s=12 + 4 * s["n"])
+        front = pareto(points)
         ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=0.8, label="Pareto front")
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles))
         ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
         ax.set_xlabel("victim top-1 accuracy under the defense (%)")
         ax.set_ylabel("surrogate agreement with the victim (%)")
-        ax.set_title(f"{pair}, {attack}, {budget} queries (mean over seeds)")
+        ax.set_title(f"{pair}, {attack}, {budget} queries\n(QAT mean over its seeds + paired Δ; marker area ∝ seeds)",
+                     fontsize=9)
         fig.tight_layout()
         name = f"frontier_{pair.replace('<-', '_from_')}_{attack}_{budget}.png"
         fig.savefig(Path(out_dir) / name, dpi=110)

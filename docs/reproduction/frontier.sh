@@ -5,7 +5,8 @@
 #   seeds 0-9: core (QAT, DivQAT alpha 1, proxy-KL), output (DCP 0.5 alone and stacked),
 #              adaptive (sharpened KnockoffNets), knockoff_adaptive, proxy_shuffle_blur(_adaptive), epochs20(_dcp),
 #              extended_output (DCP beta grid, reverse sigmoid)
-#   seeds 0-2: budget20k, extended_trained (every formulation over its weight), mad, am
+#   seeds 0-2: budget20k, extended_trained (every formulation over its weight) and extended_stacked
+#              (the same behind DCP 0.5), mad, am
 # then `table` writes docs/reproduction/frontier.{csv,md} and the Pareto plots.
 #   bash docs/reproduction/frontier.sh [COMMIT]     # start (or resume) in the background
 # The 30 Nov 2026 cells came from three codes with bit-identical victims (docs/reproduction.md,
@@ -22,7 +23,7 @@ for pair in mnist_fmnist fmnist_mnist; do
     echo "start $(date -u +%FT%TZ) commit $commit; $(uptime)"
     run experiments/frontier_${pair}_cpu_{core,output,adaptive,knockoff_adaptive,proxy_shuffle_blur,proxy_shuffle_blur_adaptive,epochs20,epochs20_dcp,extended_output}.toml \
       --seeds 0 1 2 3 4 5 6 7 8 9
-    run experiments/frontier_${pair}_cpu_{budget20k,extended_trained,mad,am}.toml --seeds 0 1 2
+    run experiments/frontier_${pair}_cpu_{budget20k,extended_trained,extended_stacked,mad,am}.toml --seeds 0 1 2
     echo "done $(date -u +%FT%TZ); $(uptime)"
   ) >>"runs/frontier_$pair.log" 2>&1 &
 done

@@ -9,9 +9,9 @@
 #              (the same behind DCP 0.5), mad, am
 # then `table` writes docs/reproduction/frontier.{csv,md} and the Pareto plots.
 #   bash docs/reproduction/frontier.sh [COMMIT]     # start (or resume) in the background
-# The 30 Nov 2026 cells came from three codes with bit-identical victims (docs/reproduction.md,
-# "Trained-in defenses"): the trained-in branch (core/output/adaptive), 949c4fd (the rest) and
-# b83f7bc (am, which needs it).
+# The 30 Nov 2026 cells came from four codes with bit-identical victims (docs/reproduction.md,
+# "Trained-in defenses"): the trained-in branch (core/output/adaptive), 949c4fd (the rest),
+# b83f7bc (am, which needs it) and f763217 (the ten-seed grids).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source docs/reproduction/freeze_code.sh "${1:-HEAD}"   # sets $commit and $src

@@ -61,6 +61,7 @@ def progress(run):
             (lambda r: r["defense"] == "none" and r["attack"] == "knockoff" and r["budget"] == 5000, 30),
         "stage 1 (+ DCP 0.5 and 1.0, KnockoffNets 5000)": (lambda r: r["attack"] == "knockoff" and r["budget"] == 5000, 90),
         "stage 2 (Copycat 5000, no defense and DCP)": (lambda r: r["attack"] == "copycat" and r["budget"] == 5000, 90),
+        "stage 3 (everything at 1000 queries)": (lambda r: r["budget"] == 1000, 180),
         "whole grid": (lambda r: True, 540)}
     rows = []
     for name, (keep, total) in stages.items():

@@ -62,6 +62,8 @@ def progress(run):
         "stage 1 (+ DCP 0.5 and 1.0, KnockoffNets 5000)": (lambda r: r["attack"] == "knockoff" and r["budget"] == 5000, 90),
         "stage 2 (Copycat 5000, no defense and DCP)": (lambda r: r["attack"] == "copycat" and r["budget"] == 5000, 90),
         "stage 3 (everything at 1000 queries)": (lambda r: r["budget"] == 1000, 180),
+        "stage 4 (no defense, KnockoffNets 10000)":
+            (lambda r: r["defense"] == "none" and r["attack"] == "knockoff" and r["budget"] == 10000, 30),
         "whole grid": (lambda r: True, 540)}
     rows = []
     for name, (keep, total) in stages.items():

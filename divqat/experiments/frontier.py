@@ -37,6 +37,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from divqat.train.victim import VictimConfig
 from divqat.utils import atomic_write_text
 
 from . import stats
@@ -47,7 +48,8 @@ BASELINE = ("qat", "")
 SURROGATE_EPOCHS = 10  # the frontier configs' surrogate training; other lengths are named in the attack
 _TRAINED = ("divqat", "nonlabel", "proxy-kl", "proxy-entropy")
 _TRAIN_KEYS = ("alpha", "temperature", "direction", "kl_cap", "margin", "margin_weight", "distill", "proxy_transforms")
-_TRAIN_DEFAULTS = {"temperature": 1.0, "direction": "forward"}  # the DivQAT trainer's defaults
+# the published DivQAT's temperature and direction (the trainer's defaults) go unnamed
+_TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(VictimConfig) if f.name in ("temperature", "direction")}
 
 
 def _fmt(value):
@@ -149,6 +151,11 @@ def _by_cell(rows):
     return groups
 
 
+def seed_mean(by_seed, metric):
+    """The mean of ``metric`` over the rows of ``by_seed`` (seed -> row)."""
+    return sum(r[metric] for r in by_seed.values()) / len(by_seed)
+
+
 def paired_difference(by_seed, base, metric):
     """(mean, low, high) of ``metric`` in ``by_seed`` minus ``base`` (seed -> row) on the seeds
     both have (:func:`paired_interval`; None without a common seed), the count of those seeds
@@ -178,7 +185,7 @@ def summarize(rows):
         summary = {"pair": pair, "attack": attack, "budget": budget, "defense": defense, "setting": setting,
                    "n": len(by_seed)}
         for metric in ("victim_accuracy", "agreement", "adversary_error"):
-            summary[metric] = sum(r[metric] for r in by_seed.values()) / len(by_seed)
+            summary[metric] = seed_mean(by_seed, metric)
         out.append(_paired(summary, by_seed, groups.get((pair, attack, budget) + BASELINE, {})))
     return out
 
@@ -203,12 +210,15 @@ def comparisons(rows, reference=("dcp", "beta=0.5")):
     return out
 
 
+def dominates(a, b):
+    """Whether point ``a`` (accuracy, agreement, ...) dominates ``b``: accuracy at least as high
+    and agreement at least as low, one of them strictly."""
+    return a[0] >= b[0] and a[1] <= b[1] and (a[0], a[1]) != (b[0], b[1])
+
+
 def pareto(points):
-    """The points (accuracy, agreement, ...) not dominated by another one (accuracy at least as
-    high and agreement at least as low, one strictly), sorted by accuracy."""
-    front = [p for p in points if not any(q[0] >= p[0] and q[1] <= p[1] and (q[0], q[1]) != (p[0], p[1])
-                                          for q in points)]
-    return sorted(front)
+    """The points (accuracy, agreement, ...) no other one :func:`dominates`, sorted by accuracy."""
+    return sorted(p for p in points if not any(dominates(q, p) for q in points))
 
 
 def _interval(d, scale=100.0):

@@ -21,7 +21,7 @@ passing.
 import math
 from dataclasses import dataclass
 
-from .frontier import _TRAINED, BASELINE, _by_cell, _interval, paired_difference
+from .frontier import _TRAINED, BASELINE, _by_cell, _interval, dominates, paired_difference, seed_mean
 
 __all__ = ["Goal", "GOAL", "check_goal", "goal_markdown"]
 
@@ -44,15 +44,6 @@ class Goal:
 GOAL = Goal()
 
 
-def _mean(by_seed, metric):
-    return sum(r[metric] for r in by_seed.values()) / len(by_seed)
-
-
-def _dominates(a, b):
-    """a (accuracy, agreement) dominates b: accuracy at least as high, agreement at least as low, one strict."""
-    return a[0] >= b[0] and a[1] <= b[1] and a != b
-
-
 def _check_pair(groups, pair, defense, setting, goal):
     cell = {}
     ok = True
@@ -69,9 +60,9 @@ def _check_pair(groups, pair, defense, setting, goal):
             cell["top1"] = {"d": d_acc, "ok": enough and d_acc[0] >= -goal.top1_cost}
             ok &= cell["top1"]["ok"]
         reference = groups.get((pair, attack, goal.budget) + goal.reference, {})
-        dominated = bool(mine and reference) and _dominates(
-            (_mean(reference, "victim_accuracy"), _mean(reference, "agreement")),
-            (_mean(mine, "victim_accuracy"), _mean(mine, "agreement")))
+        dominated = bool(mine and reference) and dominates(
+            (seed_mean(reference, "victim_accuracy"), seed_mean(reference, "agreement")),
+            (seed_mean(mine, "victim_accuracy"), seed_mean(mine, "agreement")))
         cell.setdefault("dominated", []).extend([attack] if dominated else [])
         if not (mine and reference):
             cell["dominated"].append(f"{attack}: no cells")

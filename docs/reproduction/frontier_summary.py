@@ -16,7 +16,7 @@ import csv
 import sys
 from pathlib import Path
 
-from divqat.experiments.frontier import BASELINE, _by_cell, _interval, paired_difference
+from divqat.experiments.frontier import BASELINE, _by_cell, _interval, paired_difference, seed_mean
 from divqat.experiments.frontier_goal import Goal, check_goal, goal_markdown
 from divqat.utils import atomic_write_text
 
@@ -40,8 +40,7 @@ def _cell(groups, pair, attack, budget, defense, setting, metric):
         return ""
     base = groups.get((pair, attack, budget) + BASELINE, {})
     if (defense, setting) == BASELINE:
-        mean = sum(r[metric] for r in mine.values()) / len(mine)
-        return f"{100 * mean:.2f} %"
+        return f"{100 * seed_mean(mine, metric):.2f} %"
     d, lower, n = paired_difference(mine, base, metric)
     if d is None:
         return "no paired seeds"

@@ -116,6 +116,10 @@ def misinformation_cell(config, seed):
     return MisinformationCell(seed, spec, current_code())
 
 
+#: the cells with a folder of their own: kind -> (folder under OUT, record file written last)
+FOLDER_CELLS = {"victim": ("victims", "victim.json"), "misinformation": ("misinformation", "misinformation.json")}
+
+
 def misinformation_name(cell):
     """The readable start of a misinformation model's folder name (``seed0``)."""
     return f"seed{cell.seed}"
@@ -225,11 +229,10 @@ class CellCache:
         return self._make_folder("misinformation", key, name)
 
     def misinformation_record(self, key):
-        path = self._folder("misinformation", key)
-        return None if path is None else self._read(path / "misinformation.json")
+        return self._folder_record("misinformation", key)
 
     def save_misinformation_record(self, key, record):
-        atomic_write_json(self._stamp(key, record), self.misinformation_dir(key) / "misinformation.json")
+        self._save("misinformation", key, record)
 
     @staticmethod
     def _read(path):
@@ -243,18 +246,33 @@ class CellCache:
         config_key = cell_key(record["spec"]) if "spec" in record else key
         return {**record, "config_key": config_key, "code": current_code()}
 
+    def record_path(self, kind, key, name=None):
+        """Where the record of cell ``key`` of ``kind`` (``victim``, ``misinformation``,
+        ``attack``) is written; a folder cell's folder is created as ``<name>-<key>`` if it has none."""
+        if kind == "attack":
+            return self.root / "cells" / f"{key}.json"
+        folder, filename = FOLDER_CELLS[kind]
+        return self._make_folder(folder, key, name) / filename
+
+    def _folder_record(self, kind, key):
+        folder, filename = FOLDER_CELLS[kind]
+        path = self._folder(folder, key)
+        return None if path is None else self._read(path / filename)
+
+    def _save(self, kind, key, record):
+        atomic_write_json(self._stamp(key, record), self.record_path(kind, key))
+
     def victim_record(self, key):
-        path = self._folder("victims", key)
-        return None if path is None else self._read(path / "victim.json")
+        return self._folder_record("victim", key)
 
     def save_victim_record(self, key, record):
-        atomic_write_json(self._stamp(key, record), self.victim_dir(key) / "victim.json")
+        self._save("victim", key, record)
 
     def attack_record(self, key):
-        return self._read(self.root / "cells" / f"{key}.json")
+        return self._read(self.record_path("attack", key))
 
     def save_attack_record(self, key, record):
-        atomic_write_json(self._stamp(key, record), self.root / "cells" / f"{key}.json")
+        self._save("attack", key, record)
 
     def _victim_paths(self):
         return sorted((self.root / "victims").glob("*/victim.json"))

@@ -161,13 +161,11 @@ class CellWorker:
             return Outcome.failure(exc)
         return Outcome(status)
 
+    _FOLDER_NAMES = {"victim": victim_name, "misinformation": misinformation_name}
+
     def _record_path(self, job):
-        if job.kind == "victim":
-            return CellCache(self.out_dir).victim_dir(job.key, victim_name(job.cell)) / "victim.json"
-        if job.kind == "misinformation":
-            folder = CellCache(self.out_dir).misinformation_dir(job.key, misinformation_name(job.cell))
-            return folder / "misinformation.json"
-        return self.out_dir / "cells" / f"{job.key}.json"
+        name = self._FOLDER_NAMES[job.kind](job.cell) if job.kind in self._FOLDER_NAMES else None
+        return CellCache(self.out_dir).record_path(job.kind, job.key, name)
 
     @contextlib.contextmanager
     def _torch_threads(self):

@@ -5,7 +5,6 @@ Install after torch: ``pip install --no-build-isolation -e .``
 """
 import glob
 import os
-import sys
 
 from setuptools import find_packages, setup
 from torch.utils import cpp_extension

@@ -21,9 +21,9 @@ tests far more than the effects measured here. pytest-benchmark's own statistics
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=17179869184 \
         python -m pytest benchmarks/bench_train_step.py --benchmark-json=bench_train_step.json
 """
+import copy
 import statistics
 import time
-import copy
 import warnings
 
 import pytest

@@ -167,7 +167,7 @@ def fault(model_path, db, body, rows, clients, seconds, sync):
     budgets = {"spent": 10 * rows, "busy": 10**12, "edge": edge_budget}
     result = {name: {"answered": sum(answered[name]), "counted": counted[name], "budget": budgets[name]}
               for name in budgets}
-    for name, r in result.items():
+    for r in result.values():
         r["ok"] = r["answered"] <= r["counted"] <= r["budget"]
     return result
 

@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from divqat.progress import progress_bar
-
 from divqat.checks import check_choice, check_int, check_real
+from divqat.progress import progress_bar
 from divqat.utils import dataset_tensors, model_device
 
 EPS_LIST = (0.0, 0.01, 0.03, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)

@@ -24,7 +24,7 @@ import struct
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import IO, Any, Callable
 
 import numpy as np
 import torch

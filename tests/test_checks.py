@@ -4,8 +4,15 @@ import os
 
 import pytest
 
-from divqat.checks import (bounds_text, check_choice, check_int, check_output_dir, check_output_dirs, check_output_file,
-                           check_real)
+from divqat.checks import (
+    bounds_text,
+    check_choice,
+    check_int,
+    check_output_dir,
+    check_output_dirs,
+    check_output_file,
+    check_real,
+)
 
 UNWRITABLE = "/proc/divqat-no-such-dir/out"  # nothing can be created below /proc, even by root
 

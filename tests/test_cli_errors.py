@@ -11,7 +11,7 @@ from divqat.cli import main
 from divqat.experiments import parse_config, run_experiment
 from divqat.experiments.cells import CellCache
 from divqat.models import build_model_for
-from divqat.train.artifacts import start_run, write_config, write_run_results
+from divqat.train.artifacts import start_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,8 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from divqat.data import (DATASETS, dataset_info, load_dataset, load_tensors, random_crop_flip,
-                         resize_to)
+from divqat.data import DATASETS, dataset_info, load_dataset, load_tensors, random_crop_flip, resize_to
 
 # Published class counts and first labels (yann.lecun.com/exdb/mnist, zalandoresearch/fashion-mnist).
 MNIST_COUNTS = {"train": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],

@@ -2,11 +2,11 @@
 bare-key folders (before the names) are still found: nothing is trained again."""
 import re
 
+from test_experiments_runner import FakePipeline
+
 from divqat.experiments.cells import CellCache, victim_cells, victim_name
 from divqat.experiments.config import parse_config
 from divqat.experiments.runner import run_experiment
-
-from test_experiments_runner import FakePipeline
 
 RAW = {"name": "folders", "seeds": [0, 3], "data": {"victim": "digits", "queryset": "digits"},
        "victim": {"arch": "lenet5", "epochs": 1}, "quant": {"epochs": 1},

@@ -2,12 +2,11 @@
 curves, and curves against alpha join only runs that differ in alpha alone."""
 import matplotlib.pyplot as plt
 import pytest
+from test_experiments_runner import FakePipeline
 
 from divqat.experiments import plots
 from divqat.experiments.config import parse_config
 from divqat.experiments.runner import run_experiment
-
-from test_experiments_runner import FakePipeline
 
 RAW = {"name": "plots", "seeds": [0, 1], "data": {"victim": "digits", "queryset": "digits"},
        "victim": {"arch": "lenet5", "epochs": 1}, "quant": {"epochs": 1},

@@ -11,9 +11,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from op_backends import backend, fused_ops  # noqa: F401  (fixtures)
 
 from divqat.ops import fake_quant
-from op_backends import backend, fused_ops  # noqa: F401  (fixtures)
 
 RANGES = [(0, 255), (-128, 127), (0, 15), (-8, 7), (0, 3), (-2, 1)]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]

@@ -7,8 +7,16 @@ import math
 
 import pytest
 
-from divqat.experiments.frontier import (COLUMNS, comparisons, defense_of, frontier_point, main, paired_interval,
-                                        pareto, write_frontier)
+from divqat.experiments.frontier import (
+    COLUMNS,
+    comparisons,
+    defense_of,
+    frontier_point,
+    main,
+    paired_interval,
+    pareto,
+    write_frontier,
+)
 
 
 def _record(seed, method, defense, attack, agreement, accuracy):
@@ -123,7 +131,6 @@ def test_run_validates_every_config_before_any_work(tmp_path, capsys):
 
 
 def test_stacked_and_reference_comparisons():
-    knockoff = {"name": "knockoff", "budget": 5000}
     proxy = {"name": "divqat", "objective": "proxy", "alpha": 0.3}
     rows = []
     for seed, (dcp, stacked, trained) in enumerate([(0.6, 0.5, 0.7), (0.5, 0.45, 0.65), (0.55, 0.56, 0.6)]):

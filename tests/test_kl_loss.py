@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from op_backends import BACKENDS, backend, fused_ops, use_backend  # noqa: F401  (fixtures)
 
 from divqat.ops import div_kl_loss, divqat_loss
 from divqat.ops import kl_loss as ops_module
 from divqat.reference import kl_loss as ref
-from op_backends import BACKENDS, backend, fused_ops, use_backend  # noqa: F401  (fixtures)
 
 REDUCTIONS = ("batchmean", "sum", "none")
 DIRECTIONS = ("forward", "reverse")

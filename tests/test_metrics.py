@@ -6,8 +6,15 @@ import torch
 import torch.nn as nn
 
 from divqat.blackbox import BlackBox
-from divqat.metrics import (accuracy, adversary_error, agreement, evaluate_surrogate, mean_kl, mean_l1,
-                            normalized_accuracy)
+from divqat.metrics import (
+    accuracy,
+    adversary_error,
+    agreement,
+    evaluate_surrogate,
+    mean_kl,
+    mean_l1,
+    normalized_accuracy,
+)
 
 
 def test_accuracy_and_agreement_hand_values():

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from divqat.attacks.knockoff import sharpen_answers
 from divqat.ops import divqat_loss
-from divqat.train.objectives import (Objective, entropy, label_margin, mask_label, nonlabel_loss, proxy_loss)
+from divqat.train.objectives import Objective, entropy, label_margin, mask_label, nonlabel_loss, proxy_loss
 
 N, C = 12, 10
 

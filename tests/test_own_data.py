@@ -11,10 +11,18 @@ import torch
 from PIL import Image
 
 from divqat.cli import main
-from divqat.experiments.cells import CellCache
-from divqat.data import (DATASETS, ImageDataset, LazyImages, dataset_info, load_dataset, load_images, load_tensors,
-                         resize_to)
+from divqat.data import (
+    DATASETS,
+    ImageDataset,
+    LazyImages,
+    dataset_info,
+    load_dataset,
+    load_images,
+    load_tensors,
+    resize_to,
+)
 from divqat.data.sources import search_dirs
+from divqat.experiments.cells import CellCache
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,7 +10,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from torch import nn
 
 from divqat.cli import main
 from divqat.data import dataset_info

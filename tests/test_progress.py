@@ -124,9 +124,10 @@ def test_inner_step_longer_than_the_interval_ends_with_its_total():
 
 
 def test_grid_counts_victims_and_cells_and_names_the_running_one(tmp_path, monkeypatch, capsys):
+    from test_experiments_runner import FakePipeline
+
     from divqat.experiments.config import parse_config
     from divqat.experiments.runner import run_experiment
-    from test_experiments_runner import FakePipeline
 
     monkeypatch.setenv("DIVQAT_PROGRESS_INTERVAL", "0")
     raw = {"name": "grid", "seeds": [0, 1], "data": {"victim": "digits", "queryset": "digits"},

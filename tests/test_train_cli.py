@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from divqat.cli import main
 from divqat.data import load_dataset
 from divqat.train import load_config, load_victim
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TEST_LIMIT = 1000

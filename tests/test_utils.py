@@ -7,9 +7,20 @@ import numpy as np
 import pytest
 import torch
 
-from divqat.utils import (atomic_save, atomic_write, atomic_write_bytes, atomic_write_json,
-                          atomic_write_text, dataset_tensors, load_torch_file, model_device, read_json,
-                          remove_temporaries, resolve_device, seed_everything)
+from divqat.utils import (
+    atomic_save,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    dataset_tensors,
+    load_torch_file,
+    model_device,
+    read_json,
+    remove_temporaries,
+    resolve_device,
+    seed_everything,
+)
 
 
 def _draw(generator):

@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+
 from .transforms import resize_to
 
 __all__ = ["PREFIX", "IMG_EXTENSIONS", "STATS_SAMPLE", "is_imagefolder", "canonical_name", "folder_split",

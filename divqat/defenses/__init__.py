@@ -17,10 +17,18 @@ from .dcp import DCP
 from .label_only import LabelOnly
 from .mad import MAD
 from .misinformation import AdaptiveMisinformation, misinformation_loss, train_misinformation_model
-from .random_noise import RandomNoise
 from .params import Param
-from .registry import (ALIASES, DEFENSES, add_defense_arguments, build_defense, defense_from_args, load_model,
-                       parse_defense_args, random_model_like)
+from .random_noise import RandomNoise
+from .registry import (
+                       ALIASES,
+                       DEFENSES,
+                       add_defense_arguments,
+                       build_defense,
+                       defense_from_args,
+                       load_model,
+                       parse_defense_args,
+                       random_model_like,
+)
 from .reverse_sigmoid import ReverseSigmoid
 from .rounding import Rounding
 from .topk import TopK

@@ -37,12 +37,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from divqat.defenses.registry import resolve_name
 from divqat.defenses.misinformation import AdaptiveMisinformation, train_misinformation_model
+from divqat.defenses.registry import resolve_name
 from divqat.utils import atomic_write_json, read_json
 
 from . import fingerprint
-from .config import TEACHER_METHODS, QUANTIZED_METHODS, Entry
+from .config import QUANTIZED_METHODS, TEACHER_METHODS, Entry
 
 
 def cell_key(spec):

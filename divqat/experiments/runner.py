@@ -296,7 +296,7 @@ def run_experiment(config, out_dir, pipeline=None, progress=True, report=True, e
     cache = CellCache(out_dir)
     worker = CellWorker(out_dir, config, pipeline, progress=progress and executor.in_process,
                         threads=executor.threads)
-    worker.pipeline  # builds (and so validates) the pipeline before any work
+    _ = worker.pipeline  # builds (and so validates) the pipeline before any work
     # several configs may share one directory (and its cached victims): one record per config
     atomic_write_json(config.raw, out_dir / "configs" / f"{config.name}.json")
     jobs, cached = grid_jobs(config, cache)

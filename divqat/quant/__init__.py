@@ -9,6 +9,7 @@ Modules: observers (min/max statistics -> scale, zero point), fake_quantize (Fak
 qconfig (presets), qat_modules (folded QAT layers), prepare (the fx pass), phases (switches,
 calibration), onnx_export (the integer graph), int8_model (Int8Model, save/load), convert.
 """
+from divqat.quant import onnx_symbolic
 from divqat.quant.convert import convert
 from divqat.quant.fake_quantize import FakeQuantize
 from divqat.quant.int8_model import Int8Model, load_int8, save_int8
@@ -31,7 +32,6 @@ from divqat.quant.phases import (
 from divqat.quant.prepare import is_prepared, prepare_qat
 from divqat.quant.qat_modules import QATAdd, QATAvgPool2d, QATConv2d, QATLinear
 from divqat.quant.qconfig import QConfig, QuantSpec, default_qconfig, get_qconfig
-from divqat.quant import onnx_symbolic
 
 onnx_symbolic.register()  # torch.onnx.export(prepared_model, ..., dynamo=False) works
 

@@ -39,9 +39,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from divqat.checks import check_int
+from divqat.serving.keys import KeyStore
 from divqat.serving.metadata import serving_info
 from divqat.serving.protocol import BINARY
-from divqat.serving.keys import KeyStore
 
 __all__ = ["Predictor", "create_app", "decode_body", "parse_inputs", "BYTES_PER_VALUE"]
 

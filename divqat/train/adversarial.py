@@ -19,8 +19,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from divqat.checks import check_choice, check_real
 from divqat.robustness import EVASION_ATTACKS, PGD_STEP, PGD_STEPS
-from divqat.train.monitors import Evaluator
 from divqat.train.loop import fit
+from divqat.train.monitors import Evaluator
 from divqat.train.trainers import TrainResult
 from divqat.utils import resolve_device
 

@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from divqat import progress as progress_lines
 from divqat.checks import check_choice, check_int, check_real
-from divqat.train import distributed
 from divqat.tensorboard_log import log_scalars
+from divqat.train import distributed
 from divqat.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, set_rng_state
 from divqat.train.curves import CURVES_NAME, write_curves
 from divqat.utils import atomic_write_text, remove_temporaries, resolve_device, seed_everything

@@ -25,7 +25,7 @@ from divqat.checks import check_choice, check_int, check_output_dir, check_real
 from divqat.data import canonical_name, dataset_info, load_dataset
 from divqat.models import build_model_for
 from divqat.train import distributed, objectives
-from divqat.train.artifacts import (is_finished, load_config, load_victim, start_run, write_run_results)
+from divqat.train.artifacts import is_finished, load_config, load_victim, start_run, write_run_results
 from divqat.train.loop import LOG_NAME, OPTIMIZERS, check_options, write_log
 from divqat.train.monitors import Evaluator, quantized_metrics
 from divqat.train.trainers import check_divqat_options, ptq, train_divqat, train_fp

@@ -4,8 +4,13 @@ import argparse
 import pytest
 from defense_helpers import make_mlp
 
-from divqat.defenses import (AdaptiveMisinformation, add_defense_arguments, build_defense, defense_from_args,
-                             parse_defense_args)
+from divqat.defenses import (
+    AdaptiveMisinformation,
+    add_defense_arguments,
+    build_defense,
+    defense_from_args,
+    parse_defense_args,
+)
 
 
 def test_build_defense_parses_cli_strings():

@@ -2,8 +2,17 @@
 import pytest
 from defense_helpers import make_mlp
 
-from divqat.defenses import (DCP, MAD, AdaptiveMisinformation, Param, RandomNoise, ReverseSigmoid, Rounding, TopK,
-                             build_defense)
+from divqat.defenses import (
+    DCP,
+    MAD,
+    AdaptiveMisinformation,
+    Param,
+    RandomNoise,
+    ReverseSigmoid,
+    Rounding,
+    TopK,
+    build_defense,
+)
 
 
 @pytest.mark.parametrize("make,name", [

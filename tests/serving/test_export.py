@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from divqat.blackbox import BlackBox
+from divqat.cli import main
 from divqat.data import load_tensors
 from divqat.serving.export import REFUSED, build_exportable_defense, export_defended
 from divqat.serving.metadata import serving_info
 from divqat.train import load_victim
-from divqat.cli import main
 
 EXPORTABLE = [
     (None, {}),

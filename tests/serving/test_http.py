@@ -12,10 +12,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from divqat.blackbox import QueryBudgetExceeded
 from divqat.cli import main
 from divqat.data import load_tensors
 from divqat.serving.export import build_exportable_defense, export_defended
-from divqat.blackbox import QueryBudgetExceeded
 from divqat.serving.http_blackbox import HttpBlackBox
 from divqat.serving.keys import KeyStore
 from divqat.serving.process import ServerProcess

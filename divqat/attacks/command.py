@@ -3,7 +3,8 @@
     divqat attack --victim DIR --attack {knockoff,knockoff-adaptive,copycat,jbda,dfme,maze}
                   [--queryset D [--adapt-queries]] --budget N [--arch A]
                   [--output probs|topk|rounded|label [--k K] [--decimals D]]
-                  [--defense NAME --defense-arg k=v ...] [--epochs N] [--lr LR] [--momentum M]
+                  [--defense NAME --defense-arg k=v ...] [--attack-arg k=v ...]
+                  [--epochs N] [--lr LR] [--momentum M]
                   [--batch-size B] [--seed S]
                   [--device DEV] [--cache-dir DIR] [--no-progress] --out OUT
 
@@ -12,12 +13,15 @@ The victim of a ``divqat train --out DIR`` directory is deployed behind a
 attack spends the budget and the surrogate is scored on the victim's test set
 (:func:`divqat.metrics.evaluate_surrogate`). Writes OUT/surrogate.pt (arch, meta, state_dict)
 and then OUT/metrics.json (victim_accuracy, adversary_accuracy, adversary_error, agreement,
-normalized_accuracy, queries_used, fresh_queries and the attack's parameters), both atomically.
+normalized_accuracy, queries_used, fresh_queries, the attack's parameters and ``answered_hist``,
+the histogram of the labels it was answered), both atomically. The mixed thief, which queries
+part of the victim's test split, is scored on the rest (``scoring_images``).
 """
+import tomllib
 from pathlib import Path
 
 from divqat.attacks.knockoff_adaptive import REWARDS
-from divqat.attacks.registry import CACHED, SPECS, attack_call, attack_spec
+from divqat.attacks.registry import CACHED, SPECS, attack_call, attack_spec, scoring_limit
 from divqat.blackbox import OUTPUT_MODES
 from divqat.checks import check_output_dirs
 from divqat.cli_options import add_victim_kind, arch_help, choices_text, dataset_help
@@ -54,6 +58,9 @@ def add_arguments(parser):
     add_defense_arguments(parser)
     add_remote_arguments(parser)
     parser.add_argument("--reward", metavar="NAME", help=f"knockoff-adaptive reward: {choices_text(REWARDS, 'all')}")
+    parser.add_argument("--attack-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="an attack parameter, repeatable (e.g. k=4 for smoothing, mode=drop for sink-aware, "
+                        "in_share=0.1 for mixed; values read as TOML: numbers, true/false, else text)")
     parser.add_argument("--epochs", type=int, help="surrogate training epochs (default: 50 for MNIST-like "
                         "victims, else 100; not for dfme/maze, whose steps follow from the budget)")
     parser.add_argument("--lr", type=float, help="surrogate SGD learning rate (default 0.01)")
@@ -69,6 +76,24 @@ def add_arguments(parser):
                         "TensorBoard events in DIR (needs the tensorboard package)")
 
 
+def _attack_args(items):
+    """["k=4", "aggregate=vote"] -> {"k": 4, "aggregate": "vote"}: each value read as a TOML value
+    (numbers, true/false), else kept as text; ValueError on a malformed or repeated key."""
+    args = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--attack-arg expects KEY=VALUE, got {item!r}")
+        if key in args:
+            raise ValueError(f"--attack-arg {key} given twice")
+        try:
+            args[key] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            args[key] = text.strip()
+    return args
+
+
 def _attack_call(args, device):
     """The attack's function and keyword arguments from the command line (:func:`attack_call`)."""
     spec = attack_spec(args.attack)
@@ -82,14 +107,26 @@ def _attack_call(args, device):
     elif args.queryset is None:
         raise ValueError(f"{args.attack} needs --queryset (the adversary's natural images)")
     if args.cache_dir is not None and not spec.cached:
-        raise ValueError(f"--cache-dir applies to {' and '.join(CACHED)} only "
+        raise ValueError(f"--cache-dir applies to {', '.join(CACHED)} only "
                          "(their queries do not depend on the surrogate)")
     options = {"arch": args.arch, **train}
     for key in ("adapt_queries", "reward"):  # passed when given: an attack without them refuses them
         if getattr(args, key) not in (None, False):
             options[key] = getattr(args, key)
+    extra = _attack_args(args.attack_arg)
+    both = sorted(set(extra) & {key for key, value in options.items() if value is not None})
+    if both:
+        raise ValueError(f"--attack-arg {both[0]}: give it once, with its own option --{both[0].replace('_', '-')}")
+    options.update(extra)
+    victim_data = None
+    if spec.splits_test:
+        if is_url(args.victim):
+            raise ValueError(f"{args.attack} draws queries from the victim's test split: give a local --victim directory")
+        from divqat.train import load_config
+
+        victim_data = load_config(args.victim)["dataset"]
     return attack_call(args.attack, options, queryset=args.queryset, device=device, progress=not args.no_progress,
-                       cache_dir=args.cache_dir)
+                       cache_dir=args.cache_dir, victim_data=victim_data)
 
 
 def run(args):
@@ -118,10 +155,12 @@ def run(args):
         kwargs["arch"] = build_surrogate(blackbox, args.arch, weights=args.surrogate_weights)
     with tensorboard_log(args.tensorboard):
         surrogate, record = fn(blackbox, budget=args.budget, seed=args.seed, **kwargs)
-    test = load_tensors(dataset, "test")
+    spec_splits = attack_spec(args.attack).splits_test
+    test = load_tensors(dataset, "test", limit=scoring_limit(args.attack, kwargs))
     metrics = {**record, **evaluate_surrogate(surrogate, scored, test, device=device),
                "fresh_queries": blackbox.queries_used, "victim": str(args.victim),
-               "victim_kind": args.victim_kind, "defense": blackbox.defense_id, **extra_metrics()}
+               "victim_kind": args.victim_kind, "defense": blackbox.defense_id, **extra_metrics(),
+               **({"scoring_images": len(test[0])} if spec_splits else {})}
     out = Path(args.out)
     atomic_save({"arch": surrogate.arch, "meta": surrogate.meta,
                  "state_dict": {k: v.cpu() for k, v in surrogate.state_dict().items()}}, out / "surrogate.pt")

@@ -24,7 +24,7 @@ from divqat.attacks.knockoff_adaptive import REWARDS
 from divqat.attacks.registry import CACHED, SPECS, attack_call, attack_spec, scoring_limit
 from divqat.blackbox import OUTPUT_MODES
 from divqat.checks import check_output_dirs
-from divqat.cli_options import add_victim_kind, arch_help, choices_text, dataset_help
+from divqat.cli_options import add_victim_kind, arch_help, choices_text, dataset_help, key_values
 from divqat.defenses import add_defense_arguments, defense_from_args
 from divqat.serving.remote import add_arguments as add_remote_arguments
 from divqat.serving.remote import is_url, open_remote_victims, reject_remote_options
@@ -79,18 +79,12 @@ def add_arguments(parser):
 def _attack_args(items):
     """["k=4", "aggregate=vote"] -> {"k": 4, "aggregate": "vote"}: each value read as a TOML value
     (numbers, true/false), else kept as text; ValueError on a malformed or repeated key."""
-    args = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--attack-arg expects KEY=VALUE, got {item!r}")
-        if key in args:
-            raise ValueError(f"--attack-arg {key} given twice")
+    args = key_values(items, "--attack-arg")
+    for key, text in args.items():
         try:
-            args[key] = tomllib.loads(f"v = {text.strip()}")["v"]
+            args[key] = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
-            args[key] = text.strip()
+            pass
     return args
 
 

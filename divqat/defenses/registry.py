@@ -131,16 +131,9 @@ def build_defense(name, *, victim=None, victim_seed=0, **kwargs):
 
 def parse_defense_args(items):
     """["beta=0.5", "gamma=0.1"] -> {"beta": "0.5", "gamma": "0.1"}; ValueError on a malformed or repeated key."""
-    args = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--defense-arg expects KEY=VALUE, got {item!r}")
-        if key in args:
-            raise ValueError(f"--defense-arg {key} given twice")
-        args[key] = value.strip()
-    return args
+    from divqat.cli_options import key_values
+
+    return key_values(items, "--defense-arg")
 
 
 def add_defense_arguments(parser):

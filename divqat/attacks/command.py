@@ -1,6 +1,7 @@
 """`divqat attack`: extract a trained victim through a query-counted black box.
 
-    divqat attack --victim DIR --attack {knockoff,knockoff-adaptive,copycat,jbda,dfme,maze}
+    divqat attack --victim DIR --attack {knockoff,knockoff-adaptive,copycat,jbda,dfme,maze,
+                                         sink-aware,smoothing,mixed}
                   [--queryset D [--adapt-queries]] --budget N [--arch A]
                   [--output probs|topk|rounded|label [--k K] [--decimals D]]
                   [--defense NAME --defense-arg k=v ...] [--attack-arg k=v ...]
@@ -149,12 +150,12 @@ def run(args):
         kwargs["arch"] = build_surrogate(blackbox, args.arch, weights=args.surrogate_weights)
     with tensorboard_log(args.tensorboard):
         surrogate, record = fn(blackbox, budget=args.budget, seed=args.seed, **kwargs)
-    spec_splits = attack_spec(args.attack).splits_test
-    test = load_tensors(dataset, "test", limit=scoring_limit(args.attack, kwargs))
+    limit = scoring_limit(args.attack, kwargs)  # the mixed thief's scoring part
+    test = load_tensors(dataset, "test", limit=limit)
     metrics = {**record, **evaluate_surrogate(surrogate, scored, test, device=device),
                "fresh_queries": blackbox.queries_used, "victim": str(args.victim),
                "victim_kind": args.victim_kind, "defense": blackbox.defense_id, **extra_metrics(),
-               **({"scoring_images": len(test[0])} if spec_splits else {})}
+               **({"scoring_images": len(test[0])} if limit is not None else {})}
     out = Path(args.out)
     atomic_save({"arch": surrogate.arch, "meta": surrogate.meta,
                  "state_dict": {k: v.cpu() for k, v in surrogate.state_dict().items()}}, out / "surrogate.pt")

@@ -107,12 +107,16 @@ GENERATORS = {
 }
 
 
-def update_text(text, doc_dir):
-    """``text`` with every generated block rewritten; returns (text, number of blocks)."""
+FIGURES = ("frontier_plots", "experiment_plots")
+
+
+def update_text(text, doc_dir, figures=True):
+    """``text`` with every generated block rewritten (``figures=False``: the figure blocks, which
+    draw files, are left as they are); returns (text, number of blocks rewritten)."""
     out, pos, count = [], 0, 0
     for match in MARKER.finditer(text):
         name = match.group(1)
-        if name not in GENERATORS or match.start() < pos:
+        if name not in GENERATORS or match.start() < pos or (name in FIGURES and not figures):
             continue
         closing = f"<!-- /{name} -->"
         end = text.find(closing, match.end())

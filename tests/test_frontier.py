@@ -20,8 +20,9 @@ from divqat.results.frontier import (
     victim_setting,
 )
 from divqat.results.frontier_files import rewrite_frontier, write_frontier
-from divqat.results.frontier_plots import frontier_point, title
+from divqat.results.frontier_plots import frontier_point
 from divqat.results.stats import Paired, paired
+from divqat.results.words import title
 
 T_975_3 = 3.1824463052837078  # t_{0.975, 3} (scipy.stats.t.ppf)
 T_975_2 = 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))  # t_{0.975, 2} in closed form: (2p - 1) sqrt(2 / (4p(1 - p)))

@@ -78,3 +78,22 @@ def test_series_names():
            "method_temperature": 2.0, "method_direction": "forward"}
     assert plots._series(row) == "forward, kl_cap=1.0, temperature=2.0"
     assert plots._series({"method": "divqat", "direction": "reverse", "method_alpha": 1.0}) == "reverse"
+
+
+def test_tradeoff_points_are_the_undefended_mean_plus_paired_differences():
+    def cell(seed, label, error, accuracy):
+        return {"victim_label": "qat", "attack_label": "knockoff", "budget": 5000, "seed": seed,
+                "defense": label.split("(")[0], "defense_label": label, "adversary_error": error,
+                "victim_accuracy": accuracy}
+
+    cells = [cell(s, "none", e, 0.97) for s, e in enumerate([0.20, 0.30, 0.40])]
+    cells += [cell(s, "dcp(beta=0.5)", e, a) for s, (e, a) in enumerate([(0.50, 0.96), (0.70, 0.97), (0.60, 0.95)])]
+    cells.append(cell(7, "dcp(beta=0.5)", 0.99, 0.10))  # no undefended seed 7: not paired, not drawn
+    none, dcp = plots._tradeoff_points(cells, "qat", "dcp", "knockoff", 5000)
+    assert none == ("none", pytest.approx((30.0, 97.0)), ((0, 0), (0, 0)))
+    diffs = [30.0, 40.0, 20.0]  # thief's error, points, seed by seed
+    mean, sd = 30.0, 10.0
+    half = 0.95 * (2 / (4 * 0.975 * 0.025)) ** 0.5 * sd / 3 ** 0.5  # t_{0.975, 2} in closed form
+    assert sum(diffs) / 3 == mean
+    assert dcp[0] == "β=0.5" and dcp[1] == pytest.approx((30.0 + mean, 97.0 + (-1 + 0 - 2) / 3))
+    assert dcp[2][0] == pytest.approx((half, half))

@@ -19,51 +19,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from divqat.utils import atomic_write  # noqa: E402
 
-from .frontier import BASELINE, SURROGATE_EPOCHS, pareto, summarize  # noqa: E402
+from .frontier import BASELINE, pareto, summarize  # noqa: E402
+from .words import OFFSETS, setting_words, title  # noqa: E402
 
-DATASETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
-            "svhn": "SVHN"}
-ATTACKS = {"knockoff": "KnockoffNets thief (sees probabilities)", "copycat": "Copycat thief (sees labels only)"}
-GREEK = (("alpha", "α"), ("beta", "β"), ("gamma", "γ"), ("tau", "τ"), ("epsilon", "ε"), ("nu", "ν"))
-OFFSETS = ((5, 4), (5, -10), (-12, 4), (-12, -10))
 ZOOM = 10.0  # points of top-1 below plain QAT that the axes show
-
-
-def victim_words(victim_setting):
-    """``trained on all training images`` / ``trained on 10,000 training images``."""
-    if victim_setting == "full":
-        return "trained on all its training images"
-    return f"trained on {int(victim_setting.removeprefix('train')):,} training images"
-
-
-def attack_words(attack):
-    """A frontier attack name (:func:`divqat.results.frontier.attack_of`) in words."""
-    base, *parts = attack.split("-")
-    words = ATTACKS.get(base, f"{base} thief")
-    epochs = SURROGATE_EPOCHS
-    for part in parts:
-        if part == "adaptive":
-            words += ", adaptive"
-        elif part.startswith("sharpen"):
-            words += f", sharpening the answers (τ = {part[len('sharpen'):]})"
-        elif part.endswith("ep"):
-            epochs = int(part[:-2])
-    return f"{words}, {epochs}-epoch surrogate"
-
-
-def title(pair, victim_setting, attack, budget):
-    """The plot's title in plain words."""
-    victim, queries = pair.split("<-")
-    name = lambda d: DATASETS.get(d, d)  # noqa: E731
-    return (f"{name(victim)} victim ({victim_words(victim_setting)}) queried with {name(queries)} images\n"
-            f"{attack_words(attack)}, {budget:,} queries")
-
-
-def setting_words(defense, setting):
-    """``defense (setting)`` with Greek letters for the weights (α, β, ...)."""
-    for word, letter in GREEK:
-        setting = setting.replace(f"{word}=", f"{letter}=")
-    return f"{defense} ({setting})" if setting else defense
 
 
 def frontier_point(summary, baseline):

@@ -5,7 +5,8 @@
 - kl_vs_alpha.png: KL(f_fp || f_q) and mean L1 between f_fp's and f_q's probabilities against alpha
 - budget.png: adversary accuracy and agreement against the query budget, per victim
 - defense_tradeoff.png: victim accuracy against adversary error along each defense's parameter
-  sweep, for the QAT and DivQAT victims (docs/science.md §4)
+  sweep, for the QAT and DivQAT victims, each point labelled with its setting and its paired 95 %
+  intervals against the victim undefended (docs/science.md §4, §9)
 - robustness.png: accuracy under FGSM/PGD against eps of victims and surrogates (docs/science.md §7)
 
 Every function takes the tables of :func:`divqat.results.aggregate.collect` and a
@@ -20,6 +21,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from divqat.utils import atomic_write  # noqa: E402
+
+from .stats import paired  # noqa: E402
+from .words import OFFSETS, greek, thief_words  # noqa: E402
 
 ROBUST_COLUMN = re.compile(r"^(surrogate_)?robust_(\w+?)_([0-9.]+)_mean$")
 
@@ -160,27 +164,63 @@ def plot_budget(tables, out_dir):
     return ["budget.png"]
 
 
+def _tradeoff_points(cells, victim, defense, attack, budget):
+    """[(setting, (error, accuracy) in %, (error, accuracy) interval half-widths (below, above))]
+    of one victim along one defense's sweep: no defense at its mean over its seeds, each
+    setting at that mean plus its paired mean difference from it on the same seeds, with the
+    paired 95 % Student-t interval (docs/science.md §9)."""
+    rows = [r for r in cells if r["victim_label"] == victim and r["attack_label"] == attack and r["budget"] == budget]
+    base = {r["seed"]: r for r in rows if r["defense"] == "none"}
+    if not base:
+        return []
+    mean = {m: 100 * sum(r[m] for r in base.values()) / len(base) for m in ("adversary_error", "victim_accuracy")}
+    out = [("none", (mean["adversary_error"], mean["victim_accuracy"]), ((0, 0), (0, 0)))]
+    for label in sorted({r["defense_label"] for r in rows if r["defense"] == defense}):
+        mine = {r["seed"]: r for r in rows if r["defense_label"] == label}
+        seeds = sorted(set(mine) & set(base))
+        if not seeds:
+            continue
+        point, bars = [], []
+        for m in ("adversary_error", "victim_accuracy"):
+            p = paired(seeds, [100 * mine[s][m] for s in seeds], [100 * base[s][m] for s in seeds])
+            point.append(mean[m] + p.mean_diff)
+            bars.append((0, 0) if p.ci_low is None else (p.mean_diff - p.ci_low, p.ci_high - p.mean_diff))
+        out.append((greek(label[len(defense):].strip("()")), tuple(point), tuple(bars)))
+    return out
+
+
 def plot_defense_tradeoff(tables, out_dir):
-    rows = tables["cells_summary"]
-    defenses = sorted({r["defense"] for r in rows if r.get("defense") not in (None, "none")})
+    """Victim accuracy against adversary error along each defense's parameter sweep (one panel
+    per defense), one curve per QAT or DivQAT victim, each point labelled with its setting and
+    drawn with its paired 95 % intervals against the same victim undefended."""
+    cells = [r for r in tables["cells"] if r.get("method") in ("qat", "divqat")]
+    defenses = sorted({r["defense"] for r in cells if r.get("defense") not in (None, "none")})
     if not defenses:
         return []
-    defended = [r for r in rows if r.get("defense") != "none"]
+    defended = [r for r in cells if r["defense"] != "none"]
     reference = sorted({r["attack_label"] for r in defended})[0]  # an attack run against the defenses
     budget = max(r["budget"] for r in defended if r["attack_label"] == reference)
-    rows = [r for r in rows if r["attack_label"] == reference and r["budget"] == budget
-            and r.get("method") in ("qat", "divqat")]
-    fig, axes = _panels(len(defenses))
+    sample = next(r for r in defended if r["attack_label"] == reference)
+    thief = thief_words(sample["attack"], sample.get("attack_epochs"), budget)
+    fig, axes = _panels(len(defenses), width=5.5, height=4.6)
     for ax, defense in zip(axes, defenses):
-        for victim in sorted({r["victim_label"] for r in rows}):
-            vr = [r for r in rows if r["victim_label"] == victim and r["defense"] in ("none", defense)]
-            vr.sort(key=lambda r: r.get("adversary_error_mean", 0))
-            xs = [r.get("adversary_error_mean") for r in vr]
-            ys = [r.get("victim_accuracy_mean") for r in vr]
-            ax.plot(xs, ys, marker="o", label=victim)
-        _title(ax, defense, f"{reference}, budget {budget}")
-        ax.set(xlabel="adversary error", ylabel="victim accuracy under the defense")
+        for k, victim in enumerate(sorted({r["victim_label"] for r in cells})):
+            points = _tradeoff_points(cells, victim, defense, reference, budget)
+            if len(points) < 2:
+                continue
+            points.sort(key=lambda p: p[1][0])
+            line = ax.plot([p[1][0] for p in points], [p[1][1] for p in points], lw=0.8, label=greek(victim))[0]
+            for i, (setting, (x, y), (xerr, yerr)) in enumerate(points):
+                ax.errorbar(x, y, xerr=[[xerr[0]], [xerr[1]]], yerr=[[yerr[0]], [yerr[1]]], fmt="o", mfc="none",
+                            color=line.get_color(), ms=5, capsize=2, lw=0.7, alpha=0.8)
+                ax.annotate(setting, (x, y), xytext=OFFSETS[(i + k) % len(OFFSETS)], textcoords="offset points",
+                            fontsize=6, color=line.get_color())
+        _title(ax, f"{defense} along its sweep", thief)
+        ax.set(xlabel="thief's error (%)  →  better for the defender",
+               ylabel="victim accuracy under the defense (%)  ↑  better for users")
         _legend(ax, fontsize=6)
+    fig.suptitle("Points: the undefended victim's mean plus the paired mean difference; bars: paired 95 % "
+                 "intervals (Student t) against the same victim undefended, same seeds.", fontsize=7)
     _save(fig, Path(out_dir) / "defense_tradeoff.png")
     return ["defense_tradeoff.png"]
 

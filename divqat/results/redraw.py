@@ -37,7 +37,7 @@ def redraw(results_csv, victims_csv, out_dir, prefix=""):
     with tempfile.TemporaryDirectory() as tmp:
         for plot in PLOTS:
             rows = cells if plot is plot_robustness else quantized
-            tables = {"cells_summary": summarize(rows, _metrics(rows)),
+            tables = {"cells": rows, "cells_summary": summarize(rows, _metrics(rows)),
                       "victims_summary": [] if plot is plot_robustness else victims_summary}
             for name in plot(tables, tmp):
                 shutil.copyfile(Path(tmp) / name, Path(out_dir) / f"{prefix}{name}")

@@ -64,3 +64,16 @@ def test_committed_tables_are_generated_from_the_committed_csvs(page):
     path = ROOT / page
     text = path.read_text()
     assert update_text(text, path.parent, figures=False)[0] == text, f"run: divqat report --update {page}"
+
+
+def test_verdicts_block_links_each_claim_to_its_page(tmp_path):
+    _run(tmp_path)
+    (tmp_path / "data" / "trained_in").mkdir()
+    (tmp_path / "data" / "trained_in" / "frontier.csv").write_text(
+        "pair,victim_setting,defense,setting,attack,budget,seed,victim_accuracy,agreement,adversary_error\n")
+    (tmp_path / "docs").mkdir()
+    text, count = update_text("<!-- verdicts ../data ../pages headline -->\n<!-- /verdicts -->\n", tmp_path / "docs")
+    assert count == 1
+    assert ("| adversary error up (KnockoffNets): DivQAT (alpha=1.0), MNIST victim | reproduced | "
+            "+12.50 points (+2.00 to +23.00) | 10 | [DivQAT vs QAT](../pages/divqat-vs-qat.md) (§3) |") in text
+    assert text.count("\n|") == 3  # header, separator, the one claim found (no frontier rows: no goal rows)

@@ -29,15 +29,27 @@ from .frontier_tables import frontier_markdown, goal_tables, summary_tables
 from .goal import GOAL, check_goal
 from .redraw import redraw
 from .tables import ci_text, markdown_table, read_rows, signed
+from .words import DATASETS, setting_words, victim_words
 
 MARKER = re.compile(r"<!-- (\w+)((?: [^ >]+)*) -->")
 PAIRS = {"mnist_fmnist": "MNIST victim", "fmnist_mnist": "Fashion-MNIST victim"}
-HEADLINE = ("§3 adversary error up (KnockoffNets)", "§3 victim accuracy kept", "§4 DCP 1.0 raises adversary error (QAT victim)")
-PAGES = {"§3": "divqat-vs-qat.md", "§4": "output-defenses.md", "goal": "trained-in.md"}
+HEADLINE = ("§3 adversary error up (KnockoffNets)", "§3 victim accuracy kept", "§4 DCP 1.0 raises adversary error (QAT victim)")  # in this order
+PAGES = {"§3": ("DivQAT vs QAT", "divqat-vs-qat.md"), "§4": ("output defenses", "output-defenses.md"),
+         "§8": ("trained-in defenses", "trained-in.md")}
 
 
 def _images(doc_dir, names, folder):
     return "\n\n".join(f"![{name}]({os.path.relpath(Path(folder) / name, doc_dir)})" for name in names)
+
+
+def _page(section, link):
+    words, page = PAGES[section]
+    return f"[{words}]({link(page)}) ({section})"
+
+
+def victim_words_of(pair, victim_setting):
+    """``MNIST victim (trained on 10,000 training images)`` of a frontier pair and victim setting."""
+    return f"{DATASETS.get(pair.split('<-')[0], pair)} victim ({victim_words(victim_setting)})"
 
 
 def _claim_rows(data, link, headline):
@@ -45,9 +57,11 @@ def _claim_rows(data, link, headline):
     for pair, words in PAIRS.items():
         run = data / "ten_seeds" / pair
         comps = read_rows(run / "comparisons.csv")
-        for claim, kind, treatment, where, attack, budget, metric, direction in seeds10.CLAIMS:
-            if headline and (claim not in HEADLINE or "alpha=0.5" in treatment):
-                continue
+        claims = seeds10.CLAIMS
+        if headline:
+            claims = sorted((c for c in claims if c[0] in HEADLINE and "alpha=0.5" not in c[2]),
+                            key=lambda c: HEADLINE.index(c[0]))
+        for claim, kind, treatment, where, attack, budget, metric, direction in claims:
             row = seeds10.find_claim(comps, kind, treatment, where, attack, budget, metric)
             if row is None:
                 continue
@@ -55,7 +69,7 @@ def _claim_rows(data, link, headline):
             who = treatment.replace(", direction=forward", "").replace("divqat(", "DivQAT (")
             rows.append([f"{claim.split(' ', 1)[1]}: {who}, {words}", seeds10.claim_verdict(row, direction),
                          f"{signed(row['mean_diff'])}{unit} ({ci_text(row['ci_low'], row['ci_high'])})", row["n"],
-                         f"[{claim.split(' ', 1)[0]}]({link(PAGES[claim.split(' ', 1)[0]])})"])
+                         _page(claim.split(" ", 1)[0], link)])
     return rows
 
 
@@ -66,11 +80,13 @@ def _goal_rows(frontier_csv, link):
             if c["knockoff"]["n"] < GOAL.min_n:
                 continue
             d = c["knockoff"]["d"]
-            rows.append([f"trained-in goal: {check['defense']} ({check['setting']}), {where}",
+            pair, setting = where.split(", ")
+            rows.append([f"trained-in goal: {setting_words(check['defense'], check['setting'])}, "
+                         f"{victim_words_of(pair, setting)}",
                          "reached on this pair" if c["ok"] else "not reached on this pair",
                          f"agreement {signed(100 * d.mean_diff)} points "
                          f"({ci_text(100 * d.ci_low, 100 * d.ci_high)}, KnockoffNets)",
-                         d.n, f"[§8]({link(PAGES['goal'])})"])
+                         d.n, _page("§8", link)])
     return rows
 
 

@@ -67,7 +67,10 @@ def test_committed_tables_are_generated_from_the_committed_csvs(page):
 
 
 def test_verdicts_block_links_each_claim_to_its_page(tmp_path):
-    _run(tmp_path)
+    run = _run(tmp_path)
+    other = run.parent / "fmnist_mnist"  # the other pair's run, with no comparison rows
+    other.mkdir()
+    (other / "comparisons.csv").write_text((run / "comparisons.csv").read_text().splitlines()[0] + "\n")
     (tmp_path / "data" / "trained_in").mkdir()
     (tmp_path / "data" / "trained_in" / "frontier.csv").write_text(
         "pair,victim_setting,defense,setting,attack,budget,seed,victim_accuracy,agreement,adversary_error\n")
@@ -76,4 +79,4 @@ def test_verdicts_block_links_each_claim_to_its_page(tmp_path):
     assert count == 1
     assert ("| adversary error up (KnockoffNets): DivQAT (alpha=1.0), MNIST victim | reproduced | "
             "+12.50 points (+2.00 to +23.00) | 10 | [DivQAT vs QAT](../pages/divqat-vs-qat.md) (§3) |") in text
-    assert text.count("\n|") == 3  # header, separator, the one claim found (no frontier rows: no goal rows)
+    assert text.count("\n|") == 3  # header, separator, the one claim found (no goal rows without frontier rows)

@@ -103,3 +103,12 @@ def test_missing_cells_are_reported_not_passed():
     renamed = [{**r, "attack": r["attack"] + "-20ep"} for r in _rows()]
     assert not check_goal(renamed)[0]["ok"]  # the default attack names are not there
     assert check_goal(renamed, Goal(knockoff="knockoff-20ep", copycat="copycat-20ep"))[0]["ok"]
+
+
+def test_victims_of_other_training_data_are_judged_apart():
+    full = [{**r, "victim_setting": "full"} for r in _rows(d_copycat=-0.05)]  # fails on copycat there
+    checks = {c["victim_setting"]: c for c in check_goal(_rows() + full)}
+    assert set(checks) == {"train10000", "full"}
+    assert set(checks["train10000"]["pairs"]) == set(WHERE) and checks["train10000"]["ok"]
+    assert set(checks["full"]["pairs"]) == {f"{pair}, full" for pair in PAIRS} and not checks["full"]["ok"]
+    assert checks["full"]["pairs"][f"{PAIRS[0]}, full"]["copycat"]["n"] == 10

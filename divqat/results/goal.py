@@ -13,7 +13,7 @@ at least ``min_n`` paired seeds against plain QAT (no output defense):
 - stacked with that output defense it has lower KnockoffNets agreement than the output defense
   alone: the paired 95 % interval of the difference lies below 0.
 
-It reaches the goal when it does on every pair (and victim setting) of the rows. Differences are paired by seed and
+It reaches the goal when it does on every pair of the rows, for each victim setting apart. Differences are paired by seed and
 their intervals are the Student t intervals of :func:`divqat.results.frontier.paired_difference`
 (docs/science.md §9). A check that lacks cells (fewer seeds, a missing stack) says so instead of
 passing.
@@ -87,16 +87,17 @@ def where_label(where):
 
 
 def check_goal(rows, goal=GOAL):
-    """Per trained-in (defense, setting) of ``rows`` (frontier rows): the goal's checks on each
-    pair and victim setting (keyed by :func:`where_label`), and whether it reaches the goal
-    (``{"defense", "setting", "pairs": {where: checks}, "ok"}``)."""
+    """Per trained-in (defense, setting) and victim setting it was run in: the goal's checks on
+    each pair of that victim setting (keyed by :func:`where_label`), and whether it reaches the
+    goal there (``{"defense", "setting", "victim_setting", "pairs": {where: checks}, "ok"}``).
+    Victims trained on different data are judged apart, never against each other."""
     groups = by_cell(rows)
     wheres = sorted({(r["pair"], r["victim_setting"]) for r in rows})
-    trained = sorted({(r["defense"], r["setting"]) for r in rows if r["defense"] in TRAINED})
+    trained = sorted({(r["defense"], r["setting"], r["victim_setting"]) for r in rows if r["defense"] in TRAINED})
     out = []
-    for defense, setting in trained:
-        checks = {where_label(w): _check_pair(groups, w, defense, setting, goal) for w in wheres}
-        out.append({"defense": defense, "setting": setting, "pairs": checks,
+    for defense, setting, vset in trained:
+        checks = {where_label(w): _check_pair(groups, w, defense, setting, goal) for w in wheres if w[1] == vset}
+        out.append({"defense": defense, "setting": setting, "victim_setting": vset, "pairs": checks,
                     "ok": all(c["ok"] for c in checks.values())})
     return out
 

@@ -89,7 +89,7 @@ def test_tradeoff_points_are_the_undefended_mean_plus_paired_differences():
     cells = [cell(s, "none", e, 0.97) for s, e in enumerate([0.20, 0.30, 0.40])]
     cells += [cell(s, "dcp(beta=0.5)", e, a) for s, (e, a) in enumerate([(0.50, 0.96), (0.70, 0.97), (0.60, 0.95)])]
     cells.append(cell(7, "dcp(beta=0.5)", 0.99, 0.10))  # no undefended seed 7: not paired, not drawn
-    none, dcp = plots._tradeoff_points(cells, "qat", "dcp", "knockoff", 5000)
+    none, dcp = plots.tradeoff_points(cells, "qat", "dcp", "knockoff", 5000)
     assert none == ("none", pytest.approx((30.0, 97.0)), ((0, 0), (0, 0)))
     diffs = [30.0, 40.0, 20.0]  # thief's error, points, seed by seed
     mean, sd = 30.0, 10.0

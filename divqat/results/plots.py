@@ -164,7 +164,7 @@ def plot_budget(tables, out_dir):
     return ["budget.png"]
 
 
-def _tradeoff_points(cells, victim, defense, attack, budget):
+def tradeoff_points(cells, victim, defense, attack, budget):
     """[(setting, (error, accuracy) in %, (error, accuracy) interval half-widths (below, above))]
     of one victim along one defense's sweep: no defense at its mean over its seeds, each
     setting at that mean plus its paired mean difference from it on the same seeds, with the
@@ -205,7 +205,7 @@ def plot_defense_tradeoff(tables, out_dir):
     fig, axes = _panels(len(defenses), width=5.5, height=4.6)
     for ax, defense in zip(axes, defenses):
         for k, victim in enumerate(sorted({r["victim_label"] for r in cells})):
-            points = _tradeoff_points(cells, victim, defense, reference, budget)
+            points = tradeoff_points(cells, victim, defense, reference, budget)
             if len(points) < 2:
                 continue
             points.sort(key=lambda p: p[1][0])

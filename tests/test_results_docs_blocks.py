@@ -22,6 +22,7 @@ def _run(tmp_path):
            "treatment_label": "divqat(alpha=1.0, direction=forward)", "baseline_label": "qat", "victim": None,
            "defense": "none", "attack": "knockoff(epochs=20, momentum=0.9)", "budget": 5000, "n": 10,
            "mean_diff": 12.5, "ci_low": 2.0, "ci_high": 23.0, "established": True, "signs": "9 of 10 seeds higher",
+           "verdict": "established (higher)",
            "diffs": " ".join(["12.5"] * 10)}
     (run / "comparisons.csv").write_text(to_csv([row]))
     return run
@@ -80,3 +81,13 @@ def test_verdicts_block_links_each_claim_to_its_page(tmp_path):
     assert ("| adversary error up (KnockoffNets): DivQAT (alpha=1.0), MNIST victim | reproduced | "
             "+12.50 points (+2.00 to +23.00) | 10 | [DivQAT vs QAT](../pages/divqat-vs-qat.md) (§3) |") in text
     assert text.count("\n|") == 3  # header, separator, the one claim found (no goal rows without frontier rows)
+
+
+def test_comparisons_block_filters_kind_metric_and_treatment(tmp_path):
+    _run(tmp_path)
+    block = "<!-- comparisons data/ten_seeds/mnist_fmnist/comparisons.csv method adversary_error {} -->\n<!-- /comparisons -->\n"
+    text, _ = update_text(block.format("divqat"), tmp_path)
+    assert ("| divqat(alpha=1.0, direction=forward) | none | knockoff@5000 | adv error | 10 | +12.50 | "
+            "+2.00 to +23.00 | 9 of 10 seeds higher | established (higher) | ") in text
+    for other in (block.format("adv-"), block.replace("adversary_error", "agreement").format("divqat")):
+        assert update_text(other, tmp_path)[0].count("\n|") == 2  # the header alone

@@ -10,6 +10,9 @@ are paths relative to the file's directory and plain words. The blocks:
   setting, :mod:`divqat.results.goal`) as one table of claim, verdict, Δ with its 95 % interval,
   n and the results page; ``headline``: the headline claims only;
 - ``seeds10 RUN PART``: a table of :func:`divqat.results.seeds10.table`;
+- ``comparisons CSV KIND METRIC [PREFIX]``: the paired comparisons of a comparisons CSV of one
+  kind (``method``, ``defense``, ``victim``) on one metric, treatments starting with PREFIX, with
+  their verdicts (:func:`divqat.results.seeds10.comparison_table`);
 - ``frontier_summary CSV BUDGET``, ``frontier_goal CSV``, ``frontier_tables CSV``: the tables of
   :mod:`divqat.results.frontier_tables` from a frontier.csv;
 - ``frontier_plots CSV``: the frontier's plots drawn next to the CSV, listed as images;
@@ -112,8 +115,15 @@ def experiment_plots(doc_dir, results_csv, victims_csv, prefix=""):
     return _images(doc_dir, names, results_csv.parent)
 
 
+def comparisons(doc_dir, csv_path, kind, metric, prefix=""):
+    """The comparisons block (module docstring)."""
+    rows = [r for r in read_rows(doc_dir / csv_path) if str(r["treatment_label"]).startswith(prefix)]
+    return seeds10.comparison_table(rows, kind, (metric,))
+
+
 GENERATORS = {
     "verdicts": verdicts,
+    "comparisons": comparisons,
     "seeds10": lambda doc_dir, run, part: seeds10.table(doc_dir / run, part),
     "frontier_summary": lambda doc_dir, csv, budget: summary_tables(read_frontier_csv(doc_dir / csv), int(budget)),
     "frontier_goal": lambda doc_dir, csv: goal_tables(read_frontier_csv(doc_dir / csv)),

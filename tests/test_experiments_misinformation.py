@@ -12,9 +12,9 @@ from divqat.cli import main
 from divqat.data import load_dataset
 from divqat.experiments import parse_config, run_experiment
 from divqat.experiments.cells import CellCache, attack_cells, misinformation_cell, victim_cells
-from divqat.experiments.frontier import frontier_rows
 from divqat.experiments.frontier import main as frontier_main
 from divqat.experiments.pipeline import LibraryPipeline
+from divqat.results.frontier import frontier_rows
 from divqat.train import load_config, load_victim
 from divqat.utils import dataset_tensors
 

@@ -7,12 +7,9 @@
 
 Names, aliases, parameters, defaults, ranges and help all come from each class's ``NAME``,
 ``ALIASES`` and ``PARAMS`` table (:mod:`divqat.defenses.params`); ``divqat defenses`` prints
-them. On the command line (shared by ``divqat evaluate`` and ``divqat attack``, via
-:func:`add_defense_arguments` and :func:`defense_from_args`):
-
-    --defense dcp --defense-arg beta=0.5 --defense-arg gamma=0.1
+them. The command-line options ``--defense dcp --defense-arg beta=0.5`` are
+:mod:`divqat.defenses.command`'s.
 """
-import os
 
 from .dcp import DCP
 from .label_only import LabelOnly
@@ -24,8 +21,7 @@ from .reverse_sigmoid import ReverseSigmoid
 from .rounding import Rounding
 from .topk import TopK
 
-__all__ = ["DEFENSES", "ALIASES", "build_defense", "resolve_name", "parse_defense_args", "add_defense_arguments",
-           "defense_from_args", "load_model", "random_model_like"]
+__all__ = ["DEFENSES", "ALIASES", "build_defense", "resolve_name", "load_model", "random_model_like"]
 
 #: name -> defense class, from each class's NAME
 DEFENSES = {cls.NAME: cls for cls in (DCP, ReverseSigmoid, AdaptiveMisinformation, MAD, RandomNoise, Rounding, TopK,
@@ -86,42 +82,3 @@ def build_defense(name, *, victim=None, victim_seed=0, **kwargs):
         if param.victim_default and param.name not in args and victim is not None:
             args[param.name] = random_model_like(victim, victim_seed)
     return cls(**args)
-
-
-def parse_defense_args(items):
-    """["beta=0.5", "gamma=0.1"] -> {"beta": "0.5", "gamma": "0.1"}; ValueError on a malformed or repeated key."""
-    args = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--defense-arg expects KEY=VALUE, got {item!r}")
-        if key in args:
-            raise ValueError(f"--defense-arg {key} given twice")
-        args[key] = value.strip()
-    return args
-
-
-def add_defense_arguments(parser):
-    """Add ``--defense NAME`` and repeatable ``--defense-arg KEY=VALUE`` to an argparse parser."""
-    parser.add_argument("--defense", default=None, metavar="NAME",
-                        help=f"output perturbation applied to the victim's answers: {', '.join(DEFENSES)} "
-                             f"(aliases {', '.join(ALIASES)}); parameters and defaults: `divqat defenses`")
-    parser.add_argument("--defense-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="a defense parameter, repeatable (e.g. beta=0.5; a model argument takes "
-                             "a `divqat train --out` directory); unset parameters take their defaults")
-
-
-def defense_from_args(args):
-    """The defense named by parsed ``--defense``/``--defense-arg`` options, or None without ``--defense``.
-
-    When ``args.victim`` is a local ``divqat train --out`` directory, MAD's surrogate defaults to
-    a random model of its architecture (:func:`random_model_like`, seed 0).
-    """
-    if args.defense is None:
-        if args.defense_arg:
-            raise ValueError("--defense-arg given without --defense")
-        return None
-    victim = getattr(args, "victim", None)
-    victim = victim if isinstance(victim, str) and os.path.isfile(os.path.join(victim, "config.json")) else None
-    return build_defense(args.defense, victim=victim, **parse_defense_args(args.defense_arg))

@@ -29,9 +29,14 @@ hence no gradient, as in ``divqat_loss``).
   to whatever class is cheapest, a shift teaches a surrogate a mapping that is wrong on the
   victim's own inputs; no cap). Real images and proxies
   go through f_q in one batch (so batch-norm and observer statistics see both).
+
+A new objective registers its step builder in :data:`STEPS`; each option of its own is a field
+of :class:`~divqat.train.options.VictimConfig` marked ``objectives=(name,)`` (which makes it a
+``divqat train`` option, refused with the other objectives) and a field of :class:`Objective`
+of the same name.
 """
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -179,8 +184,8 @@ def own_options(name):
 @dataclass(frozen=True)
 class Objective:
     """A trained-in defense objective and its own parameters (module docstring); the shared
-    ones (alpha, T, direction, cap, warm-up) are the DivQAT trainer's. The defaults are
-    :class:`~divqat.train.options.VictimConfig`'s."""
+    ones (alpha, T, direction, cap, warm-up) are the DivQAT trainer's. Each field is the
+    :class:`~divqat.train.options.VictimConfig` option of that name, with its default."""
 
     name: str = DEFAULTS.objective
     margin: float = DEFAULTS.margin
@@ -214,9 +219,10 @@ class Objective:
 def objective_of(config):
     """The :class:`Objective` of a :class:`~divqat.train.options.VictimConfig`; ValueError naming
     the option."""
+    values = {f.name: getattr(config, f.name) for f in fields(Objective) if f.name != "name"}
+    values["proxy_transforms"] = tuple(values["proxy_transforms"].split(","))
     try:
-        return Objective(config.objective, config.margin, config.margin_weight, config.proxy_target,
-                         config.distill, tuple(config.proxy_transforms.split(",")))
+        return Objective(config.objective, **values)
     except ValueError as exc:
         option = "proxy-transforms" if str(exc).startswith("proxy transforms") else str(exc).split(" ")[0]
         raise ValueError(f"--{option.replace('_', '-')}: {exc}") from None

@@ -194,18 +194,18 @@ def _validate_methods(config):
         if e.name == "divqat" and "alpha" not in e.kwargs:
             raise ValueError("methods divqat: needs alpha (a number or a list)")
     victims = [Entry("fp")] + config.methods
-    for table, options in (("victim", config.victim), ("quant", config.quant)):
-        for key in sorted(set(options) & set(FIELDS)):
-            users = [m for m in victims if table == "victim" or m.name in QUANTIZED_METHODS]
-            if not any(reads(key, m.name, _objective(config, m)) for m in users):
-                raise ValueError(f"{table}.{key}: no victim of this experiment reads it (methods: "
-                                 f"{', '.join(m.label for m in users) or 'none'})")
     for method in victims:
         teacher = "teacher" if method.name in QUANTIZED_METHODS else None
         try:
             check_config(victim_config(config, method, config.seeds[0], "out", teacher))
         except ValueError as err:
             raise ValueError(f"methods {method.label}: {err}") from None
+    for table, options in (("victim", config.victim), ("quant", config.quant)):
+        for key in sorted(set(options) & set(FIELDS)):
+            users = [m for m in victims if table == "victim" or m.name in QUANTIZED_METHODS]
+            if not any(reads(key, m.name, _objective(config, m)) for m in users):
+                raise ValueError(f"{table}.{key}: no victim of this experiment reads it (methods: "
+                                 f"{', '.join(m.label for m in users) or 'none'})")
 
 
 def _validate_robustness(robustness):

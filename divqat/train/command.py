@@ -41,12 +41,15 @@ def _help(spec):
     if spec.name in PER_METHOD:
         text += f" (default per method: {_per_method(PER_METHOD[spec.name])}"
         text += f"; with Adam 1/{ADAM_LR_DIVISOR} of it)" if spec.name == "lr" else ")"
-    elif spec.default is not dataclasses.MISSING and spec.type is not bool:
-        text += f" (default {'none' if spec.default is None else spec.default})"
+    elif spec.default not in (dataclasses.MISSING, None) and spec.type is not bool:
+        text += f" (default {spec.default})"
     methods, objectives = spec.metadata["methods"], spec.metadata["objectives"]
+    others = [m for m in METHODS if m not in methods]
     if objectives is not None:
         text += f"; --objective {', '.join(objectives)} only"
-    elif methods != METHODS:
+    elif len(others) == 1:
+        text += f"; not with --method {others[0]}"
+    elif others:
         text += f"; --method {', '.join(methods)} only"
     return text
 

@@ -47,15 +47,15 @@ class VictimConfig:
     arch: str = required("architecture")
     out: str = required("output directory (config.json, model.pt, log.jsonl, metrics.json)", "DIR")
     method: str = option("fp", "training method")
-    teacher: str | None = option(None, "output dir of an fp run: the model ptq/qat/divqat quantize "
-                                 "(required for them)", methods=QUANTIZED_METHODS, metavar="DIR")
+    teacher: str | None = option(None, "output dir of an fp run, the model to quantize (required)",
+                                 methods=QUANTIZED_METHODS, metavar="DIR")
     alpha: float = option(1.0, "DivQAT weight of the KL term, >= 0 (0 = plain QAT)", methods=("divqat",))
     temperature: float = option(1.0, "DivQAT softmax temperature T", methods=("divqat",))
-    direction: str = option("forward", "KL direction; forward is KL(f_fp||f_q), reverse KL(f_q||f_fp)",
+    direction: str = option("forward", "KL direction (forward: KL(f_fp||f_q), reverse: KL(f_q||f_fp))",
                             methods=("divqat",))
-    kl_cap: float | None = option(None, "cap on the per-sample KL term", methods=("divqat",))
+    kl_cap: float | None = option(None, "cap on the per-sample KL term (default: no cap)", methods=("divqat",))
     alpha_warmup: float = option(0.0, "epochs over which alpha rises linearly from 0", methods=("divqat",))
-    objective: str = option("divqat", "divqat method's objective (divqat: the paper's)", methods=("divqat",))
+    objective: str = option("divqat", "trained-in objective (divqat: the paper's)", methods=("divqat",))
     margin: float = option(1.0, "nonlabel: margin m of the top-1 hinge", methods=("divqat",),
                            objectives=("nonlabel",))
     margin_weight: float = option(1.0, "nonlabel: weight of the top-1 hinge", methods=("divqat",),
@@ -70,12 +70,12 @@ class VictimConfig:
     lsq: bool = option(False, "learnable scale and zero point (LSQ)", methods=QUANTIZED_METHODS)
     freeze_last: int = option(1, "epochs at the end with observers and batch-norm statistics frozen",
                               methods=("qat", "divqat"))
-    eps: float | None = option(None, "perturbation size in [0, 1] pixel units (required for them)",
+    eps: float | None = option(None, "adversarial perturbation size in [0, 1] pixel units (required)",
                                methods=tuple(ADVERSARIAL))
     epochs: int | None = option(None, "training epochs", methods=TRAINED)
     batch_size: int = option(128, "global batch size, split over torchrun processes")
     lr: float | None = option(None, "peak learning rate, cosine decay", methods=TRAINED)
-    optimizer: str = option("sgd", "optimizer; SGD with momentum 0.9", methods=TRAINED)
+    optimizer: str = option("sgd", "optimizer (SGD with momentum 0.9, or Adam)", methods=TRAINED)
     weight_decay: float | None = option(None, "weight decay", methods=TRAINED)
     limit: int | None = option(None, "train on the first N training examples", metavar="N")
     test_limit: int | None = option(None, "evaluate on the first N test examples", metavar="N")

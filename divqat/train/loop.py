@@ -32,6 +32,7 @@ from divqat.tensorboard_log import log_scalars
 from divqat.train import distributed
 from divqat.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, set_rng_state
 from divqat.train.curves import CURVES_NAME, write_curves
+from divqat.train.options import DEFAULTS, EPOCHS, LR
 from divqat.utils import atomic_write_text, remove_temporaries, resolve_device, seed_everything
 
 OPTIMIZERS = ("sgd", "adam")
@@ -95,9 +96,10 @@ class _Run:
     log: Path | None
 
 
-def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, batch_size=128, lr=0.05,
-        optimizer="sgd", weight_decay=0.0, seed=0, device="cpu", workers=0, progress=True, out_dir=None,
-        resume=False, callback=None, signature=None, desc="train"):
+def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=EPOCHS["fp"],
+        batch_size=DEFAULTS.batch_size, lr=LR["fp"], optimizer=DEFAULTS.optimizer, weight_decay=0.0,
+        seed=DEFAULTS.seed, device="cpu", workers=DEFAULTS.workers, progress=True, out_dir=None, resume=False,
+        callback=None, signature=None, desc="train"):
     """Train ``model`` in place with ``step`` and return the per-epoch history (list of dicts:
     epoch, lr at the epoch's first step, the step's monitors averaged over the epoch, the
     ``evaluate`` results, seconds).

@@ -245,7 +245,7 @@ def parse_config(raw, name=None):
     defenses = [e for t in raw.get("defenses", [{"name": "none"}]) for e in expand(t, "defenses")]
     for d in defenses:
         if d.name == "none" and d.params:
-            raise ValueError(f"defenses none: no defense takes no parameters, got {', '.join(d.kwargs)}")
+            raise ValueError(f"defenses none: answers unperturbed and takes no parameters, got {', '.join(d.kwargs)}")
     attacks = [e for t in raw.get("attacks", []) for e in expand(t, "attacks")]
     for a in attacks:
         check_int(f"attacks {a.name}: budget", a.kwargs.get("budget"), 1)

@@ -16,6 +16,8 @@ import os
 import sys
 import textwrap
 
+from divqat.cli_options import key_values
+
 from .registry import ALIASES, DEFENSES, build_defense, resolve_name
 
 __all__ = ["add_arguments", "run", "describe", "parse_defense_args", "add_defense_arguments", "defense_from_args"]
@@ -54,16 +56,7 @@ def run(args):
 
 def parse_defense_args(items):
     """["beta=0.5", "gamma=0.1"] -> {"beta": "0.5", "gamma": "0.1"}; ValueError on a malformed or repeated key."""
-    args = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--defense-arg expects KEY=VALUE, got {item!r}")
-        if key in args:
-            raise ValueError(f"--defense-arg {key} given twice")
-        args[key] = value.strip()
-    return args
+    return key_values(items, "--defense-arg")
 
 
 def add_defense_arguments(parser):

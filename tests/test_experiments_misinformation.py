@@ -60,7 +60,7 @@ def test_am_cells_train_one_misinformation_model_and_answer_with_it(tmp_path):
 
     victim_cell = victim_cells(config, 0)[1]  # the int8 QAT victim, as deployed
     victim = load_victim(CellCache(out).victim_dir(victim_cell.key), kind="auto")
-    misinformation = load_victim(mis_dir, kind="float")
+    misinformation = load_victim(mis_dir, kind="float", victim_only=False)
     x, y = dataset_tensors(load_dataset("digits", "test", limit=96))
     cells = {c.defense.kwargs.get("tau"): c for c in attack_cells(config, victim_cell)}
     pipeline = LibraryPipeline(config, progress=False)

@@ -64,6 +64,7 @@ BLOCKS = ((0x21, 0x7E), (0xC0, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF), (0x531, 0
 DIGIT_LOOKALIKES = frozenset("OoQDºΟοОоՕօΘθ" "lIij|!ıȷJΙιІіЈјӀ" "ZzΖƧƨ" "ЗзƷʒЭэȜȝƸƹǮǯӠӡ" "Чч" "SsЅѕƼƽ" "бGb" "BßβΒВв&ȢȣȸȹƐ" "gqɡ")
 EXCLUDED_NAME_WORDS = ("DIGIT", "NUMBER", "NUMERAL", "FRACTION", "CIRCLE", "RING")
 SHAPE_SHARE = 0.25
+DEFAULT_COUNT = 12000  # images of the training set of outliers (outlier_batch's default)
 
 
 def is_outlier_character(ch):
@@ -223,13 +224,13 @@ def _float_images(name, count, channels, size, seed):
     return torch.from_numpy(codes.astype(np.float32) / 255)
 
 
-def outlier_batch(like, name="glyphs", count=12000, seed=0):
+def outlier_batch(like, name="glyphs", count=None, seed=0):
     """``len(like)`` images of the outlier set shaped like ``like`` (N, C, S, S), drawn uniformly
     with replacement by torch's global generator (seeded by the training loop), on ``like``'s
-    device and dtype."""
+    device and dtype. ``count`` (default :data:`DEFAULT_COUNT`) and ``seed`` name the set."""
     if like.dim() != 4 or like.shape[-1] != like.shape[-2]:
         raise ValueError(f"like must have shape (N, C, S, S), got {tuple(like.shape)}")
     check_choice("outlier set", name, OUTLIER_SETS)
-    images = _float_images(name, count, like.shape[1], like.shape[-1], seed)
+    images = _float_images(name, count or DEFAULT_COUNT, like.shape[1], like.shape[-1], seed)
     index = torch.randint(len(images), (len(like),))
     return images[index].to(like.device, like.dtype)

@@ -28,19 +28,31 @@ hence no gradient, as in ``divqat_loss``).
   fixed cyclic shift of the teacher's (our variant: maximising the divergence moves the answers
   to whatever class is cheapest, a shift teaches a surrogate a mapping that is wrong on the
   victim's own inputs; no cap). Real images and proxies
-  go through f_q in one batch (so batch-norm and observer statistics see both).
+  go through f_q in one batch (so batch-norm and observer statistics see both). With
+  ``proxy_source="glyphs"`` the proxies are images of the offline outlier set
+  (:mod:`divqat.data.outliers`) instead (:mod:`divqat.train.exposure`).
+- ``misinform`` (trained-in misinformation on outliers, after adaptive misinformation):
+  :mod:`divqat.train.misinformation_objective`.
+- ``diverse`` (K heads that agree in distribution and disagree on outliers, one answer picked
+  by a hash, after EDM): :mod:`divqat.train.diverse_heads`.
 """
+import copy
 import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
-from divqat.checks import check_choice, check_real
+from divqat.checks import check_choice, check_int, check_real
+from divqat.models.multihead import MIN_HEADS, with_heads
 from divqat.ops import div_kl_loss
-from divqat.train.proxies import TRANSFORMS, check_transforms, synthesize_proxies
+from divqat.train.diverse_heads import diverse_step
+from divqat.train.exposure import PROXY_SOURCES, forward_pair, proxy_batch
+from divqat.train.misinformation_objective import misinform_step
+from divqat.train.proxies import TRANSFORMS, check_transforms
 
-OBJECTIVES = ("divqat", "nonlabel", "proxy")
+OBJECTIVES = ("divqat", "nonlabel", "proxy", "misinform", "diverse")
+LABEL_OBJECTIVES = {"misinform": misinform_step, "diverse": diverse_step}  # trained on the outlier set
 PROXY_TARGETS = ("kl", "entropy", "shift")
 MASK_LOGIT = -1e4  # times max(1, T): exp(MASK_LOGIT / T - ...) underflows to exactly 0 in float32
 
@@ -113,6 +125,8 @@ class Objective:
     proxy_target: str = "kl"
     distill: float = 0.0
     proxy_transforms: tuple = TRANSFORMS
+    proxy_source: str | None = None  # None: transforms for proxy, glyphs for misinform and diverse
+    heads: int = MIN_HEADS
 
     def __post_init__(self):
         check_transforms(self.proxy_transforms)
@@ -120,13 +134,33 @@ class Objective:
         check_choice("proxy_target", self.proxy_target, PROXY_TARGETS)
         for key in ("margin", "margin_weight", "distill"):
             check_real(key, getattr(self, key), 0)
+        if self.proxy_source is not None:
+            check_choice("proxy_source", self.proxy_source, PROXY_SOURCES)
+        check_int("heads", self.heads, MIN_HEADS)
+
+    @property
+    def extra_source(self):
+        """Where the proxy / outlier inputs come from (:data:`divqat.train.exposure.PROXY_SOURCES`)."""
+        return self.proxy_source or ("transforms" if self.name == "proxy" else "glyphs")
+
+    def model_options(self):
+        """The ``build_model`` keywords of the student's float model (K heads for ``diverse``)."""
+        return {"heads": self.heads} if self.name == "diverse" else {}
+
+    def float_student(self, teacher):
+        """The float model the student is prepared from: a copy of f_fp (with K heads for ``diverse``)."""
+        student = copy.deepcopy(teacher).cpu()
+        return with_heads(student, self.heads) if self.name == "diverse" else student
 
     def signature(self):
         """The parameters that matter for ``self.name`` (the paper's objective has none)."""
-        keep = {"divqat": (), "nonlabel": ("margin", "margin_weight"), "proxy": ("proxy_target", "distill")}
+        keep = {"divqat": (), "nonlabel": ("margin", "margin_weight"), "proxy": ("proxy_target", "distill"),
+                "misinform": ("distill",), "diverse": ("distill", "heads")}
         signature = {"objective": self.name, **{k: v for k, v in asdict(self).items() if k in keep[self.name]}}
         if self.name == "proxy" and tuple(self.proxy_transforms) != TRANSFORMS:  # old runs resume unchanged
             signature["proxy_transforms"] = list(self.proxy_transforms)
+        if self.name in LABEL_OBJECTIVES or self.proxy_source not in (None, "transforms"):
+            signature["proxy_source"] = self.extra_source
         return signature
 
     def make_step(self, teacher, alpha, temperature=1.0, direction="forward", kl_cap=None, alpha_warmup_epochs=0):
@@ -136,20 +170,17 @@ class Objective:
             from divqat.train.trainers import divqat_step  # trainers imports this module
 
             return divqat_step(teacher, alpha, temperature, direction, kl_cap, alpha_warmup_epochs)
+        if self.name in LABEL_OBJECTIVES:
+            return LABEL_OBJECTIVES[self.name](self, teacher, lambda done: warmed_alpha(alpha, alpha_warmup_epochs, done),
+                                               temperature, direction)
 
         def step(model, x, y, epochs_done):
             a = warmed_alpha(alpha, alpha_warmup_epochs, epochs_done)
             if self.name == "proxy":
-                proxies = synthesize_proxies(x, y, self.proxy_transforms)
-                logits, proxy_logits = model(torch.cat([x, proxies])).split([len(x), len(proxies)])
+                proxies = proxy_batch(x, y, self.proxy_transforms, self.extra_source)
                 # the teacher runs only on what the loss reads: real images for distill, proxies unless entropy
-                t_real = t_proxy = None
-                if self.distill or self.proxy_target != "entropy":
-                    parts = [x] * bool(self.distill) + [proxies] * (self.proxy_target != "entropy")
-                    with torch.no_grad():
-                        t_all = teacher(torch.cat(parts)).split([len(p) for p in parts])
-                    t_real = t_all[0] if self.distill else None
-                    t_proxy = t_all[-1] if self.proxy_target != "entropy" else None
+                logits, proxy_logits, t_real, t_proxy = forward_pair(model, teacher, x, proxies, bool(self.distill),
+                                                                     self.proxy_target != "entropy")
                 loss = proxy_loss(logits, t_real, y, proxy_logits, t_proxy, a, temperature, direction, kl_cap,
                                   self.proxy_target, self.distill)
             else:
@@ -174,13 +205,16 @@ def add_arguments(parser):
     a("--distill", type=float, default=0.0, help="proxy: weight of KL(f_fp || f_q) on real images (default 0)")
     a("--proxy-transforms", default=",".join(TRANSFORMS),
       help=f"proxy: comma-separated proxy transforms, a subset of {','.join(TRANSFORMS)} (default all)")
+    a("--proxy-source", default=None, help=f"proxy, misinform, diverse: where the extra inputs come from, one of "
+      f"{', '.join(PROXY_SOURCES)} (default transforms for proxy, glyphs, the offline outlier set, for the others)")
+    a("--heads", type=int, default=MIN_HEADS, help=f"diverse: number of heads K >= {MIN_HEADS} (default {MIN_HEADS})")
 
 
 def objective_from_args(args):
     """The :class:`Objective` of parsed ``divqat train`` arguments; ValueError naming the option."""
     try:
         return Objective(args.objective, args.margin, args.margin_weight, args.proxy_target, args.distill,
-                         tuple(args.proxy_transforms.split(",")))
+                         tuple(args.proxy_transforms.split(",")), args.proxy_source, args.heads)
     except ValueError as exc:
         option = "proxy-transforms" if str(exc).startswith("proxy transforms") else str(exc).split(" ")[0]
         raise ValueError(f"--{option.replace('_', '-')}: {exc}") from None

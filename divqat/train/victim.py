@@ -60,6 +60,8 @@ class VictimConfig:
     proxy_target: str = "kl"
     distill: float = 0.0
     proxy_transforms: str = "mixup,shuffle,noise,blur"
+    proxy_source: str | None = None
+    heads: int = 3
     bits: int = 8
     lsq: bool = False
     freeze_last: int = 1
@@ -237,7 +239,8 @@ def train_victim(config, overwrite=False):
     metrics = None
     try:
         seed_everything(config.seed)
-        model = build_model_for(config.arch, config.dataset)
+        objective = _objective(config)
+        model = build_model_for(config.arch, config.dataset, **(objective.model_options() if objective else {}))
         if teacher_config is not None:
             teacher = load_victim(config.teacher, kind="float", device=ctx.device)
         qconfig = quant.get_qconfig(config.bits, config.bits, learnable=config.lsq) if config.quantized else None

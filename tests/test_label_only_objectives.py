@@ -11,7 +11,8 @@ from divqat.cli import main
 from divqat.data import load_dataset, outliers
 from divqat.models import build_model
 from divqat.models.multihead import HeadSelect
-from divqat.train import load_config, load_victim
+from divqat.train import label_selection, load_config, load_victim
+from divqat.train.label_selection import HELDOUT_OUTLIER_SEED, screen_metrics, select_setting
 from divqat.train.misinformation_objective import away_loss, misinformation_loss
 from divqat.train.objectives import Objective
 
@@ -123,7 +124,8 @@ COMMON = ["--dataset", "digits", "--arch", "smallcnn", "--batch-size", "64", "--
           "--device", "cpu", "--limit", "256", "--test-limit", "120"]
 
 
-def test_cli_trains_label_objectives_into_one_int8_graph(tmp_path, small_outlier_set):
+def test_cli_trains_label_objectives_into_one_int8_graph(tmp_path, small_outlier_set, monkeypatch):
+    monkeypatch.setattr(label_selection, "HELDOUT_OUTLIERS", 40)
     assert main(["train", *COMMON, "--method", "fp", "--epochs", "4", "--lr", "0.1", "--out", str(tmp_path / "fp")]) == 0
     for name, extra in {"misinform": ["--distill", "1"], "diverse": ["--heads", "4", "--distill", "1"],
                         "proxy": ["--proxy-source", "glyphs", "--kl-cap", "2"]}.items():
@@ -138,6 +140,15 @@ def test_cli_trains_label_objectives_into_one_int8_graph(tmp_path, small_outlier
             assert (int8(x).argmax(-1) == fake(x).argmax(-1)).float().mean() >= 0.98
         assert int8(x).shape == (50, C)
     assert load_config(tmp_path / "diverse")["meta"]["heads"] == 4
+    images, labels = load_dataset("digits", "test").images[:80], load_dataset("digits", "test").labels[:80]
+    metrics = screen_metrics(tmp_path / "misinform", tmp_path / "fp", images, labels)
+    int8, teacher = load_victim(tmp_path / "misinform", "int8"), load_victim(tmp_path / "fp", "float")
+    held_out = outliers.load_outliers("glyphs", 40, 1, 8, HELDOUT_OUTLIER_SEED)
+    with torch.no_grad():
+        answers = int8(held_out).argmax(-1)
+        assert metrics["outlier_change"] == pytest.approx(100 * (answers != teacher(held_out).argmax(-1)).double().mean())
+        assert metrics["heldout_top1"] == pytest.approx(100 * (int8(images).argmax(-1) == labels).double().mean())
+    assert metrics["outlier_top_share"] == pytest.approx(100 * answers.bincount().max().item() / 40)
     assert sum(isinstance(m, HeadSelect) for m in load_victim(tmp_path / "diverse", "fake_quant").modules()) == 1
 
 
@@ -148,3 +159,13 @@ def test_cli_refuses_bad_label_options(tmp_path, capsys, argv, message):
                  str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_selection_rule_takes_the_most_misleading_setting_within_the_accuracy_budget():
+    rows = [{"setting": "a", "heldout_top1": 98.9, "outlier_change": 90.0},  # too costly
+            {"setting": "b", "heldout_top1": 99.05, "outlier_change": 70.0},
+            {"setting": "c", "heldout_top1": 99.1, "outlier_change": 60.0},
+            {"setting": "d", "heldout_top1": 99.2, "outlier_change": 40.0}]  # misleads too little
+    assert select_setting(rows, qat_top1=99.3)["setting"] == "b"
+    assert select_setting(rows, qat_top1=99.3, min_change=95.0) is None
+    assert select_setting(rows, qat_top1=99.3, max_drop=0.2)["setting"] == "c"

@@ -169,3 +169,15 @@ def test_selection_rule_takes_the_most_misleading_setting_within_the_accuracy_bu
     assert select_setting(rows, qat_top1=99.3)["setting"] == "b"
     assert select_setting(rows, qat_top1=99.3, min_change=95.0) is None
     assert select_setting(rows, qat_top1=99.3, max_drop=0.2)["setting"] == "c"
+
+
+def test_experiment_method_keys_reach_the_victim_config():
+    from divqat.train.victim import VictimConfig, _objective
+
+    config = VictimConfig.from_options({"dataset": "mnist", "arch": "lenet5", "out": "x", "method": "divqat",
+                                        "objective": "diverse", "heads": 4, "alpha": 2, "distill": 1})
+    objective = _objective(config)
+    assert (objective.name, objective.heads, objective.extra_source, objective.model_options()) == (
+        "diverse", 4, "glyphs", {"heads": 4})
+    with pytest.raises(ValueError, match="heads"):
+        VictimConfig.from_options({"dataset": "mnist", "arch": "lenet5", "out": "x", "heads": "3"})

@@ -1,5 +1,5 @@
 """An outlier set made offline for outlier exposure: glyphs and procedural shapes, never digits
-(docs/science.md §8.4; docs/guide/label-only.md).
+(docs/science.md §8, "Aimed at labels"; docs/guide/label-only.md).
 
 A defense that changes its answers on out-of-distribution queries must learn what "out of
 distribution" looks like without seeing the attacker's queries (Fashion-MNIST against an

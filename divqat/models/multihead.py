@@ -1,5 +1,5 @@
 """K heads on one backbone, one answer: the model of the ``diverse`` objective (docs/science.md
-§8.6), after EDM (Kariyappa, Prakash & Qureshi, "Protecting DNNs from Theft using an Ensemble
+§8, "Aimed at labels"), after EDM (Kariyappa, Prakash & Qureshi, "Protecting DNNs from Theft using an Ensemble
 of Diverse Models", ICLR 2021).
 
 :func:`with_heads` replaces a classifier's last Linear(d, C) by one Linear(d, K C), K copies of

@@ -1,6 +1,6 @@
 """Diverse heads in one graph (the ``diverse`` objective of ``divqat train --method divqat``;
-docs/science.md §8.6), after EDM (Kariyappa, Prakash & Qureshi, "Protecting DNNs from Theft
-using an Ensemble of Diverse Models", ICLR 2021).
+docs/science.md §8, "Aimed at labels"), after EDM (Kariyappa, Prakash & Qureshi, "Protecting
+DNNs from Theft using an Ensemble of Diverse Models", ICLR 2021).
 
 The student is f_q with K heads on one quantized backbone (:mod:`divqat.models.multihead`;
 s_k its head-k logits, the answer the head picked by a hash of head 0's answer). The heads

@@ -1,5 +1,5 @@
 """Trained-in misinformation on an offline outlier set (the ``misinform`` objective of
-``divqat train --method divqat``; docs/science.md §8.5).
+``divqat train --method divqat``; docs/science.md §8, "Aimed at labels").
 
 Adaptive misinformation (Kariyappa & Qureshi, "Defending Against Model Stealing Attacks with
 Adaptive Misinformation", CVPR 2020) trains a separate misinformation model with the loss

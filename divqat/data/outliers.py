@@ -189,7 +189,7 @@ def outlier_cache_path(name="glyphs", count=12000, channels=1, size=28, seed=0):
     return cache_root() / "outliers" / f"{name}-v{GENERATOR_VERSION}-n{count}-c{channels}-s{size}-seed{seed}.npy"
 
 
-def _cached_codes(path, name, count, channels, size, seed):
+def _cached_codes(path, count, channels, size, seed):
     path = Path(path)
     if path.is_file():
         codes = np.load(path, allow_pickle=False)
@@ -220,7 +220,7 @@ def load_outliers(name="glyphs", count=12000, channels=1, size=28, seed=0):
 @functools.lru_cache(maxsize=4)
 def _float_images(name, count, channels, size, seed):
     path = outlier_cache_path(name, count, channels, size, seed)
-    codes = _cached_codes(os.fspath(path), name, count, channels, size, seed)
+    codes = _cached_codes(os.fspath(path), count, channels, size, seed)
     return torch.from_numpy(codes.astype(np.float32) / 255)
 
 

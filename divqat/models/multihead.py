@@ -59,8 +59,10 @@ def with_heads(model: nn.Module, heads: int) -> nn.Module:
     :class:`HeadSelect`. ``meta`` gains ``heads``, so ``build_model(arch, **meta)`` rebuilds it."""
     check_int("heads", heads, MIN_HEADS)
     head = getattr(model, "head", None)
-    if not isinstance(head, nn.Sequential) or not isinstance(head[-1], nn.Linear) or "heads" in model.meta:
+    if not isinstance(head, nn.Sequential) or not isinstance(head[-1], nn.Linear):
         raise ValueError("heads: only a divqat classifier whose head ends in a Linear layer takes heads")
+    if "heads" in model.meta:
+        raise ValueError(f"heads: the model already has {model.meta['heads']} heads")
     last = head[-1]
     wide = nn.Linear(last.in_features, heads * last.out_features, bias=last.bias is not None)
     wide.to(last.weight.device, last.weight.dtype)

@@ -169,6 +169,7 @@ def test_selection_rule_takes_the_most_misleading_setting_within_the_accuracy_bu
     assert select_setting(rows, qat_top1=99.3)["setting"] == "b"
     assert select_setting(rows, qat_top1=99.3, min_change=95.0) is None
     assert select_setting(rows, qat_top1=99.3, max_drop=0.2)["setting"] == "c"
+    assert select_setting([{"heldout_top1": 98.38, "outlier_change": 80.0}], qat_top1=98.68) is not None  # 0.3 exactly
 
 
 def test_experiment_method_keys_reach_the_victim_config():

@@ -38,5 +38,6 @@ def screen_metrics(run_dir, teacher_dir, images, labels):
 def select_setting(candidates, qat_top1, max_drop=0.3, min_change=50.0):
     """The candidate (a dict with ``heldout_top1`` and ``outlier_change``, in points) the rule
     picks (module docstring), or None."""
-    eligible = [c for c in candidates if c["heldout_top1"] >= qat_top1 - max_drop and c["outlier_change"] >= min_change]
+    floor = qat_top1 - max_drop - 1e-9  # a drop of exactly max_drop points qualifies despite float rounding
+    eligible = [c for c in candidates if c["heldout_top1"] >= floor and c["outlier_change"] >= min_change]
     return max(eligible, key=lambda c: c["outlier_change"], default=None)

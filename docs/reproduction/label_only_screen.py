@@ -19,9 +19,13 @@ from divqat.train.victim import VictimConfig, train_victim
 QUICK = dict(dataset="mnist", arch="lenet5", limit=10000, seed=0, device="cpu", no_progress=True)
 CANDIDATES = {
     "qat": dict(method="qat"),
+    "misinform a0.1": dict(method="divqat", objective="misinform", alpha=0.1, distill=1.0),
+    "misinform a0.25": dict(method="divqat", objective="misinform", alpha=0.25, distill=1.0),
     "misinform a0.5": dict(method="divqat", objective="misinform", alpha=0.5, distill=1.0),
     "misinform a1": dict(method="divqat", objective="misinform", alpha=1.0, distill=1.0),
     "misinform a3": dict(method="divqat", objective="misinform", alpha=3.0, distill=1.0),
+    "diverse a0.1": dict(method="divqat", objective="diverse", heads=3, alpha=0.1, distill=1.0),
+    "diverse a0.3": dict(method="divqat", objective="diverse", heads=3, alpha=0.3, distill=1.0),
     "diverse a1": dict(method="divqat", objective="diverse", heads=3, alpha=1.0, distill=1.0),
     "diverse a3": dict(method="divqat", objective="diverse", heads=3, alpha=3.0, distill=1.0),
     "proxy-glyphs a0.3": dict(method="divqat", objective="proxy", proxy_source="glyphs", alpha=0.3, kl_cap=2.0,

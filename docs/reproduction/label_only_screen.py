@@ -28,6 +28,8 @@ CANDIDATES = {
     "diverse a0.3": dict(method="divqat", objective="diverse", heads=3, alpha=0.3, distill=1.0),
     "diverse a1": dict(method="divqat", objective="diverse", heads=3, alpha=1.0, distill=1.0),
     "diverse a3": dict(method="divqat", objective="diverse", heads=3, alpha=3.0, distill=1.0),
+    "proxy-glyphs a0.1": dict(method="divqat", objective="proxy", proxy_source="glyphs", alpha=0.1, kl_cap=2.0,
+                              distill=1.0),
     "proxy-glyphs a0.3": dict(method="divqat", objective="proxy", proxy_source="glyphs", alpha=0.3, kl_cap=2.0,
                               distill=1.0),
     "proxy-glyphs a1": dict(method="divqat", objective="proxy", proxy_source="glyphs", alpha=1.0, kl_cap=2.0,

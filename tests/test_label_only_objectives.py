@@ -3,6 +3,7 @@ against float64 references and gradcheck, their steps and options, and `divqat t
 with misinform, diverse and the proxy objective on the outlier set (sklearn's digits, tiny)."""
 import copy
 
+import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,7 @@ from divqat.cli import main
 from divqat.data import load_dataset, outliers
 from divqat.models import build_model
 from divqat.models.multihead import HeadSelect
+from divqat.serving.export import export_defended
 from divqat.train import label_selection, load_config, load_victim
 from divqat.train.label_selection import HELDOUT_OUTLIER_SEED, screen_metrics, select_setting
 from divqat.train.misinformation_objective import away_loss, misinformation_loss
@@ -150,6 +152,14 @@ def test_cli_trains_label_objectives_into_one_int8_graph(tmp_path, small_outlier
         assert metrics["heldout_top1"] == pytest.approx(100 * (int8(images).argmax(-1) == labels).double().mean())
     assert metrics["outlier_top_share"] == pytest.approx(100 * answers.bincount().max().item() / 40)
     assert sum(isinstance(m, HeadSelect) for m in load_victim(tmp_path / "diverse", "fake_quant").modules()) == 1
+    # the file `divqat export` writes and `divqat serve` answers from: the same head choice inside
+    served = ort.InferenceSession(export_defended(tmp_path / "diverse").SerializeToString(),
+                                  providers=["CPUExecutionProvider"])
+    x = load_dataset("digits", "test", limit=50).images
+    (answers,) = served.run(None, {served.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        expected = torch.softmax(load_victim(tmp_path / "diverse", "int8")(x).double(), -1).float()
+    torch.testing.assert_close(torch.from_numpy(answers), expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("argv,message", [(["--objective", "diverse", "--heads", "2"], "--heads"),

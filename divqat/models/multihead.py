@@ -28,6 +28,7 @@ from divqat.checks import check_int
 __all__ = ["HeadSelect", "with_heads", "capture_heads", "MIN_HEADS"]
 
 MIN_HEADS = 3
+INIT_NOISE = 0.5  # heads 1.. start as the last layer plus N(0, (0.5 std of its weights)^2)
 
 
 class HeadSelect(nn.Module):
@@ -54,9 +55,9 @@ class HeadSelect(nn.Module):
 
 def with_heads(model: nn.Module, heads: int) -> nn.Module:
     """A copy of ``model`` (an ImageClassifier whose ``head`` is a Sequential ending in a Linear)
-    with K = ``heads`` >= 3 heads: head 0 a copy of the last layer, the others freshly
-    initialised (PyTorch's Linear default, torch's global generator), then
-    :class:`HeadSelect`. ``meta`` gains ``heads``, so ``build_model(arch, **meta)`` rebuilds it."""
+    with K = ``heads`` >= 3 heads, each a copy of the last layer, heads 1.. plus Gaussian noise of
+    ``INIT_NOISE`` times the std of its weights (torch's global generator; identical heads would
+    get no gradient from the coherence term), then :class:`HeadSelect`. ``meta`` gains ``heads``, so ``build_model(arch, **meta)`` rebuilds it."""
     check_int("heads", heads, MIN_HEADS)
     head = getattr(model, "head", None)
     if not isinstance(head, nn.Sequential) or not isinstance(head[-1], nn.Linear):
@@ -66,10 +67,12 @@ def with_heads(model: nn.Module, heads: int) -> nn.Module:
     last = head[-1]
     wide = nn.Linear(last.in_features, heads * last.out_features, bias=last.bias is not None)
     wide.to(last.weight.device, last.weight.dtype)
-    with torch.no_grad():
-        wide.weight[:last.out_features] = last.weight
+    with torch.no_grad():  # every head starts as the last layer, heads 1.. perturbed so they can move apart
+        noise = torch.randn_like(wide.weight) * (INIT_NOISE * last.weight.std())
+        noise[:last.out_features] = 0
+        wide.weight.copy_(last.weight.repeat(heads, 1) + noise)
         if last.bias is not None:
-            wide.bias[:last.out_features] = last.bias
+            wide.bias.copy_(last.bias.repeat(heads))
     out = copy.deepcopy(model)
     out.head = nn.Sequential(*copy.deepcopy(list(head)[:-1]), wide, HeadSelect(heads, last.out_features))
     out.meta = dict(model.meta, heads=heads)

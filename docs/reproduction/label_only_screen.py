@@ -5,7 +5,8 @@ picks. No attack and no attacker query set: held-out top-1 on training images 55
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python docs/reproduction/label_only_screen.py OUT_DIR
 
-Writes OUT_DIR/<setting>/ (the runs) and prints the table as CSV, then the selection.
+Writes OUT_DIR/<setting>/ (the runs) and prints the table as CSV (docs/reproduction/
+label_only_screen.csv), then the selection.
 """
 import csv
 import dataclasses
@@ -28,7 +29,6 @@ CANDIDATES = {
     "diverse a0.3": dict(method="divqat", objective="diverse", heads=3, alpha=0.3, distill=1.0),
     "diverse a0.5": dict(method="divqat", objective="diverse", heads=3, alpha=0.5, distill=1.0),
     "diverse a1": dict(method="divqat", objective="diverse", heads=3, alpha=1.0, distill=1.0),
-    "diverse a3": dict(method="divqat", objective="diverse", heads=3, alpha=3.0, distill=1.0),
     "proxy-glyphs a0.03": dict(method="divqat", objective="proxy", proxy_source="glyphs", alpha=0.03, kl_cap=2.0,
                                distill=1.0),
     "proxy-glyphs a0.1": dict(method="divqat", objective="proxy", proxy_source="glyphs", alpha=0.1, kl_cap=2.0,

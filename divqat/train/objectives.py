@@ -202,7 +202,8 @@ def add_arguments(parser):
     a("--margin", type=float, default=1.0, help="nonlabel: margin m of the top-1 hinge (default 1)")
     a("--margin-weight", type=float, default=1.0, help="nonlabel: weight of the top-1 hinge (default 1)")
     a("--proxy-target", default="kl", help=f"proxy: one of {', '.join(PROXY_TARGETS)} (default kl)")
-    a("--distill", type=float, default=0.0, help="proxy: weight of KL(f_fp || f_q) on real images (default 0)")
+    a("--distill", type=float, default=0.0,
+      help="proxy, misinform, diverse: weight of KL(f_fp || f_q) on real images (default 0)")
     a("--proxy-transforms", default=",".join(TRANSFORMS),
       help=f"proxy: comma-separated proxy transforms, a subset of {','.join(TRANSFORMS)} (default all)")
     a("--proxy-source", default=None, help=f"proxy, misinform, diverse: where the extra inputs come from, one of "

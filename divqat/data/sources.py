@@ -19,7 +19,7 @@ import numpy as np
 
 from .formats import read_cifar_batch, read_idx, read_mnist_pickle, read_svhn_mat
 
-__all__ = ["RawSplit", "load_raw", "search_dirs", "use_data_root"]
+__all__ = ["RawSplit", "cache_root", "load_raw", "search_dirs", "use_data_root"]
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -63,13 +63,19 @@ def _system_dirs(name: str) -> list[Path]:
     return []
 
 
+def cache_root() -> Path:
+    """Where divqat keeps data it makes itself (e.g. :mod:`divqat.data.outliers`):
+    ``$DIVQAT_DATA`` when set, else ``~/.cache/divqat``."""
+    env = os.environ.get("DIVQAT_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "divqat"
+
+
 def search_dirs(name: str, root: str | os.PathLike | None = None) -> list[Path]:
     """The directories searched, in order, for dataset ``name``'s files."""
     if root is not None:
         bases = [Path(root).expanduser()]
-    else:
-        env = os.environ.get("DIVQAT_DATA")
-        bases = ([Path(env).expanduser()] if env else []) + [Path.home() / ".cache" / "divqat"]
+    else:  # the cache root, then ~/.cache/divqat when $DIVQAT_DATA points elsewhere
+        bases = list(dict.fromkeys([cache_root(), Path.home() / ".cache" / "divqat"]))
     dirs = []
     for base in bases:
         dirs += [base, base / name]

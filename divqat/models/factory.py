@@ -9,6 +9,7 @@ from torch import nn
 from ..data.registry import dataset_info
 from .base import ImageClassifier
 from .custom import build_custom, is_callable_ref, load_weights, wrap_module
+from .multihead import with_heads
 from .resnet import parse_resnet_arch, resnet_layers
 from .small import lenet5_layers, lenet_caffe_layers, smallcnn_layers
 from .vgg import vgg_layers
@@ -41,7 +42,8 @@ def build_model(arch, num_classes: int, in_channels: int, image_size: int,
     ``arch`` is a built-in name (:data:`ARCHITECTURES`, ``resnet<6n+2>``, ``wrn<6n+4>_<k>``),
     a ``package.module:callable`` that builds your network, or an ``nn.Module`` (copied; see
     :mod:`divqat.models.custom`). Extra keywords: ``width`` (wide ResNets) and ``weights`` (a
-    state-dict file to start from, :func:`~divqat.models.custom.load_weights`). ``ValueError``
+    state-dict file to start from, :func:`~divqat.models.custom.load_weights`) and ``heads``
+    (K answer heads, :func:`~divqat.models.multihead.with_heads`). ``ValueError``
     names the bad argument: unknown arch, non-positive sizes, mean/std of the wrong length or
     std <= 0, an input too small for the architecture, an unexpected keyword.
     """
@@ -52,7 +54,7 @@ def build_model(arch, num_classes: int, in_channels: int, image_size: int,
         raise ValueError(f"mean and std need {in_channels} entries (in_channels), got {len(mean)} and {len(std)}")
     if min(std) <= 0:
         raise ValueError(f"std must be > 0, got {list(std)}")
-    width, weights = kw.pop("width", None), kw.pop("weights", None)
+    width, weights, heads = kw.pop("width", None), kw.pop("weights", None), kw.pop("heads", None)
     if kw:
         raise ValueError(f"build_model: unexpected keyword argument(s) {sorted(kw)}")
     meta = {"num_classes": num_classes, "in_channels": in_channels, "image_size": image_size,
@@ -67,6 +69,7 @@ def build_model(arch, num_classes: int, in_channels: int, image_size: int,
         model = _build_builtin(arch, width, meta)
     else:
         raise ValueError(f"arch must be a name, package.module:callable or an nn.Module, got {type(arch).__name__}")
+    model = model if heads is None else with_heads(model, heads)
     return model if weights is None else load_weights(model, weights)
 
 

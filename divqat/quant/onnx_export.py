@@ -17,6 +17,7 @@ The graph is built directly with ``onnx.helper``, one integer node per QAT modul
     QATAdd                 -> com.microsoft QLinearAdd
     QATAvgPool2d           -> com.microsoft QLinearGlobalAveragePool / QLinearAveragePool
     MaxPool2d, Flatten     -> MaxPool, Flatten on uint8 (order preserving, same scale)
+    HeadSelect             -> the hashed head choice on uint8 codes (divqat.quant.onnx_heads)
     ReLU (not fused)       -> Clip(q, min=z) on uint8
     output                 -> DequantizeLinear (float logits)
 
@@ -38,8 +39,10 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from divqat.models.layers import Normalize
+from divqat.models.multihead import HeadSelect
 from divqat.quant.fake_quantize import FakeQuantize
 from divqat.quant.onnx_graph import GraphBuilder
+from divqat.quant.onnx_heads import select_head
 from divqat.quant.prepare import called_module, is_passthrough
 from divqat.quant.qat_modules import QATAdd, QATAvgPool2d, QATConv2d, QATLinear
 from divqat.reference.fake_quant import quantize_codes
@@ -167,6 +170,8 @@ def _passthrough(b, gm, node, x):
     m = called_module(gm, node)
     if isinstance(m, (nn.Dropout, nn.Identity)):
         return x
+    if isinstance(m, HeadSelect):
+        return _Value(select_head(b, x.name, x.qparams, m.heads, m.num_classes), x.qparams)
     if isinstance(m, nn.MaxPool2d):
         pair = lambda v: [v, v] if isinstance(v, int) else list(v)  # noqa: E731
         out = b.node("MaxPool", [x.name], "maxpool", kernel_shape=pair(m.kernel_size),

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from divqat.models.layers import Add, Normalize
+from divqat.models.multihead import HeadSelect
 from divqat.quant.fake_quantize import FakeQuantize
 from divqat.quant.qat_modules import QATAdd, QATAvgPool2d, QATConv2d, QATLinear
 from divqat.quant.qconfig import QConfig, default_qconfig
@@ -34,14 +35,15 @@ from divqat.utils import model_device
 __all__ = ["prepare_qat", "QUANTIZED_MODULES", "called_module", "is_passthrough", "is_prepared"]
 
 QUANTIZED_MODULES = (QATConv2d, QATLinear, QATAdd, QATAvgPool2d)
-_PASSTHROUGH_MODULES = (nn.MaxPool2d, nn.ReLU, nn.Dropout, nn.Identity)
+_PASSTHROUGH_MODULES = (nn.MaxPool2d, nn.ReLU, nn.Dropout, nn.Identity, HeadSelect)  # HeadSelect picks codes
 
 
 class _Tracer(fx.Tracer):
-    """Keeps Normalize and Add as single nodes (they are quantization boundaries)."""
+    """Keeps Normalize and Add as single nodes (they are quantization boundaries), and the
+    head selection of a multi-head model (one node the int8 exporter translates)."""
 
     def is_leaf_module(self, m, qualname):
-        return isinstance(m, (Normalize, Add)) or super().is_leaf_module(m, qualname)
+        return isinstance(m, (Normalize, Add, HeadSelect)) or super().is_leaf_module(m, qualname)
 
 
 def called_module(gm, node):

@@ -12,13 +12,14 @@ import dataclasses
 from divqat.cli_options import arch_help, choices_text, dataset_help
 from divqat.reference.kl_loss import DIRECTIONS
 from divqat.tensorboard_log import tensorboard_log
+from divqat.train.exposure import PROXY_SOURCES
 from divqat.train.loop import OPTIMIZERS
 from divqat.train.objectives import OBJECTIVES, PROXY_TARGETS
 from divqat.train.options import ADAM_LR_DIVISOR, EPOCHS, LR, METHODS, WEIGHT_DECAY, VictimConfig, flag
 from divqat.train.victim import train_victim
 
 # the values an option takes, where they are a fixed list
-CHOICES = {"method": METHODS, "direction": DIRECTIONS, "objective": OBJECTIVES, "proxy_target": PROXY_TARGETS,
+CHOICES = {"method": METHODS, "direction": DIRECTIONS, "objective": OBJECTIVES, "proxy_target": PROXY_TARGETS, "proxy_source": PROXY_SOURCES,
            "optimizer": OPTIMIZERS}
 # options whose default depends on the method (None in VictimConfig)
 PER_METHOD = {"epochs": EPOCHS, "lr": LR, "weight_decay": WEIGHT_DECAY}

@@ -28,23 +28,34 @@ hence no gradient, as in ``divqat_loss``).
   fixed cyclic shift of the teacher's (our variant: maximising the divergence moves the answers
   to whatever class is cheapest, a shift teaches a surrogate a mapping that is wrong on the
   victim's own inputs; no cap). Real images and proxies
-  go through f_q in one batch (so batch-norm and observer statistics see both).
+  go through f_q in one batch (so batch-norm and observer statistics see both). With
+  ``proxy_source="glyphs"`` the proxies are images of the offline outlier set
+  (:mod:`divqat.data.outliers`) instead (:mod:`divqat.train.exposure`).
+- ``misinform`` (trained-in misinformation on outliers, after adaptive misinformation):
+  :mod:`divqat.train.misinformation_objective`.
+- ``diverse`` (K heads that agree in distribution and disagree on outliers, one answer picked
+  by a hash, after EDM): :mod:`divqat.train.diverse_heads`.
 
 A new objective registers its step builder in :data:`STEPS`; each option of its own is a field
 of :class:`~divqat.train.options.VictimConfig` marked ``objectives=(name,)`` (which makes it a
 ``divqat train`` option, refused with the other objectives) and a field of :class:`Objective`
 of the same name.
 """
+import copy
 import math
 from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
 
-from divqat.checks import check_choice, check_real
+from divqat.checks import check_choice, check_int, check_real
+from divqat.models.multihead import MIN_HEADS, with_heads
 from divqat.ops import div_kl_loss, divqat_loss
-from divqat.train.options import DEFAULTS, FIELDS
-from divqat.train.proxies import TRANSFORMS, check_transforms, synthesize_proxies
+from divqat.train.diverse_heads import diverse_step
+from divqat.train.exposure import PROXY_SOURCES, forward_pair, proxy_batch
+from divqat.train.misinformation_objective import misinform_step
+from divqat.train.options import DEFAULTS, FIELDS, LABEL_OBJECTIVES
+from divqat.train.proxies import TRANSFORMS, check_transforms
 
 PROXY_TARGETS = ("kl", "entropy", "shift")
 MASK_LOGIT = -1e4  # times max(1, T): exp(MASK_LOGIT / T - ...) underflows to exactly 0 in float32
@@ -149,21 +160,26 @@ def _proxy_step(objective, teacher, alpha, temperature, direction, kl_cap, alpha
 
     def step(model, x, y, epochs_done):
         a = warmed_alpha(alpha, alpha_warmup_epochs, epochs_done)
-        proxies = synthesize_proxies(x, y, objective.proxy_transforms)
-        logits, proxy_logits = model(torch.cat([x, proxies])).split([len(x), len(proxies)])
+        proxies = proxy_batch(x, y, objective.proxy_transforms, objective.extra_source)
         # the teacher runs only on what the loss reads: real images for distill, proxies unless entropy
-        t_real = t_proxy = None
-        if distill or target != "entropy":
-            parts = [x] * bool(distill) + [proxies] * (target != "entropy")
-            with torch.no_grad():
-                t_all = teacher(torch.cat(parts)).split([len(p) for p in parts])
-            t_real = t_all[0] if distill else None
-            t_proxy = t_all[-1] if target != "entropy" else None
+        logits, proxy_logits, t_real, t_proxy = forward_pair(model, teacher, x, proxies, bool(distill),
+                                                             target != "entropy")
         loss = proxy_loss(logits, t_real, y, proxy_logits, t_proxy, a, temperature, direction, kl_cap, target,
                           distill)
         return {"loss": loss, "ce": F.cross_entropy(logits.detach(), y)}
 
     return step
+
+
+def _outlier_step(build):
+    """The step builder of an objective trained on the outlier set (``misinform``, ``diverse``):
+    ``build(objective, teacher, alpha_at, T, direction)`` with ``alpha_at(epochs_done)`` the
+    warmed-up weight; these objectives have no per-row cap."""
+    def make(objective, teacher, alpha, temperature, direction, kl_cap, alpha_warmup_epochs):
+        return build(objective, teacher, lambda done: warmed_alpha(alpha, alpha_warmup_epochs, done), temperature,
+                     direction)
+
+    return make
 
 
 #: objective name -> its step builder ``(objective, teacher, alpha, T, direction, cap, warm-up) -> step``;
@@ -172,6 +188,8 @@ STEPS = {
     "divqat": lambda objective, *args: divqat_step(*args),
     "nonlabel": _nonlabel_step,
     "proxy": _proxy_step,
+    "misinform": _outlier_step(misinform_step),
+    "diverse": _outlier_step(diverse_step),
 }
 OBJECTIVES = tuple(STEPS)
 
@@ -193,6 +211,8 @@ class Objective:
     proxy_target: str = DEFAULTS.proxy_target
     distill: float = DEFAULTS.distill
     proxy_transforms: tuple = tuple(DEFAULTS.proxy_transforms.split(","))
+    proxy_source: str | None = DEFAULTS.proxy_source  # None: transforms for proxy, glyphs for the others
+    heads: int = DEFAULTS.heads
 
     def __post_init__(self):
         check_transforms(self.proxy_transforms)
@@ -200,13 +220,32 @@ class Objective:
         check_choice("proxy_target", self.proxy_target, PROXY_TARGETS)
         for key in ("margin", "margin_weight", "distill"):
             check_real(key, getattr(self, key), 0)
+        if self.proxy_source is not None:
+            check_choice("proxy_source", self.proxy_source, PROXY_SOURCES)
+        check_int("heads", self.heads, MIN_HEADS)
+
+    @property
+    def extra_source(self):
+        """Where the proxy / outlier inputs come from (:data:`divqat.train.exposure.PROXY_SOURCES`)."""
+        return self.proxy_source or ("transforms" if self.name == "proxy" else "glyphs")
+
+    def model_options(self):
+        """The ``build_model`` keywords of the student's float model (K heads for ``diverse``)."""
+        return {"heads": self.heads} if self.name == "diverse" else {}
+
+    def float_student(self, teacher):
+        """The float model the student is prepared from: a copy of f_fp (with K heads for ``diverse``)."""
+        student = copy.deepcopy(teacher).cpu()
+        return with_heads(student, self.heads) if self.name == "diverse" else student
 
     def signature(self):
         """The parameters that matter for ``self.name`` (the paper's objective has none)."""
-        keep = [k for k in own_options(self.name) if k != "proxy_transforms"]
+        keep = [k for k in own_options(self.name) if k not in ("proxy_transforms", "proxy_source")]
         signature = {"objective": self.name, **{k: v for k, v in asdict(self).items() if k in keep}}
         if self.name == "proxy" and tuple(self.proxy_transforms) != TRANSFORMS:  # old runs resume unchanged
             signature["proxy_transforms"] = list(self.proxy_transforms)
+        if self.name in LABEL_OBJECTIVES or self.proxy_source not in (None, "transforms"):
+            signature["proxy_source"] = self.extra_source
         return signature
 
     def make_step(self, teacher, alpha, temperature=DEFAULTS.temperature, direction=DEFAULTS.direction,

@@ -13,7 +13,10 @@ import dataclasses
 import types
 from dataclasses import dataclass, field
 
+from divqat.models.multihead import MIN_HEADS
 from divqat.train.proxies import TRANSFORMS
+
+LABEL_OBJECTIVES = ("misinform", "diverse")  # the objectives trained on the outlier set
 
 QUANTIZED_METHODS = ("ptq", "qat", "divqat")  # built from a trained full-precision teacher
 ADVERSARIAL = {"adv-fgsm": "fgsm", "adv-pgd": "pgd"}
@@ -53,7 +56,8 @@ class VictimConfig:
     temperature: float = option(1.0, "DivQAT softmax temperature T", methods=("divqat",))
     direction: str = option("forward", "KL direction (forward: KL(f_fp||f_q), reverse: KL(f_q||f_fp))",
                             methods=("divqat",))
-    kl_cap: float | None = option(None, "cap on the per-sample KL term (default: no cap)", methods=("divqat",))
+    kl_cap: float | None = option(None, "cap on the per-sample KL term (default: no cap)", methods=("divqat",),
+                                  objectives=("divqat", "nonlabel", "proxy"))
     alpha_warmup: float = option(0.0, "epochs over which alpha rises linearly from 0", methods=("divqat",))
     objective: str = option("divqat", "trained-in objective (divqat: the paper's)", methods=("divqat",))
     margin: float = option(1.0, "nonlabel: margin m of the top-1 hinge", methods=("divqat",),
@@ -62,10 +66,15 @@ class VictimConfig:
                                   objectives=("nonlabel",))
     proxy_target: str = option("kl", "proxy: what is pushed on the proxies", methods=("divqat",),
                                objectives=("proxy",))
-    distill: float = option(0.0, "proxy: weight of KL(f_fp || f_q) on real images", methods=("divqat",),
-                            objectives=("proxy",))
+    distill: float = option(0.0, "proxy, misinform, diverse: weight of KL(f_fp || f_q) on real images",
+                            methods=("divqat",), objectives=("proxy",) + LABEL_OBJECTIVES)
     proxy_transforms: str = option(",".join(TRANSFORMS), "proxy: comma-separated proxy transforms, a subset "
                                    f"of {','.join(TRANSFORMS)}", methods=("divqat",), objectives=("proxy",))
+    proxy_source: str | None = option(None, "proxy, misinform, diverse: where the extra inputs come from "
+                                      "(default: transforms for proxy; glyphs, the offline outlier set, for the "
+                                      "others)", methods=("divqat",), objectives=("proxy",) + LABEL_OBJECTIVES)
+    heads: int = option(MIN_HEADS, f"diverse: number of heads K >= {MIN_HEADS}", methods=("divqat",),
+                        objectives=("diverse",))
     bits: int = option(8, "weight and activation bit width, 2..8", methods=QUANTIZED_METHODS)
     lsq: bool = option(False, "learnable scale and zero point (LSQ)", methods=QUANTIZED_METHODS)
     freeze_last: int = option(1, "epochs at the end with observers and batch-norm statistics frozen",

@@ -112,7 +112,8 @@ def train_divqat(teacher, train_set, test_set, alpha, temperature=DEFAULTS.tempe
     check_divqat_options(alpha, temperature, direction, kl_cap, alpha_warmup_epochs)
     device = resolve_device(options.get("device", "cpu"))
     f_fp = frozen_teacher(teacher, device)
-    student = quant.prepare_qat(copy.deepcopy(teacher).cpu(), qconfig)
+    student = quant.prepare_qat(copy.deepcopy(teacher).cpu() if objective is None else objective.float_student(teacher),
+                                qconfig)
     step = (divqat_step if objective is None else objective.make_step)(
         f_fp, alpha, temperature, direction, kl_cap, alpha_warmup_epochs)
     evaluator = Evaluator(test_set, reference=f_fp, batch_size=eval_batch_size, device=device)

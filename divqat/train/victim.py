@@ -214,7 +214,8 @@ def train_victim(config, overwrite=False):
     metrics = None
     try:
         seed_everything(config.seed)
-        model = build_model_for(config.arch, config.dataset)
+        objective = _objective(config)
+        model = build_model_for(config.arch, config.dataset, **(objective.model_options() if objective else {}))
         if teacher_config is not None:
             teacher = load_victim(config.teacher, kind="float", device=ctx.device)
         qconfig = quant.get_qconfig(config.bits, config.bits, learnable=config.lsq) if config.quantized else None

@@ -9,7 +9,8 @@ DIR is a quantized `divqat train --out` directory. In one run, on the same defen
 the same random images, for each batch size:
 
 1. direct: ONNX Runtime in-process (:class:`divqat.serving.app.Predictor`, the server's own
-   session settings), ``clients`` threads calling it for ``seconds`` (rows/s, p50/p99);
+   session settings): latency one call at a time for ``seconds``/2, then rows/s from
+   ``clients`` threads for ``seconds``/2;
 2. served, for each key store (SQLite with ``--sync full``; PostgreSQL, ``synchronous_commit=on``,
    on a cluster started for the run) and each number of server processes (``--workers``):
    ``clients`` asyncio httpx keep-alive clients POST for ``seconds`` (after a 1 s warm-up),
@@ -69,24 +70,28 @@ def requests_for(x):
 
 
 def direct(predictor, x, clients, seconds):
-    """ONNX Runtime in-process from ``clients`` threads: rows/s and per-call latencies."""
-    latencies = [[] for _ in range(clients)]
+    """ONNX Runtime in-process: latencies one call at a time, then rows/s from ``clients`` threads."""
+    latencies = []
+    until = time.perf_counter() + seconds / 2
+    while time.perf_counter() < until:
+        t0 = time.perf_counter()
+        predictor(x)
+        latencies.append(time.perf_counter() - t0)
+    calls = [0] * clients
 
     def worker(i, until):
         while time.perf_counter() < until:
-            t0 = time.perf_counter()
             predictor(x)
-            latencies[i].append(time.perf_counter() - t0)
+            calls[i] += 1
 
-    until = time.perf_counter() + seconds
+    until = time.perf_counter() + seconds / 2
     threads = [threading.Thread(target=worker, args=(i, until)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    every = [t for per_thread in latencies for t in per_thread]
-    p50, p99 = _percentiles(every)
-    return {"p50_ms": p50, "p99_ms": p99, "rows_per_s": len(every) * len(x) / seconds}
+    p50, p99 = _percentiles(latencies)
+    return {"p50_ms": p50, "p99_ms": p99, "rows_per_s": sum(calls) * len(x) / (seconds / 2)}
 
 
 async def _load(url, token, route, body, headers, clients, seconds, statuses=None, answered=None):

@@ -157,18 +157,21 @@ def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL", model_n
                                     info["num_classes"])
 
     async def answer(request, decode):
-        """The one path of every prediction: the key checked, the body read and decoded
-        (``decode(body, headers) -> (x, context)``), the rows counted and committed, then the
-        model run. Returns (answers, charge, context)."""
+        """The one path of every prediction: the key checked, the body read, then (one worker
+        thread) decoded by ``decode(body, headers) -> (x, context)``, its rows counted and
+        committed, and the model run. Returns (answers, charge, context)."""
         token = _bearer(request)
         if (await run_in_threadpool(store.usage, token)).status != "ok":
             raise unknown_key()
         body = await _read_body(request, body_limit)
-        x, context = await run_in_threadpool(decode, body, request.headers)
-        charge = await run_in_threadpool(store.charge, token, len(x))
+        return await run_in_threadpool(charged_answer, token, body, request.headers, decode)
+
+    def charged_answer(token, body, headers, decode):
+        x, context = decode(body, headers)
+        charge = store.charge(token, len(x))
         if charge.status != "ok":
             raise _refusal(charge, len(x))
-        return await run_in_threadpool(predictor, x), charge, context
+        return predictor(x), charge, context
 
     def decode_v1(body, headers):
         return decode_body(body, shape, max_batch, media_type(headers)), None

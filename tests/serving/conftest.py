@@ -4,17 +4,15 @@ for every module (the ``one_thread`` fixture of tests/conftest.py), and the key 
 PostgreSQL server for the session (Debian's `postgresql`, started as the `postgres` user on
 127.0.0.1 and a free port, stopped at the end even after a failure; fsync off, which only a
 crash of PostgreSQL itself would notice) and ``key_db``, a new empty store of each kind."""
-import itertools
 import subprocess
 
 import pytest
 import torch
+from serving_helpers import BETA, module_store, new_key_db
 
 from divqat.cli import main
 from divqat.serving.keys import open_key_store
 from divqat.serving.postgres_cluster import TemporaryPostgres
-
-_DATABASES = itertools.count()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,11 +47,10 @@ def postgres():
     cluster.stop()
 
 
-def new_key_db(kind, tmp_path_factory, request):
-    """Where a new, empty key store goes: a SQLite path or the URL of a new PostgreSQL database."""
-    if kind == "sqlite":
-        return str(tmp_path_factory.mktemp("db") / "keys.db")
-    return request.getfixturevalue("postgres").create_database(f"keys_{next(_DATABASES)}")
+@pytest.fixture(scope="module")
+def sqlite_store(tmp_path_factory, request):
+    """One SQLite key store for a module's server."""
+    return module_store("sqlite", tmp_path_factory, request)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -73,8 +70,6 @@ def store(key_db):
 @pytest.fixture(scope="session")
 def model_file(tmp_path_factory, victim_dir):
     """The victim exported with DCP (beta 0.625) as one ONNX file, as `divqat export` writes it."""
-    from serving_helpers import BETA
-
     from divqat.serving.export import build_exportable_defense, export_defended
     from divqat.utils import atomic_write_bytes
 

@@ -1,16 +1,19 @@
 """Helpers of the HTTP serving tests: a real `divqat serve` process, requests, error checks and
 the many-clients hammer that the budget tests share."""
+import itertools
 import json
 import re
 import threading
 
 import httpx
 
+from divqat.serving.keys import open_key_store
 from divqat.serving.process import ServerProcess
 
 MAX_BATCH = 64
 BETA = "0.625"
 JSON_TYPE = {"Content-Type": "application/json"}
+_DATABASES = itertools.count()
 
 
 def serve(model_file, db, *argv):
@@ -64,3 +67,17 @@ def hammer(urls, token, images, sizes, route="/v1/predict"):
 
 def usage(url, token):
     return json.loads(httpx.get(url + "/v1/usage", headers={"Authorization": f"Bearer {token}"}).text)
+
+
+def new_key_db(kind, tmp_path_factory, request):
+    """Where a new, empty key store goes: a SQLite path or the URL of a new PostgreSQL database."""
+    if kind == "sqlite":
+        return str(tmp_path_factory.mktemp("db") / "keys.db")
+    return request.getfixturevalue("postgres").create_database(f"keys_{next(_DATABASES)}")
+
+
+def module_store(kind, tmp_path_factory, request):
+    """A new key store of ``kind`` with its tables, closed when ``request``'s scope ends."""
+    store = open_key_store(new_key_db(kind, tmp_path_factory, request), create=True)
+    request.addfinalizer(store.close)
+    return store

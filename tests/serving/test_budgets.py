@@ -6,17 +6,12 @@ import time
 
 import httpx
 import pytest
-from conftest import new_key_db
-from serving_helpers import assert_error, hammer, post, rows, serve, usage
-
-from divqat.serving.keys import open_key_store
+from serving_helpers import assert_error, hammer, module_store, post, rows, serve, usage
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def store(request, tmp_path_factory):
-    store = open_key_store(new_key_db(request.param, tmp_path_factory, request), create=True)
-    yield store
-    store.close()
+    return module_store(request.param, tmp_path_factory, request)
 
 
 @pytest.fixture(scope="module")

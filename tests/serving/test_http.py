@@ -20,14 +20,11 @@ from serving_helpers import BETA, MAX_BATCH, assert_error, post, rows, serve
 from divqat.blackbox import QueryBudgetExceeded
 from divqat.cli import main
 from divqat.serving.http_blackbox import HttpBlackBox
-from divqat.serving.keys import open_key_store
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    store = open_key_store(tmp_path_factory.mktemp("db") / "keys.db", create=True)
-    yield store
-    store.close()
+def store(sqlite_store):
+    return sqlite_store
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,12 @@ import tritonclient.http as triton
 from serving_helpers import MAX_BATCH, assert_error, serve
 from tritonclient.utils import InferenceServerException
 
-from divqat.serving.keys import open_key_store
-
 MODEL = "digits-dcp"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    store = open_key_store(tmp_path_factory.mktemp("db") / "keys.db", create=True)
-    yield store
-    store.close()
+def store(sqlite_store):
+    return sqlite_store
 
 
 @pytest.fixture(scope="module")

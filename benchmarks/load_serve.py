@@ -17,10 +17,11 @@ the same random images, for each batch size:
    three bodies: /v1 JSON, /v1 raw float32, /v2 binary tensor data extension;
 3. the server's work per request outside HTTP (medians of 50): decoding each body, the charge
    in each store (wall time: it waits for a commit), the ONNX Runtime call and encoding the
-   answer (thread CPU time, which the machine's other load does not inflate).
+   answer (thread CPU time, which the machine's other load does not inflate), and charges per
+   second on each store from one thread and from ``clients`` threads.
 
-Reported: rows/s, p50/p99 latency, served rows/s over direct rows/s, the load average before and
-after. With ``--fault``: three keys (one spent before the load, one under load with an unbounded
+Reported: rows/s, p50/p99 latency, served rows/s over direct rows/s, the CPU time a request cost
+the server's processes and the load generator, the load average before and after. With ``--fault``: three keys (one spent before the load, one under load with an unbounded
 budget, one whose budget runs out under load), kill -9 of the server under load, a restart,
 and each key's count against what its clients received (answered <= counted <= budget), on
 each store.
@@ -122,12 +123,28 @@ async def _load(url, token, route, body, headers, clients, seconds, statuses=Non
     return latencies
 
 
-def served(url, token, request, rows, clients, seconds):
+def cpu_seconds(pid):
+    """CPU seconds (user + system) used so far by process ``pid`` and its children (the workers)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        children = [int(c) for c in f.read().split()]
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(c) for c in children)
+
+
+def served(server, token, request, rows, clients, seconds):
+    """Rows/s and latencies of ``clients`` clients posting ``request``, and the CPU milliseconds a
+    request cost the server (its processes) and the load generator (this process)."""
     route, body, headers = request
-    asyncio.run(_load(url, token, route, body, headers, clients, 1.0))  # warm-up: connections, threads
-    latencies = asyncio.run(_load(url, token, route, body, headers, clients, seconds))
+    asyncio.run(_load(server.url, token, route, body, headers, clients, 1.0))  # warm-up: connections, threads
+    server_cpu, client_cpu = cpu_seconds(server.process.pid), time.process_time()
+    latencies = asyncio.run(_load(server.url, token, route, body, headers, clients, seconds))
+    server_cpu, client_cpu = cpu_seconds(server.process.pid) - server_cpu, time.process_time() - client_cpu
     p50, p99 = _percentiles(latencies)
-    return {"p50_ms": p50, "p99_ms": p99, "rows_per_s": len(latencies) * rows / seconds}
+    return {"p50_ms": p50, "p99_ms": p99, "rows_per_s": len(latencies) * rows / seconds,
+            "server_cpu_ms_per_request": 1e3 * server_cpu / len(latencies),
+            "client_cpu_ms_per_request": 1e3 * client_cpu / len(latencies)}
 
 
 def _median_ms(step, rounds, clock):
@@ -158,6 +175,25 @@ def server_work(predictor, stores, x, rounds=50):
         steps[f"charge, {name} (wall)"] = (lambda store=store, token=token: store.charge(token, len(x)),
                                            time.perf_counter)
     return {name: _median_ms(step, rounds, clock) for name, (step, clock) in steps.items()}
+
+
+def charge_rate(store, token, threads, seconds=2.0):
+    """Charges of one row per second from ``threads`` threads on one key: how far concurrent
+    charges share commits (SQLite's group commit, PostgreSQL's shared WAL flushes)."""
+    counts = [0] * threads
+
+    def worker(i, until):
+        while time.perf_counter() < until:
+            store.charge(token, 1)
+            counts[i] += 1
+
+    until = time.perf_counter() + seconds
+    pool = [threading.Thread(target=worker, args=(i, until)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return sum(counts) / seconds
 
 
 def fault(model_path, db, body, rows, clients, seconds):
@@ -198,14 +234,15 @@ def fault(model_path, db, body, rows, clients, seconds):
 
 def table(report):
     """The served runs as a Markdown table."""
-    lines = ["| batch | path | store | processes | rows/s | p50 | p99 | served ÷ direct rows/s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| batch | path | store | processes | rows/s | p50 | p99 | served ÷ direct rows/s "
+             "| server CPU / request | client CPU / request |", "|---|---|---|---|---|---|---|---|---|---|"]
     for batch, d in report["direct"].items():
         lines.append(f"| {batch} | ONNX Runtime, direct | - | - | {d['rows_per_s']:,.0f} | {d['p50_ms']:.2f} ms | "
-                     f"{d['p99_ms']:.1f} ms | 1 |")
+                     f"{d['p99_ms']:.1f} ms | 1 | | |")
         for r in (r for r in report["served"] if str(r["batch"]) == str(batch)):
             lines.append(f"| {batch} | {r['body']} | {r['store']} | {r['processes']} | {r['rows_per_s']:,.0f} | "
-                         f"{r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | {r['served_over_direct']:.2f} |")
+                         f"{r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | {r['served_over_direct']:.2f} | "
+                         f"{r['server_cpu_ms_per_request']:.2f} ms | {r['client_cpu_ms_per_request']:.2f} ms |")
     return "\n".join(lines)
 
 
@@ -248,12 +285,14 @@ def main(argv=None):
                                        "--workers", n, "--model-name", MODEL) as server:
                         for batch in batches:
                             for body, request in requests_for(inputs[batch]).items():
-                                result = served(server.url, tokens[kind], request, batch, args.clients, args.seconds)
+                                result = served(server, tokens[kind], request, batch, args.clients, args.seconds)
                                 result.update(batch=batch, body=body, store=kind, processes=n,
                                               served_over_direct=result["rows_per_s"]
                                               / report["direct"][batch]["rows_per_s"])
                                 report["served"].append(result)
                                 print(json.dumps(result), flush=True)
+            report["charges_per_s"] = {kind: {n: charge_rate(stores[kind], tokens[kind], n) for n in (1, args.clients)}
+                                       for kind in kinds}
             report["server_work_ms"] = {
                 b: server_work(predictor, {k: (stores[k], tokens[k]) for k in kinds}, inputs[b]) for b in batches}
             if args.fault:

@@ -50,5 +50,5 @@ def _act(store, args):
         print(f"{'name':<20} {'used':>10} {'budget':>10} {'left':>10} {'rate/s':>8}  state")
         for key in store.list():
             rate = "-" if key["rate"] is None else f"{key['rate']:g}"
-            state = "revoked" if key["revoked"] else "active"
+            state = "revoked" if key["revoked"] else "active" if key["action"] is None else f"answers:{key['action']}"
             print(f"{key['name']:<20} {key['used']:>10} {key['budget']:>10} {key['left']:>10} {rate:>8}  {state}")

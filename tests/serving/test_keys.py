@@ -188,7 +188,14 @@ def test_cli_add_list_revoke(key_db, capsys):
     finally:
         store.close()
     assert main(["keys", "list", "--db", key_db]) == 0
-    assert "alice" in capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines()[1].split() == ["alice", "0", "50", "50", "2", "active"]
+    store = open_key_store(key_db)
+    try:
+        store.set_key_action(store.usage(token).key_id, "labels")  # as a monitor's alarm would
+    finally:
+        store.close()
+    assert main(["keys", "list", "--db", key_db]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[-1] == "answers:labels"
     assert main(["keys", "revoke", "alice", "--db", key_db]) == 0
     capsys.readouterr()
     assert main(["keys", "list", "--db", key_db]) == 0
@@ -236,6 +243,28 @@ def test_cli_db_that_is_not_a_key_database(kind, match, tmp_path, capsys):
         assert match in err or (action[0] != "add" and "no key database there" in err)
     if before is not None:
         assert db.read_bytes() == before  # nothing written into someone else's file
+
+
+def test_cli_key_database_of_an_older_divqat_is_refused_as_it_is(tmp_path, capsys):
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:  # the schema before key ids and actions
+        conn.execute("CREATE TABLE keys (name TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, "
+                     "budget INTEGER NOT NULL, used INTEGER NOT NULL DEFAULT 0, rate REAL, tokens REAL, "
+                     "refilled REAL, revoked INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL)")
+    before = db.read_bytes()
+    assert main(["keys", "list", "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a key database of an older divqat" in err and db.read_bytes() == before
+
+
+@pytest.mark.parametrize("synchronous, expected", [("FULL", "on"), ("NORMAL", "off")])
+def test_postgres_durability_is_the_sessions_synchronous_commit(postgres, synchronous, expected):
+    store = open_key_store(postgres.create_database(f"sync_{synchronous.lower()}"), create=True,
+                           synchronous=synchronous)
+    try:
+        assert store._execute("SHOW synchronous_commit") == [(expected,)]
+    finally:
+        store.close()
 
 
 def test_cli_unreachable_postgres_is_one_line_without_password(capsys):

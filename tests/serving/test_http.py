@@ -91,6 +91,7 @@ def _bad_bodies(images):
         (json.dumps({"inputs": good}).replace("0.0", "1.5", 1), "[0, 1]"),
         (json.dumps({"inputs": good}).replace("0.0", '"0.0"', 1), "only numbers"),
         (json.dumps({"inputs": good}).replace("0.0", "true", 1), "only numbers"),
+        (json.dumps({"inputs": good}).replace("0.0", "false", 1), "only numbers"),
     ]
 
 

@@ -73,7 +73,8 @@ setup(
         "ray": ["ray>=2.40"],  # `divqat experiment --executor ray`
         "art": ["adversarial-robustness-toolbox>=1.20"],
         "test": ["pytest", "pytest-benchmark", "hypothesis", "expecttest", "scikit-learn"],
-        "serve": ["starlette", "uvicorn", "httpx"],
+        "serve": ["starlette", "uvicorn", "httpx", "orjson"],
+        "postgres": ["psycopg[binary]>=3.2", "psycopg-pool>=3.2"],  # `divqat serve --db postgresql://...`
         "tensorboard": ["tensorboard"],  # --tensorboard DIR of divqat train and attack
     },
     entry_points={"console_scripts": ["divqat=divqat.cli:main"]},

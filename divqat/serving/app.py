@@ -1,37 +1,47 @@
-"""The prediction API: a Starlette app run by uvicorn, ONNX Runtime behind it, budgets in SQLite.
+"""The prediction API: a Starlette app run by uvicorn, ONNX Runtime behind it, budgets in a key
+store (SQLite or PostgreSQL, :mod:`divqat.serving.keys`).
+
+divqat's own routes:
 
     GET  /healthz      {"status": "ok"}
     GET  /v1/meta      input_shape, num_classes, meta (normalisation), arch, answers, defense (its
-                       name, never its parameters), max_batch
+                       name, never its parameters), max_batch, input_formats, model_name
     GET  /v1/usage     (Bearer) {"queries_used": int, "budget_left": int} of the caller's key
-    POST /v1/predict   (Bearer) {"inputs": N x C x H x W floats in [0, 1]}, or with
-                       Content-Type application/octet-stream the same N x C x H x W values as
-                       little-endian float32 (N from the length; no JSON to parse)
+    POST /v1/predict   (Bearer) {"inputs": N x C x H x W floats in [0, 1]} with Content-Type
+                       application/json, or the same values as little-endian float32 with
+                       Content-Type application/octet-stream (N from the length)
                        -> {"outputs": N x num_classes, "queries_used": int, "budget_left": int}
 
-Every error is JSON ``{"error": "..."}``: 401 (missing, unknown or revoked token), 429 (the
-batch does not fit in the key's remaining budget, ``"reason": "budget"``: refused whole,
-nothing answered or counted; or the key's rate limit, ``"reason": "rate"`` with Retry-After),
-413 (more rows than max_batch, or a body larger than max_batch rows can need), 422 (bad JSON,
-wrong shape, non-numeric, non-finite or out-of-range values), 404/405, and 500 with a fixed
-message (the traceback goes to the server's log, never to the client).
+The Open Inference Protocol (KServe v2 REST, :mod:`divqat.serving.v2`), for its standard
+clients (``tritonclient.http``, the KServe SDK):
 
-A request is validated, then its rows are counted (:meth:`divqat.serving.keys.KeyStore.charge`,
-one write transaction), then answered: a row is never answered uncounted (a request that fails
-after its count, a 500 or a crash, stays counted: answered <= counted).
+    GET  /v2, /v2/health/live, /v2/health/ready, /v2/models/{name}, /v2/models/{name}/ready
+    POST /v2/models/{name}/infer    (Bearer) JSON tensors or the binary tensor data extension
 
-Why Starlette and not FastAPI: the API is four routes whose bodies are validated by hand
-against the model's input shape (a pydantic model of a 4-D float list would be slower and
-answer its own 422 format); Starlette is the ASGI toolkit FastAPI is built on, maintained by
-the authors of uvicorn and httpx, with one dependency (anyio) instead of FastAPI's pydantic stack.
+Every error is JSON ``{"error": "..."}`` in the client's terms: 401 (missing, unknown or
+revoked token), 429 (the batch does not fit in the key's remaining budget, ``"reason":
+"budget"``: refused whole, nothing answered or counted; or the key's rate limit, ``"reason":
+"rate"`` with Retry-After), 413 (more rows than max_batch, or a body larger than max_batch rows
+can need), 415 (a body in a format the route does not read), 422 (bad JSON, wrong shape,
+non-numeric, non-finite or out-of-range values), 404/405, and 500 with a fixed message (the
+traceback goes to the server's log, never to the client).
+
+Every prediction, /v1 or /v2, goes through one path (``answer`` in :func:`create_app`): the key
+is checked, the body read and decoded, the rows counted (:meth:`KeyStore.charge`, committed),
+then answered: a row is never answered uncounted (a request that fails after its count, a 500
+or a crash, stays counted: answered <= counted).
+
+Why Starlette and not FastAPI: the routes' bodies are validated by hand against the model's input
+shape (a pydantic model of a 4-D float list would be slower and answer its own 422 format);
+Starlette is the ASGI toolkit FastAPI is built on, with one dependency (anyio).
 """
-import json
 import logging
 import math
+import re
 
-import numpy as np
 import onnx
 import onnxruntime as ort
+import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -39,14 +49,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from divqat.checks import check_int
-from divqat.serving.keys import KeyStore
+from divqat.serving import v2
+from divqat.serving.errors import ClientError, missing_key, unknown_key
+from divqat.serving.inputs import decode_body, media_type
+from divqat.serving.keys import KeyStore, open_key_store
 from divqat.serving.metadata import serving_info
-from divqat.serving.protocol import BINARY
+from divqat.serving.protocol import BINARY, JSON
 
-__all__ = ["Predictor", "create_app", "decode_body", "parse_inputs", "BYTES_PER_VALUE"]
+__all__ = ["Predictor", "create_app", "check_model_name", "BYTES_PER_VALUE", "MAX_BATCH_CEILING"]
 
 #: JSON bytes allowed per input value (e.g. "0.12345678901234568, " is 21): bounds the body size
 BYTES_PER_VALUE = 32
+#: the most rows a request may hold (--max-batch): 4096 RGB 32x32 images as JSON are 400 MB
+MAX_BATCH_CEILING = 4096
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _LOG = logging.getLogger("divqat.serving")
 
 
@@ -71,122 +87,99 @@ class Predictor:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(model.SerializeToString(), sess_options=opts,
                                             providers=["CPUExecutionProvider"])
-        self._input = self.session.get_inputs()[0].name
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
 
     def __call__(self, x):
-        return self.session.run(None, {self._input: x})[0]
+        return self.session.run(None, {self.input_name: x})[0]
 
 
-class _ClientError(Exception):
-    def __init__(self, status, message, headers=None, **extra):
-        super().__init__(message)
-        self.status, self.message, self.headers, self.extra = status, message, headers, extra
+def check_model_name(name):
+    """``name``, or ValueError unless it is 1-64 letters, digits or _.- (a URL path segment)."""
+    if not isinstance(name, str) or not _MODEL_NAME.match(name):
+        raise ValueError(f"--model-name must be 1-64 letters, digits or _.- (starting with a letter or digit), "
+                         f"got {name!r}")
+    return name
 
 
 def _error(status, message, headers=None, **extra):
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
-def _unknown_key():
-    return _ClientError(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
-
-
 def _bearer(request):
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise _ClientError(401, "missing API key: send the header 'Authorization: Bearer TOKEN'",
-                           {"WWW-Authenticate": "Bearer"})
+        raise missing_key()
     return token
 
 
-def decode_body(body, input_shape, max_batch, content_type="application/json"):
-    """The float32 (N, C, H, W) batch of a request body (bytes), or _ClientError 413/422;
-    ``content_type`` BINARY: raw little-endian float32, anything else: JSON."""
-    if content_type == BINARY:
-        return _binary_inputs(body, input_shape, max_batch)
-    try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise _ClientError(422, f"the body is not valid JSON ({type(exc).__name__}: {exc})") from None
-    if b"true" in body or b"false" in body:  # numpy would read a JSON boolean as 0 or 1
-        raise _ClientError(422, "inputs must hold only numbers")
-    return parse_inputs(payload, input_shape, max_batch)
-
-
-def parse_inputs(payload, input_shape, max_batch):
-    """The float32 (N, C, H, W) batch of a decoded JSON body, or _ClientError 413/422."""
-    if not isinstance(payload, dict) or set(payload) != {"inputs"}:
-        raise _ClientError(422, 'the body must be a JSON object {"inputs": [...]} and nothing else')
-    inputs = payload["inputs"]
-    if not isinstance(inputs, list) or not inputs:
-        raise _ClientError(422, "inputs must be a nonempty list of images")
-    _check_rows(len(inputs), max_batch)
-    expected = (len(inputs), *input_shape)
-    try:
-        x = np.array(inputs)
-    except (ValueError, TypeError):
-        x = None
-    if x is None or x.shape != expected:
-        got = "ragged lists" if x is None or x.dtype == object else f"shape {list(x.shape)}"
-        raise _ClientError(422, f"inputs must have shape {list(expected)} (N x C x H x W), got {got}")
-    if x.dtype.kind not in "iuf":
-        raise _ClientError(422, "inputs must hold only numbers")
-    return _pixels(x)
-
-
-def _binary_inputs(body, input_shape, max_batch):
-    row = 4 * math.prod(input_shape)
-    if not body or len(body) % row:
-        raise _ClientError(422, f"an {BINARY} body must hold N x {' x '.join(map(str, input_shape))} little-endian "
-                                f"float32 values ({row} bytes per image, N >= 1), got {len(body)} bytes")
-    _check_rows(len(body) // row, max_batch)
-    return _pixels(np.frombuffer(body, dtype="<f4").reshape(-1, *input_shape))
-
-
-def _check_rows(n, max_batch):
-    if n > max_batch:
-        raise _ClientError(413, f"batch of {n} rows is larger than the server's max_batch {max_batch}")
-
-
-def _pixels(x):
-    """``x`` as a new native float32 array, or 422 unless every value is finite and in [0, 1]."""
-    if not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
-        raise _ClientError(422, "inputs must be finite pixel values in [0, 1]")
-    return x.astype(np.float32)
-
-
-def _answer(predictor, x, charge):
-    """The 200 body: the model's answers and the key's counts, as JSON bytes."""
-    outputs = predictor(x).tolist()
-    return json.dumps({"outputs": outputs, "queries_used": charge.used, "budget_left": charge.left}).encode()
+def _refusal(charge, rows):
+    """The ClientError of a charge that was not "ok"."""
+    if charge.status == "budget":
+        return ClientError(429, f"batch of {rows} rows refused: the key has {charge.left} of its budget of "
+                                f"{charge.budget} left", reason="budget", queries_used=charge.used,
+                           budget_left=charge.left)
+    if charge.status == "rate":
+        return ClientError(429, "rate limit of the key exceeded", {"Retry-After": str(math.ceil(charge.retry_after))},
+                           reason="rate", retry_after=charge.retry_after)
+    return unknown_key()
 
 
 async def _read_body(request, limit):
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _ClientError(413, f"body of {declared} bytes is larger than the limit of {limit}")
+        raise ClientError(413, f"body of {declared} bytes is larger than the limit of {limit}")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _ClientError(413, f"body is larger than the limit of {limit} bytes")
+            raise ClientError(413, f"body is larger than the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL"):
+def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL", model_name="divqat"):
     """The ASGI app serving ``model`` (a defended ModelProto, its bytes, or a :class:`Predictor`)
-    with the key database at ``db`` (a path; the file must exist; ``synchronous`` as in
-    :class:`~divqat.serving.keys.KeyStore`) and at most ``max_batch`` rows per request."""
-    check_int("--max-batch", max_batch, 1)
+    with the key store ``db`` (a :class:`KeyStore`, or where one is: a SQLite path or a
+    postgresql:// URL, opened with ``synchronous``), at most ``max_batch`` rows per request, and
+    the name ``model_name`` in the /v2 routes. The store is ``app.state.store``."""
+    check_int("--max-batch", max_batch, 1, MAX_BATCH_CEILING)
+    check_model_name(model_name)
     predictor = model if isinstance(model, Predictor) else Predictor(model, threads=threads)
-    store = KeyStore(db, synchronous=synchronous)
+    store = db if isinstance(db, KeyStore) else open_key_store(db, synchronous=synchronous)
     info = predictor.info
     shape = tuple(info["input_shape"])
     body_limit = max_batch * math.prod(shape) * BYTES_PER_VALUE + 4096
     meta = {key: info[key] for key in ("input_shape", "num_classes", "meta", "arch", "answers", "defense")}
-    meta.update(max_batch=max_batch, input_formats=["application/json", BINARY])
+    meta.update(max_batch=max_batch, input_formats=[JSON, BINARY], model_name=model_name)
+    v2_metadata = v2.model_metadata(model_name, predictor.input_name, predictor.output_name, shape,
+                                    info["num_classes"])
+
+    async def answer(request, decode):
+        """The one path of every prediction: the key checked, the body read, then (one worker
+        thread) decoded by ``decode(body, headers) -> (x, context)``, its rows counted and
+        committed, and the model run. Returns (answers, charge, context)."""
+        token = _bearer(request)
+        if (await run_in_threadpool(store.usage, token)).status != "ok":
+            raise unknown_key()
+        body = await _read_body(request, body_limit)
+        return await run_in_threadpool(charged_answer, token, body, request.headers, decode)
+
+    def charged_answer(token, body, headers, decode):
+        x, context = decode(body, headers)
+        charge = store.charge(token, len(x))
+        if charge.status != "ok":
+            raise _refusal(charge, len(x))
+        return predictor(x), charge, context
+
+    def decode_v1(body, headers):
+        return decode_body(body, shape, max_batch, media_type(headers)), None
+
+    def decode_v2(body, headers):
+        x, binary, request_id = v2.decode_infer_request(body, headers, predictor.input_name,
+                                                        predictor.output_name, shape, max_batch)
+        return x, (binary, request_id)
 
     async def healthz(request):
         return JSONResponse({"status": "ok"})
@@ -197,29 +190,38 @@ def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL"):
     async def v1_usage(request):
         charge = await run_in_threadpool(store.usage, _bearer(request))
         if charge.status != "ok":
-            raise _unknown_key()
+            raise unknown_key()
         return JSONResponse({"queries_used": charge.used, "budget_left": charge.left})
 
     async def v1_predict(request):
-        token = _bearer(request)
-        if (await run_in_threadpool(store.usage, token)).status != "ok":
-            raise _unknown_key()
-        body = await _read_body(request, body_limit)
-        content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-        x = await run_in_threadpool(decode_body, body, shape, max_batch, content_type)
-        charge = await run_in_threadpool(store.charge, token, len(x))
-        if charge.status == "unauthorized":
-            raise _unknown_key()
-        if charge.status == "budget":
-            raise _ClientError(429, f"batch of {len(x)} rows refused: the key has {charge.left} of its budget of "
-                               f"{charge.budget} left", reason="budget", queries_used=charge.used,
-                               budget_left=charge.left)
-        if charge.status == "rate":
-            retry = {"Retry-After": str(math.ceil(charge.retry_after))}
-            raise _ClientError(429, "rate limit of the key exceeded", retry,
-                               reason="rate", retry_after=charge.retry_after)
-        content = await run_in_threadpool(_answer, predictor, x, charge)
-        return Response(content, media_type="application/json")
+        answers, charge, _ = await answer(request, decode_v1)
+        body = {"outputs": answers, "queries_used": charge.used, "budget_left": charge.left}
+        return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
+
+    def model_route(request):
+        if request.path_params["name"] != model_name:
+            raise ClientError(404, f"no model named {request.path_params['name']!r}: this server serves "
+                                   f"{model_name!r}")
+
+    async def v2_server(request):
+        return JSONResponse({"name": "divqat", "version": "1", "extensions": ["binary_tensor_data"]})
+
+    async def v2_health(request):
+        return JSONResponse({})
+
+    async def v2_model(request):
+        model_route(request)
+        return JSONResponse(v2_metadata)
+
+    async def v2_model_ready(request):
+        model_route(request)
+        return JSONResponse({})
+
+    async def v2_infer(request):
+        model_route(request)
+        answers, _, (binary, request_id) = await answer(request, decode_v2)
+        content, headers = v2.encode_infer_response(model_name, predictor.output_name, answers, binary, request_id)
+        return Response(content, headers=headers)
 
     async def client_error(request, exc):
         return _error(exc.status, exc.message, exc.headers, **exc.extra)
@@ -232,6 +234,11 @@ def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL"):
         return _error(500, "internal server error")
 
     routes = [Route("/healthz", healthz), Route("/v1/meta", v1_meta), Route("/v1/usage", v1_usage),
-              Route("/v1/predict", v1_predict, methods=["POST"])]
-    handlers = {_ClientError: client_error, HTTPException: http_error, Exception: server_error}
-    return Starlette(routes=routes, exception_handlers=handlers)
+              Route("/v1/predict", v1_predict, methods=["POST"]),
+              Route("/v2", v2_server), Route("/v2/health/live", v2_health), Route("/v2/health/ready", v2_health),
+              Route("/v2/models/{name}", v2_model), Route("/v2/models/{name}/ready", v2_model_ready),
+              Route("/v2/models/{name}/infer", v2_infer, methods=["POST"])]
+    handlers = {ClientError: client_error, HTTPException: http_error, Exception: server_error}
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    app.state.store = store
+    return app

@@ -1,50 +1,44 @@
-"""API keys, their query budgets and rate limits, in one SQLite database (stdlib sqlite3, WAL).
+"""API keys, their query budgets, rate limits and per-key monitor state: the key-store contract,
+with two implementations: SQLite (:mod:`.keys_sqlite`, one file, the embedded default) and
+PostgreSQL (:mod:`.keys_postgres`, one database shared by servers on many machines).
 
-A key is a random token (``dqk_`` + 32 bytes of ``secrets.token_urlsafe``); the database stores
-only its SHA-256 (a high-entropy random token needs no salt or slow hash: nothing short of
-guessing 256 bits inverts it). Each row holds the key's budget (input rows it may ever have
-answered), ``used`` (rows counted so far) and an optional rate limit R (requests per second,
-a token bucket of capacity max(1, R) refilled at R per second).
+    store = open_key_store("keys.db")                        # or "postgresql://user@host/db"
+    token = store.add("alice", budget=10000, rate=20)
+    charge = store.charge(token, rows)                       # counted before answered
 
-Counting before answering: :meth:`KeyStore.charge` runs ``BEGIN IMMEDIATE`` (the database's
-write lock, shared by every thread and process using the file), reads the key, refuses the
-request if the key is unknown or revoked, if ``used + rows > budget`` or if the bucket is
-empty, else adds ``rows`` to ``used`` and commits. The server answers only after the commit,
-so with any number of threads and worker processes, and across a kill -9, answered <= counted
-<= budget. Durability (``synchronous``): "FULL" (default) fsyncs the write-ahead log at every
-commit, so a count also survives a power loss or an OS crash; "NORMAL" leaves the commit in
-the OS page cache (fsync at checkpoints), which survives the death of the server process
-(kill -9) but may lose the last counts to a power loss, and is about 800x cheaper per commit
-on this project's disks (BENCHMARKS.md, Serving). The table's CHECK constraint
-(used <= budget) makes the database refuse any other write.
+A key is a random token (``dqk_`` + 32 bytes of ``secrets.token_urlsafe``); a store keeps only
+its SHA-256 (a high-entropy random token needs no salt or slow hash: nothing short of guessing
+256 bits inverts it). Each key has an integer id, a unique name, a budget (input rows it may ever
+have answered), ``used`` (rows counted so far), an optional rate limit R (requests per second, a
+token bucket of capacity max(1, R) refilled at R per second), a revoked flag and the action in
+force after a monitor's alarm ("labels" or "block", or none).
+
+Counting before answering: :meth:`KeyStore.charge` checks and adds the rows in one transaction
+(refusing an unknown or revoked key, ``used + rows > budget`` and an empty bucket) and returns
+only after it is committed, so the server answers only counted rows: with any number of
+threads, processes and machines on one store, and across a kill -9, answered <= counted <=
+budget. A CHECK constraint (used <= budget) makes each database refuse any other write.
 """
+import abc
 import hashlib
 import re
 import secrets
-import sqlite3
-import threading
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from divqat.checks import check_choice, check_int, check_real
 
-__all__ = ["KeyStore", "Charge", "check_new_key", "hash_token", "TOKEN_PREFIX", "SYNCHRONOUS"]
+__all__ = ["KeyStore", "Charge", "open_key_store", "check_new_key", "check_action", "hash_token", "new_token", "refill",
+           "TOKEN_PREFIX", "SYNCHRONOUS", "ACTIONS", "MAX_BUDGET", "POSTGRES_SCHEMES"]
 
 TOKEN_PREFIX = "dqk_"
+#: the largest budget both databases store (a signed 64-bit integer)
+MAX_BUDGET = 2**63 - 1
+#: durability of a count: FULL survives a power loss, NORMAL a crash of the server process
+SYNCHRONOUS = ("FULL", "NORMAL")
+#: what a key answers after an alarm: labels only, or nothing
+ACTIONS = ("labels", "block")
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS keys (
-    name       TEXT PRIMARY KEY,
-    token_hash TEXT NOT NULL UNIQUE,
-    budget     INTEGER NOT NULL CHECK (budget >= 0),
-    used       INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0 AND used <= budget),
-    rate       REAL CHECK (rate IS NULL OR rate > 0),
-    tokens     REAL,
-    refilled   REAL,
-    revoked    INTEGER NOT NULL DEFAULT 0,
-    created    REAL NOT NULL
-)"""
 
 
 def hash_token(token):
@@ -52,16 +46,31 @@ def hash_token(token):
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def new_token():
+    """A fresh random token."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def refill(rate, tokens, refilled, now):
+    """The tokens in a key's bucket at ``now``: ``tokens`` at time ``refilled`` plus ``rate`` per
+    second since, capped at the capacity max(1, rate)."""
+    return min(max(1.0, rate), tokens + max(0.0, now - refilled) * rate)
+
+
 @dataclass(frozen=True)
 class Charge:
     """The outcome of :meth:`KeyStore.charge`: ``status`` is "ok", "unauthorized", "budget" or "rate".
 
-    ``used``/``budget`` are the key's counts after the request (known keys only);
-    ``retry_after`` is the seconds until the rate limit admits a request ("rate" only).
+    ``key_id`` identifies the key in the store (for its monitor state and alarms; 0 for
+    "unauthorized"); ``used``/``budget`` are the key's counts after the request; ``action`` is the
+    action in force on the key ("labels", "block" or None); ``retry_after`` is the seconds until
+    the rate limit admits a request ("rate" only).
     """
     status: str
     used: int = 0
     budget: int = 0
+    key_id: int = 0
+    action: str | None = None
     retry_after: float = 0.0
 
     @property
@@ -73,108 +82,81 @@ def check_new_key(name, budget, rate=None):
     """ValueError naming the argument unless they make a valid key."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"NAME must be 1-64 letters, digits or _.@- (starting with a letter or digit), got {name!r}")
-    check_int("--budget", budget, low=0)
+    check_int("--budget", budget, low=0, high=MAX_BUDGET)
     check_real("--rate", rate, low=0, low_open=True, optional=True)
 
 
-SYNCHRONOUS = ("FULL", "NORMAL")
+class KeyStore(abc.ABC):
+    """The contract both stores keep. Every method is one transaction; every write is committed
+    before the method returns."""
 
-
-class KeyStore:
-    """The key database at ``path``. ``create=True`` makes the file and table if absent;
-    otherwise a missing file is a FileNotFoundError naming it. ``synchronous``: "FULL" or
-    "NORMAL" (see the module docstring). One connection per thread."""
-
-    def __init__(self, path, create=False, synchronous="FULL"):
-        self.synchronous = check_choice("synchronous", synchronous, SYNCHRONOUS)
-        self.path = Path(path)
-        if not create and not self.path.is_file():
-            raise FileNotFoundError(f"--db {self.path}: no key database there (create one with `divqat keys add`)")
-        self._local = threading.local()
-        with self._transaction() as db:
-            db.execute(_SCHEMA)
-
-    def _connection(self):
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self.synchronous}")
-            self._local.db = db
-        return db
-
-    def _transaction(self):
-        return _Immediate(self._connection())
-
+    @abc.abstractmethod
     def add(self, name, budget, rate=None):
         """Create key ``name`` with ``budget`` rows and an optional ``rate`` (requests/s); returns its token."""
-        check_new_key(name, budget, rate)
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        now = time.time()
-        with self._transaction() as db:
-            if db.execute("SELECT 1 FROM keys WHERE name = ?", (name,)).fetchone():
-                raise ValueError(f"NAME: a key named {name!r} already exists in {self.path}")
-            db.execute("INSERT INTO keys (name, token_hash, budget, rate, tokens, refilled, created) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (name, hash_token(token), budget, rate, None if rate is None else max(1.0, rate), now, now))
-        return token
 
+    @abc.abstractmethod
     def revoke(self, name):
         """Revoke key ``name`` (ValueError if there is none); its count is kept."""
-        with self._transaction() as db:
-            if db.execute("UPDATE keys SET revoked = 1 WHERE name = ?", (name,)).rowcount == 0:
-                raise ValueError(f"NAME: no key named {name!r} in {self.path}")
 
+    @abc.abstractmethod
     def list(self):
-        """Every key as a dict: name, used, budget, left, rate, revoked, created (oldest first)."""
-        rows = self._connection().execute(
-            "SELECT name, used, budget, rate, revoked, created FROM keys ORDER BY created, name").fetchall()
-        return [{"name": n, "used": u, "budget": b, "left": b - u, "rate": r, "revoked": bool(v), "created": c}
-                for n, u, b, r, v, c in rows]
+        """Every key as a dict: id, name, used, budget, left, rate, revoked, action, created (oldest first)."""
 
+    @abc.abstractmethod
     def usage(self, token):
         """``Charge`` of a zero-row request without touching the rate limit: the key's counts, or "unauthorized"."""
-        row = self._connection().execute("SELECT used, budget, revoked FROM keys WHERE token_hash = ?",
-                                          (hash_token(token),)).fetchone()
-        if row is None or row[2]:
-            return Charge("unauthorized")
-        return Charge("ok", row[0], row[1])
 
+    @abc.abstractmethod
     def charge(self, token, rows):
-        """Count ``rows`` (>= 1) against the key of ``token`` in one write transaction, or refuse.
+        """Count ``rows`` (>= 1) against the key of ``token`` in one committed transaction, or refuse.
 
         Refusals change nothing: "unauthorized" (unknown or revoked token), "budget"
         (used + rows > budget), "rate" (the key's bucket is empty).
         """
-        with self._transaction() as db:
-            row = db.execute("SELECT name, used, budget, rate, tokens, refilled, revoked FROM keys "
-                             "WHERE token_hash = ?", (hash_token(token),)).fetchone()
-            if row is None or row[6]:
-                return Charge("unauthorized")
-            name, used, budget, rate, tokens, refilled, _ = row
-            if used + rows > budget:
-                return Charge("budget", used, budget)
-            now = time.time()
-            if rate is not None:
-                tokens = min(max(1.0, rate), tokens + max(0.0, now - refilled) * rate)
-                if tokens < 1.0:
-                    return Charge("rate", used, budget, retry_after=(1.0 - tokens) / rate)
-                tokens -= 1.0
-            db.execute("UPDATE keys SET used = used + ?, tokens = ?, refilled = ? WHERE name = ?",
-                       (rows, tokens, now, name))
-            return Charge("ok", used + rows, budget)
+
+    @abc.abstractmethod
+    def monitor_states(self, key_id):
+        """The saved state of every monitor of key ``key_id``: {monitor name: bytes}."""
+
+    @abc.abstractmethod
+    def save_monitor_states(self, key_id, states):
+        """Insert or replace the states ({monitor name: bytes}) of key ``key_id``, in one transaction."""
+
+    @abc.abstractmethod
+    def record_alarm(self, key_id, monitor, action, detail):
+        """Append an alarm of ``monitor`` on key ``key_id`` (timestamped by the store)."""
+
+    @abc.abstractmethod
+    def alarms(self, key_id):
+        """The alarms of key ``key_id``, oldest first: dicts of monitor, action, detail, at (Unix seconds)."""
+
+    @abc.abstractmethod
+    def key_action(self, key_id):
+        """The action in force on key ``key_id`` ("labels" or "block"), or None."""
+
+    @abc.abstractmethod
+    def set_key_action(self, key_id, action):
+        """Put ``action`` ("labels", "block", or None to lift it) in force on key ``key_id``."""
+
+    @abc.abstractmethod
+    def close(self):
+        """Release the store's connections."""
 
 
-class _Immediate:
-    """``with _Immediate(db)``: BEGIN IMMEDIATE ... COMMIT, ROLLBACK on an exception."""
+def check_action(action):
+    """``action``, or ValueError unless it is one of :data:`ACTIONS` or None."""
+    return action if action is None else check_choice("action", action, ACTIONS)
 
-    def __init__(self, db):
-        self.db = db
 
-    def __enter__(self):
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
+def open_key_store(db, create=False, synchronous="FULL"):
+    """The key store at ``db``: a ``postgresql://`` URL, else the path of a SQLite file.
+    ``create=True`` makes the tables (and the SQLite file) if absent; without it a store that
+    does not exist is an error naming ``--db``. ``synchronous``: one of :data:`SYNCHRONOUS`."""
+    synchronous = check_choice("synchronous", synchronous, SYNCHRONOUS)
+    if str(db).startswith(POSTGRES_SCHEMES):
+        from divqat.serving.keys_postgres import PostgresKeyStore
 
-    def __exit__(self, exc_type, exc, tb):
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-        return False
+        return PostgresKeyStore(str(db), create=create, synchronous=synchronous)
+    from divqat.serving.keys_sqlite import SqliteKeyStore
+
+    return SqliteKeyStore(db, create=create, synchronous=synchronous)

@@ -1,10 +1,11 @@
-"""``divqat keys``: create, list and revoke API keys in a key database (SQLite).
+"""``divqat keys``: create, list and revoke API keys in a key store (a SQLite file, or a
+PostgreSQL database given as a ``postgresql://`` URL).
 
-    divqat keys add NAME --db FILE --budget N [--rate R]   prints the token alone on its last line
-    divqat keys list --db FILE
-    divqat keys revoke NAME --db FILE
+    divqat keys add NAME --db FILE|URL --budget N [--rate R]   prints the token alone on its last line
+    divqat keys list --db FILE|URL
+    divqat keys revoke NAME --db FILE|URL
 
-The token is shown once; the database keeps only its SHA-256 (see :mod:`divqat.serving.keys`).
+The token is shown once; the store keeps only its SHA-256 (see :mod:`divqat.serving.keys`).
 """
 __all__ = ["add_arguments", "run"]
 
@@ -19,15 +20,24 @@ def add_arguments(parser):
     revoke = sub.add_parser("revoke", help="revoke a key (its count is kept)")
     revoke.add_argument("name", metavar="NAME", help="the name of the key to revoke")
     for p in (add, listing, revoke):
-        p.add_argument("--db", required=True, metavar="FILE", help="the key database")
+        p.add_argument("--db", required=True, metavar="FILE|URL",
+                       help="the key store: a SQLite file, or postgresql://USER@HOST/DB")
 
 
 def run(args):
-    from divqat.serving.keys import KeyStore, check_new_key
+    from divqat.serving.keys import check_new_key, open_key_store
 
     if args.action == "add":
         check_new_key(args.name, args.budget, args.rate)
-    store = KeyStore(args.db, create=args.action == "add")
+    store = open_key_store(args.db, create=args.action == "add")
+    try:
+        _act(store, args)
+    finally:
+        store.close()
+    return 0
+
+
+def _act(store, args):
     if args.action == "add":
         token = store.add(args.name, args.budget, args.rate)
         rate = "unlimited" if args.rate is None else f"{args.rate:g} requests/s"
@@ -40,6 +50,5 @@ def run(args):
         print(f"{'name':<20} {'used':>10} {'budget':>10} {'left':>10} {'rate/s':>8}  state")
         for key in store.list():
             rate = "-" if key["rate"] is None else f"{key['rate']:g}"
-            state = "revoked" if key["revoked"] else "active"
+            state = "revoked" if key["revoked"] else "active" if key["action"] is None else f"answers:{key['action']}"
             print(f"{key['name']:<20} {key['used']:>10} {key['budget']:>10} {key['left']:>10} {rate:>8}  {state}")
-    return 0

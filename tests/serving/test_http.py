@@ -3,7 +3,11 @@ are ONNX Runtime's, every error status is JSON, many threads and two server proc
 key never get a row answered beyond its budget or uncounted, the counts survive a kill -9 under
 load, and a KnockoffNets attack by URL spends exactly what the server counted."""
 import json
-import threading
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 
 import httpx
@@ -11,60 +15,23 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from serving_helpers import BETA, MAX_BATCH, assert_error, post, rows, serve
 
 from divqat.blackbox import QueryBudgetExceeded
 from divqat.cli import main
-from divqat.data import load_tensors
-from divqat.serving.export import build_exportable_defense, export_defended
 from divqat.serving.http_blackbox import HttpBlackBox
-from divqat.serving.keys import KeyStore
-from divqat.serving.process import ServerProcess
-from divqat.utils import atomic_write_bytes
-
-MAX_BATCH = 64
-BETA = "0.625"
-
-
-def _serve(model_file, store, *argv):
-    """A real `divqat serve` of ``model_file`` with ``store``'s keys, one OpenMP thread."""
-    return ServerProcess("--victim", model_file, "--db", store.path, "--max-batch", MAX_BATCH, *argv,
-                         env={"OMP_NUM_THREADS": "1"})
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory, victim_dir):
-    path = tmp_path_factory.mktemp("model") / "dcp.onnx"
-    name, defense = build_exportable_defense("dcp", {"beta": BETA})
-    atomic_write_bytes(export_defended(victim_dir, name, defense).SerializeToString(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return KeyStore(tmp_path_factory.mktemp("db") / "keys.db", create=True)
+def store(sqlite_store):
+    return sqlite_store
 
 
 @pytest.fixture(scope="module")
 def server(model_file, store):
-    s = _serve(model_file, store)
+    s = serve(model_file, store.location)
     yield s
     s.stop()
-
-
-@pytest.fixture(scope="module")
-def images():
-    return load_tensors("digits", "test")[0]
-
-
-def _post(url, token, body, client=httpx):
-    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-    if isinstance(body, (bytes, str)):
-        return client.post(url + "/v1/predict", content=body, headers=headers, timeout=60)
-    return client.post(url + "/v1/predict", json=body, headers=headers, timeout=60)
-
-
-def _rows(images, n):
-    return {"inputs": images[:n].tolist()}
 
 
 def test_health_and_meta_without_defense_parameters(server):
@@ -80,7 +47,7 @@ def test_health_and_meta_without_defense_parameters(server):
 
 def test_answers_are_onnx_runtime_answers(server, store, model_file, images):
     token = store.add("exact", 100)
-    response = _post(server.url, token, _rows(images, 20))
+    response = post(server.url, token, rows(images, 20))
     assert response.status_code == 200
     answer = response.json()
     session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
@@ -94,7 +61,7 @@ def test_binary_bodies_answer_as_json_bodies(server, store, images):
     binary = httpx.post(server.url + "/v1/predict", content=images[:20].numpy().astype("<f4").tobytes(),
                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"})
     assert binary.status_code == 200
-    assert binary.json()["outputs"] == _post(server.url, token, _rows(images, 20)).json()["outputs"]
+    assert binary.json()["outputs"] == post(server.url, token, rows(images, 20)).json()["outputs"]
     assert store.usage(token).used == 40
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"}
     raw = images[:2].numpy().astype("<f4")
@@ -104,7 +71,7 @@ def test_binary_bodies_answer_as_json_bodies(server, store, images):
         (np.where(raw == 0, np.nan, raw).astype("<f4").tobytes(), 422, "finite"),
         (np.full((MAX_BATCH + 1, 1, 8, 8), 0.5, "<f4").tobytes(), 413, "max_batch"),
     ]:
-        _assert_error(httpx.post(server.url + "/v1/predict", content=body, headers=headers), status, match)
+        assert_error(httpx.post(server.url + "/v1/predict", content=body, headers=headers), status, match)
     assert store.usage(token).used == 40
 
 
@@ -112,47 +79,52 @@ def _bad_bodies(images):
     good = images[:2].tolist()
     return [
         (b'{"inputs": [', "not valid JSON"),
-        (b'{"inputs": ' + b"[" * 50000 + b"]" * 50000 + b"}", "not valid JSON"),
+        (b'{"inputs": ' + b"[" * 50000 + b"]" * 50000 + b"}", "not valid JSON (depth limit exceeded"),
         (b"\xff\xfe", "not valid JSON"),
         (json.dumps({"inputs": [[[[0.5] * 8] * 8]] * 2 + [[[[[0.5]] * 8] * 8]]}), "ragged lists"),
         (json.dumps({"inputs": good, "extra": 1}), "nothing else"),
         (json.dumps({"inputs": []}), "nonempty"),
         (json.dumps({"inputs": [[[0.5] * 8] * 8]}), "shape"),
         (json.dumps({"inputs": [good[0], good[1][0]]}), "shape"),
-        (json.dumps({"inputs": good}).replace("0.0", "NaN", 1), "finite"),
+        (json.dumps({"inputs": good}).replace("0.0", "NaN", 1), "not valid JSON"),
+        (json.dumps({"inputs": good}).replace("0.0", "1e999", 1), "not valid JSON (number is infinity"),
         (json.dumps({"inputs": good}).replace("0.0", "1.5", 1), "[0, 1]"),
         (json.dumps({"inputs": good}).replace("0.0", '"0.0"', 1), "only numbers"),
         (json.dumps({"inputs": good}).replace("0.0", "true", 1), "only numbers"),
+        (json.dumps({"inputs": good}).replace("0.0", "false", 1), "only numbers"),
     ]
-
-
-def _assert_error(response, status, match):
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    assert match in response.json()["error"] and "Traceback" not in response.text
 
 
 def test_every_error_status_is_json(server, store, images):
     token = store.add("errors", 10)
     for body, match in _bad_bodies(images):
-        _assert_error(_post(server.url, token, body), 422, match)
-    _assert_error(_post(server.url, token, _rows(images, MAX_BATCH + 1)), 413, "max_batch")
-    _assert_error(_post(server.url, token, b" " * (MAX_BATCH * 64 * 32 + 5000)), 413, "limit")
-    _assert_error(_post(server.url, None, _rows(images, 1)), 401, "missing API key")
-    _assert_error(_post(server.url, "dqk_unknown", _rows(images, 1)), 401, "unknown or revoked")
-    response = httpx.post(server.url + "/v1/predict", json=_rows(images, 1), headers={"Authorization": "Basic x"})
-    _assert_error(response, 401, "missing API key")
+        assert_error(post(server.url, token, body), 422, match)
+    assert_error(post(server.url, token, rows(images, MAX_BATCH + 1)), 413, "max_batch")
+    assert_error(post(server.url, token, b" " * (MAX_BATCH * 64 * 32 + 5000)), 413, "limit")
+    good = json.dumps(rows(images, 1))
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"Authorization": f"Bearer {token}", **({"Content-Type": content_type} if content_type else {})}
+        response = httpx.post(server.url + "/v1/predict", content=good, headers=headers)
+        assert_error(response, 415, f"got {'Content-Type ' + content_type if content_type else 'no Content-Type'}")
+    with_charset = post(server.url, token, good, headers={"Content-Type": "application/json; charset=utf-8"})
+    assert with_charset.status_code == 200 and with_charset.json()["queries_used"] == 1
+    store.revoke("errors")
+    token = store.add("errors2", 10)
+    assert_error(post(server.url, None, rows(images, 1)), 401, "missing API key")
+    assert_error(post(server.url, "dqk_unknown", rows(images, 1)), 401, "unknown or revoked")
+    response = httpx.post(server.url + "/v1/predict", json=rows(images, 1), headers={"Authorization": "Basic x"})
+    assert_error(response, 401, "missing API key")
     assert response.headers["www-authenticate"] == "Bearer"
     assert store.usage(token).used == 0  # nothing refused was counted
-    refused = _post(server.url, token, _rows(images, 11))
-    _assert_error(refused, 429, "refused")
+    refused = post(server.url, token, rows(images, 11))
+    assert_error(refused, 429, "refused")
     assert refused.json()["reason"] == "budget" and store.usage(token).used == 0
-    assert _post(server.url, token, _rows(images, 10)).json()["budget_left"] == 0
-    _assert_error(_post(server.url, token, _rows(images, 1)), 429, "0 of its budget of 10 left")
-    store.revoke("errors")
-    _assert_error(_post(server.url, token, _rows(images, 1)), 401, "unknown or revoked")
-    _assert_error(httpx.get(server.url + "/v1/nothing"), 404, "Not Found")
-    _assert_error(httpx.get(server.url + "/v1/predict"), 405, "Method Not Allowed")
+    assert post(server.url, token, rows(images, 10)).json()["budget_left"] == 0
+    assert_error(post(server.url, token, rows(images, 1)), 429, "0 of its budget of 10 left")
+    store.revoke("errors2")
+    assert_error(post(server.url, token, rows(images, 1)), 401, "unknown or revoked")
+    assert_error(httpx.get(server.url + "/v1/nothing"), 404, "Not Found")
+    assert_error(httpx.get(server.url + "/v1/predict"), 405, "Method Not Allowed")
 
 
 def test_a_server_error_is_json_without_traceback(model_file, store, tmp_path):
@@ -166,10 +138,10 @@ def test_a_server_error_is_json_without_traceback(model_file, store, tmp_path):
     broken = tmp_path / "broken.onnx"
     onnx.save(model, str(broken))
     token = store.add("broken", 10)
-    server = _serve(broken, store)
+    server = serve(broken, store.location)
     try:
-        response = _post(server.url, token, {"inputs": [[[[0.5] * 9] * 9]]})
-        _assert_error(response, 500, "internal server error")
+        response = post(server.url, token, {"inputs": [[[[0.5] * 9] * 9]]})
+        assert_error(response, 500, "internal server error")
         assert response.json() == {"error": "internal server error"}
         assert httpx.get(server.url + "/healthz").status_code == 200  # still serving
         assert "Traceback" in server.output()
@@ -180,50 +152,11 @@ def test_a_server_error_is_json_without_traceback(model_file, store, tmp_path):
 
 def test_rate_limit_answers_429_with_retry_after(server, store, images):
     token = store.add("slow", 100, rate=0.2)
-    assert _post(server.url, token, _rows(images, 1)).status_code == 200
-    response = _post(server.url, token, _rows(images, 1))
-    _assert_error(response, 429, "rate limit")
+    assert post(server.url, token, rows(images, 1)).status_code == 200
+    response = post(server.url, token, rows(images, 1))
+    assert_error(response, 429, "rate limit")
     assert response.json()["reason"] == "rate" and 1 <= int(response.headers["retry-after"]) <= 5
     assert store.usage(token).used == 1
-
-
-def _hammer(urls, token, images, sizes):
-    """One thread per (url, size): post batches of ``size`` rows until refused; the rows answered."""
-    answered, statuses = [], []
-
-    def client(url, size):
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
-            while True:
-                response = c.post("/v1/predict", json=_rows(images, size))
-                if response.status_code != 200:
-                    statuses.append((response.status_code, response.json().get("reason")))
-                    return
-                answered.append(len(response.json()["outputs"]))
-
-    threads = [threading.Thread(target=client, args=(url, size)) for url in urls for size in sizes]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(answered), statuses
-
-
-def test_many_threads_one_key_never_past_its_budget(server, store, images):
-    token = store.add("hammered", 500)
-    answered, statuses = _hammer([server.url], token, images, sizes=(1, 2, 3, 5, 7, 8, 13, 16) * 2)
-    assert answered == store.usage(token).used == 500  # the size-1 threads spend the last rows
-    assert set(statuses) == {(429, "budget")}
-
-
-def test_three_server_processes_one_database(server, store, model_file, images):
-    """The module's server plus a `--workers 2` server (two uvicorn worker processes) on one key."""
-    second = _serve(model_file, store, "--workers", "2")
-    try:
-        token = store.add("two-servers", 400)
-        answered, statuses = _hammer([server.url, second.url], token, images, sizes=(1, 4, 9, 16))
-    finally:
-        second.stop()
-    assert answered == store.usage(token).used == 400 and set(statuses) == {(429, "budget")}
 
 
 def test_serving_a_run_directory_serves_the_exported_file(model_file, victim_dir):
@@ -232,45 +165,6 @@ def test_serving_a_run_directory_serves_the_exported_file(model_file, victim_dir
 
     config = {"victim": str(victim_dir), "defense": "dcp", "defense_arg": [f"beta={BETA}"]}
     assert served_model(config).SerializeToString() == model_file.read_bytes()
-
-
-def test_kill_9_under_load_keeps_every_count(model_file, store, images):
-    spent, busy = store.add("spent", 120), store.add("busy", 10**9)
-    first = _serve(model_file, store)
-    answered, stop, threads = [], threading.Event(), []
-    try:
-        assert _hammer([first.url], spent, images, sizes=(1, 8))[0] == 120
-
-        def load():
-            with httpx.Client(base_url=first.url, headers={"Authorization": f"Bearer {busy}"}, timeout=60) as c:
-                while not stop.is_set():
-                    try:
-                        answered.append(len(c.post("/v1/predict", json=_rows(images, 16)).json()["outputs"]))
-                    except httpx.HTTPError:  # the server died under this request: not answered
-                        return
-
-        threads = [threading.Thread(target=load) for _ in range(6)]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 60
-        while sum(answered) < 320 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        first.kill()
-    finally:
-        stop.set()
-        first.stop()  # also the teardown when a line above failed
-        for t in threads:
-            t.join()
-    restarted = _serve(model_file, store)
-    try:
-        usage = {key: httpx.get(restarted.url + "/v1/usage", headers={"Authorization": f"Bearer {key}"}).json()
-                 for key in (spent, busy)}
-        assert usage[spent] == {"queries_used": 120, "budget_left": 0}
-        counted = usage[busy]["queries_used"]
-        assert 320 <= sum(answered) <= counted <= sum(answered) + 6 * 16  # at most the in-flight requests
-        _assert_error(_post(restarted.url, spent, _rows(images, 1)), 429, "budget")
-    finally:
-        restarted.stop()
 
 
 def test_http_blackbox_batches_waits_out_the_rate_and_stops_at_the_budget(server, store, images, model_file):
@@ -329,12 +223,14 @@ def test_attack_by_url_option_errors(server, argv, match, capsys, victim_dir):
 
 @pytest.mark.parametrize("argv, match", [
     (["--defense", "dcp"], "already holds its defense"),
-    (["--max-batch", "0"], "--max-batch must be >= 1"),
+    (["--max-batch", "0"], "--max-batch must be in [1, 4096]"),
+    (["--max-batch", "1000000000"], "--max-batch must be in [1, 4096], got 1000000000"),
+    (["--model-name", "a/b"], "--model-name must be"),
     (["--sync", "always"], "--sync must be one of full, normal"),
     (["--db", "missing.db"], "no key database"),
 ])
 def test_serve_argument_errors_before_listening(model_file, store, argv, match, capsys, tmp_path):
-    db = ["--db", str(tmp_path / "missing.db")] if "--db" in argv else ["--db", str(store.path)]
+    db = ["--db", str(tmp_path / "missing.db")] if "--db" in argv else ["--db", store.location]
     argv = [a for a in argv if a not in ("--db", "missing.db")]
     assert main(["serve", "--victim", str(model_file), *db, *argv, "--port", "1"]) == 2
     err = capsys.readouterr().err
@@ -342,6 +238,72 @@ def test_serve_argument_errors_before_listening(model_file, store, argv, match, 
 
 
 def test_serve_refuses_an_onnx_file_not_written_by_export(store, capsys, victim_dir):
-    assert main(["serve", "--victim", str(victim_dir / "model_int8.onnx"), "--db", str(store.path)]) == 2
+    assert main(["serve", "--victim", str(victim_dir / "model_int8.onnx"), "--db", store.location]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not written by `divqat export`" in err
+
+
+def _serve_command(model_file, store, *argv):
+    return [sys.executable, "-m", "divqat.cli", "serve", "--victim", str(model_file), "--db", store.location, *argv]
+
+
+def test_port_in_use_is_one_line_without_a_banner(model_file, store, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--victim", str(model_file), "--db", store.location, "--port", str(port)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and f"--port {port}: address 127.0.0.1:{port} is already in use" in captured.err
+    assert "divqat serve:" not in captured.out
+
+
+def _wait_for_banner(process):
+    line = process.stdout.readline()
+    assert line.startswith("divqat serve:"), line + process.stdout.read()
+    return int(line.split("http://127.0.0.1:")[1].split(" ")[0])
+
+
+def _children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(child) for child in f.read().split()]
+
+
+def test_port_0_prints_the_bound_port_and_workers_die_with_their_parent(model_file, store):
+    """--workers 2 --port 0: the banner names the bound port, after the bind; kill -9 of the main
+    process leaves no worker answering, and the port is free again at once."""
+    process = subprocess.Popen(_serve_command(model_file, store, "--port", "0", "--workers", "2"),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        port = _wait_for_banner(process)
+        assert port != 0
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200 and len(_children(process.pid)) >= 2:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the workers did not answer"
+            time.sleep(0.2)
+        workers = [pid for pid in _children(process.pid) if "spawn_main" in open(f"/proc/{pid}/cmdline").read()]
+        assert len(workers) >= 2
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(30)
+        deadline = time.monotonic() + 30
+        while any(os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+                  for pid in workers):
+            assert time.monotonic() < deadline, "a worker outlived its parent"
+            time.sleep(0.1)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(url + "/healthz", timeout=2)
+        with socket.socket() as again:  # a restart on the same port would bind
+            again.bind(("127.0.0.1", port))
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(30)

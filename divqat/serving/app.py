@@ -16,6 +16,12 @@ nothing answered or counted; or the key's rate limit, ``"reason": "rate"`` with 
 wrong shape, non-numeric, non-finite or out-of-range values), 404/405, and 500 with a fixed
 message (the traceback goes to the server's log, never to the client).
 
+With monitors (``divqat serve --monitors``, :mod:`divqat.detection`), a counted request's rows
+are fed to the key's monitors before they are answered; a key whose alarm put ``labels`` in
+force gets one-hot answers, and one under ``block`` gets 403 ``"reason": "blocked"`` (the
+request that raised the alarm included: counted, not answered). Nothing else about the
+monitors reaches the client.
+
 A request is validated, then its rows are counted (:meth:`divqat.serving.keys.KeyStore.charge`,
 one write transaction), then answered: a row is never answered uncounted (a request that fails
 after its count, a 500 or a crash, stays counted: answered <= counted).
@@ -75,6 +81,11 @@ class Predictor:
 
     def __call__(self, x):
         return self.session.run(None, {self._input: x})[0]
+
+    def with_logits(self, x):
+        """``(answers, the victim's logits)`` of a model built by :func:`divqat.detection.graph.expose_logits`."""
+        answers, logits = self.session.run(None, {self._input: x})[:2]
+        return answers, logits
 
 
 class _ClientError(Exception):
@@ -175,13 +186,52 @@ async def _read_body(request, limit):
     return b"".join(chunks)
 
 
-def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL"):
+def _blocked():
+    from divqat.detection.watch import BLOCKED
+
+    return _ClientError(403, BLOCKED["message"], reason=BLOCKED["reason"])
+
+
+def _watched_answer(predictor, watch, key_id, x, charge):
+    """:func:`_answer` under the key's monitors: 403 or labels only when the action in force says so."""
+    from divqat.detection.graph import softmax64
+    from divqat.detection.watch import labels_only
+
+    answers, logits = predictor.with_logits(x)
+    probs = softmax64(logits)
+    action = watch.observe(key_id, x, probs)
+    if action == "block":
+        raise _blocked()
+    outputs = labels_only(probs) if action == "labels" else answers
+    return json.dumps({"outputs": outputs.tolist(), "queries_used": charge.used, "budget_left": charge.left}).encode()
+
+
+def _watch(model, store, detection, threads):
+    """``(predictor, watch)``: the model with its logits exposed and the monitors of ``detection``
+    (:func:`divqat.detection.options.detection_config`); ``(None, None)`` without detection."""
+    if detection is None:
+        return None, None
+    from divqat.detection.graph import expose_logits
+    from divqat.detection.registry import build_monitors
+    from divqat.detection.watch import Watch
+
+    predictor = Predictor(expose_logits(model), threads=threads)
+    info = predictor.info
+    monitors = build_monitors(detection["monitors"], detection["thresholds"], info["num_classes"],
+                              info["input_shape"], detection["calibration"])
+    return predictor, Watch(store, monitors, detection["on_alarm"])
+
+
+def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL", detection=None):
     """The ASGI app serving ``model`` (a defended ModelProto, its bytes, or a :class:`Predictor`)
     with the key database at ``db`` (a path; the file must exist; ``synchronous`` as in
-    :class:`~divqat.serving.keys.KeyStore`) and at most ``max_batch`` rows per request."""
+    :class:`~divqat.serving.keys.KeyStore`) and at most ``max_batch`` rows per request;
+    ``detection``: the per-key monitors (:mod:`divqat.detection`), None for none."""
     check_int("--max-batch", max_batch, 1)
-    predictor = model if isinstance(model, Predictor) else Predictor(model, threads=threads)
     store = KeyStore(db, synchronous=synchronous)
+    predictor, watch = _watch(model, store, detection, threads)
+    if predictor is None:
+        predictor = model if isinstance(model, Predictor) else Predictor(model, threads=threads)
     info = predictor.info
     shape = tuple(info["input_shape"])
     body_limit = max_batch * math.prod(shape) * BYTES_PER_VALUE + 4096
@@ -204,6 +254,9 @@ def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL"):
         token = _bearer(request)
         if (await run_in_threadpool(store.usage, token)).status != "ok":
             raise _unknown_key()
+        key_id = None if watch is None else await run_in_threadpool(store.key_id, token)
+        if watch is not None and await run_in_threadpool(watch.action, key_id) == "block":
+            raise _blocked()
         body = await _read_body(request, body_limit)
         content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         x = await run_in_threadpool(decode_body, body, shape, max_batch, content_type)
@@ -218,7 +271,10 @@ def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL"):
             retry = {"Retry-After": str(math.ceil(charge.retry_after))}
             raise _ClientError(429, "rate limit of the key exceeded", retry,
                                reason="rate", retry_after=charge.retry_after)
-        content = await run_in_threadpool(_answer, predictor, x, charge)
+        if watch is None:
+            content = await run_in_threadpool(_answer, predictor, x, charge)
+        else:
+            content = await run_in_threadpool(_watched_answer, predictor, watch, key_id, x, charge)
         return Response(content, media_type="application/json")
 
     async def client_error(request, exc):

@@ -45,6 +45,13 @@ CREATE TABLE IF NOT EXISTS keys (
     revoked    INTEGER NOT NULL DEFAULT 0,
     created    REAL NOT NULL
 )"""
+# the monitors' side of the store (divqat.detection): per-key monitor state, alarms, key action
+_MONITOR_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS monitor_state (key_id TEXT NOT NULL, monitor TEXT NOT NULL, state BLOB NOT NULL, "
+    "updated_at REAL NOT NULL, PRIMARY KEY (key_id, monitor))",
+    "CREATE TABLE IF NOT EXISTS alarms (id INTEGER PRIMARY KEY AUTOINCREMENT, key_id TEXT NOT NULL, "
+    "monitor TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL, at REAL NOT NULL)",
+)
 
 
 def hash_token(token):
@@ -93,6 +100,7 @@ class KeyStore:
         self._local = threading.local()
         with self._transaction() as db:
             db.execute(_SCHEMA)
+            self._monitor_schema(db)
 
     def _connection(self):
         db = getattr(self._local, "db", None)
@@ -163,6 +171,58 @@ class KeyStore:
             db.execute("UPDATE keys SET used = used + ?, tokens = ?, refilled = ? WHERE name = ?",
                        (rows, tokens, now, name))
             return Charge("ok", used + rows, budget)
+
+    # --- monitors (divqat.detection): the store contract; key_id is the key's name ---------------
+
+    @staticmethod
+    def _monitor_schema(db):
+        for statement in _MONITOR_SCHEMA:
+            db.execute(statement)
+        if "action" not in {row[1] for row in db.execute("PRAGMA table_info(keys)")}:
+            db.execute("ALTER TABLE keys ADD COLUMN action TEXT")
+
+    def key_id(self, token):
+        """The key_id (name) of an active key's token, or None."""
+        row = self._connection().execute("SELECT name FROM keys WHERE token_hash = ? AND revoked = 0",
+                                          (hash_token(token),)).fetchone()
+        return None if row is None else row[0]
+
+    def monitor_states(self, key_id):
+        """Every monitor's saved state of ``key_id``: {monitor: bytes}."""
+        rows = self._connection().execute("SELECT monitor, state FROM monitor_state WHERE key_id = ?",
+                                          (key_id,)).fetchall()
+        return {monitor: bytes(state) for monitor, state in rows}
+
+    def save_monitor_states(self, key_id, states):
+        """Upsert ``states`` ({monitor: bytes}) of ``key_id`` in one transaction."""
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany("INSERT INTO monitor_state (key_id, monitor, state, updated_at) VALUES (?, ?, ?, ?) "
+                           "ON CONFLICT (key_id, monitor) DO UPDATE SET state = excluded.state, "
+                           "updated_at = excluded.updated_at",
+                           [(key_id, monitor, sqlite3.Binary(state), now) for monitor, state in states.items()])
+
+    def record_alarm(self, key_id, monitor, action, detail):
+        """Append an alarm of ``monitor`` on ``key_id`` (timestamped now)."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO alarms (key_id, monitor, action, detail, at) VALUES (?, ?, ?, ?, ?)",
+                       (key_id, monitor, action, detail, time.time()))
+
+    def alarms(self, key_id):
+        """The alarms of ``key_id``, oldest first: dicts with monitor, action, detail, at."""
+        rows = self._connection().execute("SELECT monitor, action, detail, at FROM alarms WHERE key_id = ? "
+                                          "ORDER BY id", (key_id,)).fetchall()
+        return [{"monitor": m, "action": a, "detail": d, "at": t} for m, a, d, t in rows]
+
+    def key_action(self, key_id):
+        """The action in force on ``key_id`` ("labels", "block") or None."""
+        row = self._connection().execute("SELECT action FROM keys WHERE name = ?", (key_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_key_action(self, key_id, action):
+        """Put ``action`` in force on ``key_id``."""
+        with self._transaction() as db:
+            db.execute("UPDATE keys SET action = ? WHERE name = ?", (action, key_id))
 
 
 class _Immediate:

@@ -1,7 +1,7 @@
 """``divqat keys``: create, list and revoke API keys in a key database (SQLite).
 
     divqat keys add NAME --db FILE --budget N [--rate R]   prints the token alone on its last line
-    divqat keys list --db FILE
+    divqat keys list --db FILE      with each key's monitors and alarms (divqat.detection.listing)
     divqat keys revoke NAME --db FILE
 
 The token is shown once; the database keeps only its SHA-256 (see :mod:`divqat.serving.keys`).
@@ -23,6 +23,7 @@ def add_arguments(parser):
 
 
 def run(args):
+    from divqat.detection.listing import monitor_lines
     from divqat.serving.keys import KeyStore, check_new_key
 
     if args.action == "add":
@@ -42,4 +43,6 @@ def run(args):
             rate = "-" if key["rate"] is None else f"{key['rate']:g}"
             state = "revoked" if key["revoked"] else "active"
             print(f"{key['name']:<20} {key['used']:>10} {key['budget']:>10} {key['left']:>10} {rate:>8}  {state}")
+            for line in monitor_lines(store, key["name"]):
+                print(line)
     return 0

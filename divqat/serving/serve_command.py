@@ -2,14 +2,15 @@
 
     divqat serve --victim DIR|FILE.onnx [--defense NAME --defense-arg k=v ...] --db FILE
                  [--host 127.0.0.1] [--port 8000] [--max-batch 1024] [--threads 1] [--workers 1]
-                 [--sync full|normal]
+                 [--sync full|normal] [--monitors prada,ood,classes --on-alarm log|labels|block ...]
 
 DIR (a quantized `divqat train --out` directory) is exported with the defense in memory, as
 ``divqat export`` would write it; FILE.onnx is a file ``divqat export`` wrote (its defense is
 inside it, so --defense is refused). The key database must exist (``divqat keys add``).
 Everything is validated before the server starts. With ``--workers N`` uvicorn runs N
 processes, each rebuilding the model from the same arguments; they share the key database,
-whose write lock keeps the counts exact (see :mod:`divqat.serving.keys`).
+whose write lock keeps the counts exact (see :mod:`divqat.serving.keys`). The detection
+options are :mod:`divqat.detection.options`'s.
 """
 import json
 import os
@@ -36,6 +37,9 @@ def add_arguments(parser):
     parser.add_argument("--sync", default="full", metavar="full|normal",
                         help="key database durability: full (fsync every count; survives power loss, the "
                              "default) or normal (survives a crash of the server process, not of the machine)")
+    from divqat.detection import options as detection_options
+
+    detection_options.add_arguments(parser)
 
 
 def served_model(config):
@@ -58,7 +62,7 @@ def _app(config):
     from divqat.serving.app import create_app
 
     return create_app(served_model(config), config["db"], max_batch=config["max_batch"], threads=config["threads"],
-                      synchronous=config["sync"].upper())
+                      synchronous=config["sync"].upper(), detection=config.get("detection"))
 
 
 def app_from_environment():
@@ -78,6 +82,9 @@ def run(args):
     config = {"victim": args.victim, "defense": args.defense, "defense_arg": args.defense_arg,
               "db": str(Path(args.db).resolve()), "max_batch": args.max_batch, "threads": args.threads,
               "sync": args.sync}
+    from divqat.detection.options import detection_config
+
+    config["detection"] = detection_config(args)
     app = _app(config)  # validates the model, defense and database before listening
     print(f"divqat serve: {args.victim} on http://{args.host}:{args.port} (max batch {args.max_batch}, "
           f"{args.workers} worker{'s' if args.workers > 1 else ''}, keys in {args.db})", flush=True)

@@ -42,7 +42,7 @@ def calibration_probs(model, images, batch=1024):
 
 
 def run(args):
-    from divqat.checks import check_int, check_output_file
+    from divqat.checks import check_int, check_output_file, check_real
     from divqat.data import load_tensors
     from divqat.detection.calibration import calibrate, calibration_path, save_calibration
 
@@ -51,6 +51,7 @@ def run(args):
         raise FileNotFoundError(f"--model {model}: no .onnx file there")
     check_int("--offset", args.offset, 0)
     check_int("--images", args.images, 2)
+    check_real("--quantile", args.quantile, 0, 0.5, low_open=True)
     out = Path(args.out) if args.out else calibration_path(model)
     check_output_file("--out", out)
     images = load_tensors(args.dataset, args.split)[0]  # --data-root: applied by divqat.cli

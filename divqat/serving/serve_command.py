@@ -88,6 +88,9 @@ def run(args):
     app = _app(config)  # validates the model, defense and database before listening
     print(f"divqat serve: {args.victim} on http://{args.host}:{args.port} (max batch {args.max_batch}, "
           f"{args.workers} worker{'s' if args.workers > 1 else ''}, keys in {args.db})", flush=True)
+    if config["detection"] is not None:
+        print(f"divqat serve: monitors {','.join(config['detection']['monitors'])} on every key, on alarm "
+              f"{config['detection']['on_alarm']}", flush=True)
     if args.workers == 1:
         uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
     else:

@@ -26,7 +26,7 @@ def test_codec_round_trip_and_refuses_pickled_objects():
     back = decode_state(encode_state(state))
     assert set(back) == set(state) and int(back["n"]) == 7 and bool(back["alarmed"])
     np.testing.assert_array_equal(back["stored"], state["stored"])
-    assert back["stored"].dtype == np.float16
+    assert back["stored"].dtype == np.float16 and back["stored"].flags.writeable
     buffer = io.BytesIO()
     np.savez(buffer, evil=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="allow_pickle"):

@@ -16,6 +16,7 @@ def encode_state(state):
 
 
 def decode_state(data):
-    """The dict of arrays :func:`encode_state` wrote (0-d arrays stay 0-d)."""
+    """The dict of arrays :func:`encode_state` wrote, writable (the monitors update them in
+    place; 0-d arrays stay 0-d)."""
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
+        return {name: np.array(archive[name]) for name in archive.files}

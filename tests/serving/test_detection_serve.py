@@ -188,3 +188,20 @@ def test_calibrate_errors(model_file, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and match in err, err
     assert json.loads(model_file.with_name("victim.calibration.json").read_text())["images"] == 180
+
+
+def test_concurrent_requests_of_one_key_lose_no_rows(model_file, streams, tmp_path):
+    """Eight threads on one key: the monitors' count is the key's count (one lock per key)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from divqat.detection.codec import decode_state
+
+    store = KeyStore(tmp_path / "keys.db", create=True)
+    token = store.add("busy", 10_000)
+    x = streams["honest"][:5]
+    with _serve(model_file, store, "--monitors", "prada,ood,classes") as server:
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda _: _post(server, token, x).status_code, range(80)))
+    assert codes == [200] * 80 and store.usage(token).used == 400
+    assert {name: int(decode_state(state)["n"]) for name, state in store.monitor_states("busy").items()} == \
+        {"prada": 400, "ood": 400, "classes": 400}

@@ -1,7 +1,7 @@
 """The extraction monitors of `divqat serve` against every attack of the library and honest clients.
 
     OMP_NUM_THREADS=1 python benchmarks/detection_eval.py --work DIR --out docs/results/data/detection/detection.csv \
-        [--seeds 2] [--budget 5000] [--honest-queries 2000] [--shares 0,0.5,0.75,0.9] [--surrogate-epochs 5]
+        [--seeds 2] [--budget 5000] [--honest-queries 2000] [--shares 0,0.5,0.75,0.9] [--surrogate-epochs 3]
     python benchmarks/detection_eval.py --table docs/results/data/detection/detection.csv
 
 Victims (built once in DIR): LeNet-5 on MNIST and on Fashion-MNIST, trained 3 epochs on the
@@ -15,7 +15,7 @@ Clients, per pair and seed:
 - attacks, ``--budget`` queries: knockoff, knockoff-adaptive, copycat, jbda (query set: the
   other dataset's training split), dfme, maze (data-free), through the attacks' own code
   (:func:`divqat.attacks.registry.run_attack`) on an HttpBlackBox that records every request;
-- the adaptive thief: knockoff whose query set mixes a share of in-distribution images (the
+- the adaptive thief (delays only): knockoff whose query set mixes a share of in-distribution images (the
   victim's test images 5,000 on) into the other dataset, for each of ``--shares``;
 - honest, ``--honest-queries`` each: test images 2,000 on in random order; only two classes;
   blurred (3x3 box); noisy (Gaussian, sigma 0.1); shifted (up to 2 pixels); a burst of
@@ -143,14 +143,18 @@ def request_of(requests, query):
 
 
 def attack_rows(name, share, store, key, box, pair, seed, scoring, epochs):
+    """The rows of one thief; the adaptive thief's (``share`` given) without agreements."""
     dataset = pair[0]
     alarms, requests = alarm_queries(store, key), box.requests
-    full = agreement(requests, len(requests), len(requests), dataset, *scoring, epochs, seed)
+    full = None if share is not None else agreement(requests, len(requests), len(requests), dataset, *scoring,
+                                                     epochs, seed)
     rows, cache = [], {}
     for monitor in MONITORS:
         q = alarms.get(monitor)
         r = len(requests) if q is None else request_of(requests, q)
-        if (r, "block") not in cache:
+        if share is not None:
+            cache[r, "block"] = cache[r, "labels"] = None
+        elif (r, "block") not in cache:
             cache[r, "block"] = agreement(requests, r, r, dataset, *scoring, epochs, seed) if r < len(requests) \
                 else full
             cache[r, "labels"] = agreement(requests, len(requests), r, dataset, *scoring, epochs, seed) \
@@ -242,6 +246,13 @@ def _fmt(value, digits=2):
     return "-" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
 
 
+def _delay(values):
+    """Median and max of alarm queries as text ("-" for none; a median between two seeds ends in .5)."""
+    if not values:
+        return "-", "-"
+    return f"{statistics.median(values):g}", str(max(values))
+
+
 def table(path):
     """The Markdown tables of a detection CSV: attacks, honest clients, the adaptive thief."""
     with open(path, newline="") as f:
@@ -260,8 +271,8 @@ def table(path):
         share_answered = _median([int(r["answered"]) / int(r["queries"]) for r in g])
         kept = None if med["agreement_log"] is None or med["agreement_log"] <= 0.1 \
             or med["agreement_block"] is None else (med["agreement_block"] - 0.1) / (med["agreement_log"] - 0.1)
-        out.append(f"| {pair} | {client} | {monitor} | {len(delays)}/{len(g)} | {_fmt(_median(delays))} | "
-                   f"{_fmt(max(delays) if delays else None)} | {_fmt(share_answered)} | "
+        out.append(f"| {pair} | {client} | {monitor} | {len(delays)}/{len(g)} | {' | '.join(_delay(delays))} | "
+                   f"{_fmt(share_answered)} | "
                    f"{_fmt(med['agreement_log'])} | {_fmt(med['agreement_block'])} | "
                    f"{_fmt(med['agreement_labels'])} | {_fmt(kept)} |")
     out += ["", "| monitor | honest client | clients flagged | honest queries | false alarms per 10,000 queries |",
@@ -277,8 +288,8 @@ def table(path):
     for (kind, pair, _, share, monitor), g in groups.items():
         if kind == "mixed":
             delays = [int(r["alarm_query"]) for r in g if r["alarm_query"]]
-            out.append(f"| {pair} | {share} | {monitor} | {len(delays)}/{len(g)} | {_fmt(_median(delays))} | "
-                       f"{_fmt(max(delays) if delays else None)} |")
+            out.append(f"| {pair} | {float(share):g} | {monitor} | {len(delays)}/{len(g)} | "
+                       f"{' | '.join(_delay(delays))} |")
     return "\n".join(out)
 
 
@@ -290,7 +301,7 @@ def main_cli(argv=None):
     parser.add_argument("--budget", type=int, default=5000)
     parser.add_argument("--honest-queries", type=int, default=2000)
     parser.add_argument("--shares", default="0,0.5,0.75,0.9")
-    parser.add_argument("--surrogate-epochs", type=int, default=5)
+    parser.add_argument("--surrogate-epochs", type=int, default=3)
     parser.add_argument("--table", type=Path, metavar="CSV", help="print the Markdown tables of a CSV and exit")
     args = parser.parse_args(argv)
     if args.table:

@@ -26,6 +26,7 @@ COMMANDS = {
     "export": ("divqat.serving.export_command", "write a quantized victim and its defense as one ONNX file"),
     "serve": ("divqat.serving.serve_command", "serve a defended model over HTTP with per-key query budgets"),
     "keys": ("divqat.serving.keys_command", "add, list and revoke the API keys of a served model"),
+    "detect": ("divqat.detection.command", "calibrate the per-key extraction monitors of a served model"),
 }
 
 

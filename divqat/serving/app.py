@@ -26,6 +26,12 @@ can need), 415 (a body in a format the route does not read), 422 (bad JSON, wron
 non-numeric, non-finite or out-of-range values), 404/405, and 500 with a fixed message (the
 traceback goes to the server's log, never to the client).
 
+With monitors (``divqat serve --monitors``, :mod:`divqat.detection`), a counted request's rows
+are fed to the key's monitors before they are answered; a key whose alarm put ``labels`` in
+force gets one-hot answers, and one under ``block`` gets 403 ``"reason": "blocked"`` (the
+request that raised the alarm included: counted, not answered). Nothing else about the
+monitors reaches the client.
+
 Every prediction, /v1 or /v2, goes through one path (``answer`` in :func:`create_app`): the key
 is checked, the body read and decoded, the rows counted (:meth:`KeyStore.charge`, committed),
 then answered: a row is never answered uncounted (a request that fails after its count, a 500
@@ -93,6 +99,11 @@ class Predictor:
     def __call__(self, x):
         return self.session.run(None, {self.input_name: x})[0]
 
+    def with_logits(self, x):
+        """``(answers, the victim's logits)`` of a model built by :func:`divqat.detection.graph.expose_logits`."""
+        answers, logits = self.session.run(None, {self.input_name: x})[:2]
+        return answers, logits
+
 
 def check_model_name(name):
     """``name``, or ValueError unless it is 1-64 letters, digits or _.- (a URL path segment)."""
@@ -139,15 +150,53 @@ async def _read_body(request, limit):
     return b"".join(chunks)
 
 
-def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL", model_name="divqat"):
+def _blocked():
+    from divqat.detection.watch import BLOCKED
+
+    return ClientError(403, BLOCKED["message"], reason=BLOCKED["reason"])
+
+
+def _watch(model, store, detection, threads):
+    """``(predictor, watch)``: the model with its logits exposed and the monitors of ``detection``
+    (:func:`divqat.detection.options.detection_config`); ``(None, None)`` without detection."""
+    if detection is None:
+        return None, None
+    from divqat.detection.graph import expose_logits
+    from divqat.detection.registry import build_monitors
+    from divqat.detection.watch import Watch
+
+    predictor = Predictor(expose_logits(model), threads=threads)
+    info = predictor.info
+    monitors = build_monitors(detection["monitors"], detection["thresholds"], info["num_classes"],
+                              info["input_shape"], detection["calibration"])
+    return predictor, Watch(store, monitors, detection["on_alarm"])
+
+
+def _watched(predictor, watch, key_id, x):
+    """The answers to ``x`` under the key's monitors: 403 or labels only when the action in force says so."""
+    from divqat.detection.graph import softmax64
+    from divqat.detection.watch import labels_only
+
+    answers, logits = predictor.with_logits(x)
+    probs = softmax64(logits)
+    action = watch.observe(key_id, x, probs)
+    if action == "block":
+        raise _blocked()
+    return labels_only(probs).astype(answers.dtype, copy=False) if action == "labels" else answers
+
+
+def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL", model_name="divqat", detection=None):
     """The ASGI app serving ``model`` (a defended ModelProto, its bytes, or a :class:`Predictor`)
     with the key store ``db`` (a :class:`KeyStore`, or where one is: a SQLite path or a
     postgresql:// URL, opened with ``synchronous``), at most ``max_batch`` rows per request, and
-    the name ``model_name`` in the /v2 routes. The store is ``app.state.store``."""
+    the name ``model_name`` in the /v2 routes; ``detection``: the per-key monitors
+    (:mod:`divqat.detection`), None for none. The store is ``app.state.store``."""
     check_int("--max-batch", max_batch, 1, MAX_BATCH_CEILING)
     check_model_name(model_name)
-    predictor = model if isinstance(model, Predictor) else Predictor(model, threads=threads)
     store = db if isinstance(db, KeyStore) else open_key_store(db, synchronous=synchronous)
+    predictor, watch = _watch(model, store, detection, threads)
+    if predictor is None:
+        predictor = model if isinstance(model, Predictor) else Predictor(model, threads=threads)
     info = predictor.info
     shape = tuple(info["input_shape"])
     body_limit = max_batch * math.prod(shape) * BYTES_PER_VALUE + 4096
@@ -161,8 +210,11 @@ def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL", model_n
         thread) decoded by ``decode(body, headers) -> (x, context)``, its rows counted and
         committed, and the model run. Returns (answers, charge, context)."""
         token = _bearer(request)
-        if (await run_in_threadpool(store.usage, token)).status != "ok":
+        usage = await run_in_threadpool(store.usage, token)
+        if usage.status != "ok":
             raise unknown_key()
+        if watch is not None and usage.action == "block":
+            raise _blocked()
         body = await _read_body(request, body_limit)
         return await run_in_threadpool(charged_answer, token, body, request.headers, decode)
 
@@ -171,7 +223,8 @@ def create_app(model, db, max_batch=1024, threads=1, synchronous="FULL", model_n
         charge = store.charge(token, len(x))
         if charge.status != "ok":
             raise _refusal(charge, len(x))
-        return predictor(x), charge, context
+        answers = predictor(x) if watch is None else _watched(predictor, watch, charge.key_id, x)
+        return answers, charge, context
 
     def decode_v1(body, headers):
         return decode_body(body, shape, max_batch, media_type(headers)), None

@@ -2,7 +2,7 @@
 PostgreSQL database given as a ``postgresql://`` URL).
 
     divqat keys add NAME --db FILE|URL --budget N [--rate R]   prints the token alone on its last line
-    divqat keys list --db FILE|URL
+    divqat keys list --db FILE|URL       with each key's monitors and alarms (divqat.detection.listing)
     divqat keys revoke NAME --db FILE|URL
 
 The token is shown once; the store keeps only its SHA-256 (see :mod:`divqat.serving.keys`).
@@ -25,19 +25,20 @@ def add_arguments(parser):
 
 
 def run(args):
+    from divqat.detection.listing import monitor_lines
     from divqat.serving.keys import check_new_key, open_key_store
 
     if args.action == "add":
         check_new_key(args.name, args.budget, args.rate)
     store = open_key_store(args.db, create=args.action == "add")
     try:
-        _act(store, args)
+        _act(store, args, monitor_lines)
     finally:
         store.close()
     return 0
 
 
-def _act(store, args):
+def _act(store, args, monitor_lines):
     if args.action == "add":
         token = store.add(args.name, args.budget, args.rate)
         rate = "unlimited" if args.rate is None else f"{args.rate:g} requests/s"
@@ -52,3 +53,5 @@ def _act(store, args):
             rate = "-" if key["rate"] is None else f"{key['rate']:g}"
             state = "revoked" if key["revoked"] else "active" if key["action"] is None else f"answers:{key['action']}"
             print(f"{key['name']:<20} {key['used']:>10} {key['budget']:>10} {key['left']:>10} {rate:>8}  {state}")
+            for line in monitor_lines(store, key["id"]):
+                print(line)

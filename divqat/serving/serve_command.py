@@ -3,6 +3,7 @@
     divqat serve --victim DIR|FILE.onnx [--defense NAME --defense-arg k=v ...] --db FILE|URL
                  [--host 127.0.0.1] [--port 8000] [--max-batch 1024] [--threads 1] [--workers 1]
                  [--sync full|normal] [--model-name divqat]
+                 [--monitors prada,ood,classes --on-alarm log|labels|block ...]
 
 DIR (a quantized `divqat train --out` directory) is exported with the defense in memory, as
 ``divqat export`` would write it; FILE.onnx is a file ``divqat export`` wrote (its defense is
@@ -11,7 +12,7 @@ file, or a ``postgresql://`` URL for replicas on several machines. Everything is
 the port bound, before the banner (which names the bound port, also for ``--port 0``). With
 ``--workers N`` uvicorn runs N processes, each rebuilding the model from the same arguments and
 dying with the parent; they share the key store, which keeps the counts exact (see
-:mod:`divqat.serving.keys`).
+:mod:`divqat.serving.keys`). The detection options are :mod:`divqat.detection.options`'s.
 """
 import errno
 import json
@@ -45,6 +46,9 @@ def add_arguments(parser):
     parser.add_argument("--sync", default="full", metavar="full|normal",
                         help="key database durability: full (fsync every count; survives power loss, the "
                              "default) or normal (survives a crash of the server process, not of the machine)")
+    from divqat.detection import options as detection_options
+
+    detection_options.add_arguments(parser)
 
 
 def served_model(config):
@@ -67,7 +71,8 @@ def _app(config):
     from divqat.serving.app import create_app
 
     return create_app(served_model(config), config["db"], max_batch=config["max_batch"], threads=config["threads"],
-                      synchronous=config["sync"].upper(), model_name=config["model_name"])
+                      synchronous=config["sync"].upper(), model_name=config["model_name"],
+                      detection=config.get("detection"))
 
 
 def app_from_environment():
@@ -118,12 +123,18 @@ def run(args):
     config = {"victim": args.victim, "defense": args.defense, "defense_arg": args.defense_arg, "db": db,
               "max_batch": args.max_batch, "threads": args.threads, "sync": args.sync,
               "model_name": args.model_name, "parent_pid": os.getpid()}
+    from divqat.detection.options import detection_config
+
+    config["detection"] = detection_config(args)
     app = _app(config)  # validates the model, defense and key store before listening
     sock = _listen(args.host, args.port)
     port = sock.getsockname()[1]
     print(f"divqat serve: {args.victim} on http://{args.host}:{port} as model {args.model_name!r} "
           f"(max batch {args.max_batch}, {args.workers} worker{'s' if args.workers > 1 else ''}, "
           f"keys in {app.state.store.location})", flush=True)
+    if config["detection"] is not None:
+        print(f"divqat serve: monitors {','.join(config['detection']['monitors'])} on every key, on alarm "
+              f"{config['detection']['on_alarm']}", flush=True)
     options = {"host": args.host, "port": port, "access_log": False, "log_level": "warning"}
     if args.workers == 1:
         uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])

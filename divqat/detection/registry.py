@@ -1,0 +1,56 @@
+"""The monitors by name, the actions, and the monitors of a deployment built from its options.
+
+    prada     PRADA's distance test (:mod:`.prada`), no calibration
+    ood       the CUSUM of unsure answers (:mod:`.confidence`), calibrated
+    classes   the answered-class histogram test (:mod:`.classes`), calibrated
+
+Actions on an alarm (``--on-alarm``): ``log`` records it; ``labels`` also answers the key with
+labels only from then on; ``block`` refuses the key's requests with 403 from then on.
+"""
+import math
+
+from divqat.detection.calibration import load_calibration
+from divqat.detection.classes import ClassHistogram
+from divqat.detection.confidence import ConfidenceCusum
+from divqat.detection.prada import Prada
+
+__all__ = ["MONITORS", "ACTIONS", "CALIBRATED", "DEFAULTS", "parse_monitors", "build_monitors"]
+
+MONITORS = ("prada", "ood", "classes")
+CALIBRATED = ("ood", "classes")
+ACTIONS = ("log", "labels", "block")
+
+#: option -> default threshold (see each monitor's module for what it means)
+DEFAULTS = {"prada_delta": 0.90, "prada_stored": 1000, "prada_window": 5000, "ood_ratio": 4.0,
+            "ood_threshold": 12.0, "classes_kl": 0.2, "classes_min_count": 200}
+
+
+def parse_monitors(text):
+    """``"prada,ood"`` -> ("prada", "ood"); ValueError naming --monitors for an unknown or repeated name."""
+    names = tuple(name.strip() for name in str(text).split(",") if name.strip())
+    unknown = [name for name in names if name not in MONITORS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ValueError(f"--monitors must be distinct names among {', '.join(MONITORS)} (comma-separated), "
+                         f"got {text!r}")
+    return names
+
+
+def build_monitors(names, thresholds, num_classes, input_shape, calibration_file=None):
+    """The monitors ``names`` of a victim with ``num_classes`` and ``input_shape`` (C, H, W) under
+    ``thresholds`` (keys of :data:`DEFAULTS`, missing ones take the default); ``calibration_file``
+    is required by the calibrated monitors. Every value is checked here (ValueError naming the option)."""
+    t = {**DEFAULTS, **{k: v for k, v in thresholds.items() if v is not None}}
+    calibration = None
+    if set(names) & set(CALIBRATED):
+        if calibration_file is None:
+            raise ValueError(f"--calibration: monitors {', '.join(n for n in names if n in CALIBRATED)} need the "
+                             "victim's calibration (`divqat detect calibrate`)")
+        calibration = load_calibration(calibration_file, num_classes)
+    build = {
+        "prada": lambda: Prada(num_classes, math.prod(input_shape), t["prada_delta"], t["prada_stored"],
+                               t["prada_window"]),
+        "ood": lambda: ConfidenceCusum(calibration["tau"], calibration["unsure_rate"], t["ood_ratio"],
+                                       t["ood_threshold"]),
+        "classes": lambda: ClassHistogram(calibration["prior"], t["classes_kl"], t["classes_min_count"]),
+    }
+    return [build[name]() for name in names]

@@ -126,7 +126,31 @@ def build_defense(name, *, victim=None, victim_seed=0, **kwargs):
     for param in cls.PARAMS:
         if param.victim_default and param.name not in args and victim is not None:
             args[param.name] = random_model_like(victim, victim_seed)
+    if victim is not None:
+        _check_models_fit(key, cls, args, victim)
     return cls(**args)
+
+
+_SHAPE_KEYS = ("in_channels", "image_size", "num_classes")
+
+
+def _check_models_fit(key, cls, args, victim):
+    """ValueError naming the argument when a model argument of defense ``key`` takes other inputs
+    or classes than ``victim`` (a run directory or a divqat model) answers."""
+    if isinstance(victim, (str, os.PathLike)):
+        from divqat.train import load_config
+
+        meta = load_config(victim)["meta"]
+    else:
+        meta = getattr(victim, "meta", None)
+    if not isinstance(meta, dict):
+        return
+    want = {k: meta.get(k) for k in _SHAPE_KEYS}
+    for param in cls.PARAMS:
+        got = getattr(args.get(param.name), "meta", None) if param.type == "model" else None
+        if isinstance(got, dict) and {k: got.get(k) for k in _SHAPE_KEYS} != want:
+            raise ValueError(f"{key} argument {param.name}: the model is built for "
+                             f"{ {k: got.get(k) for k in _SHAPE_KEYS} }, the victim for {want}")
 
 
 def parse_defense_args(items):

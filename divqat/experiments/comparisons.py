@@ -159,13 +159,30 @@ def _value(text):
     return text
 
 
-def read_rows(path):
-    """The rows of a results.csv or victims.csv file, numbers parsed (empty cells: None)."""
-    with open(path, newline="") as f:
-        return [{k: _value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+#: the columns the comparisons of a results.csv and of a victims.csv read
+RESULTS_COLUMNS = ("victim_label", "method", "defense_label", "attack_label", "budget", "seed")
+VICTIMS_COLUMNS = ("victim_label", "method", "seed")
+
+
+def read_rows(path, columns=(), what="CSV file"):
+    """The rows of a results.csv or victims.csv file, numbers parsed (empty cells: None).
+    ValueError naming ``what`` and the file when it is no CSV text or lacks one of ``columns``."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = [{k: _value(v) for k, v in row.items()} for row in reader]
+            header = reader.fieldnames or []
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise ValueError(f"{what} {path} is not a CSV file ({err})") from None
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ValueError(f"{what} {path} lacks the columns {', '.join(missing)} "
+                         "(is it a results.csv or victims.csv of `divqat experiment`?)")
+    return rows
 
 
 def csv_comparisons(results_csv, victims_csv=None, bootstrap=0):
     """:func:`comparisons` of committed per-seed CSV files (results.csv, optionally victims.csv)."""
-    return comparisons({"cells": read_rows(results_csv), "victims": read_rows(victims_csv) if victims_csv else []},
-                       bootstrap)
+    cells = read_rows(results_csv, RESULTS_COLUMNS, "results CSV")
+    victims = read_rows(victims_csv, VICTIMS_COLUMNS, "--victims") if victims_csv else []
+    return comparisons({"cells": cells, "victims": victims}, bootstrap)

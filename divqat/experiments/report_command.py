@@ -6,7 +6,7 @@ comparisons of committed per-seed CSV files alone (their sentences are printed).
 """
 from pathlib import Path
 
-from divqat.checks import check_output_dir, check_output_file
+from divqat.checks import check_out, check_output_dir
 from divqat.utils import atomic_write_text
 
 from .aggregate import to_csv
@@ -22,6 +22,7 @@ def add_arguments(parser):
                              "comparison (default 0: the Student-t interval only)")
     parser.add_argument("--victims", help="with a results.csv: the victims.csv of the same run")
     parser.add_argument("--out", help="with a results.csv: where to write the comparisons CSV")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file (refused otherwise)")
 
 
 def run(args):
@@ -31,7 +32,8 @@ def run(args):
     if source.is_file() and source.suffix == ".csv":
         if not args.out:
             raise ValueError(f"DIR {source} is a results CSV: --out (the comparisons CSV to write) is needed")
-        check_output_file("--out", args.out)
+        check_out("--out", args.out, "report", inputs={"DIR": source, "--victims": args.victims},
+                  overwrite=args.overwrite, is_file=True)
         rows = csv_comparisons(source, args.victims, args.bootstrap)
         atomic_write_text(to_csv(rows), args.out)
         print("\n".join(r["sentence"] for r in rows))

@@ -21,11 +21,12 @@ import torch
 
 import divqat
 from divqat import quant
-from divqat.checks import check_choice, check_int, check_output_dir, check_real
+from divqat.checks import check_choice, check_int, check_real, claim_output_dir
+from divqat.checks import check_out as check_out_rule
 from divqat.data import canonical_name, dataset_info, load_dataset
 from divqat.models import build_model_for
 from divqat.train import distributed, objectives
-from divqat.train.artifacts import is_finished, load_config, load_victim, start_run, write_run_results
+from divqat.train.artifacts import load_config, load_victim, start_run, write_run_results
 from divqat.train.loop import LOG_NAME, OPTIMIZERS, check_options, write_log
 from divqat.train.monitors import Evaluator, quantized_metrics
 from divqat.train.trainers import check_divqat_options, ptq, train_divqat, train_fp
@@ -161,9 +162,8 @@ def check_config(config):
 def check_out(config, overwrite=False):
     """ValueError unless ``config.out`` can be written and holds no finished run (unless
     ``overwrite``)."""
-    check_output_dir("--out", config.out)
-    if is_finished(config.out) and not overwrite:
-        raise ValueError(f"--out {config.out} holds a finished run: pass --overwrite to replace it")
+    check_out_rule("--out", config.out, "train", inputs={"--teacher": config.teacher}, overwrite=overwrite)
+    claim_output_dir("--out", config.out)
 
 
 def check_teacher(config, teacher_config):

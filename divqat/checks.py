@@ -206,14 +206,21 @@ def check_out(name, path, command, *, inputs=None, overwrite=False, resumable=Fa
 _claims = {}  # resolved directory -> the descriptor of it this process holds locked
 
 
-def claim_output_dir(name, path):
-    """Create the directory ``path`` and hold an exclusive lock on it for the rest of this process,
-    so that no other divqat process writes into it meanwhile: ValueError naming ``name`` when
-    another process holds it. The lock is a ``flock`` of the directory itself: it writes nothing
-    and dies with the process. A process keeps the claims of its unfinished outputs only (a
-    finished output's writer is done with it), and a non-main torchrun process (RANK > 0) writes
-    into its main process's claim and claims nothing. A file system without ``flock`` is not
-    locked."""
+def claim_output_dir(name, path, command, **rule):
+    """Create the directory ``path``, hold an exclusive lock on it for the rest of this process, so
+    that no other divqat process writes into it meanwhile (ValueError naming ``name`` when another
+    one holds it), then apply :func:`check_out` ``(name, path, command, **rule)`` again under the
+    lock: what another process finished there since the first check is not replaced.
+
+    The lock is a ``flock`` of the directory itself: it writes nothing and dies with the process.
+    A process keeps the claims of its unfinished outputs only (a finished output's writer is done
+    with it); a non-main torchrun process (RANK > 0) writes into its main process's claim and
+    claims nothing; a file system without ``flock`` is not locked."""
+    _lock(name, Path(path))
+    check_out(name, path, command, **rule)
+
+
+def _lock(name, path):
     if os.environ.get("RANK", "0") != "0":
         return
     path = Path(path)
@@ -237,13 +244,13 @@ def claim_output_dir(name, path):
 
 
 @contextlib.contextmanager
-def output_dir_claimed(name, path):
+def output_dir_claimed(name, path, command, **rule):
     """:func:`claim_output_dir` for a ``with`` block that writes ``path``: when the block raises
     and the directory it created is still empty, the directory goes again (a failed command
     leaves nothing behind)."""
     path = Path(path)
     created = not path.exists()
-    claim_output_dir(name, path)
+    claim_output_dir(name, path, command, **rule)
     try:
         yield path
     except BaseException:

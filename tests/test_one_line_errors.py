@@ -8,35 +8,13 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from test_cli_errors import TRAIN, _fails, runs  # noqa: F401 -- its finished fp and qat runs
 
 from divqat.cli import main
 from divqat.models import build_model
 from divqat.train.artifacts import write_config, write_run_results
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-TRAIN = ["train", "--dataset", "digits", "--arch", "smallcnn", "--limit", "256", "--test-limit", "64",
-         "--batch-size", "64", "--epochs", "1", "--no-progress", "--device", "cpu"]
-
-
-def _fails(capsys, argv, *words):
-    """``divqat argv`` exits 2 with one stderr line holding every word, no traceback."""
-    assert main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"divqat {argv[0]}: error:") and "Traceback" not in err[0], err
-    for word in words:
-        assert str(word) in err[0], (word, err[0])
-    return err[0]
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """A finished fp run on digits and a ptq run of it."""
-    root = tmp_path_factory.mktemp("runs")
-    assert main(TRAIN + ["--method", "fp", "--out", str(root / "fp")]) == 0
-    assert main(TRAIN + ["--method", "ptq", "--teacher", str(root / "fp"), "--out", str(root / "ptq")]) == 0
-    return root
-
 
 def _run_of_shape(directory, method="fp", in_channels=3, image_size=16):
     """A finished run directory whose model takes (in_channels, image_size, image_size) images."""
@@ -119,7 +97,7 @@ def test_user_arch_that_raises(tmp_path, capsys, monkeypatch):
 def test_export_of_a_damaged_onnx_file(runs, tmp_path, capsys):
     import shutil
 
-    damaged = shutil.copytree(runs / "ptq", tmp_path / "ptq")
+    damaged = shutil.copytree(runs / "qat", tmp_path / "qat")
     data = (damaged / "model_int8.onnx").read_bytes()
     (damaged / "model_int8.onnx").write_bytes(data[: len(data) // 2])
     _fails(capsys, ["export", "--victim", damaged, "--out", tmp_path / "m.onnx"], "--victim", "model_int8.onnx")

@@ -97,7 +97,7 @@ def test_check_out_library_rules(tmp_path):
         check_out("--out", tmp_path, "attack", inputs={"--surrogate-weights": tmp_path / "surrogate.pt"})
 
 
-_HOLD = "import sys; from divqat.checks import claim_output_dir; claim_output_dir('--out', sys.argv[1]); " \
+_HOLD = "import sys; from divqat.checks import claim_output_dir; claim_output_dir('--out', sys.argv[1], 'train'); " \
         "print('held', flush=True); sys.stdin.read()"
 
 
@@ -112,7 +112,7 @@ def test_a_claimed_directory_is_refused_to_another_process(tmp_path, capsys):
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
-    claim_output_dir("--out", out)  # the lock died with its process
+    claim_output_dir("--out", out, "train")  # the lock died with its process
 
 
 def test_two_train_processes_never_share_an_out(tmp_path):

@@ -113,12 +113,10 @@ def _transfer_key(args):
     return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
 
 
-def _check_out(args):
-    """The output rule (:func:`divqat.checks.check_out`) for --out, and --cache-dir as a directory."""
-    inputs = {"--victim": None if is_url(args.victim) else args.victim, "--eval-victim": args.eval_victim,
-              "--surrogate-weights": args.surrogate_weights}
-    check_out("--out", args.out, "attack", inputs=inputs, overwrite=args.overwrite)
-    check_output_dirs({"--cache-dir": args.cache_dir})
+def _out_rule(args):
+    """The keywords of the output rule (:func:`divqat.checks.check_out`) for --out."""
+    return {"inputs": {"--victim": None if is_url(args.victim) else args.victim, "--eval-victim": args.eval_victim,
+                       "--surrogate-weights": args.surrogate_weights}, "overwrite": args.overwrite}
 
 
 def _check_scoring(args, blackbox, scored, test_x):
@@ -210,7 +208,8 @@ def _score(surrogate, scored, test, device, out):
 
 
 def run(args):
-    _check_out(args)
+    check_out("--out", args.out, "attack", **_out_rule(args))
+    check_output_dirs({"--cache-dir": args.cache_dir})
     from divqat.blackbox import BlackBox
     from divqat.data import load_tensors
     from divqat.train import load_config
@@ -230,7 +229,7 @@ def run(args):
         scored, dataset, extra_metrics = blackbox, load_config(args.victim)["dataset"], dict
     test = load_tensors(dataset, "test")
     _check_scoring(args, blackbox, scored, test[0])
-    with output_dir_claimed("--out", args.out) as out:
+    with output_dir_claimed("--out", args.out, "attack", **_out_rule(args)) as out:
         surrogate, record = _surrogate(args, fn, kwargs, blackbox, out)
     scores = _score(surrogate, scored, test, device, out)
     metrics = {**record, **scores, "fresh_queries": blackbox.queries_used, "victim": str(args.victim),

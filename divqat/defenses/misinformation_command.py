@@ -52,7 +52,8 @@ def run(args):
     from divqat.models import build_model_for
     from divqat.utils import resolve_device, seed_everything
 
-    check_out("--out", args.out, "train-misinformation", inputs={"--victim": args.victim}, overwrite=args.overwrite)
+    rule = {"inputs": {"--victim": args.victim}, "overwrite": args.overwrite}
+    check_out("--out", args.out, "train-misinformation", **rule)
     dataset, arch = _dataset_and_arch(args)
     for name in ("epochs", "batch_size", "limit"):
         value = getattr(args, name)
@@ -64,7 +65,7 @@ def run(args):
     seed_everything(args.seed)
     model = build_model_for(arch, dataset)
     train_set = load_dataset(dataset, "train", limit=args.limit)
-    with output_dir_claimed("--out", args.out) as out:
+    with output_dir_claimed("--out", args.out, "train-misinformation", **rule) as out:
         train_misinformation_model(model, train_set, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                    optimizer=args.optimizer, seed=args.seed, device=device,
                                    progress=not args.no_progress, out_dir=out, dataset=dataset)

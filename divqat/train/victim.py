@@ -163,7 +163,6 @@ def check_out(config, overwrite=False):
     """ValueError unless ``config.out`` can be written and holds no finished run (unless
     ``overwrite``)."""
     check_out_rule("--out", config.out, "train", inputs={"--teacher": config.teacher}, overwrite=overwrite)
-    claim_output_dir("--out", config.out)
 
 
 def check_teacher(config, teacher_config):
@@ -245,6 +244,7 @@ def train_victim(config, overwrite=False):
                                  limit=config.limit)
         test_set = load_dataset(config.dataset, "test", limit=config.test_limit)
         if ctx.is_main:
+            claim_output_dir("--out", config.out, "train", inputs={"--teacher": config.teacher}, overwrite=overwrite)
             start_run(config.out, _record(config, model, qconfig, teacher_config, ctx.device),
                       keep_checkpoint=config.resume)
         distributed.barrier(ctx)

@@ -28,13 +28,13 @@ def _one_line(capsys):
 
 
 @pytest.fixture
-def keys(store):  # noqa: F811
+def keys(store):
     """A fresh attacker key of 120 queries and an evaluation key covering the test set."""
     name = next(_KEY_NAMES)
     return store.add(f"attacker-{name}", 120), store.add(f"evaluator-{name}", TEST_SET)
 
 
-def test_scoring_problems_refused_before_the_first_query(server, store, keys, victim_dir, tmp_path,  # noqa: F811
+def test_scoring_problems_refused_before_the_first_query(server, store, keys, victim_dir, tmp_path,
                                                          capsys):
     attacker, _ = keys
     small = store.add("small", TEST_SET - 1)
@@ -54,7 +54,7 @@ def test_scoring_problems_refused_before_the_first_query(server, store, keys, vi
     assert "--eval-victim" in line and "(3, 16, 16)" in line and store.usage(attacker).used == 0
 
 
-def test_scoring_failure_keeps_the_paid_work_and_a_rerun_pays_nothing(server, store, keys, tmp_path,  # noqa: F811
+def test_scoring_failure_keeps_the_paid_work_and_a_rerun_pays_nothing(server, store, keys, tmp_path,
                                                                       monkeypatch, capsys):
     attacker, evaluator = keys
     out = tmp_path / "attack"
@@ -83,7 +83,7 @@ def test_scoring_failure_keeps_the_paid_work_and_a_rerun_pays_nothing(server, st
     assert store.usage(attacker).used == 120 and metrics["fresh_queries"] == 0 and metrics["queries_used"] == 120
 
 
-def test_training_failure_keeps_the_answers_and_a_rerun_replays_them(server, store, keys, tmp_path,  # noqa: F811
+def test_training_failure_keeps_the_answers_and_a_rerun_replays_them(server, store, keys, tmp_path,
                                                                      monkeypatch, capsys):
     attacker, evaluator = keys
     out = tmp_path / "attack"

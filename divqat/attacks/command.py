@@ -126,10 +126,10 @@ def _check_scoring(args, blackbox, scored, test_x):
     evaluation = getattr(scored, "blackbox", scored)  # the server itself, through --eval-api-key
     option = "--eval-victim" if args.eval_victim else "--eval-dataset" if args.eval_dataset else "--victim"
     want = tuple(blackbox.input_shape)
-    for what, shape in (("its test set's images", tuple(test_x.shape[1:])),
-                        ("the scoring victim", tuple(evaluation.input_shape))):
+    for what, shape in (("the test set's images have shape", tuple(test_x.shape[1:])),
+                        ("the scoring victim takes inputs of shape", tuple(evaluation.input_shape))):
         if shape != want:
-            raise ValueError(f"{option}: {what} have shape {shape}, the attacked victim takes {want}: "
+            raise ValueError(f"{option}: {what} {shape}, the attacked victim takes {want}: "
                              "the surrogate could not be scored")
     left = evaluation.budget_left if evaluation is not blackbox else None
     if left is not None and left < len(test_x):

@@ -155,6 +155,11 @@ def _save_surrogate(surrogate, out):
                  "state_dict": {k: v.cpu() for k, v in surrogate.state_dict().items()}}, out / "surrogate.pt")
 
 
+def _first_line(err):
+    """An exception as one line of an error message: its message's first line, else its type."""
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 def _run_attack(args, fn, kwargs, recording, key, out):
     """``(surrogate, record)`` of the attack on ``recording``, its transfer set saved whatever
     happens (and, once the surrogate is saved, its record with it): a failure after paid
@@ -165,12 +170,10 @@ def _run_attack(args, fn, kwargs, recording, key, out):
             surrogate, record = fn(recording, budget=args.budget, seed=args.seed, **kwargs)
         _save_surrogate(surrogate, out)
     except BaseException as err:
-        if recording.calls:
-            recording.save(transfer, key)
-        if not isinstance(err, Exception) or not recording.calls:
+        saved = recording.save(transfer, key) if recording.calls else 0
+        if not isinstance(err, Exception) or not saved:
             raise
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"{reason}; the {recording.fresh_queries} answers paid for are saved in {transfer}: "
+        raise ValueError(f"{_first_line(err)}; the {saved} answers paid for are saved in {transfer}: "
                          "rerun the same command to reuse them") from None
     recording.save(transfer, key, record)
     return surrogate, record
@@ -191,7 +194,8 @@ def _surrogate(args, fn, kwargs, blackbox, out):
         from divqat.attacks.surrogate import build_surrogate
 
         kwargs["arch"] = build_surrogate(blackbox, args.arch, weights=args.surrogate_weights)
-    return _run_attack(args, fn, kwargs, RecordingBlackBox(blackbox, args.budget, calls), key, out)
+    recording = RecordingBlackBox(blackbox, args.budget, calls, keep_queries=not attack_spec(args.attack).data_free)
+    return _run_attack(args, fn, kwargs, recording, key, out)
 
 
 def _score(surrogate, scored, test, device, out):
@@ -201,8 +205,7 @@ def _score(surrogate, scored, test, device, out):
     try:
         return evaluate_surrogate(surrogate, scored, test, device=device)
     except Exception as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"scoring the surrogate failed ({reason}); the transfer set and the surrogate are saved "
+        raise ValueError(f"scoring the surrogate failed ({_first_line(err)}); the transfer set and the surrogate are saved "
                          f"in {out / TRANSFER_NAME} and {out / 'surrogate.pt'}: rerun the same command to score "
                          "them without new queries") from None
 

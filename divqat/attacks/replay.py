@@ -46,10 +46,12 @@ class RecordingBlackBox:
     :func:`load_transfer`) replayed; the attack may spend ``budget`` answers in all.
 
     ``queries_used`` counts every answer the attack got (replayed or paid), ``fresh_queries`` the
-    paid ones; every other attribute is ``blackbox``'s."""
+    paid ones; every other attribute is ``blackbox``'s. ``keep_queries=False`` records each
+    query's hash but not its images (``"x": None``): the millions of synthetic queries of a
+    data-free attack would not fit in memory, and only its own generator could use them."""
 
-    def __init__(self, blackbox, budget, calls=()):
-        self.blackbox, self.budget = blackbox, budget
+    def __init__(self, blackbox, budget, calls=(), keep_queries=True):
+        self.blackbox, self.budget, self.keep_queries = blackbox, budget, keep_queries
         self._replay, self.calls = list(calls), []
         self.queries_used = self.fresh_queries = 0
 
@@ -76,10 +78,13 @@ class RecordingBlackBox:
             self._replay = None  # the attack went another way: nothing further can be replayed
             answers = self.blackbox.query(x).detach().cpu()
             self.fresh_queries += len(answers)
-        self.calls.append({"hash": digest, "x": x.detach().cpu(), "answers": answers})
+        self.calls.append({"hash": digest, "x": x.detach().cpu() if self.keep_queries else None, "answers": answers})
         self.queries_used += len(answers)
         return answers.clone()
 
     def save(self, path, key, record=None):
-        """Write every answer this run and its predecessor paid for to ``path`` (atomically)."""
-        atomic_save({"key": key, "calls": self.calls + self._replayable, "record": record}, path)
+        """Write every answer this run and its predecessor paid for to ``path`` (atomically);
+        returns how many."""
+        calls = self.calls + self._replayable
+        atomic_save({"key": key, "calls": calls, "record": record}, path)
+        return sum(len(c["answers"]) for c in calls)

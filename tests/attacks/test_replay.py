@@ -57,3 +57,15 @@ def test_foreign_or_damaged_transfer_sets_refused(victim, data, tmp_path):
     torch.save(stored, tmp_path / "transfer.pt")
     with pytest.raises(ValueError, match="transfer.pt: holds answers that are not probabilities"):
         load_transfer(tmp_path / "transfer.pt", KEY, 10)
+
+
+def test_data_free_queries_recorded_by_hash_only(victim, data, tmp_path):
+    q1, q2 = _queries(data, 0, 5)
+    first = RecordingBlackBox(BlackBox(victim), budget=10, keep_queries=False)
+    answers = first.query(q1)
+    first.save(tmp_path / "transfer.pt", KEY)
+    [call] = load_transfer(tmp_path / "transfer.pt", KEY, 10)[0]
+    assert call["x"] is None and torch.equal(call["answers"], answers)
+    inner = BlackBox(victim)
+    rerun = RecordingBlackBox(inner, budget=10, calls=[call], keep_queries=False)
+    assert torch.equal(rerun.query(q1), answers) and inner.queries_used == 0

@@ -9,7 +9,7 @@ prints a one-line notice naming the new one.
 import argparse
 import sys
 
-__all__ = ["choices_text", "dataset_help", "arch_help", "add_deprecated_alias", "add_victim_kind"]
+__all__ = ["choices_text", "dataset_help", "arch_help", "add_deprecated_alias", "add_victim_kind", "key_values"]
 
 
 def choices_text(values, default=None):
@@ -62,3 +62,18 @@ def add_victim_kind(parser):
     parser.add_argument("--victim-kind", default="auto", metavar="KIND",
                         help=f"which model of the victim directory answers: {choices_text(KINDS, 'auto')}; "
                         "auto is int8 for quantized methods, else float")
+
+
+def key_values(items, option):
+    """Repeated ``option KEY=VALUE`` strings -> {KEY: VALUE} (text, stripped); ValueError naming
+    ``option`` on a malformed or repeated key."""
+    args = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"{option} expects KEY=VALUE, got {item!r}")
+        if key in args:
+            raise ValueError(f"{option} {key} given twice")
+        args[key] = value.strip()
+    return args

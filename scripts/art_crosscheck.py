@@ -9,10 +9,10 @@ ART's side: ``KnockoffNets(sampling_strategy="random", use_probability=True)`` (
 cross-entropy on probability targets) and ``CopycatCNN`` (hard labels), the victim wrapped by
 :func:`divqat.integrations.art.art_classifier` (queries counted by the BlackBox), the surrogate
 by :func:`~divqat.integrations.art.art_surrogate`. Resumable: rows already in OUT are skipped.
-``--summary`` prints the Markdown table of docs/reproduction.md from OUT.
+``--summary`` prints the Markdown table of docs/results/attacks.md from OUT.
 
     OMP_NUM_THREADS=1 nice -n 10 python scripts/art_crosscheck.py --victim runs/art_crosscheck/fp \\
-        --queryset fashion-mnist --budget 5000 --epochs 20 --seeds 0 1 2 --out docs/reproduction/art_crosscheck.csv
+        --queryset fashion-mnist --budget 5000 --epochs 20 --seeds 0 1 2 --out docs/results/data/art_crosscheck/art_crosscheck.csv
 """
 import argparse
 import csv

@@ -5,7 +5,7 @@
 #   without root     apt-get download dataset-fashion-mnist + dpkg -x (no root needed)
 #   (or --user):     -> ${DIVQAT_DATA:-~/.cache/divqat}/fashion-mnist
 # Does nothing when either place already holds the files (with --user: when the user's does). Exit status 1 with a hint when
-# neither works (no apt-get/dpkg: not Debian or Ubuntu; see README "Prerequisites").
+# neither works (no apt-get/dpkg: not Debian or Ubuntu; see docs/guide/install.md).
 set -euo pipefail
 
 SYSTEM_DIR=/usr/share/datasets/fashion-mnist

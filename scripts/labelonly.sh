@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stage=${1:?usage: labelonly.sh STAGE [COMMIT] [SEEDS...]}
-source docs/reproduction/freeze_code.sh "${2:-HEAD}"   # sets $commit and $src
+source scripts/freeze_code.sh "${2:-HEAD}"   # sets $commit and $src
 shift $(( $# >= 2 ? 2 : 1 ))
 seeds=${*:-0 1 2 3 4 5 6 7 8 9}
 py=$(pwd)/.venv/bin/python

@@ -7,9 +7,9 @@ import pytest
 from test_experiments_runner import CONFIG, FakePipeline
 
 from divqat.experiments import cells, command, fingerprint
-from divqat.experiments.aggregate import collect
 from divqat.experiments.config import load_experiment_config
 from divqat.experiments.runner import run_experiment
+from divqat.results.aggregate import collect
 
 
 @pytest.fixture()
@@ -129,7 +129,8 @@ def test_one_seed_pairs_teacher_query_sample_and_surrogate_start(config):
 
 
 def test_victims_csv_rows_lead_with_the_victim_table_columns():
-    from divqat.experiments.aggregate import to_csv, victim_rows
+    from divqat.results.aggregate import victim_rows
+    from divqat.results.tables import to_csv
 
     metrics = {"test_accuracy": 0.96, "int8_test_accuracy": 0.955, "teacher_test_accuracy": 0.97,
                "int8_agreement": 0.999, "kl_fp_q": 0.05, "l1_fp_q": 0.08}

@@ -11,7 +11,7 @@ import pytest
 from test_experiments_runner import CONFIG, FakePipeline
 
 from divqat.cli import main
-from divqat.experiments.claims import claim
+from divqat.experiments.cell_lock import claim
 from divqat.experiments.config import load_experiment_config
 from divqat.experiments.runner import ExperimentFailed, run_experiment
 
@@ -48,7 +48,7 @@ def test_a_killed_holder_releases_its_claim_and_its_temporary_files_go(tmp_path)
     keep = record.parent / ".other.json.abc123.tmp"
     keep.write_text('{"half')
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from divqat.experiments.claims import claim\n"
+        [sys.executable, "-c", "import sys, time; from divqat.experiments.cell_lock import claim\n"
          f"with claim({str(tmp_path)!r}, 'k', {str(record)!r}):\n    print('held', flush=True); time.sleep(600)"],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -12,9 +12,9 @@ from divqat.cli import main
 from divqat.data import load_dataset
 from divqat.experiments import parse_config, run_experiment
 from divqat.experiments.cells import CellCache, attack_cells, misinformation_cell, victim_cells
-from divqat.experiments.frontier import frontier_rows
 from divqat.experiments.frontier import main as frontier_main
 from divqat.experiments.pipeline import LibraryPipeline
+from divqat.results.frontier import frontier_rows
 from divqat.train import load_config, load_victim
 from divqat.utils import dataset_tensors
 
@@ -60,7 +60,7 @@ def test_am_cells_train_one_misinformation_model_and_answer_with_it(tmp_path):
 
     victim_cell = victim_cells(config, 0)[1]  # the int8 QAT victim, as deployed
     victim = load_victim(CellCache(out).victim_dir(victim_cell.key), kind="auto")
-    misinformation = load_victim(mis_dir, kind="float")
+    misinformation = load_victim(mis_dir, kind="float", victim_only=False)
     x, y = dataset_tensors(load_dataset("digits", "test", limit=96))
     cells = {c.defense.kwargs.get("tau"): c for c in attack_cells(config, victim_cell)}
     pipeline = LibraryPipeline(config, progress=False)
@@ -136,3 +136,21 @@ def test_bad_am_settings_refused_before_any_training(tmp_path, capsys, defense, 
     for word in words:
         assert word in err[0]
     assert not list((tmp_path / "grid").glob("victims/*/*")) and not (tmp_path / "grid" / "misinformation").exists()
+
+
+def test_reuse_stale_adopts_the_misinformation_model(tmp_path, monkeypatch):
+    """Cells computed by other code are adopted whole: the victims, the attack cells and the
+    misinformation model they answer through, so nothing is trained again and a later stage's
+    AM cells answer through the very model of the earlier stage."""
+    from divqat.experiments import cells
+    from divqat.experiments.cells import grid_cells
+
+    out = tmp_path / "run"
+    config = parse_config(RAW)
+    run_experiment(config, out, progress=False, report=False)
+    monkeypatch.setattr(cells, "current_code", lambda: "other code")
+    assert CellCache(out).adopt_stale(grid_cells(config)) == 2 + 1 + 3
+    mis = misinformation_cell(config, 0)
+    assert (out / "misinformation" / mis.key).is_symlink() and CellCache(out).misinformation_record(mis.key)
+    counts = run_experiment(config, out, progress=False, report=False)
+    assert counts == {"victims_trained": 0, "cells_run": 0, "cells_cached": 3}

@@ -55,3 +55,27 @@ def test_tiny_grid_end_to_end(tmp_path):
 def test_bad_options_fail_before_any_training(patch, match):
     with pytest.raises(ValueError, match=match):
         LibraryPipeline(parse_config({**RAW, **patch}), progress=False)
+
+
+def test_thieves_record_answered_labels_and_the_mixed_thief_its_scoring_part(tmp_path):
+    """Every thief's cell keeps the histogram of its answered labels (flattened to
+    answered_hist_<class> columns); the mixed thief, drawing from test images 100.., is scored
+    on test images 0..99 only: its victim accuracy is the int8 victim's there."""
+    from divqat.data import load_tensors
+    from divqat.metrics import accuracy, predict_logits
+    from divqat.train import load_victim
+
+    raw = {**RAW, "defenses": [{"name": "none"}], "robustness": {},
+           "attacks": [{"name": "mixed", "budget": 100, "epochs": 1, "thief_from": 100, "in_share": 0.2},
+                       {"name": "sink-aware", "budget": 100, "epochs": 1, "mode": "drop"}]}
+    out = tmp_path / "run"
+    run_experiment(parse_config(raw), out, progress=False, report=False)
+    results = json.loads((out / "results.json").read_text())
+    cells = {c["attack"]: c for c in results["cells"]}
+    for cell in cells.values():
+        assert sum(cell[f"answered_hist_{k}"] for k in range(10)) == cell["queries_used"] == 100
+    qat = next(v for v in results["victims"] if v["method"] == "qat")
+    x, y = load_tensors("digits", "test", limit=100)
+    victim = load_victim(out / "victims" / f"qat-seed0-{qat['key']}")
+    assert cells["mixed"]["scoring_images"] == 100 and "scoring_images" not in cells["sink-aware"]
+    assert cells["mixed"]["victim_accuracy"] == pytest.approx(accuracy(predict_logits(victim, x), y))

@@ -174,7 +174,7 @@ def test_tables_and_report(config, tmp_path):
 def test_report_command_rewrites_from_cells(config, tmp_path, capsys):
     import argparse
 
-    from divqat.experiments import report_command
+    from divqat.results import report_command
 
     parser = argparse.ArgumentParser()
     report_command.add_arguments(parser)
@@ -217,8 +217,8 @@ def test_missing_or_invalid_config_file(tmp_path):
 
 
 def test_summary_of_single_seed_has_no_std():
-    from divqat.experiments.aggregate import summarize
-    from divqat.experiments.report import fmt
+    from divqat.results.aggregate import summarize
+    from divqat.results.tables import fmt
 
     rows = [{"key": "a", "seed": 0, "method": "qat", "x": 0.5}, {"key": "b", "seed": 0, "method": "fp", "x": 1.0}]
     out = summarize(rows, ["x"])

@@ -1,36 +1,64 @@
-"""The frontier table (divqat.experiments.frontier): naming of trained-in, output and stacked
-defenses, the paired Student-t interval against hand-computed values, the Pareto front, and the
-files written from a directory of runner cell records."""
+"""The frontier (divqat.results.frontier and the `python -m divqat.experiments.frontier` entry):
+naming of trained-in, output and stacked defenses and of the victim's training data, the paired
+Student-t interval against hand-computed values, the Pareto front, and the files written from a
+directory of runner cell records."""
 import csv
 import json
 import math
 
 import pytest
 
-from divqat.experiments.frontier import (
+from divqat.experiments.frontier import main
+from divqat.results.frontier import (
     COLUMNS,
     comparisons,
     defense_of,
-    frontier_point,
-    main,
-    paired_interval,
+    frontier_rows,
+    paired_difference,
     pareto,
-    write_frontier,
+    summarize,
+    victim_setting,
 )
+from divqat.results.frontier_files import rewrite_frontier, write_frontier
+from divqat.results.frontier_plots import frontier_point
+from divqat.results.stats import Paired, paired
+from divqat.results.words import title
+
+T_975_3 = 3.1824463052837078  # t_{0.975, 3} (scipy.stats.t.ppf)
+T_975_2 = 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))  # t_{0.975, 2} in closed form: (2p - 1) sqrt(2 / (4p(1 - p)))
 
 
-def _record(seed, method, defense, attack, agreement, accuracy):
-    return {"seed": seed, "method": method, "defense": defense, "attack": attack,
+def _record(seed, method, defense, attack, agreement, accuracy, victim="v10k"):
+    return {"seed": seed, "method": method, "defense": defense, "attack": attack, "victim_key": victim,
             "metrics": {"agreement": agreement, "victim_accuracy": accuracy, "adversary_error": 1 - agreement}}
 
 
+def _victim(run, key, data):
+    folder = run / "victims" / key
+    folder.mkdir(parents=True)
+    (folder / "victim.json").write_text(json.dumps({"key": key, "config_key": f"c-{key}", "spec": {"data": data}}))
+
+
 def _run_dir(tmp_path):
-    """An empty experiment output directory of the MNIST <- Fashion-MNIST pair."""
+    """An empty experiment output directory of the MNIST <- Fashion-MNIST pair, with a victim of
+    the 10,000-image setting (key v10k) and one of the full training set (key vfull)."""
     run = tmp_path / "run"
     (run / "cells").mkdir(parents=True)
     (run / "configs").mkdir()
     (run / "configs" / "x.json").write_text(json.dumps({"data": {"victim": "mnist", "queryset": "fashion-mnist"}}))
+    _victim(run, "v10k", {"victim": "mnist", "train_limit": 10000, "test_limit": 2000})
+    _victim(run, "vfull", {"victim": "mnist"})
     return run
+
+
+def _interval(diffs, t):
+    mean = sum(diffs) / len(diffs)
+    half = t * math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) / math.sqrt(len(diffs))
+    return mean, mean - half, mean + half
+
+
+def _triple(p):
+    return p.mean_diff, p.ci_low, p.ci_high
 
 
 def test_defense_names():
@@ -51,21 +79,55 @@ def test_defense_names():
     assert defense_of({"method": paper, "defense": none}) == ("divqat", "alpha=0.1 temperature=4 direction=reverse")
 
 
-def test_paired_interval_is_student_t():
+def test_paired_difference_is_student_t():
     diffs = [0.1, 0.3, -0.2, 0.4]
-    mean = sum(diffs) / 4
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 3)
-    half = 3.182446305284263 * sd / 2  # t_{0.975, 3}
-    got = paired_interval(diffs)
-    assert got == pytest.approx((mean, mean - half, mean + half), abs=1e-12)
-    mean, low, high = paired_interval([0.25])
-    assert mean == 0.25 and math.isnan(low) and math.isnan(high)
+    base = {s: {"agreement": 0.5} for s in range(5)}
+    mine = {s: {"agreement": 0.5 + d} for s, d in enumerate(diffs)}  # seed 4 has no treatment: not paired
+    got = paired_difference(mine, base, "agreement")
+    assert isinstance(got, Paired) and got.n == 4 and got.lower == 1
+    assert _triple(got) == pytest.approx(_interval(diffs, T_975_3), abs=1e-12)
+    one = paired_difference({0: {"agreement": 0.75}}, base, "agreement")
+    assert one.mean_diff == pytest.approx(0.25) and one.ci_low is None and one.ci_high is None
+    assert paired_difference({9: {"agreement": 0.1}}, base, "agreement") is None
+
+
+def test_victim_setting_names_the_training_data():
+    assert victim_setting({"victim": "mnist"}) == "full"
+    assert victim_setting({"victim": "mnist", "train_limit": 10000, "test_limit": 2000}) == "train10000"
+    assert title("mnist<-fashion-mnist", "train10000", "copycat-20ep", 5000) == (
+        "MNIST victim (trained on 10,000 training images) queried with Fashion-MNIST images\n"
+        "Copycat thief (sees labels only), 20-epoch surrogate, 5,000 queries")
+
+
+def test_victims_of_different_training_data_never_share_a_row_or_a_comparison(tmp_path):
+    run = _run_dir(tmp_path)
+    knockoff = {"name": "knockoff", "budget": 5000}
+    nonlabel = {"name": "divqat", "objective": "nonlabel", "alpha": 0.3}
+    for seed in range(3):
+        records = [_record(seed, {"name": "qat"}, {"name": "none"}, knockoff, 0.8, 0.97, "v10k"),
+                   _record(seed, {"name": "qat"}, {"name": "none"}, knockoff, 0.9, 0.99, "vfull"),
+                   _record(seed, nonlabel, {"name": "none"}, knockoff, 0.6 + 0.01 * seed, 0.98, "vfull")]
+        for i, r in enumerate(records):
+            (run / "cells" / f"{seed}-{i}.json").write_text(json.dumps(r))
+    rows = frontier_rows([run])
+    assert len(rows) == 9 and {r["victim_setting"] for r in rows} == {"full", "train10000"}
+    by = {(s["victim_setting"], s["defense"]): s for s in summarize(rows)}
+    assert set(by) == {("full", "qat"), ("train10000", "qat"), ("full", "nonlabel")}
+    assert by[("train10000", "qat")]["agreement"] == pytest.approx(0.8)  # the full victims' 0.9 is not averaged in
+    # nonlabel is paired with the full-data QAT victim only: -0.30, -0.29, -0.28
+    assert _triple(by[("full", "nonlabel")]["d_agreement"]) == pytest.approx(
+        _interval([-0.30, -0.29, -0.28], T_975_2), abs=1e-12)
+    (run / "cells" / "orphan.json").write_text(json.dumps(
+        _record(0, {"name": "qat"}, {"name": "none"}, knockoff, 0.8, 0.97, "nowhere")))
+    with pytest.raises(ValueError, match="orphan.json"):
+        frontier_rows([run])
 
 
 def test_frontier_point_is_baseline_mean_plus_paired_difference():
     base = {"defense": "qat", "setting": "", "victim_accuracy": 0.97, "agreement": 0.65, "paired_n": 10}
     subset = {"defense": "nonlabel", "setting": "alpha=0.3", "victim_accuracy": 0.95, "agreement": 0.75,
-              "paired_n": 3, "d_victim_accuracy": (-0.01, -0.02, 0.0), "d_agreement": (-0.05, -0.1, 0.0)}
+              "paired_n": 3, "d_victim_accuracy": paired([0, 1], [0.0, -0.02], [0.0, 0.0]),
+              "d_agreement": paired([0, 1], [-0.1, 0.0], [0.0, 0.0])}
     assert frontier_point(subset, base) == pytest.approx((96.0, 60.0))  # not its own seeds' means (95, 75)
     assert frontier_point(base, base) == pytest.approx((97.0, 65.0))
     alone = {"defense": "dcp", "setting": "beta=1", "victim_accuracy": 0.9, "agreement": 0.3, "paired_n": 0}
@@ -94,13 +156,17 @@ def test_write_frontier_from_cell_records(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == COLUMNS and len(rows) == 12
     assert {r["attack"] for r in rows} == {"knockoff", "knockoff-sharpen0.5", "knockoff-20ep"}
-    assert {r["pair"] for r in rows} == {"mnist<-fashion-mnist"}
-    _, summaries = write_frontier([run], tmp_path / "out2", plots=False)
+    assert {(r["pair"], r["victim_setting"]) for r in rows} == {("mnist<-fashion-mnist", "train10000")}
+    summaries = summarize(write_frontier([run], tmp_path / "out2", plots=False))
     nonlabel = next(s for s in summaries if s["defense"] == "nonlabel")
-    assert nonlabel["paired_n"] == 3 and nonlabel["lower_agreement_seeds"] == 3
-    assert nonlabel["d_agreement"] == pytest.approx(paired_interval([-0.20, -0.15, -0.25]))
-    assert "| nonlabel | alpha=0.3 | 3 | 96.00 | 65.00 | -1.00" in (tmp_path / "out2" / "frontier.md").read_text()
-    assert list((tmp_path / "out").glob("frontier_mnist_from_fashion-mnist_knockoff_5000.png"))
+    assert nonlabel["paired_n"] == 3 and nonlabel["d_agreement"].lower == 3
+    assert _triple(nonlabel["d_agreement"]) == pytest.approx(_interval([-0.20, -0.15, -0.25], T_975_2), abs=1e-12)
+    text = (tmp_path / "out2" / "frontier.md").read_text()
+    assert "| nonlabel | alpha=0.3 | 3 | 96.00 | 65.00 | -1.00" in text
+    assert list((tmp_path / "out").glob("frontier_mnist_from_fashion-mnist_train10000_knockoff_5000.png"))
+    (tmp_path / "out2" / "frontier.md").unlink()
+    assert rewrite_frontier(tmp_path / "out2" / "frontier.csv", plots=False) == frontier_rows([run])
+    assert (tmp_path / "out2" / "frontier.md").read_text() == text  # the committed CSV gives the same tables
     assert main(["table", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "no cells/" in capsys.readouterr().err
 
@@ -138,12 +204,12 @@ def test_stacked_and_reference_comparisons():
                                            (proxy, {"name": "dcp", "beta": 0.5}, stacked),
                                            (proxy, {"name": "none"}, trained)):
             name, setting = defense_of({"method": method, "defense": defense})
-            rows.append({"pair": "p", "defense": name, "setting": setting, "attack": "knockoff", "budget": 5000,
+            rows.append({"pair": "p", "victim_setting": "train10000", "defense": name, "setting": setting, "attack": "knockoff", "budget": 5000,
                          "seed": seed, "victim_accuracy": 0.9, "agreement": agreement,
                          "adversary_error": 1 - agreement})
     got = {(c["defense"], c["against"]): c for c in comparisons(rows)}
     assert set(got) == {("proxy-kl+dcp", "dcp beta=0.5"), ("proxy-kl", "dcp beta=0.5")}
     stacked = got[("proxy-kl+dcp", "dcp beta=0.5")]
-    assert stacked["d_agreement"] == pytest.approx(paired_interval([-0.1, -0.05, 0.01]))
-    assert stacked["lower_agreement_seeds"] == 2 and stacked["paired_n"] == 3
-    assert got[("proxy-kl", "dcp beta=0.5")]["d_agreement"][0] == pytest.approx(0.1)
+    assert _triple(stacked["d_agreement"]) == pytest.approx(_interval([-0.1, -0.05, 0.01], T_975_2), abs=1e-12)
+    assert stacked["d_agreement"].lower == 2 and stacked["paired_n"] == 3
+    assert got[("proxy-kl", "dcp beta=0.5")]["d_agreement"].mean_diff == pytest.approx(0.1)

@@ -13,7 +13,7 @@ from divqat.utils import seed_everything
 ALLOWED = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Linear, nn.MaxPool2d, nn.AvgPool2d,
            nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, Add, Normalize)
 
-CASES = [("lenet5", "mnist"), ("lenet5", "cifar10"), ("smallcnn", "mnist"), ("smallcnn", "digits"),
+CASES = [("lenet5", "mnist"), ("lenet5", "cifar10"), ("lenet_caffe", "mnist"), ("smallcnn", "mnist"), ("smallcnn", "digits"),
          ("smallcnn", "svhn"), ("resnet20", "cifar10"), ("resnet32", "cifar100"),
          ("vgg11_bn", "cifar10"), ("vgg16_bn", "cifar100"), ("wrn16_4", "svhn")]
 
@@ -99,6 +99,9 @@ def test_other_parameter_counts_against_papers():
     assert _params(build_model_for("wrn16_4", "cifar10", width=8)) == pytest.approx(11.0e6, rel=0.02)
     # LeCun et al. 1998: LeNet-5 has about 60,000 trainable parameters
     assert _params(build_model_for("lenet5", "mnist")) == pytest.approx(60e3, rel=0.05)
+    # Caffe's MNIST LeNet: 20*25 + 50*20*25 conv weights (bias-free, BatchNorm adds 2 per channel),
+    # 800*500 + 500 and 500*10 + 10 in the classifier
+    assert _params(build_model_for("lenet_caffe", "mnist")) == 500 + 40 + 25000 + 100 + 400500 + 5010
 
 
 def test_rebuild_from_arch_and_meta_and_seed():

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from divqat.attacks.knockoff import sharpen_answers
+from divqat.attacks.answers import sharpen_answers
 from divqat.ops import divqat_loss
 from divqat.train.objectives import Objective, entropy, label_margin, mask_label, nonlabel_loss, proxy_loss
 

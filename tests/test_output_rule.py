@@ -16,6 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 TRAIN = ["train", "--dataset", "digits", "--arch", "smallcnn", "--limit", "256", "--test-limit", "64",
          "--batch-size", "64", "--epochs", "1", "--no-progress", "--device", "cpu"]
+PTQ = [a for a in TRAIN if a not in ("--epochs", "1")]  # ptq calibrates: it takes no --epochs
 ATTACK = ["attack", "--attack", "knockoff", "--queryset", "digits", "--budget", "64", "--epochs", "1",
           "--no-progress", "--device", "cpu"]
 
@@ -38,7 +39,7 @@ def runs(tmp_path_factory):
     """A finished fp run, a ptq run of it, and a finished attack on the fp run."""
     root = tmp_path_factory.mktemp("runs")
     assert main(TRAIN + ["--method", "fp", "--out", str(root / "fp")]) == 0
-    assert main(TRAIN + ["--method", "ptq", "--teacher", str(root / "fp"), "--out", str(root / "ptq")]) == 0
+    assert main(PTQ + ["--method", "ptq", "--teacher", str(root / "fp"), "--out", str(root / "ptq")]) == 0
     assert main(ATTACK + ["--victim", str(root / "fp"), "--out", str(root / "attack")]) == 0
     return root
 
@@ -62,7 +63,7 @@ def test_inputs_and_other_results_refused_before_any_work(runs, tmp_path, capsys
     _refused(capsys, ["train-misinformation", "--victim", fp, "--epochs", "1", "--out", ptq, "--overwrite"],
              "divqat train")
     _refused(capsys, [*TRAIN, "--method", "fp", "--out", attack, "--overwrite"], "divqat attack")
-    _refused(capsys, [*TRAIN, "--method", "ptq", "--teacher", fp, "--out", fp, "--overwrite"], "input")
+    _refused(capsys, [*PTQ, "--method", "ptq", "--teacher", fp, "--out", fp, "--overwrite"], "input")
     assert {d: _digest(d) for d in (fp, ptq, attack)} == before
     csv = tmp_path / "results.csv"
     csv.write_text("a,b\n1,2\n")

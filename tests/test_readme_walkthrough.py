@@ -1,4 +1,4 @@
-"""README's "Your own data and models", run as written: the user module, the three commands
+"""The guide "Your own data and models" (docs/guide/own-data.md), run as written: the user module, the three commands
 (train a victim on an ImageFolder of PNGs with that module's network, quantize it, attack it
 with divqat) and the ART snippet, on sklearn's 8x8 digits saved as PNG files."""
 import json
@@ -14,14 +14,12 @@ from divqat.data import load_tensors
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guide" / "own-data.md"
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 def _section_blocks():
-    text = README.read_text()
-    section = text.split("## Your own data and models", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)
+    return re.findall(r"```(\w+)\n(.*?)```", GUIDE.read_text(), flags=re.S)
 
 
 def _save_pngs(root, split):
@@ -50,7 +48,7 @@ def test_readme_own_data_and_models_walkthrough(tmp_path, monkeypatch, capsys):
     attack = json.loads((tmp_path / "runs" / "shapes-knockoff" / "metrics.json").read_text())
     assert attack["queries_used"] == 500 and attack["agreement"] > 0.8  # 0.94 when written
     capsys.readouterr()
-    exec(compile(blocks[2][1], "README.md", "exec"), {})
+    exec(compile(blocks[2][1], str(GUIDE), "exec"), {})
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     queries, scores = printed.split(" ", 1)
     assert queries == "500"

@@ -27,8 +27,8 @@ def _train(*argv):
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     _train("--method", "fp", "--epochs", "2", "--out", str(root / "fp"))
-    for method, extra in (("qat", []), ("divqat", ["--alpha", ALPHA]), ("ptq", [])):
-        _train("--method", method, "--teacher", str(root / "fp"), "--epochs", "1", *extra, "--out", str(root / method))
+    for method, extra in (("qat", ["--epochs", "1"]), ("divqat", ["--epochs", "1", "--alpha", ALPHA]), ("ptq", [])):
+        _train("--method", method, "--teacher", str(root / "fp"), *extra, "--out", str(root / method))
     return root
 
 
@@ -127,9 +127,10 @@ BAD = {  # case -> (extra arguments given a runs dir and a tmp dir, a word the e
     "dataset": (lambda r, t: ["--dataset", "nope"], "dataset"),
     "arch": (lambda r, t: ["--arch", "lenet7"], "arch"),
     "method": (lambda r, t: ["--method", "sgd"], "--method"),
-    "direction": (lambda r, t: ["--direction", "up"], "direction"),
+    "direction": (lambda r, t: ["--method", "divqat", "--direction", "up", "--teacher", str(r / "fp")], "direction"),
     "alpha": (lambda r, t: ["--method", "divqat", "--alpha", "-1", "--teacher", str(r / "fp")], "alpha"),
-    "temperature": (lambda r, t: ["--temperature", "0"], "temperature"),
+    "temperature": (lambda r, t: ["--method", "divqat", "--temperature", "0", "--teacher", str(r / "fp")],
+                    "temperature"),
     "bits": (lambda r, t: ["--method", "qat", "--bits", "1", "--teacher", str(r / "fp")], "--bits"),
     "epochs": (lambda r, t: ["--epochs", "0"], "epochs"),
     "no_teacher": (lambda r, t: ["--method", "divqat"], "--teacher"),

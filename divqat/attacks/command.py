@@ -1,9 +1,11 @@
 """`divqat attack`: extract a trained victim through a query-counted black box.
 
-    divqat attack --victim DIR --attack {knockoff,knockoff-adaptive,copycat,jbda,dfme,maze}
+    divqat attack --victim DIR --attack {knockoff,knockoff-adaptive,copycat,jbda,dfme,maze,
+                                         sink-aware,smoothing,mixed}
                   [--queryset D [--adapt-queries]] --budget N [--arch A]
                   [--output probs|topk|rounded|label [--k K] [--decimals D]]
-                  [--defense NAME --defense-arg k=v ...] [--epochs N] [--lr LR] [--momentum M]
+                  [--defense NAME --defense-arg k=v ...] [--attack-arg k=v ...]
+                  [--epochs N] [--lr LR] [--momentum M]
                   [--batch-size B] [--seed S]
                   [--device DEV] [--cache-dir DIR] [--no-progress] --out OUT
 
@@ -13,19 +15,23 @@ attack spends the budget and the surrogate is scored on the victim's test set
 (:func:`divqat.metrics.evaluate_surrogate`). Writes, atomically and in this order,
 OUT/transfer.pt (every query and answer: :mod:`divqat.attacks.replay`), OUT/surrogate.pt (arch,
 meta, state_dict) and OUT/metrics.json (victim_accuracy, adversary_accuracy, adversary_error,
-agreement, normalized_accuracy, queries_used, fresh_queries and the attack's parameters).
+agreement, normalized_accuracy, queries_used, fresh_queries, the attack's parameters and
+``answered_hist``, the histogram of the labels it was answered). The mixed thief, which queries
+part of the victim's test split, is scored on the rest (``scoring_images``).
 
 Paid work is never lost: everything that can stop the scoring (the test set, its input shape,
 the evaluation key's budget) is checked before the first query; a failure after queries says
 where they are saved, and the same command run again replays them (and reuses a finished
 surrogate) instead of paying for them again.
 """
+import tomllib
+
 from divqat.attacks.knockoff_adaptive import REWARDS
-from divqat.attacks.registry import CACHED, SPECS, attack_call, attack_spec
+from divqat.attacks.registry import CACHED, SPECS, attack_call, attack_spec, scoring_limit
 from divqat.attacks.replay import TRANSFER_NAME, RecordingBlackBox, load_transfer
 from divqat.blackbox import OUTPUT_MODES
 from divqat.checks import RESULT_FILES, check_out, check_output_dirs, output_dir_claimed
-from divqat.cli_options import add_victim_kind, arch_help, choices_text, dataset_help
+from divqat.cli_options import add_victim_kind, arch_help, choices_text, dataset_help, key_values
 from divqat.defenses import add_defense_arguments, defense_from_args
 from divqat.serving.remote import add_arguments as add_remote_arguments
 from divqat.serving.remote import is_url, open_remote_victims, reject_remote_options
@@ -59,6 +65,9 @@ def add_arguments(parser):
     add_defense_arguments(parser)
     add_remote_arguments(parser)
     parser.add_argument("--reward", metavar="NAME", help=f"knockoff-adaptive reward: {choices_text(REWARDS, 'all')}")
+    parser.add_argument("--attack-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="an attack parameter, repeatable (e.g. k=4 for smoothing, mode=drop for sink-aware, "
+                        "in_share=0.1 for mixed; values read as TOML: numbers, true/false, else text)")
     parser.add_argument("--epochs", type=int, help="surrogate training epochs (default: 50 for MNIST-like "
                         "victims, else 100; not for dfme/maze, whose steps follow from the budget)")
     parser.add_argument("--lr", type=float, help="surrogate SGD learning rate (default 0.01)")
@@ -77,6 +86,18 @@ def add_arguments(parser):
                         "TensorBoard events in DIR (needs the tensorboard package)")
 
 
+def _attack_args(items):
+    """["k=4", "aggregate=vote"] -> {"k": 4, "aggregate": "vote"}: each value read as a TOML value
+    (numbers, true/false), else kept as text; ValueError on a malformed or repeated key."""
+    args = key_values(items, "--attack-arg")
+    for key, text in args.items():
+        try:
+            args[key] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            pass
+    return args
+
+
 def _attack_call(args, device):
     """The attack's function and keyword arguments from the command line (:func:`attack_call`)."""
     spec = attack_spec(args.attack)
@@ -90,14 +111,26 @@ def _attack_call(args, device):
     elif args.queryset is None:
         raise ValueError(f"{args.attack} needs --queryset (the adversary's natural images)")
     if args.cache_dir is not None and not spec.cached:
-        raise ValueError(f"--cache-dir applies to {' and '.join(CACHED)} only "
+        raise ValueError(f"--cache-dir applies to {', '.join(CACHED)} only "
                          "(their queries do not depend on the surrogate)")
     options = {"arch": args.arch, **train}
     for key in ("adapt_queries", "reward"):  # passed when given: an attack without them refuses them
         if getattr(args, key) not in (None, False):
             options[key] = getattr(args, key)
+    extra = _attack_args(args.attack_arg)
+    both = sorted(set(extra) & {key for key, value in options.items() if value is not None})
+    if both:
+        raise ValueError(f"--attack-arg {both[0]}: give it once, with its own option --{both[0].replace('_', '-')}")
+    options.update(extra)
+    victim_data = None
+    if spec.splits_test:
+        if is_url(args.victim):
+            raise ValueError(f"{args.attack} draws queries from the victim's test split: give a local --victim directory")
+        from divqat.train import load_config
+
+        victim_data = load_config(args.victim)["dataset"]
     return attack_call(args.attack, options, queryset=args.queryset, device=device, progress=not args.no_progress,
-                       cache_dir=args.cache_dir)
+                       cache_dir=args.cache_dir, victim_data=victim_data)
 
 
 # parsed arguments that do not decide the queries or the surrogate: a rerun may change them and
@@ -230,13 +263,15 @@ def run(args):
         blackbox = BlackBox.from_dir(args.victim, kind=args.victim_kind, output=args.output, k=args.k,
                                      decimals=args.decimals, defense=defense, budget=args.budget, device=device)
         scored, dataset, extra_metrics = blackbox, load_config(args.victim)["dataset"], dict
-    test = load_tensors(dataset, "test")
+    limit = scoring_limit(args.attack, kwargs)  # the mixed thief's scoring part
+    test = load_tensors(dataset, "test", limit=limit)
     _check_scoring(args, blackbox, scored, test[0])
     with output_dir_claimed("--out", args.out, "attack", **_out_rule(args)) as out:
         surrogate, record = _surrogate(args, fn, kwargs, blackbox, out)
     scores = _score(surrogate, scored, test, device, out)
     metrics = {**record, **scores, "fresh_queries": blackbox.queries_used, "victim": str(args.victim),
-               "victim_kind": args.victim_kind, "defense": blackbox.defense_id, **extra_metrics()}
+               "victim_kind": args.victim_kind, "defense": blackbox.defense_id, **extra_metrics(),
+               **({"scoring_images": len(test[0])} if limit is not None else {})}
     atomic_write_json(metrics, out / "metrics.json")
     print(f"{args.attack}: {record['queries_used']} queries, agreement {metrics['agreement']:.4f}, "
           f"adversary accuracy {metrics['adversary_accuracy']:.4f} (victim {metrics['victim_accuracy']:.4f}) "

@@ -16,28 +16,25 @@ soft labels; a simple counter in the spirit of "Distilling the Undistillable", J
 ECCV 2022, which recovers a Nasty Teacher's knowledge by reprocessing its answers) trains on
 y_k^(1/tau) / sum_j y_j^(1/tau) instead of y: tau < 1 sharpens, tau = 1 is y itself.
 """
-from dataclasses import asdict
-
 import torch
-import torch.nn.functional as F
 
-from divqat.attacks.common import attack_record, queryset_name, setup_attack
+from divqat.attacks.answers import answer_targets, train_on_answers
+from divqat.attacks.common import queryset_name, setup_attack
 from divqat.attacks.queryset import load_queryset
-from divqat.attacks.surrogate import make_train_config, train_surrogate
+from divqat.attacks.surrogate import make_train_config
 from divqat.attacks.transfer import query_in_order
 
 __all__ = ["knockoff", "random_transfer_attack"]
 
 
-def sharpen_answers(answers, tau):
-    """y^(1/tau) renormalised per row (computed as softmax(log y / tau), zeros stay zero)."""
-    return torch.softmax(answers.clamp_min(0).log() / tau, dim=1)
-
-
 def random_transfer_attack(name, hard_labels, blackbox, queryset, budget, *, arch=None, train=None, seed=0,
-                           progress=True, cache_dir=None, adapt_queries=False, sharpen=None):
+                           progress=True, cache_dir=None, adapt_queries=False, sharpen=None, rebalance=None,
+                           **params):
     """Query ``budget`` random images of ``queryset`` and train on the answers (soft, or
-    one-hot argmax when ``hard_labels``). Returns ``(surrogate, record)``."""
+    one-hot argmax when ``hard_labels``). ``rebalance`` (the sink-aware thief,
+    :mod:`divqat.attacks.sink_aware`) maps the answered labels (N,) to ``(keep, weights, info)``:
+    the indices of the examples kept, their loss weights (None: unweighted) and what to log;
+    ``params`` are logged too. Returns ``(surrogate, record)``."""
     if sharpen is not None and not sharpen > 0:
         raise ValueError(f"sharpen must be > 0, got {sharpen}")
     config = make_train_config(train).resolved(blackbox.meta)
@@ -47,15 +44,15 @@ def random_transfer_attack(name, hard_labels, blackbox, queryset, budget, *, arc
         raise ValueError(f"budget {budget} exceeds the {len(x)} images of the query set")
     order = torch.randperm(len(x))
     answers, fresh = query_in_order(blackbox, x, order, budget, cache_dir=cache_dir, progress=progress)
-    targets = F.one_hot(answers.argmax(dim=1), blackbox.num_classes).float() if hard_labels else answers
-    if sharpen is not None and not hard_labels:
-        targets = sharpen_answers(targets, sharpen)
-    history = train_surrogate(surrogate, x[order[:budget]], targets, config, progress=progress, desc=name)
-    record = attack_record(name, blackbox, surrogate, budget, seed, budget, fresh_queries=fresh, train=asdict(config),
-                           queryset=queryset_name(queryset),
-                           adapt_queries=adapt_queries, sharpen=sharpen,
-                           labels="argmax" if hard_labels else "returned vectors",
-                           final_train_loss=history[-1])
+    x, targets = x[order[:budget]], answer_targets(answers, hard_labels, sharpen)
+    weights = None
+    if rebalance is not None:
+        keep, weights, info = rebalance(answers.argmax(dim=1), blackbox.num_classes)
+        x, targets, params = x[keep], targets[keep], {**params, **info}
+    record = train_on_answers(name, blackbox, surrogate, x, targets, config, budget=budget, seed=seed,
+                              queries_used=budget, received=answers, progress=progress, weights=weights,
+                              fresh_queries=fresh, queryset=queryset_name(queryset), adapt_queries=adapt_queries,
+                              sharpen=sharpen, labels="argmax" if hard_labels else "returned vectors", **params)
     return surrogate, record
 
 

@@ -5,8 +5,12 @@ pipeline alike).
 Capabilities (:class:`AttackSpec`):
     data_free   it synthesises its own queries (DFME, MAZE): no query set, and its own
                 hyperparameters instead of a surrogate :class:`~divqat.attacks.surrogate.TrainConfig`
-    cached      its queries do not depend on the surrogate (KnockoffNets random, Copycat), so
-                its answers can be kept in a transfer-set cache (``cache_dir``)
+    cached      its queries do not depend on the surrogate (KnockoffNets random, Copycat, the
+                sink-aware thief), so its answers can be kept in a transfer-set cache (``cache_dir``)
+    splits_test it draws in-distribution queries from the victim's test split (the mixed thief,
+                :mod:`divqat.attacks.mixed`): its caller passes ``victim_data`` (the victim's
+                dataset) and scores the surrogate on the test images before ``thief_from`` only
+                (:func:`scoring_limit`)
 """
 import inspect
 from dataclasses import asdict, dataclass, fields
@@ -17,12 +21,16 @@ from divqat.attacks.jbda import jbda
 from divqat.attacks.knockoff import knockoff
 from divqat.attacks.knockoff_adaptive import knockoff_adaptive
 from divqat.attacks.maze import maze
+from divqat.attacks.mixed import mixed
+from divqat.attacks.sink_aware import sink_aware
+from divqat.attacks.smoothing import smoothing
 from divqat.attacks.surrogate import TrainConfig, make_train_config
 
-__all__ = ["AttackSpec", "SPECS", "ATTACKS", "DATA_FREE", "CACHED", "attack_spec", "attack_call", "run_attack"]
+__all__ = ["AttackSpec", "SPECS", "ATTACKS", "DATA_FREE", "CACHED", "attack_spec", "attack_call", "run_attack",
+           "scoring_limit"]
 
 #: the arguments every attack takes from its caller rather than from its configuration
-_CALLER_ARGS = ("blackbox", "budget", "queryset", "seed", "progress", "cache_dir", "device", "train")
+_CALLER_ARGS = ("blackbox", "budget", "queryset", "seed", "progress", "cache_dir", "device", "train", "victim_data")
 _TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name != "device")
 
 
@@ -34,6 +42,7 @@ class AttackSpec:
     fn: object
     data_free: bool = False
     cached: bool = False
+    splits_test: bool = False
 
     @property
     def options(self):
@@ -51,6 +60,9 @@ SPECS = {spec.name: spec for spec in (
     AttackSpec("jbda", jbda),
     AttackSpec("dfme", dfme, data_free=True),
     AttackSpec("maze", maze, data_free=True),
+    AttackSpec("sink-aware", sink_aware, cached=True),
+    AttackSpec("smoothing", smoothing),
+    AttackSpec("mixed", mixed, splits_test=True),
 )}
 #: CLI name -> attack function.
 ATTACKS = {name: spec.fn for name, spec in SPECS.items()}
@@ -67,15 +79,17 @@ def attack_spec(name):
     return SPECS[name]
 
 
-def attack_call(name, options=None, *, queryset=None, device="cpu", progress=True, cache_dir=None):
+def attack_call(name, options=None, *, queryset=None, device="cpu", progress=True, cache_dir=None, victim_data=None):
     """``(fn, kwargs)`` such that ``fn(blackbox, budget=..., seed=..., **kwargs)`` runs the attack.
 
     ``options`` are the attack's own options (:attr:`AttackSpec.options`): its hyperparameters
     and, for the attacks that train a surrogate on a query set, the fields of
     :class:`~divqat.attacks.surrogate.TrainConfig` (``epochs``, ``lr``, ...), given flat or as
     ``train=``. ``queryset`` is required by, and refused for a data-free attack; ``cache_dir``
-    only applies to the cached ones; ``device`` is where the surrogate trains. Everything is
-    checked here, before any query: ValueError names the attack and the bad option.
+    only applies to the cached ones; ``victim_data`` (the victim's dataset name) is passed to
+    the attacks that split its test set and ignored by the others; ``device`` is where the
+    surrogate trains. Everything is checked here, before any query: ValueError names the attack
+    and the bad option.
     """
     spec = attack_spec(name)
     options = dict(options or {})
@@ -94,10 +108,23 @@ def attack_call(name, options=None, *, queryset=None, device="cpu", progress=Tru
         kwargs = {**options, "queryset": queryset, "train": make_train_config(train)}
     if cache_dir is not None:
         if not spec.cached:
-            raise ValueError(f"cache_dir applies to {' and '.join(CACHED)} only "
+            raise ValueError(f"cache_dir applies to {', '.join(CACHED)} only "
                              "(their queries do not depend on the surrogate)")
         kwargs["cache_dir"] = cache_dir
+    if spec.splits_test:
+        if not isinstance(victim_data, str):
+            raise ValueError(f"{name} draws from the victim's test split: give victim_data (its dataset name)")
+        kwargs["victim_data"] = victim_data
     return spec.fn, {**kwargs, "progress": progress}
+
+
+def scoring_limit(name, options=None):
+    """How many of the victim's first test images score attack ``name`` with ``options``: the
+    images before its ``thief_from`` for an attack that splits the test set, else None (all)."""
+    spec = attack_spec(name)
+    if not spec.splits_test:
+        return None
+    return dict(options or {}).get("thief_from", inspect.signature(spec.fn).parameters["thief_from"].default)
 
 
 def run_attack(blackbox, name, budget, *, seed=0, **config):

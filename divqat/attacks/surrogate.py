@@ -26,7 +26,7 @@ from divqat.progress import progress_bar
 from divqat.tensorboard_log import log_scalars
 
 __all__ = ["PROB_FLOOR", "TrainConfig", "make_train_config", "build_surrogate", "soft_label_loss", "optimizer_step",
-           "train_surrogate"]
+           "weighted_label_loss", "train_surrogate"]
 
 PROB_FLOOR = 1e-8
 
@@ -109,19 +109,33 @@ def optimizer_step(model, optimizer, loss_fn, x, target):
     return loss.item()
 
 
-def train_surrogate(model, x, targets, config, progress=True, desc="surrogate"):
+def weighted_label_loss(weights):
+    """The loss ``(s, (y, idx)) -> mean_i weights[idx_i] * KL(y_i || softmax(s_i))``: per-example
+    weights on :func:`soft_label_loss`, averaged over the batch (weights of mean 1 keep the
+    unweighted loss's scale)."""
+    def loss(student_logits, target):
+        probs, idx = target
+        return (soft_label_loss(student_logits, probs, reduction="none") * weights[idx]).mean()
+    return loss
+
+
+def train_surrogate(model, x, targets, config, progress=True, desc="surrogate", weights=None):
     """Train ``model`` in place on inputs ``x`` (N, C, H, W) and target vectors ``targets`` (N, K)
-    with :func:`soft_label_loss` and ``config`` (a resolved :class:`TrainConfig`); returns the
+    with :func:`soft_label_loss` (or, given per-example ``weights`` (N,), with
+    :func:`weighted_label_loss`) and ``config`` (a resolved :class:`TrainConfig`); returns the
     mean loss of each epoch (also TensorBoard scalars ``desc/loss`` inside a
     :func:`divqat.tensorboard_log.tensorboard_log` block). Batches are drawn from torch's global
     generator; a trailing batch of one example is skipped (batch norm cannot train on it)."""
     if len(x) != len(targets) or len(x) == 0:
         raise ValueError(f"x and targets must be non-empty and of one length, got {len(x)} and {len(targets)}")
+    if weights is not None and tuple(weights.shape) != (len(x),):
+        raise ValueError(f"weights must have shape ({len(x)},), got {tuple(weights.shape)}")
     device = torch.device(config.device)
     model.to(device)
     optimizer = config.sgd(model)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
     x, targets = x.to(device), targets.to(device)
+    loss_fn = soft_label_loss if weights is None else weighted_label_loss(weights.to(device, torch.float32))
     history = []
     for _ in progress_bar(range(config.epochs), desc=desc, unit="epochs", enabled=progress):
         order = torch.randperm(len(x)).to(device)
@@ -130,7 +144,8 @@ def train_surrogate(model, x, targets, config, progress=True, desc="surrogate"):
             idx = order[i:i + config.batch_size]
             if len(idx) == 1 < len(x):  # a lone trailing example would break batch norm's statistics
                 continue
-            total += optimizer_step(model, optimizer, soft_label_loss, x[idx], targets[idx]) * len(idx)
+            target = targets[idx] if weights is None else (targets[idx], idx)
+            total += optimizer_step(model, optimizer, loss_fn, x[idx], target) * len(idx)
         scheduler.step()
         history.append(total / len(x))
         log_scalars(desc, {"loss": history[-1]}, len(history))

@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .info import DatasetInfo
 from .transforms import resize_to
 
 __all__ = ["PREFIX", "IMG_EXTENSIONS", "STATS_SAMPLE", "is_imagefolder", "canonical_name", "folder_split",
@@ -176,8 +177,6 @@ def folder_info(name: str):
 
 @functools.lru_cache(maxsize=8)
 def _measured_info(name: str):
-    from .registry import DatasetInfo
-
     train = folder_split(name, "train")
     in_channels, size = _first_image_shape(train.files[0])
     n = len(train.files)

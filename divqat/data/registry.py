@@ -17,22 +17,10 @@ letters or house numbers).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from .imagefolder import folder_info, is_imagefolder
+from .info import DatasetInfo
 
 __all__ = ["DatasetInfo", "DATASETS", "dataset_info"]
-
-
-class DatasetInfo(NamedTuple):
-    """Static description of a dataset; ``mean``/``std`` have one entry per channel."""
-
-    name: str
-    num_classes: int
-    in_channels: int
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    crop_padding: int = 0
-    hflip: bool = False
 
 
 _INFOS = (
@@ -57,8 +45,6 @@ def dataset_info(name: str) -> DatasetInfo:
     """Return the :class:`DatasetInfo` of ``name`` (a built-in name, or ``imagefolder:PATH``:
     measured from the folder, see :mod:`divqat.data.imagefolder`); ``ValueError`` for an
     unknown name."""
-    from .imagefolder import folder_info, is_imagefolder
-
     if is_imagefolder(name):
         return folder_info(name)
     try:

@@ -12,6 +12,7 @@ create a tie). DCP, ReverseSigmoid, AdaptiveMisinformation, RandomNoise and MAD 
 change it (DCP only on rows less confident than about beta).
 """
 from .base import Defense
+from .command import add_defense_arguments, defense_from_args, parse_defense_args
 from .cost import defense_cost
 from .dcp import DCP
 from .label_only import LabelOnly
@@ -19,16 +20,7 @@ from .mad import MAD
 from .misinformation import AdaptiveMisinformation, misinformation_loss, train_misinformation_model
 from .params import Param
 from .random_noise import RandomNoise
-from .registry import (
-                       ALIASES,
-                       DEFENSES,
-                       add_defense_arguments,
-                       build_defense,
-                       defense_from_args,
-                       load_model,
-                       parse_defense_args,
-                       random_model_like,
-)
+from .registry import ALIASES, DEFENSES, build_defense, load_model, random_model_like
 from .reverse_sigmoid import ReverseSigmoid
 from .rounding import Rounding
 from .topk import TopK

@@ -37,7 +37,7 @@ class DCP(Defense):
     NAME = "dcp"
     PARAMS = (
         Param("beta", "real", low=0.0, help="confidence threshold and perturbation strength (1.0 in "
-              "docs/reproduction.md's headline runs)",
+              "docs/results/divqat-vs-qat.md's headline runs)",
               source="no published default: the paper sweeps 0 to 1.5 (docs/science.md §4)"),
         Param("gamma", "real", 0.2, low=0.0, help="slope on the log-odds (0.1 for 100-class sets)",
               source="the paper (arXiv 2309.01838), docs/science.md §4"),

@@ -126,7 +126,7 @@ class MAD(Defense):
               help="the defender's stand-in for the attacker's model, ending in a linear layer",
               source="Orekondy et al. 2020 use a randomly initialised model of the attacker's architecture"),
         Param("epsilon", "real", low=0.0, help="perturbation budget ||y_hat - y|| <= epsilon, 0 returns y "
-              "(0.5 in docs/reproduction.md)",
+              "(0.5 in docs/results/output-defenses.md)",
               source="no published default: Orekondy et al. 2020 sweep it"),
         Param("ydist", "choice", "l1", choices=YDISTS, help="norm of the budget", source="Orekondy et al. 2020"),
         Param("oracle", "choice", "argmax", choices=ORACLES, help="the vertex search of the paper",

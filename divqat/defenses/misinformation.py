@@ -74,13 +74,13 @@ def train_misinformation_model(model, train_set, epochs=5, batch_size=128, lr=1e
     ``--defense am --defense-arg model=OUT_DIR --defense-arg tau=0.5``. ``dataset`` names the
     training set in config.json.
     """
-    from divqat.train.artifacts import start_run, write_run_results
+    from divqat.train.artifacts import MISINFORMATION, start_run, write_run_results
     from divqat.train.loop import fit
 
     if out_dir is not None:
         if not (hasattr(model, "arch") and hasattr(model, "meta")):
             raise ValueError("out_dir: only a divqat model (with .arch and .meta) can be saved as a run directory")
-        start_run(out_dir, {"method": "misinformation", "quantized": False, "qconfig": None, "arch": model.arch,
+        start_run(out_dir, {"method": MISINFORMATION, "quantized": False, "qconfig": None, "arch": model.arch,
                                "meta": dict(model.meta), "dataset": dataset, "epochs": epochs,
                                "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "seed": seed})
 

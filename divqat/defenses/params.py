@@ -12,6 +12,8 @@ import torch
 
 from divqat.checks import bounds_text, check_choice, check_int, check_real
 
+from .model_params import load_model
+
 __all__ = ["Param", "REQUIRED", "bind"]
 
 
@@ -77,8 +79,6 @@ class Param:
         """The value of a command-line string (a model: a ``divqat train --out`` directory), unchecked."""
         convert = {"real": float, "int": int, "bool": lambda t: _BOOLS[t.lower()], "choice": str}.get(self.type)
         if convert is None:
-            from .registry import load_model
-
             return load_model(text)
         try:
             return convert(text)

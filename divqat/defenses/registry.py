@@ -7,26 +7,21 @@
 
 Names, aliases, parameters, defaults, ranges and help all come from each class's ``NAME``,
 ``ALIASES`` and ``PARAMS`` table (:mod:`divqat.defenses.params`); ``divqat defenses`` prints
-them. On the command line (shared by ``divqat evaluate`` and ``divqat attack``, via
-:func:`add_defense_arguments` and :func:`defense_from_args`):
-
-    --defense dcp --defense-arg beta=0.5 --defense-arg gamma=0.1
+them. The command-line options ``--defense dcp --defense-arg beta=0.5`` are
+:mod:`divqat.defenses.command`'s.
 """
-import os
-
-import torch
 
 from .dcp import DCP
 from .label_only import LabelOnly
 from .mad import MAD
 from .misinformation import AdaptiveMisinformation
+from .model_params import check_models_fit, load_model, random_model_like
 from .random_noise import RandomNoise
 from .reverse_sigmoid import ReverseSigmoid
 from .rounding import Rounding
 from .topk import TopK
 
-__all__ = ["DEFENSES", "ALIASES", "build_defense", "resolve_name", "parse_defense_args", "add_defense_arguments",
-           "defense_from_args", "load_model", "random_model_like"]
+__all__ = ["DEFENSES", "ALIASES", "build_defense", "resolve_name", "load_model", "random_model_like"]
 
 #: name -> defense class, from each class's NAME
 DEFENSES = {cls.NAME: cls for cls in (DCP, ReverseSigmoid, AdaptiveMisinformation, MAD, RandomNoise, Rounding, TopK,
@@ -34,46 +29,6 @@ DEFENSES = {cls.NAME: cls for cls in (DCP, ReverseSigmoid, AdaptiveMisinformatio
 
 #: other accepted spellings (after lower-casing and replacing "-" by "_"), from each class's ALIASES
 ALIASES = {alias: cls.NAME for cls in DEFENSES.values() for alias in cls.ALIASES}
-
-
-def load_model(source):
-    """A model argument: an ``nn.Module`` as is, or a path to a ``divqat train --out`` directory
-    (or to a file inside one, such as its model.pt), loaded as its float model with
-    :func:`divqat.train.load_victim` (``kind="float"``)."""
-    if isinstance(source, torch.nn.Module):
-        return source
-    if not isinstance(source, (str, os.PathLike)):
-        raise ValueError(f"expected an nn.Module or a path, got {type(source).__name__}")
-    path = os.fspath(source)
-    directory = path if os.path.isdir(path) else os.path.dirname(path) or "."
-    if not os.path.exists(path) or not os.path.isfile(os.path.join(directory, "config.json")):
-        raise ValueError(f"{path!r} is not a `divqat train --out` directory (or a file in one): "
-                         "no config.json there")
-    from divqat.train import load_victim
-
-    return load_victim(directory, kind="float")
-
-
-def random_model_like(victim, seed=0):
-    """A randomly initialised model of ``victim``'s architecture (MAD's default defender
-    surrogate, as in Orekondy et al., ICLR 2020). ``victim`` is a ``divqat train --out``
-    directory or a divqat model (with ``.arch`` and ``.meta``). The weights are drawn from
-    ``seed``; the global RNG is left as it was."""
-    from divqat.models import build_model
-
-    if isinstance(victim, (str, os.PathLike)):
-        from divqat.train import load_config
-
-        config = load_config(victim)
-        arch, meta = config.get("arch"), config.get("meta")
-    else:
-        arch, meta = getattr(victim, "arch", None), getattr(victim, "meta", None)
-    if not isinstance(arch, str) or not meta:
-        raise ValueError("victim: its architecture is unknown, so no random model of it can be built")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build_model(arch, **{key: meta[key] for key in ("num_classes", "in_channels", "image_size",
-                                                                "mean", "std")})
 
 
 def resolve_name(name):
@@ -127,66 +82,6 @@ def build_defense(name, *, victim=None, victim_seed=0, **kwargs):
         if param.victim_default and param.name not in args and victim is not None:
             args[param.name] = random_model_like(victim, victim_seed)
     if victim is not None:
-        _check_models_fit(key, cls, args, victim)
+        check_models_fit(key, cls.PARAMS, args, victim)
     return cls(**args)
 
-
-_SHAPE_KEYS = ("in_channels", "image_size", "num_classes")
-
-
-def _check_models_fit(key, cls, args, victim):
-    """ValueError naming the argument when a model argument of defense ``key`` takes other inputs
-    or classes than ``victim`` (a run directory or a divqat model) answers."""
-    if isinstance(victim, (str, os.PathLike)):
-        from divqat.train import load_config
-
-        meta = load_config(victim)["meta"]
-    else:
-        meta = getattr(victim, "meta", None)
-    if not isinstance(meta, dict):
-        return
-    want = {k: meta.get(k) for k in _SHAPE_KEYS}
-    for param in cls.PARAMS:
-        got = getattr(args.get(param.name), "meta", None) if param.type == "model" else None
-        if isinstance(got, dict) and {k: got.get(k) for k in _SHAPE_KEYS} != want:
-            raise ValueError(f"{key} argument {param.name}: the model is built for "
-                             f"{ {k: got.get(k) for k in _SHAPE_KEYS} }, the victim for {want}")
-
-
-def parse_defense_args(items):
-    """["beta=0.5", "gamma=0.1"] -> {"beta": "0.5", "gamma": "0.1"}; ValueError on a malformed or repeated key."""
-    args = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--defense-arg expects KEY=VALUE, got {item!r}")
-        if key in args:
-            raise ValueError(f"--defense-arg {key} given twice")
-        args[key] = value.strip()
-    return args
-
-
-def add_defense_arguments(parser):
-    """Add ``--defense NAME`` and repeatable ``--defense-arg KEY=VALUE`` to an argparse parser."""
-    parser.add_argument("--defense", default=None, metavar="NAME",
-                        help=f"output perturbation applied to the victim's answers: {', '.join(DEFENSES)} "
-                             f"(aliases {', '.join(ALIASES)}); parameters and defaults: `divqat defenses`")
-    parser.add_argument("--defense-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="a defense parameter, repeatable (e.g. beta=0.5; a model argument takes "
-                             "a `divqat train --out` directory); unset parameters take their defaults")
-
-
-def defense_from_args(args):
-    """The defense named by parsed ``--defense``/``--defense-arg`` options, or None without ``--defense``.
-
-    When ``args.victim`` is a local ``divqat train --out`` directory, MAD's surrogate defaults to
-    a random model of its architecture (:func:`random_model_like`, seed 0).
-    """
-    if args.defense is None:
-        if args.defense_arg:
-            raise ValueError("--defense-arg given without --defense")
-        return None
-    victim = getattr(args, "victim", None)
-    victim = victim if isinstance(victim, str) and os.path.isfile(os.path.join(victim, "config.json")) else None
-    return build_defense(args.defense, victim=victim, **parse_defense_args(args.defense_arg))

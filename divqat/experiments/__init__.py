@@ -1,7 +1,17 @@
 """Config-driven experiment grids (train -> convert -> black box (+defense) -> attack ->
-metrics), cached per cell, with result tables, plots and a Markdown report."""
-from .config import ExperimentConfig, load_experiment_config, parse_config
-from .report import write_report
-from .runner import run_experiment
+metrics), cached per cell; their tables, plots and report are :mod:`divqat.results`.
 
-__all__ = ["ExperimentConfig", "load_experiment_config", "parse_config", "run_experiment", "write_report"]
+``run_experiment`` is imported on first use: the runner writes its tables through
+:mod:`divqat.results`, which reads the cell cache of this package, so importing the runner
+here would make ``import divqat.results`` import itself half-initialised."""
+from .config import ExperimentConfig, load_experiment_config, parse_config
+
+__all__ = ["ExperimentConfig", "load_experiment_config", "parse_config", "run_experiment"]
+
+
+def __getattr__(name):
+    if name == "run_experiment":
+        from .runner import run_experiment
+
+        return run_experiment
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

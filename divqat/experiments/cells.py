@@ -183,9 +183,12 @@ def attack_cells(config, victim):
 
 
 def grid_cells(config):
-    """Every victim cell and attack cell of ``config``, seed by seed."""
+    """Every victim cell, misinformation cell and attack cell of ``config``, seed by seed."""
     for seed in config.seeds:
         yield from victim_cells(config, seed)
+        misinformation = misinformation_cell(config, seed)
+        if misinformation is not None:
+            yield misinformation
         for victim in attacked_victims(config, seed):
             yield from attack_cells(config, victim)
 
@@ -302,18 +305,26 @@ class CellCache:
 
     def adopt_stale(self, cells):
         """Reuse, for each of ``cells`` without a record of its own, a record of the same
-        configuration computed by other code: link the cell's key to it (a symlink; the records
-        keep their ``code``; readers mark them stale). Returns the number of cells adopted."""
-        victims = {_config_key(self._read(p)): p.parent.name for p in self._victim_paths()}
-        attacks = {_config_key(self._read(p)): p.stem for p in self._attack_paths()}
+        configuration computed by other code: link the cell's key to it (a symlink to the folder of
+        a victim or misinformation model, to the record of an attack cell; the records keep their
+        ``code``; readers mark them stale). Returns the number of cells adopted."""
+        found = {kind: {_config_key(self._read(p)): p.parent.name
+                        for p in sorted((self.root / folder).glob(f"*/{filename}"))}
+                 for kind, (folder, filename) in FOLDER_CELLS.items() if (self.root / folder).is_dir()}
+        found["attack"] = {_config_key(self._read(p)): f"{p.stem}.json" for p in self._attack_paths()}
         adopted = 0
         for cell in cells:
-            is_victim = isinstance(cell, VictimCell)
-            old = (victims if is_victim else attacks).get(cell.config_key)
-            own = self.victim_record(cell.key) if is_victim else self.attack_record(cell.key)
-            link = self.root / "victims" / cell.key if is_victim else self.root / "cells" / f"{cell.key}.json"
+            kind = _KINDS[type(cell)]
+            old = found.get(kind, {}).get(cell.config_key)
+            if kind == "attack":
+                own, link = self.attack_record(cell.key), self.root / "cells" / f"{cell.key}.json"
+            else:
+                own, link = self._folder_record(kind, cell.key), self.root / FOLDER_CELLS[kind][0] / cell.key
             if old is None or own is not None or link.exists() or link.is_symlink():
                 continue
-            link.symlink_to(old if is_victim else f"{old}.json")
+            link.symlink_to(old)
             adopted += 1
         return adopted
+
+
+_KINDS = {VictimCell: "victim", MisinformationCell: "misinformation", AttackCell: "attack"}

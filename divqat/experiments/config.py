@@ -59,6 +59,7 @@ from pathlib import Path
 from divqat.checks import check_choice, check_int
 from divqat.robustness import EVASION_ATTACKS
 from divqat.train.artifacts import KINDS
+from divqat.train.options import DEFAULTS, FIELDS, reads
 from divqat.train.victim import METHODS, QUANTIZED_METHODS, VictimConfig, check_config
 
 TEACHER_METHODS = QUANTIZED_METHODS  # built from the trained full-precision victim
@@ -158,12 +159,25 @@ def _check_train_table(table, where, extra=()):
         raise ValueError(f"{where}: options unknown to `divqat train`: {', '.join(unknown)}")
 
 
-def victim_config(config, method, seed, out, teacher=None, progress=True):
-    """The :class:`divqat.train.VictimConfig` of one victim of ``config``: [victim], then
-    [quant] for quantized methods, then the method entry's parameters."""
+def _shared_options(config, method):
+    """The options [victim] and, for a quantized method, [quant] give ``method`` (an Entry)."""
     options = {k: v for k, v in config.victim.items() if k != "deploy"}
     if method.name in QUANTIZED_METHODS:
         options.update(config.quant)
+    return options
+
+
+def _objective(config, method):
+    return method.kwargs.get("objective", _shared_options(config, method).get("objective", DEFAULTS.objective))
+
+
+def victim_config(config, method, seed, out, teacher=None, progress=True):
+    """The :class:`divqat.train.VictimConfig` of one victim of ``config``: of [victim], then
+    [quant] for quantized methods, the options this method reads (the tables are shared by
+    every victim), then the method entry's parameters."""
+    objective = _objective(config, method)
+    options = {k: v for k, v in _shared_options(config, method).items()
+               if k not in FIELDS or reads(k, method.name, objective)}
     options.update(method.kwargs)
     options.update(dataset=config.data["victim"], method=method.name, limit=config.data.get("train_limit"),
                    test_limit=config.data.get("test_limit"), seed=seed, out=out, teacher=teacher,
@@ -179,12 +193,19 @@ def _validate_methods(config):
         _check_train_table(e.kwargs, f"methods {e.name}")
         if e.name == "divqat" and "alpha" not in e.kwargs:
             raise ValueError("methods divqat: needs alpha (a number or a list)")
-    for method in [Entry("fp")] + config.methods:
+    victims = [Entry("fp")] + config.methods
+    for method in victims:
         teacher = "teacher" if method.name in QUANTIZED_METHODS else None
         try:
             check_config(victim_config(config, method, config.seeds[0], "out", teacher))
         except ValueError as err:
             raise ValueError(f"methods {method.label}: {err}") from None
+    for table, options in (("victim", config.victim), ("quant", config.quant)):
+        for key in sorted(set(options) & set(FIELDS)):
+            users = [m for m in victims if table == "victim" or m.name in QUANTIZED_METHODS]
+            if not any(reads(key, m.name, _objective(config, m)) for m in users):
+                raise ValueError(f"{table}.{key}: no victim of this experiment reads it (methods: "
+                                 f"{', '.join(m.label for m in users) or 'none'})")
 
 
 def _validate_robustness(robustness):
@@ -224,6 +245,9 @@ def parse_config(raw, name=None):
     if not methods:
         raise ValueError("methods: the config trains no method (add a [[methods]] table, e.g. name = \"qat\")")
     defenses = [e for t in raw.get("defenses", [{"name": "none"}]) for e in expand(t, "defenses")]
+    for d in defenses:
+        if d.name == "none" and d.params:
+            raise ValueError(f"defenses none: answers unperturbed and takes no parameters, got {', '.join(d.kwargs)}")
     attacks = [e for t in raw.get("attacks", []) for e in expand(t, "attacks")]
     for a in attacks:
         check_int(f"attacks {a.name}: budget", a.kwargs.get("budget"), 1)

@@ -14,9 +14,10 @@ victims.csv).
 import time
 
 from divqat.checks import check_output_dir
+from divqat.results.aggregate import collect
+from divqat.results.tables import to_csv
 from divqat.utils import atomic_write_text
 
-from .aggregate import collect, to_csv
 from .config import parse_config
 from .runner import run_experiment
 

@@ -15,7 +15,9 @@
   adaptive misinformation answers through the misinformation model the runner trained for the
   seed with :meth:`LibraryPipeline.train_misinformation`, Kariyappa and Qureshi, CVPR 2020)
   and budget, runs the attack (:data:`divqat.attacks.ATTACKS`), and scores the surrogate with
-  :func:`divqat.metrics.evaluate_surrogate` on the victim's test set (docs/science.md §6). A
+  :func:`divqat.metrics.evaluate_surrogate` on the victim's test set (docs/science.md §6; the
+  mixed thief on the part of it it does not query, :meth:`LibraryPipeline.scoring_set`), and
+  keeps the histogram of the labels the thief was answered (``answered_hist``). A
   defense's cost (accuracy under it, mean L1/KL between clean and returned vectors, latency)
   comes from :func:`divqat.defenses.cost.defense_cost`.
 - With a ``[robustness]`` table, accuracy under FGSM/PGD (:mod:`divqat.robustness`) is
@@ -155,7 +157,17 @@ class LibraryPipeline:
         options = {k: v for k, v in entry.kwargs.items() if k != "budget"}
         return attack_call(entry.name, options, queryset=None if spec.data_free else self.config.data["queryset"],
                            device=str(resolve_device(self.config.device)), progress=self.progress,
-                           cache_dir=cache_dir if spec.cached else None)
+                           cache_dir=cache_dir if spec.cached else None, victim_data=self.config.data["victim"])
+
+    def scoring_set(self, entry):
+        """The test images that score an attack entry: the victim's test set, or its first
+        :func:`divqat.attacks.registry.scoring_limit` images for an attack that draws queries from the rest."""
+        from torch.utils.data import Subset
+
+        from divqat.attacks.registry import scoring_limit
+
+        limit = scoring_limit(entry.name, entry.kwargs)
+        return self.test_set if limit is None else Subset(self.test_set, range(min(limit, len(self.test_set))))
 
     def attack(self, victim, cell, victim_dir, misinformation_dir=None):
         from divqat.blackbox import BlackBox
@@ -170,9 +182,14 @@ class LibraryPipeline:
                         defense_id=cell.defense.label if defense else None)
         blackbox = BlackBox(victim, defense=defense, budget=budget, **identity)
         surrogate, record = fn(blackbox, budget=budget, seed=cell.victim.seed, **kwargs)
-        metrics = evaluate_surrogate(surrogate, BlackBox(victim, defense=defense, **identity), self.test_set)
+        scoring = self.scoring_set(cell.attack)
+        metrics = evaluate_surrogate(surrogate, BlackBox(victim, defense=defense, **identity), scoring)
         metrics["queries_used"] = record["queries_used"]  # answers the surrogate was trained on
         metrics["fresh_queries"] = blackbox.queries_used  # of which not served by the transfer cache
+        if scoring is not self.test_set:
+            metrics["scoring_images"] = len(scoring)
+        if "answered_hist" in record:  # argmax of every answer the thief received, per class
+            metrics["answered_hist"] = record["answered_hist"]
         if defense is not None:
             cost = defense_cost(victim, defense, self.test_set, progress=False)
             metrics.update(defense_l1=cost["mean_l1"], defense_kl=cost["mean_kl"],

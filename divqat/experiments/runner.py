@@ -20,7 +20,7 @@ The runner turns the grid into jobs (:func:`grid_jobs`: per seed the teacher, th
 students, then the misinformation model when an attack cell still needs one, then the attack
 cells) and hands them to an executor
 (:mod:`divqat.experiments.executors`: in this process, or as Ray tasks). Whoever runs a cell
-(:class:`CellWorker`) claims it (:mod:`divqat.experiments.claims`), skips it if the cache has
+(:class:`CellWorker`) claims it (:mod:`divqat.experiments.cell_lock`), skips it if the cache has
 it, else computes it and writes its record atomically; so a rerun, or a second driver on the
 same directory, never computes a finished cell again, and an interrupted run resumes where it
 stopped. A failing cell is recorded in ``OUT/failures/<key>.json`` with its error, the cells
@@ -35,13 +35,13 @@ from pathlib import Path
 import torch
 
 from divqat.progress import progress_bar
+from divqat.results.aggregate import write_results
+from divqat.results.report import write_report
 from divqat.utils import atomic_write_json, seed_everything
 
-from .aggregate import write_results
+from .cell_lock import claim
 from .cells import CellCache, attack_cells, attacked_victims, misinformation_name, victim_cells, victim_name
-from .claims import claim
 from .executors import CACHED, DONE, FAILED, SKIPPED, Job, Outcome, SequentialExecutor
-from .report import write_report
 
 
 class ExperimentFailed(RuntimeError):

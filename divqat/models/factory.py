@@ -10,17 +10,18 @@ from ..data.registry import dataset_info
 from .base import ImageClassifier
 from .custom import build_custom, is_callable_ref, load_weights, wrap_module
 from .resnet import parse_resnet_arch, resnet_layers
-from .small import lenet5_layers, smallcnn_layers
+from .small import lenet5_layers, lenet_caffe_layers, smallcnn_layers
 from .vgg import vgg_layers
 
 __all__ = ["ARCHITECTURES", "build_model", "build_model_for"]
 
 #: Canonical names. Also accepted: any ``resnet<6n+2>`` and ``wrn<6n+4>_<k>``, and
 #: ``build_model("wrn16_4", ..., width=k)`` (which builds, and names, ``wrn16_<k>``).
-ARCHITECTURES: tuple[str, ...] = ("lenet5", "smallcnn", "resnet20", "resnet32", "vgg11_bn", "vgg16_bn", "wrn16_4")
+ARCHITECTURES: tuple[str, ...] = ("lenet5", "lenet_caffe", "smallcnn", "resnet20", "resnet32", "vgg11_bn", "vgg16_bn", "wrn16_4")
 
 _PLAIN = {
     "lenet5": lenet5_layers,
+    "lenet_caffe": lenet_caffe_layers,
     "smallcnn": smallcnn_layers,
     "vgg11_bn": lambda *a: vgg_layers(11, *a),
     "vgg16_bn": lambda *a: vgg_layers(16, *a),

@@ -10,8 +10,8 @@ Verified (tests/test_quant_convert.py): after ONNX Runtime's graph optimizations
 QLinearConv (every conv and linear layer), QLinearAdd, QLinearGlobalAveragePool /
 QLinearAveragePool and uint8 MaxPool; no float Conv, Gemm or MatMul remains. Float arithmetic is
 left only at the boundaries (Normalize and the input quantization, the final dequantization).
-The integer model's argmax agrees with the fake-quantized model on 100% of 1000 MNIST test
-images after a short LeNet-5 QAT (docs/science.md §2 asks for >= 99%).
+The same test checks that the integer model's argmax agrees with the fake-quantized model's on
+at least 99% of MNIST test images after a short LeNet-5 QAT (docs/science.md §2).
 """
 import copy
 

@@ -23,9 +23,13 @@ import torch
 
 from divqat.blackbox import QueryBudgetExceeded
 from divqat.serving.protocol import BINARY
-from divqat.serving.remote import is_url
 
-__all__ = ["HttpBlackBox", "ServerError"]
+__all__ = ["HttpBlackBox", "ServerError", "is_url"]
+
+
+def is_url(victim):
+    """True when ``--victim`` names a server (http:// or https://) rather than a directory."""
+    return str(victim).startswith(("http://", "https://"))
 
 
 class ServerError(RuntimeError):

@@ -17,17 +17,14 @@ metrics.json records which ("evaluation") and the server's count for the attack'
 """
 import os
 
+from divqat.serving.http_blackbox import HttpBlackBox, is_url
+
 __all__ = ["add_arguments", "is_url", "open_remote_victims", "reject_remote_options", "API_KEY_ENV",
            "EVAL_API_KEY_ENV"]
 
 API_KEY_ENV = "DIVQAT_API_KEY"
 EVAL_API_KEY_ENV = "DIVQAT_EVAL_API_KEY"
 _LOCAL_ONLY = ("victim_kind", "output", "k", "decimals", "cache_dir")
-
-
-def is_url(victim):
-    """True when ``--victim`` names a server (http:// or https://) rather than a directory."""
-    return str(victim).startswith(("http://", "https://"))
 
 
 def add_arguments(parser):
@@ -77,7 +74,6 @@ def open_remote_victims(args, defense, device):
     and options that only a local victim has.
     """
     from divqat.blackbox import BlackBox
-    from divqat.serving.http_blackbox import HttpBlackBox
     from divqat.train import load_config
 
     _check_local_options(args)

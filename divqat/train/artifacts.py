@@ -27,6 +27,7 @@ from divqat.utils import atomic_save, atomic_write_json, load_torch_file, read_j
 KINDS = ("auto", "float", "fake_quant", "int8")
 CONFIG, MODEL, MODEL_INT8, METRICS = "config.json", "model.pt", "model_int8.onnx", "metrics.json"
 REQUIRED_KEYS = ("arch", "dataset", "meta", "method", "quantized")
+MISINFORMATION = "misinformation"  # the method of adaptive misinformation's model (divqat train-misinformation)
 
 
 def load_config(run_dir):
@@ -86,16 +87,20 @@ def _load_state(model, run_dir, config):
                          f"config.json describes ({detail})") from None
 
 
-def load_victim(run_dir, kind="auto", device="cpu"):
+def load_victim(run_dir, kind="auto", device="cpu", *, victim_only=True):
     """The trained model of ``run_dir`` in eval mode.
 
     kind: "auto" (int8 for quantized methods, else float); "float" (the float model; for a
     quantized run the trained student with fake quantization off); "fake_quant" (the prepared
     model as trained, observers frozen); "int8" (the converted integer model, CPU only).
-    ValueError for an unfinished run (no metrics.json) or a file that does not fit config.json.
+    ValueError for an unfinished run (no metrics.json), a file that does not fit config.json and,
+    with ``victim_only``, a run that holds no victim (adaptive misinformation's model).
     """
     check_choice("kind", kind, KINDS)
     config = load_config(run_dir)
+    if victim_only and config["method"] == MISINFORMATION:
+        raise ValueError(f"{run_dir} holds adaptive misinformation's model (divqat train-misinformation), "
+                         "not a victim; it serves --defense am --defense-arg model=DIR")
     if not is_finished(run_dir):
         raise ValueError(f"{run_dir} holds an unfinished run (no {METRICS}: interrupted or still training)")
     quantized = config["quantized"]

@@ -7,12 +7,21 @@
 The methods and the run itself are :func:`divqat.train.victim.train_victim`'s; this module
 only turns the command line into a :class:`~divqat.train.victim.VictimConfig`.
 """
+import dataclasses
+
 from divqat.cli_options import arch_help, choices_text, dataset_help
 from divqat.reference.kl_loss import DIRECTIONS
 from divqat.tensorboard_log import tensorboard_log
-from divqat.train import objectives
 from divqat.train.loop import OPTIMIZERS
-from divqat.train.victim import EPOCHS, LR, METHODS, VictimConfig, train_victim
+from divqat.train.objectives import OBJECTIVES, PROXY_TARGETS
+from divqat.train.options import ADAM_LR_DIVISOR, EPOCHS, LR, METHODS, WEIGHT_DECAY, VictimConfig, flag
+from divqat.train.victim import train_victim
+
+# the values an option takes, where they are a fixed list
+CHOICES = {"method": METHODS, "direction": DIRECTIONS, "objective": OBJECTIVES, "proxy_target": PROXY_TARGETS,
+           "optimizer": OPTIMIZERS}
+# options whose default depends on the method (None in VictimConfig)
+PER_METHOD = {"epochs": EPOCHS, "lr": LR, "weight_decay": WEIGHT_DECAY}
 
 
 def _per_method(values):
@@ -20,42 +29,49 @@ def _per_method(values):
     return ", ".join(f"{method} {value}" for method, value in values.items())
 
 
+def _help(spec):
+    """An option's help: what it is, its values, its default and which methods read it."""
+    if spec.name == "dataset":
+        return dataset_help(spec.metadata["help"])
+    if spec.name == "arch":
+        return arch_help()
+    text = spec.metadata["help"]
+    if spec.name in CHOICES:
+        text += f": {choices_text(CHOICES[spec.name])}"
+    if spec.name in PER_METHOD:
+        text += f" (default per method: {_per_method(PER_METHOD[spec.name])}"
+        text += f"; with Adam 1/{ADAM_LR_DIVISOR} of it)" if spec.name == "lr" else ")"
+    elif spec.default not in (dataclasses.MISSING, None) and spec.type is not bool:
+        text += f" (default {spec.default})"
+    methods, objectives = spec.metadata["methods"], spec.metadata["objectives"]
+    others = [m for m in METHODS if m not in methods]
+    if objectives is not None:
+        text += f"; --objective {', '.join(objectives)} only"
+    elif len(others) == 1:
+        text += f"; not with --method {others[0]}"
+    elif others:
+        text += f"; --method {', '.join(methods)} only"
+    return text
+
+
 def add_arguments(parser):
-    a = parser.add_argument
-    a("--dataset", required=True, help=dataset_help("training and test set"))
-    a("--arch", required=True, help=arch_help())
-    a("--method", default="fp", help=f"training method: {choices_text(METHODS, 'fp')}")
-    a("--teacher", metavar="DIR", help="output dir of an fp run: the model ptq/qat/divqat quantize (required for them)")
-    a("--alpha", type=float, default=1.0, help="DivQAT weight of the KL term, >= 0 (default 1; 0 = plain QAT)")
-    a("--temperature", type=float, default=1.0, help="DivQAT softmax temperature T (default 1)")
-    a("--direction", default="forward", help=f"KL direction: {choices_text(DIRECTIONS, 'forward')}; "
-      "forward is KL(f_fp||f_q), reverse KL(f_q||f_fp)")
-    a("--kl-cap", type=float, default=None, help="cap on the per-sample KL term (default none)")
-    a("--alpha-warmup", type=float, default=0.0, help="epochs over which alpha rises linearly from 0 (default 0)")
-    objectives.add_arguments(parser)
-    a("--bits", type=int, default=8, help="weight and activation bit width, 2..8 (default 8)")
-    a("--lsq", action="store_true", help="learnable scale and zero point (LSQ)")
-    a("--freeze-last", type=int, default=1,
-      help="QAT/DivQAT: epochs at the end with observers and batch-norm statistics frozen (default 1)")
-    a("--eps", type=float, default=None, help="adv-fgsm/adv-pgd: perturbation size in [0, 1] pixel units")
-    a("--epochs", type=int, default=None, help=f"training epochs (default per method: {_per_method(EPOCHS)})")
-    a("--batch-size", type=int, default=128, help="global batch size, split over torchrun processes (default 128)")
-    a("--lr", type=float, default=None, help="peak learning rate, cosine decay (default per method, with SGD: "
-      f"{_per_method(LR)}; with Adam a 50th of that)")
-    a("--optimizer", default="sgd", help=f"{choices_text(OPTIMIZERS, 'sgd')}; SGD with momentum 0.9")
-    a("--weight-decay", type=float, default=None, help="weight decay (default 5e-4 fp, 0 otherwise)")
-    a("--limit", type=int, default=None, metavar="N", help="train on the first N training examples")
-    a("--test-limit", type=int, default=None, metavar="N", help="evaluate on the first N test examples")
-    a("--no-augment", action="store_true", help="no training augmentation")
-    a("--seed", type=int, default=0, help="seeds python, numpy, torch and the data order (default 0)")
-    a("--resume", action="store_true", help="continue from OUT/checkpoint.pt after its last finished epoch")
-    a("--out", required=True, metavar="DIR", help="output directory (config.json, model.pt, log.jsonl, metrics.json)")
-    a("--overwrite", action="store_true", help="replace a finished run in --out (refused otherwise)")
-    a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    a("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
-    a("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
-    a("--tensorboard", metavar="DIR", help="also write each epoch's monitors as TensorBoard events in DIR "
-      "(needs the tensorboard package)")
+    """``divqat train``'s options: one per :class:`~divqat.train.options.VictimConfig` field,
+    plus those that steer the command (--overwrite, --tensorboard)."""
+    for spec in dataclasses.fields(VictimConfig):
+        kwargs = {"help": _help(spec)}
+        if spec.type is bool:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = next(t for t in getattr(spec.type, "__args__", (spec.type,)) if t is not type(None))
+            kwargs["metavar"] = spec.metadata["metavar"]
+        if spec.default is dataclasses.MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = spec.default
+        parser.add_argument(flag(spec.name), **kwargs)
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out (refused otherwise)")
+    parser.add_argument("--tensorboard", metavar="DIR", help="also write each epoch's monitors as TensorBoard "
+                        "events in DIR (needs the tensorboard package)")
 
 
 # parsed arguments that steer the command rather than describe the run

@@ -15,8 +15,10 @@ distributed) shuffles with ``seed + epoch``, so the same examples form global ba
 every run, however many processes share it.
 """
 import json
+import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ from divqat.tensorboard_log import log_scalars
 from divqat.train import distributed
 from divqat.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, set_rng_state
 from divqat.train.curves import CURVES_NAME, write_curves
+from divqat.train.options import DEFAULTS, EPOCHS, LR
 from divqat.utils import atomic_write_text, remove_temporaries, resolve_device, seed_everything
 
 OPTIMIZERS = ("sgd", "adam")
@@ -74,9 +77,29 @@ def write_log(path, history):
     atomic_write_text("".join(json.dumps(rec, sort_keys=True) + "\n" for rec in history), path)
 
 
-def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, batch_size=128, lr=0.05,
-        optimizer="sgd", weight_decay=0.0, seed=0, device="cpu", workers=0, progress=True, out_dir=None,
-        resume=False, callback=None, signature=None, desc="train"):
+class DivergedError(ValueError):
+    """Training diverged: an epoch's loss (or another monitor) is not finite."""
+
+
+@dataclass
+class _Run:
+    """What the epochs of one :func:`fit` call share."""
+
+    ctx: object
+    model: object
+    wrapped: object  # the model, or its DistributedDataParallel wrapper
+    optimizer: object
+    scheduler: object
+    steps_per_epoch: int
+    signature: dict
+    checkpoint: Path | None
+    log: Path | None
+
+
+def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=EPOCHS["fp"],
+        batch_size=DEFAULTS.batch_size, lr=LR["fp"], optimizer=DEFAULTS.optimizer, weight_decay=0.0,
+        seed=DEFAULTS.seed, device="cpu", workers=DEFAULTS.workers, progress=True, out_dir=None, resume=False,
+        callback=None, signature=None, desc="train"):
     """Train ``model`` in place with ``step`` and return the per-epoch history (list of dicts:
     epoch, lr at the epoch's first step, the step's monitors averaged over the epoch, the
     ``evaluate`` results, seconds).
@@ -94,6 +117,8 @@ def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, 
     - ``callback(record)`` is called on every rank after each epoch's checkpoint is written.
     - ``progress=False`` silences the progress of the epoch's images (:mod:`divqat.progress`) and
       the per-epoch line.
+    - an epoch whose averaged monitors are not finite (a diverged run) raises
+      :class:`DivergedError` before its checkpoint is written.
     """
     check_options(epochs, batch_size, lr, weight_decay, workers)
     if len(train_set) == 0:
@@ -104,71 +129,97 @@ def fit(model, train_set, step, *, evaluate=None, before_epoch=None, epochs=10, 
     seed_everything(seed)
     signature = dict(signature or {}, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                      weight_decay=weight_decay, seed=seed, world_size=ctx.world_size)
-    model.to(ctx.device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(optimizer, params, lr, weight_decay)
-    steps_per_epoch = len(_loader(train_set, ctx, batch_size, seed, 0, 0))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
-    history, start = [], 0
-    ckpt_path = log_path = None
-    if out_dir is not None:
-        ckpt_path, log_path = Path(out_dir) / CHECKPOINT_NAME, Path(out_dir) / LOG_NAME
-        if ctx.is_main:  # what a kill during a write left behind
-            remove_temporaries(ckpt_path)
-            remove_temporaries(log_path)
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, signature, ctx.device)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, start = list(state["history"]), state["epoch"]
-        set_rng_state(state["rng"])
-    wrapped = model
+    run = _start(model, train_set, ctx, optimizer, lr, weight_decay, epochs, batch_size, seed, signature, out_dir)
+    history = _resume(run) if resume and run.checkpoint is not None and run.checkpoint.exists() else []
     if ctx.distributed:
-        wrapped = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    for epoch in range(start, epochs):
-        tic, epoch_lr = time.perf_counter(), opt.param_groups[0]["lr"]
+        run.wrapped = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    for epoch in range(len(history), epochs):
+        tic, epoch_lr = time.perf_counter(), run.optimizer.param_groups[0]["lr"]
         model.train()
         if before_epoch is not None:
             before_epoch(model, epoch)
         loader = _loader(train_set, ctx, batch_size, seed, epoch, workers)
-        sums, count = None, torch.zeros((), dtype=torch.float64, device=ctx.device)
-        bar = progress_lines.progress_bar(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", total=len(loader.sampler),
-                                          unit="images", size=lambda batch: len(batch[1]),
-                                          enabled=progress and ctx.is_main)
-        for i, (x, y) in enumerate(bar):
-            x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
-            out = step(wrapped, x, y, epoch + (i + 1) / steps_per_epoch)
-            opt.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            opt.step()
-            scheduler.step()
-            values = torch.stack([v.detach().double() for v in out.values()]) * len(y)
-            sums = values if sums is None else sums + values
-            count += len(y)
-            if i % 20 == 0 and bar.enabled:
-                bar.set_postfix(loss=f"{out['loss'].item():.4f}", refresh=False)  # shown by the update
-        distributed.all_reduce_sum(sums, ctx)
-        distributed.all_reduce_sum(count, ctx)
-        record = {"epoch": epoch + 1, "lr": epoch_lr}
-        record.update({k: (s / count).item() for k, s in zip(out, sums)})
+        monitors = _train_epoch(run, step, loader, epoch, f"{desc} epoch {epoch + 1}/{epochs}", progress)
+        record = {"epoch": epoch + 1, "lr": epoch_lr, **monitors}
         if evaluate is not None:
             record.update(evaluate(model))
         record["seconds"] = time.perf_counter() - tic
         history.append(record)
-        if ctx.is_main and out_dir is not None:
-            save_checkpoint(ckpt_path, epoch=epoch + 1, model=model, optimizer=opt, scheduler=scheduler,
-                            history=history, signature=signature)
-            write_log(log_path, history)
-            write_curves(history, Path(out_dir) / CURVES_NAME, title=desc)
-        if ctx.is_main:
-            log_scalars(desc, {k: v for k, v in record.items() if k != "epoch"}, epoch + 1)
-        if progress and ctx.is_main:
-            progress_lines.write(f"{desc} epoch {epoch + 1}/{epochs}: "
-                                 + " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds")))
-        distributed.barrier(ctx)
+        _end_epoch(run, history, out_dir, desc, f"{desc} epoch {epoch + 1}/{epochs}", progress)
         if callback is not None:
             callback(record)
     model.eval()
     return history
 
+
+def _start(model, train_set, ctx, optimizer, lr, weight_decay, epochs, batch_size, seed, signature, out_dir):
+    """The model on its device, its optimizer and cosine schedule, and where its files go
+    (interrupted writes of a killed run removed)."""
+    model.to(ctx.device)
+    opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], lr, weight_decay)
+    steps_per_epoch = len(_loader(train_set, ctx, batch_size, seed, 0, 0))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    checkpoint = log = None
+    if out_dir is not None:
+        checkpoint, log = Path(out_dir) / CHECKPOINT_NAME, Path(out_dir) / LOG_NAME
+        if ctx.is_main:
+            remove_temporaries(checkpoint)
+            remove_temporaries(log)
+    return _Run(ctx, model, model, opt, scheduler, steps_per_epoch, signature, checkpoint, log)
+
+
+def _resume(run):
+    """Restore model, optimizer, schedule and RNG from the checkpoint; its history (one record
+    per finished epoch)."""
+    state = load_checkpoint(run.checkpoint, run.signature, run.ctx.device)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return list(state["history"])
+
+
+def _train_epoch(run, step, loader, epoch, label, progress):
+    """One epoch of optimizer steps; the step's monitors averaged over all processes' examples.
+    DivergedError when they are not finite."""
+    ctx, sums = run.ctx, None
+    count = torch.zeros((), dtype=torch.float64, device=ctx.device)
+    bar = progress_lines.progress_bar(loader, desc=label, total=len(loader.sampler), unit="images",
+                                      size=lambda batch: len(batch[1]), enabled=progress and ctx.is_main)
+    for i, (x, y) in enumerate(bar):
+        x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+        out = step(run.wrapped, x, y, epoch + (i + 1) / run.steps_per_epoch)
+        run.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        values = torch.stack([v.detach().double() for v in out.values()]) * len(y)
+        sums = values if sums is None else sums + values
+        count += len(y)
+        if i % 20 == 0 and bar.enabled:
+            bar.set_postfix(loss=f"{out['loss'].item():.4f}", refresh=False)  # shown by the update
+    distributed.all_reduce_sum(sums, ctx)
+    distributed.all_reduce_sum(count, ctx)
+    monitors = {k: (s / count).item() for k, s in zip(out, sums)}
+    bad = [k for k, v in monitors.items() if not math.isfinite(v)]
+    if bad:
+        raise DivergedError(f"training diverged in epoch {epoch + 1}: {', '.join(f'{k}={monitors[k]}' for k in bad)} "
+                            "(a smaller --lr may help); the last finished epoch's checkpoint is kept")
+    return monitors
+
+
+def _end_epoch(run, history, out_dir, desc, label, progress):
+    """The epoch's checkpoint, log and curves (rank 0), TensorBoard scalars and progress line;
+    then every process waits for the others."""
+    record, ctx = history[-1], run.ctx
+    if ctx.is_main and out_dir is not None:
+        save_checkpoint(run.checkpoint, epoch=record["epoch"], model=run.model, optimizer=run.optimizer,
+                        scheduler=run.scheduler, history=history, signature=run.signature)
+        write_log(run.log, history)
+        write_curves(history, Path(out_dir) / CURVES_NAME, title=desc)
+    if ctx.is_main:
+        log_scalars(desc, {k: v for k, v in record.items() if k != "epoch"}, record["epoch"])
+    if progress and ctx.is_main:
+        progress_lines.write(f"{label}: " + " ".join(f"{k}={v:.4g}" for k, v in record.items()
+                                                     if k not in ("epoch", "seconds")))
+    distributed.barrier(ctx)

@@ -7,7 +7,7 @@ KL_T(t, s) = T^2 KL(p || q) ("forward") or T^2 KL(q || p) ("reverse"), alpha the
 ``cap`` an optional bound on the per-row divergence (a capped row contributes the constant cap,
 hence no gradient, as in ``divqat_loss``).
 
-- ``divqat`` (default, the paper, arXiv 2512.23948): CE(y, s) - alpha * min(KL_T(t, s), cap).
+- ``divqat`` (default, the paper, arXiv 2512.23948, :func:`divqat_step`): CE(y, s) - alpha * min(KL_T(t, s), cap).
   With T > 1 and the reverse direction this is Nasty Teacher's loss (Ma et al., ICLR 2021;
   VITA-Group/Nasty-Teacher: T = 4, weight 0.04 on CIFAR-10). At T = 1 it equals
   -(1 - alpha p_y) log q_y + alpha sum_{k!=y} p_k log q_k + alpha H(p): a confident teacher
@@ -29,18 +29,23 @@ hence no gradient, as in ``divqat_loss``).
   to whatever class is cheapest, a shift teaches a surrogate a mapping that is wrong on the
   victim's own inputs; no cap). Real images and proxies
   go through f_q in one batch (so batch-norm and observer statistics see both).
+
+A new objective registers its step builder in :data:`STEPS`; each option of its own is a field
+of :class:`~divqat.train.options.VictimConfig` marked ``objectives=(name,)`` (which makes it a
+``divqat train`` option, refused with the other objectives) and a field of :class:`Objective`
+of the same name.
 """
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
 
 from divqat.checks import check_choice, check_real
-from divqat.ops import div_kl_loss
+from divqat.ops import div_kl_loss, divqat_loss
+from divqat.train.options import DEFAULTS, FIELDS
 from divqat.train.proxies import TRANSFORMS, check_transforms, synthesize_proxies
 
-OBJECTIVES = ("divqat", "nonlabel", "proxy")
 PROXY_TARGETS = ("kl", "entropy", "shift")
 MASK_LOGIT = -1e4  # times max(1, T): exp(MASK_LOGIT / T - ...) underflows to exactly 0 in float32
 
@@ -102,17 +107,92 @@ def warmed_alpha(alpha, warmup_epochs, epochs_done):
     return alpha * min(1.0, epochs_done / warmup_epochs) if warmup_epochs else alpha
 
 
+def ce_only(logits, y):
+    """The monitors of a cross-entropy-only step: loss = ce = CE(logits, y)."""
+    loss = F.cross_entropy(logits, y)
+    return {"loss": loss, "ce": loss.detach()}
+
+
+def divqat_step(teacher, alpha, temperature=DEFAULTS.temperature, direction=DEFAULTS.direction,
+                kl_cap=DEFAULTS.kl_cap, alpha_warmup_epochs=DEFAULTS.alpha_warmup):
+    """The DivQAT training step for :func:`divqat.train.loop.fit` (the paper's loss,
+    :mod:`divqat.train.trainers`); alpha = 0 is plain QAT (CE alone, the teacher never runs)."""
+
+    def step(model, x, y, epochs_done):
+        logits = model(x)
+        a = warmed_alpha(alpha, alpha_warmup_epochs, epochs_done)
+        if a == 0:
+            return ce_only(logits, y)
+        with torch.no_grad():
+            teacher_logits = teacher(x)
+        loss = divqat_loss(logits, teacher_logits, y, a, temperature, direction, kl_cap)
+        return {"loss": loss, "ce": F.cross_entropy(logits.detach(), y)}
+
+    return step
+
+
+def _nonlabel_step(objective, teacher, alpha, temperature, direction, kl_cap, alpha_warmup_epochs):
+    def step(model, x, y, epochs_done):
+        a = warmed_alpha(alpha, alpha_warmup_epochs, epochs_done)
+        logits = model(x)
+        with torch.no_grad():
+            t_real = teacher(x)
+        loss = nonlabel_loss(logits, t_real, y, a, temperature, direction, kl_cap, objective.margin,
+                             objective.margin_weight)
+        return {"loss": loss, "ce": F.cross_entropy(logits.detach(), y)}
+
+    return step
+
+
+def _proxy_step(objective, teacher, alpha, temperature, direction, kl_cap, alpha_warmup_epochs):
+    distill, target = objective.distill, objective.proxy_target
+
+    def step(model, x, y, epochs_done):
+        a = warmed_alpha(alpha, alpha_warmup_epochs, epochs_done)
+        proxies = synthesize_proxies(x, y, objective.proxy_transforms)
+        logits, proxy_logits = model(torch.cat([x, proxies])).split([len(x), len(proxies)])
+        # the teacher runs only on what the loss reads: real images for distill, proxies unless entropy
+        t_real = t_proxy = None
+        if distill or target != "entropy":
+            parts = [x] * bool(distill) + [proxies] * (target != "entropy")
+            with torch.no_grad():
+                t_all = teacher(torch.cat(parts)).split([len(p) for p in parts])
+            t_real = t_all[0] if distill else None
+            t_proxy = t_all[-1] if target != "entropy" else None
+        loss = proxy_loss(logits, t_real, y, proxy_logits, t_proxy, a, temperature, direction, kl_cap, target,
+                          distill)
+        return {"loss": loss, "ce": F.cross_entropy(logits.detach(), y)}
+
+    return step
+
+
+#: objective name -> its step builder ``(objective, teacher, alpha, T, direction, cap, warm-up) -> step``;
+#: an objective's own options are the VictimConfig fields that name it (``objectives=(name,)``)
+STEPS = {
+    "divqat": lambda objective, *args: divqat_step(*args),
+    "nonlabel": _nonlabel_step,
+    "proxy": _proxy_step,
+}
+OBJECTIVES = tuple(STEPS)
+
+
+def own_options(name):
+    """The options (VictimConfig fields) that only the objective ``name`` reads."""
+    return tuple(f for f, spec in FIELDS.items() if name in (spec.metadata["objectives"] or ()))
+
+
 @dataclass(frozen=True)
 class Objective:
     """A trained-in defense objective and its own parameters (module docstring); the shared
-    ones (alpha, T, direction, cap, warm-up) are the DivQAT trainer's."""
+    ones (alpha, T, direction, cap, warm-up) are the DivQAT trainer's. Each field is the
+    :class:`~divqat.train.options.VictimConfig` option of that name, with its default."""
 
-    name: str = "divqat"
-    margin: float = 1.0
-    margin_weight: float = 1.0
-    proxy_target: str = "kl"
-    distill: float = 0.0
-    proxy_transforms: tuple = TRANSFORMS
+    name: str = DEFAULTS.objective
+    margin: float = DEFAULTS.margin
+    margin_weight: float = DEFAULTS.margin_weight
+    proxy_target: str = DEFAULTS.proxy_target
+    distill: float = DEFAULTS.distill
+    proxy_transforms: tuple = tuple(DEFAULTS.proxy_transforms.split(","))
 
     def __post_init__(self):
         check_transforms(self.proxy_transforms)
@@ -123,64 +203,26 @@ class Objective:
 
     def signature(self):
         """The parameters that matter for ``self.name`` (the paper's objective has none)."""
-        keep = {"divqat": (), "nonlabel": ("margin", "margin_weight"), "proxy": ("proxy_target", "distill")}
-        signature = {"objective": self.name, **{k: v for k, v in asdict(self).items() if k in keep[self.name]}}
+        keep = [k for k in own_options(self.name) if k != "proxy_transforms"]
+        signature = {"objective": self.name, **{k: v for k, v in asdict(self).items() if k in keep}}
         if self.name == "proxy" and tuple(self.proxy_transforms) != TRANSFORMS:  # old runs resume unchanged
             signature["proxy_transforms"] = list(self.proxy_transforms)
         return signature
 
-    def make_step(self, teacher, alpha, temperature=1.0, direction="forward", kl_cap=None, alpha_warmup_epochs=0):
+    def make_step(self, teacher, alpha, temperature=DEFAULTS.temperature, direction=DEFAULTS.direction,
+                  kl_cap=DEFAULTS.kl_cap, alpha_warmup_epochs=DEFAULTS.alpha_warmup):
         """A training step for :func:`divqat.train.loop.fit` minimising this objective (the
-        paper's: :func:`divqat.train.trainers.divqat_step`)."""
-        if self.name == "divqat":
-            from divqat.train.trainers import divqat_step  # trainers imports this module
-
-            return divqat_step(teacher, alpha, temperature, direction, kl_cap, alpha_warmup_epochs)
-
-        def step(model, x, y, epochs_done):
-            a = warmed_alpha(alpha, alpha_warmup_epochs, epochs_done)
-            if self.name == "proxy":
-                proxies = synthesize_proxies(x, y, self.proxy_transforms)
-                logits, proxy_logits = model(torch.cat([x, proxies])).split([len(x), len(proxies)])
-                # the teacher runs only on what the loss reads: real images for distill, proxies unless entropy
-                t_real = t_proxy = None
-                if self.distill or self.proxy_target != "entropy":
-                    parts = [x] * bool(self.distill) + [proxies] * (self.proxy_target != "entropy")
-                    with torch.no_grad():
-                        t_all = teacher(torch.cat(parts)).split([len(p) for p in parts])
-                    t_real = t_all[0] if self.distill else None
-                    t_proxy = t_all[-1] if self.proxy_target != "entropy" else None
-                loss = proxy_loss(logits, t_real, y, proxy_logits, t_proxy, a, temperature, direction, kl_cap,
-                                  self.proxy_target, self.distill)
-            else:
-                logits = model(x)
-                with torch.no_grad():
-                    t_real = teacher(x)
-                loss = nonlabel_loss(logits, t_real, y, a, temperature, direction, kl_cap, self.margin,
-                                     self.margin_weight)
-            return {"loss": loss, "ce": F.cross_entropy(logits.detach(), y)}
-
-        return step
+        paper's: :func:`divqat_step`)."""
+        return STEPS[self.name](self, teacher, alpha, temperature, direction, kl_cap, alpha_warmup_epochs)
 
 
-def add_arguments(parser):
-    """The ``divqat train`` options of the trained-in objectives (method divqat)."""
-    a = parser.add_argument
-    a("--objective", default="divqat",
-      help=f"divqat method's objective: one of {', '.join(OBJECTIVES)} (default divqat, the paper's)")
-    a("--margin", type=float, default=1.0, help="nonlabel: margin m of the top-1 hinge (default 1)")
-    a("--margin-weight", type=float, default=1.0, help="nonlabel: weight of the top-1 hinge (default 1)")
-    a("--proxy-target", default="kl", help=f"proxy: one of {', '.join(PROXY_TARGETS)} (default kl)")
-    a("--distill", type=float, default=0.0, help="proxy: weight of KL(f_fp || f_q) on real images (default 0)")
-    a("--proxy-transforms", default=",".join(TRANSFORMS),
-      help=f"proxy: comma-separated proxy transforms, a subset of {','.join(TRANSFORMS)} (default all)")
-
-
-def objective_from_args(args):
-    """The :class:`Objective` of parsed ``divqat train`` arguments; ValueError naming the option."""
+def objective_of(config):
+    """The :class:`Objective` of a :class:`~divqat.train.options.VictimConfig`; ValueError naming
+    the option."""
+    values = {f.name: getattr(config, f.name) for f in fields(Objective) if f.name != "name"}
+    values["proxy_transforms"] = tuple(values["proxy_transforms"].split(","))
     try:
-        return Objective(args.objective, args.margin, args.margin_weight, args.proxy_target, args.distill,
-                         tuple(args.proxy_transforms.split(",")))
+        return Objective(config.objective, **values)
     except ValueError as exc:
         option = "proxy-transforms" if str(exc).startswith("proxy transforms") else str(exc).split(" ")[0]
         raise ValueError(f"--{option.replace('_', '-')}: {exc}") from None

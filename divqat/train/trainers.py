@@ -20,17 +20,16 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.fx.experimental.optimization import fuse
 
 from divqat import quant
 from divqat.checks import check_choice, check_int, check_real
-from divqat.ops import divqat_loss
 from divqat.progress import progress_bar
 from divqat.reference.kl_loss import DIRECTIONS
 from divqat.train.loop import fit
 from divqat.train.monitors import Evaluator
-from divqat.train.objectives import warmed_alpha
+from divqat.train.objectives import ce_only, divqat_step
+from divqat.train.options import DEFAULTS, EPOCHS, LR, WEIGHT_DECAY
 from divqat.utils import resolve_device
 
 
@@ -42,18 +41,12 @@ class TrainResult:
     history: list
 
 
-def ce_only(logits, y):
-    """The monitors of a cross-entropy-only step: loss = ce = CE(logits, y)."""
-    loss = F.cross_entropy(logits, y)
-    return {"loss": loss, "ce": loss.detach()}
-
-
 def _ce_step(model, x, y, epochs_done):
     return ce_only(model(x), y)
 
 
-def train_fp(model, train_set, test_set, *, epochs=10, batch_size=128, lr=0.05, weight_decay=5e-4,
-             eval_batch_size=512, **options):
+def train_fp(model, train_set, test_set, *, epochs=EPOCHS["fp"], batch_size=DEFAULTS.batch_size, lr=LR["fp"],
+             weight_decay=WEIGHT_DECAY["fp"], eval_batch_size=512, **options):
     """Train a full-precision classifier with cross-entropy.
 
     Loop options (``optimizer``, ``seed``, ``device``, ``workers``, ``progress``, ``out_dir``,
@@ -86,8 +79,8 @@ def freeze_schedule(epochs, freeze_last_epochs):
 def frozen_teacher(model, device):
     """f_fp: a copy of ``model`` in eval mode without gradients, on ``device``, with each
     conv-bn pair folded into one convolution and channels-last weights (the same function up
-    to float rounding, 15-40% faster on CPU: the teacher's forward pass is the only extra work
-    of a DivQAT step over a QAT step)."""
+    to float rounding, and faster: the teacher's forward pass is the only extra work of a DivQAT
+    step over a QAT step; benchmarks/bench_train_step.py times it)."""
     teacher = fuse(copy.deepcopy(model).eval(), inplace=True).to(device, memory_format=torch.channels_last)
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -103,25 +96,11 @@ def check_divqat_options(alpha, temperature, direction, kl_cap, alpha_warmup_epo
     check_real("alpha_warmup_epochs", alpha_warmup_epochs, 0)
 
 
-def divqat_step(teacher, alpha, temperature=1.0, direction="forward", kl_cap=None, alpha_warmup_epochs=0):
-    """The DivQAT training step for :func:`divqat.train.loop.fit` (formula in the module doc)."""
-
-    def step(model, x, y, epochs_done):
-        logits = model(x)
-        a = warmed_alpha(alpha, alpha_warmup_epochs, epochs_done)
-        if a == 0:
-            return ce_only(logits, y)
-        with torch.no_grad():
-            teacher_logits = teacher(x)
-        loss = divqat_loss(logits, teacher_logits, y, a, temperature, direction, kl_cap)
-        return {"loss": loss, "ce": F.cross_entropy(logits.detach(), y)}
-
-    return step
-
-
-def train_divqat(teacher, train_set, test_set, alpha, temperature=1.0, direction="forward", kl_cap=None,
-                 alpha_warmup_epochs=0, *, qconfig=None, freeze_last_epochs=1, epochs=3, batch_size=128, lr=0.005,
-                 weight_decay=0.0, eval_batch_size=512, objective=None, **options):
+def train_divqat(teacher, train_set, test_set, alpha, temperature=DEFAULTS.temperature,
+                 direction=DEFAULTS.direction, kl_cap=DEFAULTS.kl_cap, alpha_warmup_epochs=DEFAULTS.alpha_warmup,
+                 *, qconfig=None, freeze_last_epochs=DEFAULTS.freeze_last, epochs=EPOCHS["divqat"],
+                 batch_size=DEFAULTS.batch_size, lr=LR["divqat"], weight_decay=WEIGHT_DECAY["divqat"],
+                 eval_batch_size=512, objective=None, **options):
     """DivQAT: fine-tune ``prepare_qat(copy of teacher, qconfig)`` with the DivQAT loss.
 
     ``teacher`` is left untouched. Each epoch logs loss, ce, lr, test_accuracy, kl_fp_q and

@@ -13,8 +13,6 @@ marker goes first (:func:`~divqat.train.artifacts.start_run`).
 """
 import dataclasses
 import platform
-import types
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,95 +24,39 @@ from divqat.checks import check_out as check_out_rule
 from divqat.data import canonical_name, dataset_info, load_dataset
 from divqat.models import build_model_for
 from divqat.train import distributed, objectives
-from divqat.train.artifacts import load_config, load_victim, start_run, write_run_results
+from divqat.train.artifacts import (
+    MISINFORMATION,
+    load_config,
+    load_victim,
+    start_run,
+    write_run_results,
+)
+from divqat.train.checkpoint import CHECKPOINT_NAME
 from divqat.train.loop import LOG_NAME, OPTIMIZERS, check_options, write_log
 from divqat.train.monitors import Evaluator, quantized_metrics
+from divqat.train.options import (
+    ADAM_LR_DIVISOR,
+    ADVERSARIAL,
+    DEFAULTS,
+    EPOCHS,
+    LR,
+    METHODS,
+    QUANTIZED_METHODS,
+    VictimConfig,
+    flag,
+    unused_option,
+)
 from divqat.train.trainers import check_divqat_options, ptq, train_divqat, train_fp
 from divqat.utils import resolve_device, seed_everything
 
-QUANTIZED_METHODS = ("ptq", "qat", "divqat")  # built from a trained full-precision teacher
-ADVERSARIAL = {"adv-fgsm": "fgsm", "adv-pgd": "pgd"}
-METHODS = ("fp",) + QUANTIZED_METHODS + tuple(ADVERSARIAL)
-# default epochs and SGD learning rate per method (Adam: lr / 50)
-EPOCHS = {"fp": 10, "qat": 3, "divqat": 3, "adv-fgsm": 10, "adv-pgd": 10}
-LR = {"fp": 0.05, "qat": 0.005, "divqat": 0.005, "adv-fgsm": 0.05, "adv-pgd": 0.05}
-
-
-@dataclass
-class VictimConfig:
-    """Everything a victim's training run depends on; the fields are ``divqat train``'s options
-    (``--kl-cap`` is ``kl_cap``), and config.json records them all."""
-
-    dataset: str
-    arch: str
-    out: str
-    method: str = "fp"
-    teacher: str | None = None
-    alpha: float = 1.0
-    temperature: float = 1.0
-    direction: str = "forward"
-    kl_cap: float | None = None
-    alpha_warmup: float = 0.0
-    objective: str = "divqat"  # the trained-in objectives of divqat.train.objectives
-    margin: float = 1.0
-    margin_weight: float = 1.0
-    proxy_target: str = "kl"
-    distill: float = 0.0
-    proxy_transforms: str = "mixup,shuffle,noise,blur"
-    bits: int = 8
-    lsq: bool = False
-    freeze_last: int = 1
-    eps: float | None = None
-    epochs: int | None = None
-    batch_size: int = 128
-    lr: float | None = None
-    optimizer: str = "sgd"
-    weight_decay: float | None = None
-    limit: int | None = None
-    test_limit: int | None = None
-    no_augment: bool = False
-    seed: int = 0
-    resume: bool = False
-    device: str = "auto"
-    workers: int = 0
-    no_progress: bool = False
-
-    @classmethod
-    def from_options(cls, options, where="options"):
-        """A config from a dict of option values (e.g. a TOML table); ValueError naming
-        ``where`` and the option for an unknown option or a value of the wrong type."""
-        known = {f.name: f.type for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise ValueError(f"{where}: options unknown to `divqat train`: {', '.join(unknown)}")
-        values = {k: _coerce(k, v, known[k], where) for k, v in options.items()}
-        try:
-            return cls(**values)
-        except TypeError as err:  # a required option missing
-            raise ValueError(f"{where}: {err}") from None
-
-    @property
-    def quantized(self):
-        return self.method in QUANTIZED_METHODS
-
-
-def _coerce(name, value, annotation, where):
-    """``value`` as the field's type (an int is a valid float); ValueError otherwise."""
-    allowed = annotation.__args__ if isinstance(annotation, types.UnionType) else (annotation,)
-    if value is None and type(None) in allowed:
-        return None
-    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    kinds = [t for t in allowed if t is not type(None)]
-    if isinstance(value, bool) and bool not in kinds or not isinstance(value, tuple(kinds)):
-        expected = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
-        raise ValueError(f"{where}: bad `divqat train` option {name}: expected {expected}, got {value!r}")
-    return value
-
+# the option table's names are also this module's (experiments and the command line import them here)
+__all__ = ["VictimConfig", "METHODS", "QUANTIZED_METHODS", "ADVERSARIAL", "EPOCHS", "LR", "train_victim",
+           "check_config", "check_model", "check_out", "check_teacher", "check_resume", "loop_options"]
 
 def loop_options(config, device):
     """The keyword arguments of :func:`divqat.train.loop.fit` for a run of ``config``."""
-    lr = config.lr if config.lr is not None else LR[config.method] / (50 if config.optimizer == "adam" else 1)
+    divisor = ADAM_LR_DIVISOR if config.optimizer == "adam" else 1
+    lr = config.lr if config.lr is not None else LR[config.method] / divisor
     epochs = EPOCHS[config.method] if config.epochs is None else config.epochs
     options = {"epochs": epochs, "batch_size": config.batch_size, "lr": lr,
                "optimizer": config.optimizer, "seed": config.seed, "device": device, "workers": config.workers,
@@ -125,17 +67,28 @@ def loop_options(config, device):
 
 
 def check_model(config):
-    """ValueError naming the dataset or architecture unless the model can be built for the data."""
-    dataset_info(config.dataset)  # ValueError naming the dataset
-    build_model_for(config.arch, config.dataset)  # ValueError naming the architecture
+    """ValueError naming the dataset or architecture unless the model can be built for the data
+    and answers finite logits (checked on one random input, the global RNG untouched)."""
+    info = dataset_info(config.dataset)  # ValueError naming the dataset
+    model = build_model_for(config.arch, config.dataset).eval()  # ValueError naming the architecture
+    x = torch.rand(1, info.in_channels, info.image_size, info.image_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = model(x)
+    if not torch.isfinite(logits).all():
+        raise ValueError(f"--arch {config.arch}: the model's logits on an input are not finite (nan or inf)")
 
 
 def check_config(config):
-    """ValueError (one line, naming the option) for option values that cannot make a run
-    (the dataset and architecture: :func:`check_model`)."""
+    """ValueError (one line, naming the option) for option values that cannot make a run, and
+    for an option the method or objective would ignore (the dataset and architecture:
+    :func:`check_model`)."""
     check_choice("--method", config.method, METHODS)
+    objectives.objective_of(config)
+    unused = unused_option(config)
+    if unused is not None:
+        name, reason = unused
+        raise ValueError(f"{flag(name)} {reason} (it would be ignored)")
     check_divqat_options(config.alpha, config.temperature, config.direction, config.kl_cap, config.alpha_warmup)
-    objectives.objective_from_args(config)
     check_choice("--optimizer", config.optimizer, OPTIMIZERS)
     if config.method != "ptq":
         o = loop_options(config, "cpu")
@@ -149,24 +102,26 @@ def check_config(config):
         raise ValueError(f"--bits {config.bits}: {exc}") from None
     if config.quantized and config.teacher is None:
         raise ValueError(f"--method {config.method} needs --teacher DIR (the output directory of an fp run)")
-    if not config.quantized and config.teacher is not None:
-        raise ValueError(f"--teacher applies to {', '.join(QUANTIZED_METHODS)} only, not --method {config.method}")
     if config.method in ADVERSARIAL:
         if config.eps is None:
             raise ValueError(f"--method {config.method} needs --eps")
         check_real("--eps", config.eps, 0, 1, low_open=True)
-    elif config.eps is not None:
-        raise ValueError(f"--eps applies to {', '.join(ADVERSARIAL)} only, not --method {config.method}")
 
 
 def check_out(config, overwrite=False):
-    """ValueError unless ``config.out`` can be written and holds no finished run (unless
-    ``overwrite``)."""
+    """ValueError unless ``config.out`` names a directory that the output rule
+    (:func:`divqat.checks.check_out`) lets a run write: not the teacher, nor another command's
+    results, nor a finished run (unless ``overwrite``)."""
+    if not str(config.out).strip():
+        raise ValueError(f"--out must name a directory, got {config.out!r}")
     check_out_rule("--out", config.out, "train", inputs={"--teacher": config.teacher}, overwrite=overwrite)
 
 
 def check_teacher(config, teacher_config):
-    """ValueError unless the teacher run is a float model of the same architecture and dataset."""
+    """ValueError unless the teacher run is a float victim of the same architecture and dataset."""
+    if teacher_config["method"] == MISINFORMATION:
+        raise ValueError(f"--teacher {config.teacher} holds adaptive misinformation's model "
+                         "(divqat train-misinformation), not a victim; give the output directory of an fp run")
     if teacher_config["quantized"]:
         raise ValueError(f"--teacher {config.teacher} is a quantized ({teacher_config['method']}) run; "
                          "give the output directory of a float (fp) run")
@@ -176,9 +131,30 @@ def check_teacher(config, teacher_config):
                              f"not --{key} {getattr(config, key)!r}")
 
 
+# options that say how a run is carried out, not what it computes: a resume may change them
+_HOW = ("out", "resume", "device", "workers", "no_progress")
+
+
+def check_resume(config, teacher_config):
+    """ValueError naming the first option (or the teacher) that differs from the run that
+    ``--resume`` would continue in ``config.out`` (nothing to check without a checkpoint)."""
+    if not (config.resume and (Path(config.out) / CHECKPOINT_NAME).is_file()):
+        return
+    started = load_config(config.out)
+    for name in (f.name for f in dataclasses.fields(VictimConfig) if f.name not in _HOW):
+        if name == "teacher":
+            before, now = started.get("teacher_config"), teacher_config
+        else:
+            before, now = started.get(name, getattr(DEFAULTS, name, None)), getattr(config, name)
+        if before != now:
+            shown = config.teacher if name == "teacher" else now
+            raise ValueError(f"--resume: {flag(name)} {shown} differs from the run in --out {config.out} "
+                             "(it would continue another run); give the same options or drop --resume")
+
+
 def _objective(config):
     """The trained-in objective of a divqat run (None: the paper's loss, or a qat run)."""
-    objective = objectives.objective_from_args(config)
+    objective = objectives.objective_of(config)
     return objective if config.method == "divqat" and objective.name != "divqat" else None
 
 
@@ -232,6 +208,7 @@ def train_victim(config, overwrite=False):
     if config.quantized:
         teacher_config = load_config(config.teacher)
         check_teacher(config, teacher_config)
+    check_resume(config, teacher_config)
     ctx = distributed.context(resolve_device(config.device))
     metrics = None
     try:

@@ -46,7 +46,28 @@ def test_cli_defense_and_output(victim_dir, tmp_path):
     assert metrics["defense"].lower().startswith("topk") and metrics["output"] == "rounded"
 
 
+def test_cli_mixed_thief_is_scored_on_the_scoring_part(victim_dir, data, tmp_path):
+    """--attack-arg values reach the attack typed; the mixed thief queries test images 200..359
+    of digits, so it is scored on images 0..199 only; metrics.json holds the answered labels."""
+    rc = _cli("--victim", victim_dir, "--attack", "mixed", "--queryset", "digits", "--budget", 300, "--epochs", 1,
+              "--attack-arg", "thief_from=200", "--attack-arg", "in_share=0.5", "--no-progress", "--out", tmp_path)
+    assert rc == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["thief_from"] == 200 and metrics["in_distribution_queries"] == 150
+    assert metrics["scoring_images"] == 200 and sum(metrics["answered_hist"].values()) == 300
+    saved = torch.load(tmp_path / "surrogate.pt", weights_only=True)
+    surrogate = build_model(saved["arch"], **saved["meta"])
+    surrogate.load_state_dict(saved["state_dict"])
+    expected = evaluate_surrogate(surrogate, BlackBox.from_dir(victim_dir), (data[2][:200], data[3][:200]))
+    assert metrics["agreement"] == pytest.approx(expected["agreement"])
+
+
 @pytest.mark.parametrize("args,match", [
+    (["--attack", "smoothing", "--queryset", "digits", "--budget", 10, "--attack-arg", "k"], "KEY=VALUE"),
+    (["--attack", "smoothing", "--queryset", "digits", "--budget", 10, "--attack-arg", "k=0"], "k must be"),
+    (["--attack", "smoothing", "--queryset", "digits", "--budget", 10, "--attack-arg", "arch=lenet5",
+      "--arch", "smallcnn"], "--arch"),
+    (["--attack", "copycat", "--queryset", "digits", "--budget", 10, "--attack-arg", "k=4"], "unknown parameters"),
     (["--attack", "stealer", "--queryset", "digits", "--budget", 10], "unknown attack"),
     (["--attack", "knockoff", "--queryset", "digits", "--budget", 0], "--budget"),
     (["--attack", "knockoff", "--queryset", "fashion-mnist", "--budget", 10], "adapt"),

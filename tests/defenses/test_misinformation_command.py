@@ -47,8 +47,10 @@ def test_defense_am_takes_it_on_the_command_line(tmp_path, capsys, one_thread):
     out = tmp_path / "misinfo"
     assert main(["train-misinformation", "--dataset", "digits", "--arch", "smallcnn", "--epochs", "1", "--limit", "64",
                  "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
-    # the run directory doubles as a victim here: evaluate it under adaptive misinformation
-    assert main(["evaluate", "--victim", str(out), "--victim-kind", "float", "--defense", "am", "--defense-arg",
+    victim = tmp_path / "victim"  # a misinformation model is no victim: it only serves the defense
+    assert main(["train", "--dataset", "digits", "--arch", "smallcnn", "--epochs", "1", "--limit", "64",
+                 "--device", "cpu", "--no-progress", "--out", str(victim)]) == 0
+    assert main(["evaluate", "--victim", str(victim), "--defense", "am", "--defense-arg",
                  f"model={out}", "--defense-arg", "tau=0.5", "--test-limit", "20", "--repeats", "1", "--no-progress"]) == 0
     am = build_defense("am", model=str(out), tau=0.5)
     assert f"defense: {am!r}" in capsys.readouterr().out

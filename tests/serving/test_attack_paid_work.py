@@ -93,7 +93,7 @@ def test_training_failure_keeps_the_answers_and_a_rerun_replays_them(server, sto
     def crash(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(sys.modules["divqat.attacks.knockoff"], "train_surrogate", crash)
+    monkeypatch.setattr(sys.modules["divqat.attacks.knockoff"], "train_on_answers", crash)
     assert main(argv) == 2
     line = _one_line(capsys)
     assert "out of memory" in line and f"120 answers paid for are saved in {out / 'transfer.pt'}" in line

@@ -1,0 +1,178 @@
+"""The generated blocks of the documentation, rewritten from the committed CSVs
+(``divqat report --update docs README.md``).
+
+A block is everything between an opening marker ``<!-- NAME ARG ... -->`` and the next
+``<!-- /NAME -->`` of a Markdown file, where NAME is one of :data:`GENERATORS`; the arguments
+are paths relative to the file's directory and plain words. The blocks:
+
+- ``verdicts DATA PAGES [headline]``: every verdict (the DivQAT paper's claims on each pair's
+  ten-seed run, :data:`divqat.results.seeds10.CLAIMS`, then the trained-in goal of each checked
+  setting, :mod:`divqat.results.goal`) as one table of claim, verdict, Δ with its 95 % interval,
+  n and the results page; ``headline``: the headline claims only;
+- ``seeds10 RUN PART``: a table of :func:`divqat.results.seeds10.table`;
+- ``comparisons CSV KIND METRIC [PREFIX]``: the paired comparisons of a comparisons CSV of one
+  kind (``method``, ``defense``, ``victim``) on one metric, treatments starting with PREFIX, with
+  their verdicts (:func:`divqat.results.seeds10.comparison_table`);
+- ``frontier_summary CSV BUDGET``, ``frontier_goal CSV``, ``frontier_tables CSV``: the tables of
+  :mod:`divqat.results.frontier_tables` from a frontier.csv;
+- ``frontier_plots CSV``: the frontier's plots drawn next to the CSV, listed as images;
+- ``experiment_plots RESULTS VICTIMS PREFIX``: the experiment plots redrawn next to RESULTS
+  (:mod:`divqat.results.redraw`), listed as images.
+"""
+import os
+import re
+from pathlib import Path
+
+from divqat.utils import atomic_write_text
+
+from . import seeds10
+from .frontier import read_frontier_csv
+from .frontier_plots import plot_frontier
+from .frontier_tables import frontier_markdown, goal_tables, summary_tables
+from .goal import GOAL, check_goal
+from .redraw import redraw
+from .tables import ci_text, markdown_table, read_rows, signed
+from .words import DATASETS, setting_words, victim_words
+
+MARKER = re.compile(r"<!-- (\w+)((?: [^ >]+)*) -->")
+PAIRS = {"mnist_fmnist": "MNIST victim", "fmnist_mnist": "Fashion-MNIST victim"}
+HEADLINE = ("§3 adversary error up (KnockoffNets)", "§3 victim accuracy kept", "§4 DCP 1.0 raises adversary error (QAT victim)")  # in this order
+PAGES = {"§3": ("DivQAT vs QAT", "divqat-vs-qat.md"), "§4": ("output defenses", "output-defenses.md"),
+         "§8": ("trained-in defenses", "trained-in.md")}
+
+
+def _images(doc_dir, names, folder):
+    return "\n\n".join(f"![{name}]({os.path.relpath(Path(folder) / name, doc_dir)})" for name in names)
+
+
+def _page(section, link):
+    words, page = PAGES[section]
+    return f"[{words}]({link(page)}) ({section})"
+
+
+def victim_words_of(pair, victim_setting):
+    """``MNIST victim (trained on 10,000 training images)`` of a frontier pair and victim setting."""
+    return f"{DATASETS.get(pair.split('<-')[0], pair)} victim ({victim_words(victim_setting)})"
+
+
+def _claim_rows(data, link, headline):
+    rows = []
+    for pair, words in PAIRS.items():
+        run = data / "ten_seeds" / pair
+        comps = read_rows(run / "comparisons.csv")
+        claims = seeds10.CLAIMS
+        if headline:
+            claims = sorted((c for c in claims if c[0] in HEADLINE and "alpha=0.5" not in c[2]),
+                            key=lambda c: HEADLINE.index(c[0]))
+        for claim, kind, treatment, where, attack, budget, metric, direction in claims:
+            row = seeds10.find_claim(comps, kind, treatment, where, attack, budget, metric)
+            if row is None:
+                continue
+            unit = f" {row['unit']}" if row["unit"] else ""
+            who = treatment.replace(", direction=forward", "").replace("divqat(", "DivQAT (")
+            rows.append([f"{claim.split(' ', 1)[1]}: {who}, {words}", seeds10.claim_verdict(row, direction),
+                         f"{signed(row['mean_diff'])}{unit} ({ci_text(row['ci_low'], row['ci_high'])})", row["n"],
+                         _page(claim.split(" ", 1)[0], link)])
+    return rows
+
+
+def _goal_rows(frontier_csv, link):
+    rows = []
+    for check in check_goal(read_frontier_csv(frontier_csv)):
+        for where, c in sorted(check["pairs"].items()):
+            if c["knockoff"]["n"] < GOAL.min_n:
+                continue
+            d = c["knockoff"]["d"]
+            pair, setting = where.split(", ")
+            rows.append([f"trained-in goal: {setting_words(check['defense'], check['setting'])}, "
+                         f"{victim_words_of(pair, setting)}",
+                         "reached on this pair" if c["ok"] else "not reached on this pair",
+                         f"agreement {signed(100 * d.mean_diff)} points "
+                         f"({ci_text(100 * d.ci_low, 100 * d.ci_high)}, KnockoffNets)",
+                         d.n, _page("§8", link)])
+    return rows
+
+
+def verdicts(doc_dir, data, pages, *flags):
+    """The verdicts table (module docstring)."""
+    data, pages = doc_dir / data, doc_dir / pages
+    link = lambda page: os.path.relpath(pages / page, doc_dir)  # noqa: E731
+    rows = _claim_rows(data, link, "headline" in flags) + _goal_rows(data / "trained_in" / "frontier.csv", link)
+    return markdown_table(["claim", "verdict", "Δ (95 % CI)", "n", "page"], rows)
+
+
+def frontier_plots(doc_dir, csv_path):
+    """Draw the frontier plots next to ``csv_path``; the Markdown that shows them."""
+    csv_path = doc_dir / csv_path
+    paths = plot_frontier(read_frontier_csv(csv_path), csv_path.parent)
+    return _images(doc_dir, [p.name for p in paths], csv_path.parent)
+
+
+def experiment_plots(doc_dir, results_csv, victims_csv, prefix=""):
+    """Redraw the experiment plots next to ``results_csv``; the Markdown that shows them."""
+    results_csv = doc_dir / results_csv
+    names = redraw(results_csv, doc_dir / victims_csv, results_csv.parent, "" if prefix == "-" else prefix)
+    return _images(doc_dir, names, results_csv.parent)
+
+
+def comparisons(doc_dir, csv_path, kind, metric, prefix=""):
+    """The comparisons block (module docstring)."""
+    rows = [r for r in read_rows(doc_dir / csv_path) if str(r["treatment_label"]).startswith(prefix)]
+    return seeds10.comparison_table(rows, kind, (metric,))
+
+
+GENERATORS = {
+    "verdicts": verdicts,
+    "comparisons": comparisons,
+    "seeds10": lambda doc_dir, run, part: seeds10.table(doc_dir / run, part),
+    "frontier_summary": lambda doc_dir, csv, budget: summary_tables(read_frontier_csv(doc_dir / csv), int(budget)),
+    "frontier_goal": lambda doc_dir, csv: goal_tables(read_frontier_csv(doc_dir / csv)),
+    "frontier_tables": lambda doc_dir, csv: frontier_markdown(read_frontier_csv(doc_dir / csv)),
+    "frontier_plots": frontier_plots,
+    "experiment_plots": experiment_plots,
+}
+
+
+FIGURES = ("frontier_plots", "experiment_plots")
+
+
+def update_text(text, doc_dir, figures=True):
+    """``text`` with every generated block rewritten (``figures=False``: the figure blocks, which
+    draw files, are left as they are); returns (text, number of blocks rewritten)."""
+    out, pos, count = [], 0, 0
+    for match in MARKER.finditer(text):
+        name = match.group(1)
+        if name not in GENERATORS or match.start() < pos or (name in FIGURES and not figures):
+            continue
+        closing = f"<!-- /{name} -->"
+        end = text.find(closing, match.end())
+        if end < 0:
+            raise ValueError(f"{match.group(0)}: no closing {closing}")
+        body = GENERATORS[name](Path(doc_dir), *match.group(2).split())
+        out += [text[pos:match.end()], "\n", body.rstrip(), "\n"]
+        pos, count = end, count + 1
+    return "".join(out) + text[pos:], count
+
+
+def update(path):
+    """Rewrite the generated blocks of the Markdown file ``path`` in place (atomically, and only
+    when something changed); returns the number of blocks."""
+    path = Path(path)
+    text = path.read_text()
+    new, count = update_text(text, path.parent)
+    if new != text:
+        atomic_write_text(new, path)
+    return count
+
+
+def markdown_files(paths):
+    """The Markdown files of ``paths`` (files, and every ``*.md`` under a directory)."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(p.rglob("*.md"))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"--update: {p} is neither a file nor a directory")
+    return out

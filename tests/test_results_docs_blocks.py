@@ -1,0 +1,93 @@
+"""The docs' generated blocks (divqat.results.docs_blocks and `divqat report --update`): a block
+is rewritten from the CSV it names, the text around it is kept, a marker without its closing
+one is refused, and every table block committed in README.md and docs/results/ is what the
+committed CSVs give today."""
+from pathlib import Path
+
+import pytest
+
+from divqat.cli import main
+from divqat.results.docs_blocks import update_text
+from divqat.results.tables import to_csv
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(tmp_path):
+    """A ten-seed run directory whose comparisons.csv holds one claim row: DivQAT alpha 1 against
+    QAT, KnockoffNets at 5000 queries, adversary error +12.5 points, interval +2 to +23."""
+    run = tmp_path / "data" / "ten_seeds" / "mnist_fmnist"
+    run.mkdir(parents=True)
+    row = {"kind": "method", "metric": "adversary_error", "unit": "points",
+           "treatment_label": "divqat(alpha=1.0, direction=forward)", "baseline_label": "qat", "victim": None,
+           "defense": "none", "attack": "knockoff(epochs=20, momentum=0.9)", "budget": 5000, "n": 10,
+           "mean_diff": 12.5, "ci_low": 2.0, "ci_high": 23.0, "established": True, "signs": "9 of 10 seeds higher",
+           "verdict": "established (higher)",
+           "diffs": " ".join(["12.5"] * 10)}
+    (run / "comparisons.csv").write_text(to_csv([row]))
+    return run
+
+
+def test_a_block_is_rewritten_from_its_csv_and_the_rest_kept(tmp_path):
+    _run(tmp_path)
+    doc = ("# Page\n\nbefore\n\n<!-- seeds10 data/ten_seeds/mnist_fmnist verdicts -->\nstale table\n"
+           "<!-- /seeds10 -->\n\nafter\n")
+    text, count = update_text(doc, tmp_path)
+    assert count == 1 and "stale table" not in text
+    assert text.startswith("# Page\n\nbefore\n\n<!-- seeds10 data/ten_seeds/mnist_fmnist verdicts -->\n")
+    assert text.endswith("<!-- /seeds10 -->\n\nafter\n")
+    line = next(line for line in text.splitlines() if line.startswith("| §3 adversary error up"))
+    assert line == ("| §3 adversary error up (KnockoffNets) | mnist_fmnist | DivQAT (alpha=1.0) | 10 | +12.50 | "
+                    "+2.00 to +23.00 | 9 of 10 seeds higher | reproduced |")
+    assert update_text(text, tmp_path) == (text, 1)  # a second pass changes nothing
+
+
+def test_a_marker_without_its_closing_one_is_refused(tmp_path):
+    _run(tmp_path)
+    with pytest.raises(ValueError, match="no closing <!-- /seeds10 -->"):
+        update_text("<!-- seeds10 data/ten_seeds/mnist_fmnist verdicts -->\n| x |\n", tmp_path)
+    assert update_text("<!-- a comment, not a block -->\n", tmp_path) == ("<!-- a comment, not a block -->\n", 0)
+
+
+def test_update_command(tmp_path, capsys):
+    _run(tmp_path)
+    page = tmp_path / "page.md"
+    page.write_text("<!-- seeds10 data/ten_seeds/mnist_fmnist verdicts -->\n<!-- /seeds10 -->\n")
+    assert main(["report", "--update", str(tmp_path)]) == 0
+    assert "| §3 adversary error up (KnockoffNets) |" in page.read_text()
+    assert "1 generated blocks in 1 files" in capsys.readouterr().out
+    assert main(["report", "--update", str(tmp_path / "missing.md")]) == 2
+    assert "missing.md" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("page", ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs" / "results").glob("*.md"))])
+def test_committed_tables_are_generated_from_the_committed_csvs(page):
+    path = ROOT / page
+    text = path.read_text()
+    assert update_text(text, path.parent, figures=False)[0] == text, f"run: divqat report --update {page}"
+
+
+def test_verdicts_block_links_each_claim_to_its_page(tmp_path):
+    run = _run(tmp_path)
+    other = run.parent / "fmnist_mnist"  # the other pair's run, with no comparison rows
+    other.mkdir()
+    (other / "comparisons.csv").write_text((run / "comparisons.csv").read_text().splitlines()[0] + "\n")
+    (tmp_path / "data" / "trained_in").mkdir()
+    (tmp_path / "data" / "trained_in" / "frontier.csv").write_text(
+        "pair,victim_setting,defense,setting,attack,budget,seed,victim_accuracy,agreement,adversary_error\n")
+    (tmp_path / "docs").mkdir()
+    text, count = update_text("<!-- verdicts ../data ../pages headline -->\n<!-- /verdicts -->\n", tmp_path / "docs")
+    assert count == 1
+    assert ("| adversary error up (KnockoffNets): DivQAT (alpha=1.0), MNIST victim | reproduced | "
+            "+12.50 points (+2.00 to +23.00) | 10 | [DivQAT vs QAT](../pages/divqat-vs-qat.md) (§3) |") in text
+    assert text.count("\n|") == 3  # header, separator, the one claim found (no goal rows without frontier rows)
+
+
+def test_comparisons_block_filters_kind_metric_and_treatment(tmp_path):
+    _run(tmp_path)
+    block = "<!-- comparisons data/ten_seeds/mnist_fmnist/comparisons.csv method adversary_error {} -->\n<!-- /comparisons -->\n"
+    text, _ = update_text(block.format("divqat"), tmp_path)
+    assert ("| divqat(alpha=1.0, direction=forward) | none | knockoff@5000 | adv error | 10 | +12.50 | "
+            "+2.00 to +23.00 | 9 of 10 seeds higher | established (higher) | ") in text
+    for other in (block.format("adv-"), block.replace("adversary_error", "agreement").format("divqat")):
+        assert update_text(other, tmp_path)[0].count("\n|") == 2  # the header alone

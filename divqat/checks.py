@@ -129,7 +129,7 @@ def output_kind(directory):
     directory = Path(directory)
     if not directory.is_dir():
         return None
-    if (directory / "cells").is_dir() or (directory / "configs").is_dir():
+    if (directory / "cells").is_dir() and (directory / "victims").is_dir():  # made first, by CellCache
         kind = "experiment"
     elif (directory / "surrogate.pt").exists() or (directory / "transfer.pt").exists():
         kind = "attack"

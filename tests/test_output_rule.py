@@ -49,6 +49,13 @@ def test_output_kind_recognises_each_command(runs, tmp_path):
     assert output_kind(tmp_path) is None and output_kind(tmp_path / "missing") is None
     (tmp_path / "config.json").write_text('{"method": "misinformation"}')
     assert output_kind(tmp_path) == ("train-misinformation", False)
+    grid = tmp_path / "grid"
+    (grid / "cells").mkdir(parents=True)
+    assert output_kind(grid) is None  # a folder named cells alone is no experiment
+    (grid / "victims").mkdir()
+    assert output_kind(grid) == ("experiment", False)
+    (grid / "results.csv").write_text("")
+    assert output_kind(grid) == ("experiment", True)
 
 
 def test_inputs_and_other_results_refused_before_any_work(runs, tmp_path, capsys):

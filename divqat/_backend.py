@@ -158,9 +158,10 @@ def select(device):
     if want == "reference":
         return "reference"
     if want == "triton":
-        if not triton_usable(device):
-            raise RuntimeError(
-                "DIVQAT_BACKEND=triton needs CUDA tensors, or TRITON_INTERPRET=1 for CPU tensors"
+        if not triton_usable(device):  # a setting of the user's: one line, not a traceback
+            raise ValueError(
+                f"DIVQAT_BACKEND=triton needs CUDA tensors, or TRITON_INTERPRET=1 for CPU tensors (got {device.type} "
+                "tensors): unset DIVQAT_BACKEND or use a CUDA device"
             )
         if not load("triton"):
             raise RuntimeError(f"DIVQAT_BACKEND=triton, but the Triton kernels did not load ({_why('triton')})")

@@ -14,6 +14,7 @@ printed as a table with the speed-up over eager. The case builders and ``median_
 what benchmarks/ time with pytest-benchmark, so the CLI and the benchmarks measure the same
 thing. Defaults are small so that the command finishes in seconds on a laptop CPU.
 """
+import os
 import statistics
 import time
 
@@ -158,6 +159,29 @@ def median_ms(fn, device, repeat=20, warmup=3):
     return statistics.median(times)
 
 
+def _free_bytes(device):
+    """Memory free for new tensors on ``device``: CUDA's free memory, or the host's MemAvailable."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _check_fits(args, device):
+    """ValueError naming the sizes, before anything is allocated, when the cases' tensors would not
+    fit in ``device``'s free memory: an upper bound of 16 fp32 tensors of the logits' size
+    (inputs, softmaxes, gradients, compiled and eager copies) and 8 of fake_quant's."""
+    need = 4 * (16 * args.rows * args.cols + 8 * args.fq_size**2)
+    free = _free_bytes(device)
+    if need > free:
+        raise ValueError(f"--rows {args.rows} x --cols {args.cols} and --fq-size {args.fq_size} need about "
+                         f"{need / 2**30:.3g} GiB, {device} has {free / 2**30:.3g} GiB free: choose smaller sizes")
+
+
 def add_arguments(parser):
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     parser.add_argument("--rows", type=int, default=1024, help="rows of the logits (default: 1024)")
@@ -176,6 +200,7 @@ def run(args):
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     device = resolve_device(args.device)
+    _check_fits(args, device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     kl, kl_bytes = kl_cases(*kl_inputs(args.rows, args.cols, device))

@@ -4,14 +4,23 @@ one line naming the argument, which the CLI prints as ``divqat CMD: error: ...``
 - :func:`check_real`, :func:`check_int`, :func:`check_choice`: values of options.
 - :func:`check_output_dir`, :func:`check_output_file`: where a command will write, checked
   before any work is done, so a bad ``--out`` never costs a trained model or spent queries.
+- :func:`check_out`: the one rule of every command's ``--out``: it never replaces an input of
+  the command or another command's results, nor its own finished results without
+  ``--overwrite``; :func:`claim_output_dir` (:func:`output_dir_claimed`) locks an output
+  directory for this process.
 """
+import contextlib
+import fcntl
+import json
 import math
 import numbers
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["bounds_text", "check_real", "check_int", "check_choice", "check_output_dir", "check_output_dirs", "check_output_file"]
+__all__ = ["bounds_text", "check_real", "check_int", "check_choice", "check_output_dir", "check_output_dirs",
+           "check_output_file", "RESULT_FILES", "output_kind", "check_out", "claim_output_dir",
+           "output_dir_claimed"]
 
 
 def bounds_text(low=None, high=None, low_open=False):
@@ -101,3 +110,153 @@ def check_output_file(name, path, *, optional=False):
     if os.path.lexists(path) and not path.is_file():
         raise ValueError(f"{name} {path} exists and is not a regular file")
     check_output_dir(name, path.parent)
+
+
+#: the files each writing command leaves in its output directory; the first, written last, marks
+#: it finished
+RESULT_FILES = {
+    "train": ("metrics.json", "config.json", "model.pt", "model_int8.onnx", "log.jsonl", "checkpoint.pt",
+              "curves.png"),
+    "train-misinformation": ("metrics.json", "config.json", "model.pt", "log.jsonl"),
+    "attack": ("metrics.json", "surrogate.pt", "transfer.pt"),
+    "experiment": ("results.csv", "results.json", "victims.csv", "summary.csv", "comparisons.csv", "report.md"),
+}
+
+
+def output_kind(directory):
+    """``(command, finished)`` when ``directory`` holds the output of a divqat command that writes
+    a directory (a key of :data:`RESULT_FILES`), else None. Recognised by the files each leaves."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    if (directory / "cells").is_dir() and (directory / "victims").is_dir():  # made first, by CellCache
+        kind = "experiment"
+    elif (directory / "surrogate.pt").exists() or (directory / "transfer.pt").exists():
+        kind = "attack"
+    elif (directory / "config.json").is_file():
+        try:
+            method = json.loads((directory / "config.json").read_text(encoding="utf-8")).get("method")
+        except (ValueError, AttributeError, OSError):
+            method = None
+        kind = "train-misinformation" if method == "misinformation" else "train"
+    else:
+        return None
+    return kind, (directory / RESULT_FILES[kind][0]).is_file()
+
+
+def _same(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).absolute().resolve() == Path(b).absolute().resolve()
+
+
+def _check_inputs(name, path, inputs, written):
+    """ValueError when writing ``path`` (and, for a directory, the files ``written`` in it) would
+    replace an input of the command."""
+    for option, given in (inputs or {}).items():
+        if given is None:
+            continue
+        given = Path(given)
+        clash = _same(path, given) or (written is not None and given.name in written and _same(path, given.parent))
+        if written is None and not clash and given.is_dir() and path.exists() and _same(path.parent, given):
+            clash = True  # an existing file of an input directory
+        if clash:
+            raise ValueError(f"{name} {path} would overwrite {option} {given}, an input of this command: "
+                             f"choose another {name}")
+
+
+def check_out(name, path, command, *, inputs=None, overwrite=False, resumable=False, is_file=False):
+    """ValueError naming ``name`` unless ``command`` (``"train"``, ``"evaluate"``, ...) may write its
+    output at ``path``, checked before any work:
+
+    - never an input of the command (``inputs``: ``{option: path or None}``), nor, for a
+      directory, a place where its files would replace an input;
+    - never another command's results: a directory that :func:`output_kind` recognises as
+      another command's, or a file such a directory holds;
+    - its own finished results (an existing file; a directory whose finished marker is there)
+      only with ``overwrite``; ``resumable``: an unfinished or finished one of its own is taken up
+      again (an experiment resumes its grid).
+    Plus :func:`check_output_file` / :func:`check_output_dir` (writable, of the right type).
+    """
+    path = Path(path)
+    written = None if is_file else RESULT_FILES.get(command, ())
+    _check_inputs(name, path, inputs, written)
+    if is_file:
+        check_output_file(name, path)
+        holder = output_kind(path.parent)
+        if holder is not None and path.name in RESULT_FILES[holder[0]]:
+            raise ValueError(f"{name} {path} is a file of the `divqat {holder[0]}` results in {path.parent}: "
+                             f"choose another {name}")
+        if path.exists() and not overwrite:
+            raise ValueError(f"{name} {path} exists: pass --overwrite to replace it")
+        return
+    check_output_dir(name, path)
+    found = output_kind(path)
+    if found is None:
+        return
+    kind, finished = found
+    if kind != command:
+        raise ValueError(f"{name} {path} holds the {'finished ' if finished else ''}results of `divqat {kind}`: "
+                         f"choose another {name}")
+    if finished and not overwrite and not resumable:
+        raise ValueError(f"{name} {path} holds a finished run: pass --overwrite to replace it")
+
+
+_claims = {}  # resolved directory -> the descriptor of it this process holds locked
+
+
+def claim_output_dir(name, path, command, **rule):
+    """Create the directory ``path``, hold an exclusive lock on it for the rest of this process, so
+    that no other divqat process writes into it meanwhile (ValueError naming ``name`` when another
+    one holds it), then apply :func:`check_out` ``(name, path, command, **rule)`` again under the
+    lock: what another process finished there since the first check is not replaced.
+
+    The lock is a ``flock`` of the directory itself: it writes nothing and dies with the process.
+    A process keeps the claims of its unfinished outputs only (a finished output's writer is done
+    with it); a non-main torchrun process (RANK > 0) writes into its main process's claim and
+    claims nothing; a file system without ``flock`` is not locked."""
+    _lock(name, Path(path))
+    check_out(name, path, command, **rule)
+
+
+def _lock(name, path):
+    if os.environ.get("RANK", "0") != "0":
+        return
+    path = Path(path)
+    key = str(path.absolute().resolve())
+    if key in _claims:
+        return
+    for held in [k for k in _claims if (output_kind(k) or (None, False))[1]]:
+        os.close(_claims.pop(held))
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ValueError(f"{name} {path} is in use by another divqat process: wait for it or choose "
+                         f"another {name}") from None
+    except OSError:  # no flock on this file system
+        os.close(fd)
+        return
+    _claims[key] = fd
+
+
+@contextlib.contextmanager
+def output_dir_claimed(name, path, command, **rule):
+    """:func:`claim_output_dir` for a ``with`` block that writes ``path``: when the block raises
+    and the directory it created is still empty, the directory goes again (a failed command
+    leaves nothing behind)."""
+    path = Path(path)
+    created = not path.exists()
+    claim_output_dir(name, path, command, **rule)
+    try:
+        yield path
+    except BaseException:
+        if created and path.is_dir() and not any(path.iterdir()):
+            fd = _claims.pop(str(path.absolute().resolve()), None)
+            if fd is not None:
+                os.close(fd)
+            path.rmdir()
+        raise

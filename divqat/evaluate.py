@@ -11,7 +11,7 @@ printed and, with ``--out``, written as JSON (atomically).
 """
 import torch.nn.functional as F
 
-from divqat.checks import check_int, check_output_file
+from divqat.checks import check_int, check_out
 from divqat.cli_options import add_deprecated_alias, add_victim_kind
 from divqat.defenses import add_defense_arguments, defense_cost, defense_from_args
 from divqat.metrics import accuracy, predict_logits
@@ -30,6 +30,7 @@ def add_arguments(parser):
     a("--batch-size", type=int, default=256, help="queries per batch (default 256)")
     a("--repeats", type=int, default=5, help="timed repeats for the defense's latency (default 5)")
     a("--out", default=None, metavar="FILE.json", help="also write the result as JSON here")
+    a("--overwrite", action="store_true", help="replace an existing --out file (refused otherwise)")
     a("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -58,7 +59,9 @@ def evaluate_victim(victim_dir, kind="auto", defense=None, limit=None, data_root
 
 
 def run(args):
-    check_output_file("--out", args.out, optional=True)
+    if args.out is not None:
+        check_out("--out", args.out, "evaluate", inputs={"--victim": args.victim}, overwrite=args.overwrite,
+                  is_file=True)
     defense = defense_from_args(args)
     result = evaluate_victim(args.victim, kind=args.victim_kind, defense=defense, limit=args.test_limit,
                              data_root=args.data_root, batch_size=args.batch_size, repeats=args.repeats,

@@ -145,7 +145,7 @@ def test_restricted_unpickler_refuses_code(tmp_path):
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
     _dump({b"data": Evil(), b"fine_labels": [0]}, folder / "test")
-    with pytest.raises(pickle.UnpicklingError, match="system"):
+    with pytest.raises(ValueError, match=r"cifar-100-python/test: refused .*posix.system"):
         load_tensors("cifar100", "test", root=tmp_path)
     assert not marker.exists()
 

@@ -12,19 +12,25 @@
 The victim of a ``divqat train --out DIR`` directory is deployed behind a
 :class:`~divqat.blackbox.BlackBox` with the given output truncation, defense and budget; the
 attack spends the budget and the surrogate is scored on the victim's test set
-(:func:`divqat.metrics.evaluate_surrogate`). Writes OUT/surrogate.pt (arch, meta, state_dict)
-and then OUT/metrics.json (victim_accuracy, adversary_accuracy, adversary_error, agreement,
-normalized_accuracy, queries_used, fresh_queries, the attack's parameters and ``answered_hist``,
-the histogram of the labels it was answered), both atomically. The mixed thief, which queries
+(:func:`divqat.metrics.evaluate_surrogate`). Writes, atomically and in this order,
+OUT/transfer.pt (every query and answer: :mod:`divqat.attacks.replay`), OUT/surrogate.pt (arch,
+meta, state_dict) and OUT/metrics.json (victim_accuracy, adversary_accuracy, adversary_error,
+agreement, normalized_accuracy, queries_used, fresh_queries, the attack's parameters and
+``answered_hist``, the histogram of the labels it was answered). The mixed thief, which queries
 part of the victim's test split, is scored on the rest (``scoring_images``).
+
+Paid work is never lost: everything that can stop the scoring (the test set, its input shape,
+the evaluation key's budget) is checked before the first query; a failure after queries says
+where they are saved, and the same command run again replays them (and reuses a finished
+surrogate) instead of paying for them again.
 """
 import tomllib
-from pathlib import Path
 
 from divqat.attacks.knockoff_adaptive import REWARDS
 from divqat.attacks.registry import CACHED, SPECS, attack_call, attack_spec, scoring_limit
+from divqat.attacks.replay import TRANSFER_NAME, RecordingBlackBox, load_transfer
 from divqat.blackbox import OUTPUT_MODES
-from divqat.checks import check_output_dirs
+from divqat.checks import RESULT_FILES, check_out, check_output_dirs, output_dir_claimed
 from divqat.cli_options import add_victim_kind, arch_help, choices_text, dataset_help, key_values
 from divqat.defenses import add_defense_arguments, defense_from_args
 from divqat.serving.remote import add_arguments as add_remote_arguments
@@ -72,7 +78,10 @@ def add_arguments(parser):
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--cache-dir", metavar="DIR", help=f"transfer-set cache shared by {'/'.join(CACHED)} runs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (surrogate.pt, metrics.json)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (transfer.pt, surrogate.pt, "
+                        "metrics.json); rerun into it to resume a failed attack without paying again")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished attack in --out, or discard "
+                        "the paid answers of an unfinished one (refused otherwise)")
     parser.add_argument("--tensorboard", metavar="DIR", help="also write the surrogate's training losses as "
                         "TensorBoard events in DIR (needs the tensorboard package)")
 
@@ -124,13 +133,123 @@ def _attack_call(args, device):
                        cache_dir=args.cache_dir, victim_data=victim_data)
 
 
+# parsed arguments that do not decide the queries or the surrogate: a rerun may change them and
+# still reuse the paid answers of OUT/transfer.pt (never an API key, which must not reach the disk)
+_NOT_KEY = ("command", "_module", "out", "overwrite", "no_progress", "tensorboard", "device", "cache_dir",
+            "data_root", "api_key", "eval_victim", "eval_api_key", "eval_dataset")
+
+
+def _transfer_key(args):
+    """What decides the attack's queries and surrogate (OUT/transfer.pt's ``key``); for a served
+    victim --defense only applies to the scoring copy."""
+    skip = _NOT_KEY + (("defense", "defense_arg") if is_url(args.victim) else ())
+    return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
+
+
+def _out_rule(args):
+    """The keywords of the output rule (:func:`divqat.checks.check_out`) for --out."""
+    return {"inputs": {"--victim": None if is_url(args.victim) else args.victim, "--eval-victim": args.eval_victim,
+                       "--surrogate-weights": args.surrogate_weights}, "overwrite": args.overwrite}
+
+
+def _check_scoring(args, blackbox, scored, test_x):
+    """ValueError naming the option, before the first paid query, when the surrogate could not be
+    scored: a test set or evaluation victim of another input shape than the attacked one, or an
+    evaluation key whose budget the server says is smaller than the test set."""
+    evaluation = getattr(scored, "blackbox", scored)  # the server itself, through --eval-api-key
+    option = "--eval-victim" if args.eval_victim else "--eval-dataset" if args.eval_dataset else "--victim"
+    want = tuple(blackbox.input_shape)
+    for what, shape in (("the test set's images have shape", tuple(test_x.shape[1:])),
+                        ("the scoring victim takes inputs of shape", tuple(evaluation.input_shape))):
+        if shape != want:
+            raise ValueError(f"{option}: {what} {shape}, the attacked victim takes {want}: "
+                             "the surrogate could not be scored")
+    left = evaluation.budget_left if evaluation is not blackbox else None
+    if left is not None and left < len(test_x):
+        raise ValueError(f"--eval-api-key: the key has {left} queries left, scoring the surrogate needs "
+                         f"{len(test_x)} (the test set)")
+
+
+def _load_surrogate(out):
+    """The finished surrogate a previous run left in OUT/surrogate.pt."""
+    from divqat.models import build_model
+    from divqat.utils import load_torch_file
+
+    stored = load_torch_file(out / "surrogate.pt", "surrogate")
+    if not isinstance(stored, dict) or not {"arch", "meta", "state_dict"} <= set(stored):
+        raise ValueError(f"surrogate {out / 'surrogate.pt'}: not written by `divqat attack`: pass --overwrite")
+    return build_model(stored["arch"], **stored["meta"], weights=out / "surrogate.pt")
+
+
+def _save_surrogate(surrogate, out):
+    from divqat.utils import atomic_save
+
+    atomic_save({"arch": surrogate.arch, "meta": surrogate.meta,
+                 "state_dict": {k: v.cpu() for k, v in surrogate.state_dict().items()}}, out / "surrogate.pt")
+
+
+def _first_line(err):
+    """An exception as one line of an error message: its message's first line, else its type."""
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _run_attack(args, fn, kwargs, recording, key, out):
+    """``(surrogate, record)`` of the attack on ``recording``, its transfer set saved whatever
+    happens (and, once the surrogate is saved, its record with it): a failure after paid
+    queries is one line saying where they are."""
+    transfer = out / TRANSFER_NAME
+    try:
+        with tensorboard_log(args.tensorboard):
+            surrogate, record = fn(recording, budget=args.budget, seed=args.seed, **kwargs)
+        _save_surrogate(surrogate, out)
+    except BaseException as err:
+        saved = recording.save(transfer, key) if recording.calls else 0
+        if not isinstance(err, Exception) or not saved:
+            raise
+        raise ValueError(f"{_first_line(err)}; the {saved} answers paid for are saved in {transfer}: "
+                         "rerun the same command to reuse them") from None
+    recording.save(transfer, key, record)
+    return surrogate, record
+
+
+def _surrogate(args, fn, kwargs, blackbox, out):
+    """``(surrogate, record)``: the finished ones a previous run saved in ``out``, else those of
+    the attack, replaying the answers a previous run paid for (:mod:`divqat.attacks.replay`)."""
+    if args.overwrite:
+        for name in RESULT_FILES["attack"]:  # the finished marker first
+            (out / name).unlink(missing_ok=True)
+    key = _transfer_key(args)
+    calls, record = load_transfer(out / TRANSFER_NAME, key, blackbox.num_classes)
+    if record is not None and (out / "surrogate.pt").is_file():
+        print(f"{args.attack}: reusing the surrogate and the {record['queries_used']} answers saved in {out}")
+        return _load_surrogate(out), record
+    if args.surrogate_weights is not None:
+        from divqat.attacks.surrogate import build_surrogate
+
+        kwargs["arch"] = build_surrogate(blackbox, args.arch, weights=args.surrogate_weights)
+    recording = RecordingBlackBox(blackbox, args.budget, calls, keep_queries=not attack_spec(args.attack).data_free)
+    return _run_attack(args, fn, kwargs, recording, key, out)
+
+
+def _score(surrogate, scored, test, device, out):
+    """:func:`divqat.metrics.evaluate_surrogate`; a failure says where the paid work is saved."""
+    from divqat.metrics import evaluate_surrogate
+
+    try:
+        return evaluate_surrogate(surrogate, scored, test, device=device)
+    except Exception as err:
+        raise ValueError(f"scoring the surrogate failed ({_first_line(err)}); the transfer set and the surrogate are saved "
+                         f"in {out / TRANSFER_NAME} and {out / 'surrogate.pt'}: rerun the same command to score "
+                         "them without new queries") from None
+
+
 def run(args):
-    check_output_dirs({"--out": args.out, "--cache-dir": args.cache_dir})
+    check_out("--out", args.out, "attack", **_out_rule(args))
+    check_output_dirs({"--cache-dir": args.cache_dir})
     from divqat.blackbox import BlackBox
     from divqat.data import load_tensors
-    from divqat.metrics import evaluate_surrogate
     from divqat.train import load_config
-    from divqat.utils import atomic_save, atomic_write_json, resolve_device
+    from divqat.utils import atomic_write_json, resolve_device
 
     if args.budget <= 0:
         raise ValueError(f"--budget must be > 0, got {args.budget}")
@@ -144,21 +263,15 @@ def run(args):
         blackbox = BlackBox.from_dir(args.victim, kind=args.victim_kind, output=args.output, k=args.k,
                                      decimals=args.decimals, defense=defense, budget=args.budget, device=device)
         scored, dataset, extra_metrics = blackbox, load_config(args.victim)["dataset"], dict
-    if args.surrogate_weights is not None:
-        from divqat.attacks.surrogate import build_surrogate
-
-        kwargs["arch"] = build_surrogate(blackbox, args.arch, weights=args.surrogate_weights)
-    with tensorboard_log(args.tensorboard):
-        surrogate, record = fn(blackbox, budget=args.budget, seed=args.seed, **kwargs)
     limit = scoring_limit(args.attack, kwargs)  # the mixed thief's scoring part
     test = load_tensors(dataset, "test", limit=limit)
-    metrics = {**record, **evaluate_surrogate(surrogate, scored, test, device=device),
-               "fresh_queries": blackbox.queries_used, "victim": str(args.victim),
+    _check_scoring(args, blackbox, scored, test[0])
+    with output_dir_claimed("--out", args.out, "attack", **_out_rule(args)) as out:
+        surrogate, record = _surrogate(args, fn, kwargs, blackbox, out)
+    scores = _score(surrogate, scored, test, device, out)
+    metrics = {**record, **scores, "fresh_queries": blackbox.queries_used, "victim": str(args.victim),
                "victim_kind": args.victim_kind, "defense": blackbox.defense_id, **extra_metrics(),
                **({"scoring_images": len(test[0])} if limit is not None else {})}
-    out = Path(args.out)
-    atomic_save({"arch": surrogate.arch, "meta": surrogate.meta,
-                 "state_dict": {k: v.cpu() for k, v in surrogate.state_dict().items()}}, out / "surrogate.pt")
     atomic_write_json(metrics, out / "metrics.json")
     print(f"{args.attack}: {record['queries_used']} queries, agreement {metrics['agreement']:.4f}, "
           f"adversary accuracy {metrics['adversary_accuracy']:.4f} (victim {metrics['victim_accuracy']:.4f}) "

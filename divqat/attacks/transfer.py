@@ -18,7 +18,7 @@ import torch
 from divqat.progress import progress_bar
 from divqat.utils import atomic_save, load_torch_file
 
-__all__ = ["tensor_hash", "query_in_order"]
+__all__ = ["tensor_hash", "check_answers", "query_in_order"]
 
 _CHUNK = 1024  # rows per query call
 
@@ -36,17 +36,25 @@ def _cache_path(cache_dir, key):
     return Path(cache_dir) / f"transfer-{name}.pt"
 
 
+def check_answers(answers, num_classes, source):
+    """``answers`` read back from ``source``: ValueError naming it unless they are an
+    (N, num_classes) tensor of finite probabilities (a damaged file would train on NaN)."""
+    if not torch.is_tensor(answers) or answers.dim() != 2 or answers.shape[1] != num_classes:
+        raise ValueError(f"{source}: expected (N, {num_classes}) answers, got "
+                         f"{tuple(answers.shape) if torch.is_tensor(answers) else type(answers).__name__}: remove the file")
+    if not torch.isfinite(answers).all() or (answers < -1e-6).any() or (answers > 1 + 1e-6).any():
+        raise ValueError(f"{source}: holds answers that are not probabilities (NaN, infinite or outside [0, 1]): "
+                         "the file is damaged, remove it")
+    return answers
+
+
 def _load(path, key, num_classes):
     if not path.exists():
         return torch.empty(0)
     stored = load_torch_file(path, "transfer cache")
     if not isinstance(stored, dict) or stored.get("key") != key:
         raise ValueError(f"transfer cache {path} holds another key: remove the file")
-    answers = stored.get("answers")
-    if not torch.is_tensor(answers) or answers.dim() != 2 or answers.shape[1] != num_classes:
-        raise ValueError(f"transfer cache {path}: expected (N, {num_classes}) answers, got "
-                         f"{tuple(answers.shape) if torch.is_tensor(answers) else type(answers).__name__}: remove the file")
-    return answers
+    return check_answers(stored.get("answers"), num_classes, f"transfer cache {path}")
 
 
 def query_in_order(blackbox, x, order, budget, cache_dir=None, progress=True):

@@ -64,9 +64,16 @@ def load_pickle(path: Path):
 
     ``latin1`` decoding is what NumPy documents for Python 2 pickles of arrays; dict keys that
     come back as ``bytes`` (Python 3 pickles of the CIFAR layout) are decoded to ``str``.
+    ValueError naming the file for a refused global and for a truncated or corrupt file.
     """
-    with _open(path) as f:
-        obj = RestrictedUnpickler(f, encoding="latin1").load()
+    try:
+        with _open(path) as f:
+            obj = RestrictedUnpickler(f, encoding="latin1").load()
+    except pickle.UnpicklingError as err:  # a global other than NumPy's, or bytes that are no pickle
+        raise ValueError(f"dataset file {path}: refused ({err})") from None
+    except (EOFError, OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, MemoryError) as err:
+        raise ValueError(f"dataset file {path} is not a readable pickle (truncated or corrupt: "
+                         f"{str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
     if isinstance(obj, dict):
         obj = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
     return obj

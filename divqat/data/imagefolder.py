@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -129,12 +130,18 @@ def folder_split(name: str, split: str) -> FolderSplit:
 
 
 def _open_image(path: Path):
+    """The decoded image; ValueError naming the file when it is unreadable or would decode to more
+    pixels than PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``)."""
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return im
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ValueError(f"{path}: refused, a possible decompression bomb ({exc})") from None
     except OSError as exc:
         raise ValueError(f"{path}: cannot read the image ({exc})") from None
 

@@ -31,6 +31,7 @@ def add_arguments(parser):
     a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     a("--no-progress", action="store_true", help="no progress bar")
     a("--out", required=True, metavar="DIR", help="output directory (give it to --defense-arg model=DIR)")
+    a("--overwrite", action="store_true", help="replace a finished misinformation model in --out (refused otherwise)")
 
 
 def _dataset_and_arch(args):
@@ -46,12 +47,13 @@ def _dataset_and_arch(args):
 
 
 def run(args):
-    from divqat.checks import check_output_dir
+    from divqat.checks import check_out, output_dir_claimed
     from divqat.data import load_dataset
     from divqat.models import build_model_for
     from divqat.utils import resolve_device, seed_everything
 
-    check_output_dir("--out", args.out)
+    rule = {"inputs": {"--victim": args.victim}, "overwrite": args.overwrite}
+    check_out("--out", args.out, "train-misinformation", **rule)
     dataset, arch = _dataset_and_arch(args)
     for name in ("epochs", "batch_size", "limit"):
         value = getattr(args, name)
@@ -63,9 +65,10 @@ def run(args):
     seed_everything(args.seed)
     model = build_model_for(arch, dataset)
     train_set = load_dataset(dataset, "train", limit=args.limit)
-    train_misinformation_model(model, train_set, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                               optimizer=args.optimizer, seed=args.seed, device=device,
-                               progress=not args.no_progress, out_dir=args.out, dataset=dataset)
+    with output_dir_claimed("--out", args.out, "train-misinformation", **rule) as out:
+        train_misinformation_model(model, train_set, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                   optimizer=args.optimizer, seed=args.seed, device=device,
+                                   progress=not args.no_progress, out_dir=out, dataset=dataset)
     print(f"misinformation model ({arch} on {dataset}) -> {args.out}; use it with "
           f"--defense am --defense-arg model={args.out}")
     return 0

@@ -5,7 +5,9 @@ import os
 
 import torch
 
-__all__ = ["load_model", "random_model_like"]
+__all__ = ["load_model", "random_model_like", "check_models_fit"]
+
+_SHAPE_KEYS = ("in_channels", "image_size", "num_classes")
 
 
 def load_model(source):
@@ -33,16 +35,34 @@ def random_model_like(victim, seed=0):
     ``seed``; the global RNG is left as it was."""
     from divqat.models import build_model
 
-    if isinstance(victim, (str, os.PathLike)):
-        from divqat.train import load_config
-
-        config = load_config(victim)
-        arch, meta = config.get("arch"), config.get("meta")
-    else:
-        arch, meta = getattr(victim, "arch", None), getattr(victim, "meta", None)
+    arch, meta = _arch_and_meta(victim)
     if not isinstance(arch, str) or not meta:
         raise ValueError("victim: its architecture is unknown, so no random model of it can be built")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_model(arch, **{key: meta[key] for key in ("num_classes", "in_channels", "image_size",
                                                                 "mean", "std")})
+
+
+def _arch_and_meta(victim):
+    """``(arch, meta)`` of a ``divqat train --out`` directory or a divqat model (None when unknown)."""
+    if isinstance(victim, (str, os.PathLike)):
+        from divqat.train import load_config
+
+        config = load_config(victim)
+        return config.get("arch"), config.get("meta")
+    return getattr(victim, "arch", None), getattr(victim, "meta", None)
+
+
+def check_models_fit(defense, params, args, victim):
+    """ValueError naming the argument when a model argument (of ``params``, the defense's PARAMS,
+    valued in ``args``) takes other inputs or classes than ``victim`` answers."""
+    meta = _arch_and_meta(victim)[1]
+    if not isinstance(meta, dict):
+        return
+    want = {k: meta.get(k) for k in _SHAPE_KEYS}
+    for param in params:
+        got = getattr(args.get(param.name), "meta", None) if param.type == "model" else None
+        if isinstance(got, dict) and {k: got.get(k) for k in _SHAPE_KEYS} != want:
+            raise ValueError(f"{defense} argument {param.name}: the model is built for "
+                             f"{ {k: got.get(k) for k in _SHAPE_KEYS} }, the victim for {want}")

@@ -15,7 +15,7 @@ from .dcp import DCP
 from .label_only import LabelOnly
 from .mad import MAD
 from .misinformation import AdaptiveMisinformation
-from .model_params import load_model, random_model_like
+from .model_params import check_models_fit, load_model, random_model_like
 from .random_noise import RandomNoise
 from .reverse_sigmoid import ReverseSigmoid
 from .rounding import Rounding
@@ -81,4 +81,7 @@ def build_defense(name, *, victim=None, victim_seed=0, **kwargs):
     for param in cls.PARAMS:
         if param.victim_default and param.name not in args and victim is not None:
             args[param.name] = random_model_like(victim, victim_seed)
+    if victim is not None:
+        check_models_fit(key, cls.PARAMS, args, victim)
     return cls(**args)
+

@@ -2,7 +2,7 @@
 TOML-configured experiment grid, here or on a Ray cluster."""
 import sys
 
-from divqat.checks import check_output_dir
+from divqat.checks import check_out
 from divqat.cli_options import add_deprecated_alias
 
 from .cells import CellCache, grid_cells
@@ -50,7 +50,7 @@ def parse_seeds(text, allowed):
 
 
 def run(args):
-    check_output_dir("--out", args.out)
+    check_out("--out", args.out, "experiment", inputs={"CONFIG": args.config}, resumable=True)
     config = load_experiment_config(args.config)
     if args.seeds is not None:
         config.seeds = parse_seeds(args.seeds, config.seeds)

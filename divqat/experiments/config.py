@@ -242,6 +242,8 @@ def parse_config(raw, name=None):
         raise ValueError(f"device: expected a string (auto, cpu, cuda or cuda:N), got {raw['device']!r}")
     method_tables = _require(raw, "methods", "config", list)
     methods = [e for t in method_tables for e in expand(t, "methods")]
+    if not methods:
+        raise ValueError("methods: the config trains no method (add a [[methods]] table, e.g. name = \"qat\")")
     defenses = [e for t in raw.get("defenses", [{"name": "none"}]) for e in expand(t, "defenses")]
     for d in defenses:
         if d.name == "none" and d.params:

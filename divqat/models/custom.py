@@ -39,26 +39,37 @@ _REF = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
 _BUILD_ARGS = ("num_classes", "in_channels", "image_size", "mean", "std")
 
 
+def _reason(exc: BaseException) -> str:
+    """``"Type: first line of the message"``: a user exception as one line of an error."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 def is_callable_ref(arch) -> bool:
     """True for a string of the form ``package.module:callable``."""
     return isinstance(arch, str) and _REF.fullmatch(arch) is not None
 
 
-def import_callable(ref: str) -> Callable:
-    """The object ``ref`` = ``package.module:attr.path`` names; ``ValueError`` naming what is missing."""
-    module_name, attr_path = ref.split(":")
+def _import_module(ref: str, module_name: str):
+    """``importlib.import_module(module_name)``, then from the working directory as ``python -m``
+    would; ValueError naming ``ref`` when it is missing or its import raises."""
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         cwd = os.getcwd()
         if exc.name != module_name.split(".")[0] or cwd in sys.path:
-            raise ValueError(f"arch {ref!r}: cannot import {module_name} ({exc})") from None
-        sys.path.append(cwd)  # as `python -m` does: modules of the working directory
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc2:
-            raise ValueError(f"arch {ref!r}: cannot import {module_name} ({exc2}); put it on PYTHONPATH "
+            raise ValueError(f"arch {ref!r}: cannot import {module_name} ({exc}); put it on PYTHONPATH "
                              "or in the working directory") from None
+        sys.path.append(cwd)  # as `python -m` does: modules of the working directory
+        return _import_module(ref, module_name)
+    except Exception as exc:  # the user's module may raise anything while it is imported
+        raise ValueError(f"arch {ref!r}: importing {module_name} failed ({_reason(exc)})") from None
+
+
+def import_callable(ref: str) -> Callable:
+    """The object ``ref`` = ``package.module:attr.path`` names; ``ValueError`` naming what is missing."""
+    module_name, attr_path = ref.split(":")
+    module = _import_module(ref, module_name)
     obj = module
     for part in attr_path.split("."):
         if not hasattr(obj, part):
@@ -96,8 +107,7 @@ def _check_output(model: nn.Module, meta: dict) -> nn.Module:
         with torch.no_grad():
             out = model(torch.zeros(shape))
     except Exception as exc:  # the user's forward may raise anything; its message names the cause
-        raise ValueError(f"arch {model.arch!r}: the network fails on a {shape} batch "
-                         f"({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"arch {model.arch!r}: the network fails on a {shape} batch ({_reason(exc)})") from None
     finally:
         model.train(was_training)
     if not torch.is_tensor(out) or tuple(out.shape) != (2, meta["num_classes"]):
@@ -123,6 +133,8 @@ def build_custom(ref: str, meta: dict) -> CustomClassifier:
     except TypeError as exc:  # a parameter divqat cannot fill
         raise ValueError(f"arch {ref!r}: cannot call it with {names} ({exc}); it may take "
                          f"{', '.join(_BUILD_ARGS)}") from None
+    except Exception as exc:  # the user's builder may raise anything; its message names the cause
+        raise ValueError(f"arch {ref!r}: building the network failed ({_reason(exc)})") from None
     if not isinstance(net, nn.Module):
         raise ValueError(f"arch {ref!r}: returned {type(net).__name__}, not an nn.Module")
     return _check_output(CustomClassifier(ref, meta, net), meta)

@@ -15,6 +15,8 @@ n, the mean difference with its 95 % Student-t interval (optionally a bootstrap 
 sign count and the verdict (:mod:`divqat.results.stats`);
 :func:`divqat.results.aggregate.write_results` writes them to ``comparisons.csv``.
 """
+import csv
+
 from .stats import paired
 from .tables import read_rows, signed
 
@@ -137,7 +139,29 @@ def comparisons(tables, bootstrap=0):
 
 
 
+#: the columns the comparisons of a results.csv and of a victims.csv read
+RESULTS_COLUMNS = ("victim_label", "method", "defense_label", "attack_label", "budget", "seed")
+VICTIMS_COLUMNS = ("victim_label", "method", "seed")
+
+
+def _read_table(path, columns, what):
+    """:func:`read_rows` of ``path``; ValueError naming ``what`` and the file when it is no CSV
+    text or lacks one of ``columns``."""
+    try:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+        rows = read_rows(path)
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise ValueError(f"{what} {path} is not a CSV file ({err})") from None
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ValueError(f"{what} {path} lacks the columns {', '.join(missing)} "
+                         "(is it a results.csv or victims.csv of `divqat experiment`?)")
+    return rows
+
+
 def csv_comparisons(results_csv, victims_csv=None, bootstrap=0):
     """:func:`comparisons` of committed per-seed CSV files (results.csv, optionally victims.csv)."""
-    return comparisons({"cells": read_rows(results_csv), "victims": read_rows(victims_csv) if victims_csv else []},
-                       bootstrap)
+    cells = _read_table(results_csv, RESULTS_COLUMNS, "results CSV")
+    victims = _read_table(victims_csv, VICTIMS_COLUMNS, "--victims") if victims_csv else []
+    return comparisons({"cells": cells, "victims": victims}, bootstrap)

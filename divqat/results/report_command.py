@@ -10,7 +10,7 @@ committed CSVs (:mod:`divqat.results.docs_blocks`).
 """
 from pathlib import Path
 
-from divqat.checks import check_output_dir, check_output_file
+from divqat.checks import check_out, check_output_dir
 from divqat.utils import atomic_write_text
 
 from .comparisons import csv_comparisons
@@ -27,6 +27,7 @@ def add_arguments(parser):
                              "comparison (default 0: the Student-t interval only)")
     parser.add_argument("--victims", help="with a results.csv: the victims.csv of the same run")
     parser.add_argument("--out", help="with a results.csv: where to write the comparisons CSV")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file (refused otherwise)")
     parser.add_argument("--update", nargs="+", metavar="PATH",
                         help="instead of DIR: rewrite the generated blocks of these Markdown files (and of every "
                              "*.md under these directories) from the committed CSVs they name")
@@ -51,7 +52,8 @@ def run(args):
     if source.is_file() and source.suffix == ".csv":
         if not args.out:
             raise ValueError(f"DIR {source} is a results CSV: --out (the comparisons CSV to write) is needed")
-        check_output_file("--out", args.out)
+        check_out("--out", args.out, "report", inputs={"DIR": source, "--victims": args.victims},
+                  overwrite=args.overwrite, is_file=True)
         rows = csv_comparisons(source, args.victims, args.bootstrap)
         atomic_write_text(to_csv(rows), args.out)
         print("\n".join(r["sentence"] for r in rows))

@@ -193,7 +193,14 @@ def load_victim_onnx(victim_dir):
     if not config.get("quantized") or not path.is_file():
         raise ValueError(f"--victim {victim_dir}: no integer model ({MODEL_INT8}) there; export needs a quantized "
                          f"run (method ptq, qat or divqat), got method {config.get('method')!r}")
-    return onnx.load(str(path))
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as err:  # protobuf's DecodeError, onnx's ValidationError: the file is damaged
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"--victim {victim_dir}: {path} is not a valid ONNX model (damaged or truncated: "
+                         f"{reason})") from None
+    return model
 
 
 def export_defended(victim, defense_name=None, defense=None):

@@ -17,6 +17,7 @@ def add_arguments(parser):
     parser.add_argument("--defense-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="a defense parameter, repeatable (e.g. beta=0.5)")
     parser.add_argument("--out", required=True, metavar="FILE.onnx", help="the defended model file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file (refused otherwise)")
 
 
 def defended_model(victim, defense, defense_args):
@@ -30,13 +31,13 @@ def defended_model(victim, defense, defense_args):
 
 
 def run(args):
-    from divqat.checks import check_output_file
+    from divqat.checks import check_out
     from divqat.utils import atomic_write_bytes
 
     out = Path(args.out)
     if out.suffix != ".onnx":
         raise ValueError(f"--out must name a .onnx file, got {args.out!r}")
-    check_output_file("--out", out)
+    check_out("--out", out, "export", inputs={"--victim": args.victim}, overwrite=args.overwrite, is_file=True)
     model = defended_model(args.victim, args.defense, args.defense_arg)
     atomic_write_bytes(model.SerializeToString(), out)
     print(f"divqat export: {args.victim} + defense {args.defense or 'none'} -> {out}")

@@ -49,6 +49,11 @@ class HttpBlackBox:
     def __init__(self, url, api_key, timeout=120.0, max_rate_waits=100):
         if not is_url(url):
             raise ValueError(f"--victim {url!r}: a server URL must start with http:// or https://")
+        try:
+            if not httpx.URL(str(url)).host:
+                raise httpx.InvalidURL("no host")
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"--victim {url!r}: not a valid server URL ({exc})") from None
         if not api_key:
             raise ValueError("--api-key: a served victim needs an API key (or the DIVQAT_API_KEY variable)")
         self.url = str(url).rstrip("/")

@@ -19,13 +19,13 @@ import torch
 
 import divqat
 from divqat import quant
-from divqat.checks import check_choice, check_int, check_output_dir, check_real
+from divqat.checks import check_choice, check_int, check_real, claim_output_dir
+from divqat.checks import check_out as check_out_rule
 from divqat.data import canonical_name, dataset_info, load_dataset
 from divqat.models import build_model_for
 from divqat.train import distributed, objectives
 from divqat.train.artifacts import (
     MISINFORMATION,
-    is_finished,
     load_config,
     load_victim,
     start_run,
@@ -109,13 +109,12 @@ def check_config(config):
 
 
 def check_out(config, overwrite=False):
-    """ValueError unless ``config.out`` names a directory that can be written and holds no
-    finished run (unless ``overwrite``)."""
+    """ValueError unless ``config.out`` names a directory that the output rule
+    (:func:`divqat.checks.check_out`) lets a run write: not the teacher, nor another command's
+    results, nor a finished run (unless ``overwrite``)."""
     if not str(config.out).strip():
         raise ValueError(f"--out must name a directory, got {config.out!r}")
-    check_output_dir("--out", config.out)
-    if is_finished(config.out) and not overwrite:
-        raise ValueError(f"--out {config.out} holds a finished run: pass --overwrite to replace it")
+    check_out_rule("--out", config.out, "train", inputs={"--teacher": config.teacher}, overwrite=overwrite)
 
 
 def check_teacher(config, teacher_config):
@@ -223,6 +222,7 @@ def train_victim(config, overwrite=False):
                                  limit=config.limit)
         test_set = load_dataset(config.dataset, "test", limit=config.test_limit)
         if ctx.is_main:
+            claim_output_dir("--out", config.out, "train", inputs={"--teacher": config.teacher}, overwrite=overwrite)
             start_run(config.out, _record(config, model, qconfig, teacher_config, ctx.device),
                       keep_checkpoint=config.resume)
         distributed.barrier(ctx)

@@ -31,7 +31,10 @@ def test_cli_writes_metrics_and_surrogate(victim_dir, data, tmp_path):
     for key, value in expected.items():
         assert metrics[key] == pytest.approx(value)
     assert metrics["agreement"] > 0.5 and metrics["train"]["epochs"] == 15
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "surrogate.pt"]  # no temporary files left
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "surrogate.pt", "transfer.pt"]  # no temporaries
+    transfer = torch.load(out / "transfer.pt", weights_only=True)  # every paid answer, as the victim gives it
+    queries = torch.cat([c["x"] for c in transfer["calls"]])
+    assert len(queries) == 400 and torch.equal(torch.cat([c["answers"] for c in transfer["calls"]]), bb.query(queries))
 
 
 def test_cli_defense_and_output(victim_dir, tmp_path):

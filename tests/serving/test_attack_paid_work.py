@@ -8,7 +8,7 @@ import sys
 import httpx
 import pytest
 import torch
-from test_http import model_file, server, store  # noqa: F401 -- the fixtures of the attack-by-URL tests
+from test_http import server, store  # noqa: F401 -- the fixtures of the attack-by-URL tests
 
 import divqat.attacks.knockoff  # noqa: F401 -- the module whose surrogate training is made to fail
 import divqat.metrics

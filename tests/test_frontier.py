@@ -11,18 +11,20 @@ import pytest
 from divqat.experiments.frontier import main
 from divqat.results.frontier import (
     COLUMNS,
+    attack_of,
     comparisons,
     defense_of,
     frontier_rows,
     paired_difference,
     pareto,
     summarize,
+    trained_defense,
     victim_setting,
 )
 from divqat.results.frontier_files import rewrite_frontier, write_frontier
 from divqat.results.frontier_plots import frontier_point
 from divqat.results.stats import Paired, paired
-from divqat.results.words import title
+from divqat.results.words import attack_words, title
 
 T_975_3 = 3.1824463052837078  # t_{0.975, 3} (scipy.stats.t.ppf)
 T_975_2 = 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))  # t_{0.975, 2} in closed form: (2p - 1) sqrt(2 / (4p(1 - p)))
@@ -213,3 +215,21 @@ def test_stacked_and_reference_comparisons():
     assert _triple(stacked["d_agreement"]) == pytest.approx(_interval([-0.1, -0.05, 0.01], T_975_2), abs=1e-12)
     assert stacked["d_agreement"].lower == 2 and stacked["paired_n"] == 3
     assert got[("proxy-kl", "dcp beta=0.5")]["d_agreement"].mean_diff == pytest.approx(0.1)
+
+
+def test_label_only_thieves_and_objectives_are_named_apart():
+    """The thieves' own options split their rows (two sink-aware modes are two attacks), the
+    outlier objectives' source and heads split settings, and both read back in words."""
+    drop = attack_of({"attack": {"name": "sink-aware", "budget": 5000, "mode": "drop", "max_share": 0.3,
+                                 "epochs": 20, "momentum": 0.9}})
+    reweight = attack_of({"attack": {"name": "sink-aware", "budget": 5000, "mode": "reweight", "epochs": 20}})
+    assert drop == "sink-aware(max_share=0.3,mode=drop)-20ep" and reweight == "sink-aware(mode=reweight)-20ep"
+    assert attack_of({"attack": {"name": "knockoff", "budget": 5000, "epochs": 20, "momentum": 0.9}}) == "knockoff-20ep"
+    assert attack_words(drop) == ("sink-aware thief (rebalances the answered classes) (max_share=0.3, mode=drop), "
+                                  "20-epoch surrogate")
+    assert attack_words("knockoff-adaptive") == "KnockoffNets thief (sees probabilities), adaptive, 10-epoch surrogate"
+    glyphs = {"name": "divqat", "objective": "proxy", "alpha": 0.03, "proxy_source": "glyphs"}
+    assert trained_defense(glyphs) == ("proxy-kl", "alpha=0.03 proxy_source=glyphs")
+    assert trained_defense({**glyphs, "proxy_source": None}) == ("proxy-kl", "alpha=0.03")
+    assert trained_defense({"name": "divqat", "objective": "diverse", "alpha": 0.3, "heads": 3}) == \
+        ("diverse", "alpha=0.3 heads=3")

@@ -30,8 +30,11 @@ IDENTITY = COLUMNS[:7]
 METRICS = COLUMNS[7:]
 BASELINE = ("qat", "")
 SURROGATE_EPOCHS = 10  # the frontier configs' surrogate training; other lengths are named in the attack
-TRAINED = ("divqat", "nonlabel", "proxy-kl", "proxy-entropy")
-_TRAIN_KEYS = ("alpha", "temperature", "direction", "kl_cap", "margin", "margin_weight", "distill", "proxy_transforms")
+TRAINED = ("divqat", "nonlabel", "proxy-kl", "proxy-entropy", "misinform", "diverse")
+_TRAIN_KEYS = ("alpha", "temperature", "direction", "kl_cap", "margin", "margin_weight", "distill", "proxy_transforms",
+               "proxy_source", "heads")
+# the attack options every frontier attack is named by elsewhere (budget column, -sharpen, -<E>ep) or not at all
+_ATTACK_NAMED = ("name", "budget", "epochs", "momentum", "sharpen")
 # the published DivQAT's temperature and direction (the trainer's defaults) go unnamed
 _TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(VictimConfig) if f.name in ("temperature", "direction")}
 
@@ -69,12 +72,15 @@ def defense_of(record):
 
 
 def attack_of(record):
-    """The attack's name, with ``-sharpen<tau>`` for sharpened KnockoffNets answers and
-    ``-<E>ep`` for a surrogate trained for E epochs other than :data:`SURROGATE_EPOCHS`."""
+    """The attack's name, with its other options in parentheses (``sink-aware(max_share=0.3,mode=drop)``),
+    ``-sharpen<tau>`` for sharpened KnockoffNets answers and ``-<E>ep`` for a surrogate trained
+    for E epochs other than :data:`SURROGATE_EPOCHS`."""
     attack = record["attack"]
     sharpen = attack.get("sharpen")
     epochs = attack.get("epochs", SURROGATE_EPOCHS)
-    return (attack["name"] + (f"-sharpen{_fmt(sharpen)}" if sharpen is not None else "")
+    options = ",".join(f"{k}={_fmt(v)}" for k, v in sorted(attack.items()) if k not in _ATTACK_NAMED)
+    return (attack["name"] + (f"({options})" if options else "")
+            + (f"-sharpen{_fmt(sharpen)}" if sharpen is not None else "")
             + (f"-{epochs}ep" if epochs != SURROGATE_EPOCHS else ""))
 
 

@@ -9,6 +9,7 @@ visible. The Pareto front (higher accuracy, lower agreement: lower right is bett
 defender, as the axis labels say) is a dashed line. Titles say in words who the victim and the thief are, what the
 thief sees (probabilities or labels only) and its budget.
 """
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -97,7 +98,8 @@ def plot_frontier(rows, out_dir):
         groups[(s["pair"], s["victim_setting"], s["attack"], s["budget"])].append(s)
     paths = []
     for (pair, vset, attack, budget), items in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        path = Path(out_dir) / f"frontier_{pair.replace('<-', '_from_')}_{vset}_{attack}_{budget}.png"
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{pair.replace('<-', '_from_')}_{vset}_{attack}_{budget}").strip("_")
+        path = Path(out_dir) / f"frontier_{name}.png"
         plot_group(items, path)
         paths.append(path)
     return paths

@@ -1,10 +1,17 @@
 """Plot titles and labels in plain words: datasets, victims, thieves and defense settings, as a
 reader names them instead of the internal keys (``mnist<-fashion-mnist``, ``knockoff-20ep``)."""
+import re
+
 from .frontier import SURROGATE_EPOCHS
 
 DATASETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
             "svhn": "SVHN"}
-ATTACKS = {"knockoff": "KnockoffNets thief (sees probabilities)", "copycat": "Copycat thief (sees labels only)"}
+ATTACKS = {"knockoff": "KnockoffNets thief (sees probabilities)", "copycat": "Copycat thief (sees labels only)",
+           "sink-aware": "sink-aware thief (rebalances the answered classes)",
+           "smoothing": "smoothing thief (answers over shifted, noisy copies)",
+           "mixed": "mixed thief (some in-distribution images)"}
+# a frontier attack name: base, options in parentheses, then -adaptive, -sharpen<tau>, -<E>ep parts
+_ATTACK_NAME = re.compile(r"(?P<base>[^(]+?)(?:\((?P<options>[^)]*)\))?(?P<parts>(?:-(?:adaptive|sharpen[\d.]+|\d+ep))*)$")
 GREEK = (("alpha", "α"), ("beta", "β"), ("gamma", "γ"), ("tau", "τ"), ("epsilon", "ε"), ("nu", "ν"))
 OFFSETS = ((5, 4), (5, -10), (-12, 4), (-12, -10))  # label offsets (points) taken in turn
 
@@ -18,8 +25,9 @@ def victim_words(victim_setting):
 
 def attack_words(attack):
     """A frontier attack name (:func:`divqat.results.frontier.attack_of`) in words."""
-    base, *parts = attack.split("-")
-    words = ATTACKS.get(base, f"{base} thief")
+    match = _ATTACK_NAME.match(attack)
+    base, options, parts = match["base"], match["options"], match["parts"].split("-")[1:]
+    words = ATTACKS.get(base, f"{base} thief") + (f" ({options.replace(',', ', ')})" if options else "")
     epochs = SURROGATE_EPOCHS
     for part in parts:
         if part == "adaptive":

@@ -11,6 +11,7 @@ import pytest
 from divqat.experiments.frontier import main
 from divqat.results.frontier import (
     COLUMNS,
+    answered_label_rows,
     attack_of,
     comparisons,
     defense_of,
@@ -23,6 +24,7 @@ from divqat.results.frontier import (
 )
 from divqat.results.frontier_files import rewrite_frontier, write_frontier
 from divqat.results.frontier_plots import frontier_point
+from divqat.results.frontier_tables import answered_label_table
 from divqat.results.stats import Paired, paired
 from divqat.results.words import attack_words, title
 
@@ -233,3 +235,25 @@ def test_label_only_thieves_and_objectives_are_named_apart():
     assert trained_defense({**glyphs, "proxy_source": None}) == ("proxy-kl", "alpha=0.03")
     assert trained_defense({"name": "divqat", "objective": "diverse", "alpha": 0.3, "heads": 3}) == \
         ("diverse", "alpha=0.3 heads=3")
+
+
+def test_answered_labels_are_collected_per_cell_and_summarised(tmp_path):
+    """Cells that kept the thief's answered-label histogram give one row each (cells without one,
+    from older code, none), and the table reports the top class, its mean share and the spread,
+    checked by hand."""
+    run = _run_dir(tmp_path)
+    copycat = {"name": "copycat", "budget": 100, "epochs": 20}
+    hists = {0: [70, 20, 10, 0], 1: [10, 85, 5, 0], 2: [60, 30, 6, 4]}
+    for seed, hist in hists.items():
+        record = _record(seed, {"name": "divqat", "objective": "misinform", "alpha": 0.5}, {"name": "none"},
+                         copycat, 0.5, 0.99, victim="vfull")
+        record["metrics"]["answered_hist"] = hist
+        (run / "cells" / f"{seed}.json").write_text(json.dumps(record))
+    (run / "cells" / "old.json").write_text(json.dumps(_record(3, {"name": "qat"}, {"name": "none"}, copycat, 0.6, 0.99)))
+    rows = answered_label_rows([run])
+    assert [(r["seed"], [r[f"class_{k}"] for k in range(4)]) for r in rows] == sorted(hists.items())
+    assert {(r["defense"], r["setting"], r["attack"], r["victim_setting"]) for r in rows} == \
+        {("misinform", "alpha=0.5", "copycat-20ep", "full")}
+    table = answered_label_table(rows).splitlines()
+    # top classes 0, 1, 0 -> 0; top shares 70, 85, 60 -> 71.7; classes >= 5 %: 3, 3, 3 -> 3.0
+    assert table[2] == "| mnist<-fashion-mnist | full | misinform (α=0.5) | copycat-20ep | 100 | 3 | 0 | 71.7 | 3.0 |"

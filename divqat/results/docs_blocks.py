@@ -15,6 +15,8 @@ are paths relative to the file's directory and plain words. The blocks:
   their verdicts (:func:`divqat.results.seeds10.comparison_table`);
 - ``frontier_summary CSV BUDGET``, ``frontier_goal CSV``, ``frontier_tables CSV``: the tables of
   :mod:`divqat.results.frontier_tables` from a frontier.csv;
+- ``answered_labels CSV``: :func:`divqat.results.frontier_tables.answered_label_table` of an
+  answered_labels.csv;
 - ``frontier_plots CSV``: the frontier's plots drawn next to the CSV, listed as images;
 - ``experiment_plots RESULTS VICTIMS PREFIX``: the experiment plots redrawn next to RESULTS
   (:mod:`divqat.results.redraw`), listed as images.
@@ -28,7 +30,7 @@ from divqat.utils import atomic_write_text
 from . import seeds10
 from .frontier import read_frontier_csv
 from .frontier_plots import plot_frontier
-from .frontier_tables import frontier_markdown, goal_tables, summary_tables
+from .frontier_tables import answered_label_table, frontier_markdown, goal_tables, summary_tables
 from .goal import GOAL, check_goal
 from .redraw import redraw
 from .tables import ci_text, markdown_table, read_rows, signed
@@ -128,6 +130,7 @@ GENERATORS = {
     "frontier_summary": lambda doc_dir, csv, budget: summary_tables(read_frontier_csv(doc_dir / csv), int(budget)),
     "frontier_goal": lambda doc_dir, csv: goal_tables(read_frontier_csv(doc_dir / csv)),
     "frontier_tables": lambda doc_dir, csv: frontier_markdown(read_frontier_csv(doc_dir / csv)),
+    "answered_labels": lambda doc_dir, csv: answered_label_table(read_rows(doc_dir / csv)),
     "frontier_plots": frontier_plots,
     "experiment_plots": experiment_plots,
 }

@@ -124,6 +124,23 @@ def _victim_setting_of(record, settings, path):
                      "in the directory's victims/")
 
 
+def _cells(run_dirs):
+    """(path, record, identity row) of every finished attack cell of ``run_dirs``; the identity
+    row holds :data:`IDENTITY`."""
+    for run_dir in run_dirs:
+        pair, settings = pair_of(run_dir), victim_settings(run_dir)
+        for path in sorted(Path(run_dir, "cells").glob("*.json")):
+            record = json.loads(path.read_text())
+            defense, setting = defense_of(record)
+            yield path, record, {"pair": pair, "victim_setting": _victim_setting_of(record, settings, path),
+                                 "defense": defense, "setting": setting, "attack": attack_of(record),
+                                 "budget": record["attack"]["budget"], "seed": record["seed"]}
+
+
+def _sorted(rows):
+    return sorted(rows, key=lambda r: tuple(str(r[c]) if c not in ("budget", "seed") else r[c] for c in IDENTITY))
+
+
 def frontier_rows(run_dirs):
     """The frontier rows (dicts with :data:`COLUMNS`) of the finished cells of ``run_dirs``.
 
@@ -131,27 +148,29 @@ def frontier_rows(run_dirs):
     one directory) is kept once when its metrics agree and refused, naming both files, when they
     differ, so no seed is counted twice."""
     rows, seen = [], {}
-    for run_dir in run_dirs:
-        pair, settings = pair_of(run_dir), victim_settings(run_dir)
-        for path in sorted(Path(run_dir, "cells").glob("*.json")):
-            record = json.loads(path.read_text())
-            defense, setting = defense_of(record)
-            m = record["metrics"]
-            row = {"pair": pair, "victim_setting": _victim_setting_of(record, settings, path),
-                   "defense": defense, "setting": setting, "attack": attack_of(record),
-                   "budget": record["attack"]["budget"], "seed": record["seed"],
-                   **{metric: m[metric] for metric in METRICS}}
-            identity = tuple(row[c] for c in IDENTITY)
-            if identity in seen:
-                first, kept = seen[identity]
-                if any(kept[c] != row[c] for c in METRICS):
-                    raise ValueError(f"{first} and {path}: the same frontier cell {identity} with different "
-                                     "metrics; remove one")
-                continue
-            seen[identity] = (path, row)
-            rows.append(row)
-    rows.sort(key=lambda r: tuple(str(r[c]) if c not in ("budget", "seed") else r[c] for c in IDENTITY))
-    return rows
+    for path, record, row in _cells(run_dirs):
+        row.update({metric: record["metrics"][metric] for metric in METRICS})
+        identity = tuple(row[c] for c in IDENTITY)
+        if identity in seen:
+            first, kept = seen[identity]
+            if any(kept[c] != row[c] for c in METRICS):
+                raise ValueError(f"{first} and {path}: the same frontier cell {identity} with different "
+                                 "metrics; remove one")
+            continue
+        seen[identity] = (path, row)
+        rows.append(row)
+    return _sorted(rows)
+
+
+def answered_label_rows(run_dirs):
+    """One row per attack cell that kept the histogram of the labels its thief was answered
+    (argmax of every answer, on its own queries): :data:`IDENTITY` plus ``class_<k>`` counts."""
+    rows = {}
+    for _, record, row in _cells(run_dirs):
+        hist = record["metrics"].get("answered_hist")
+        if hist is not None:
+            rows[tuple(row[c] for c in IDENTITY)] = {**row, **{f"class_{k}": n for k, n in enumerate(hist)}}
+    return _sorted(rows.values())
 
 
 def read_frontier_csv(path):

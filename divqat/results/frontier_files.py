@@ -1,12 +1,14 @@
 """The frontier's files in one directory: ``frontier.csv`` (one row per cell and seed,
 :mod:`divqat.results.frontier`), ``frontier.md`` (:func:`divqat.results.frontier_tables.frontier_markdown`)
 and the plots (:mod:`divqat.results.frontier_plots`), each written atomically; from experiment
-output directories, or again from a committed ``frontier.csv``."""
+output directories, or again from a committed ``frontier.csv``. From experiment directories
+whose thieves kept the labels they were answered, also ``answered_labels.csv``
+(:func:`divqat.results.frontier.answered_label_rows`)."""
 from pathlib import Path
 
 from divqat.utils import atomic_write_text
 
-from .frontier import COLUMNS, frontier_rows, read_frontier_csv
+from .frontier import COLUMNS, answered_label_rows, frontier_rows, read_frontier_csv
 from .frontier_plots import plot_frontier
 from .frontier_tables import frontier_markdown
 from .tables import to_csv
@@ -32,6 +34,10 @@ def write_frontier(run_dirs, out_dir, plots=True):
     rows = frontier_rows(run_dirs)
     if not rows:
         raise ValueError(f"no finished attack cells in {', '.join(map(str, run_dirs))}")
+    labels = answered_label_rows(run_dirs)
+    if labels:  # the thieves' answered labels, where their cells kept them
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(to_csv(labels), Path(out_dir) / "answered_labels.csv")
     return write_frontier_files(rows, out_dir, plots)
 
 

@@ -10,13 +10,18 @@
   setting, n and the paired differences against plain QAT of victim top-1 and of surrogate
   agreement under each attack;
 - :func:`goal_tables`: the goal check against the frontier's 10-epoch surrogates and against
-  20-epoch ones, for the settings with enough seeds for a verdict.
+  20-epoch ones, for the settings with enough seeds for a verdict;
+- :func:`answered_label_table`: where the thieves' answers went (the labels a victim gave on the
+  thief's queries), per cell over its seeds.
 
 Differences are in points: mean [95 % CI], then the seeds with lower agreement.
 """
+from collections import defaultdict
+
 from .frontier import BASELINE, by_cell, comparisons, paired_difference, seed_mean, summarize
 from .goal import Goal, check_goal, goal_markdown
-from .tables import points
+from .tables import markdown_table, points
+from .words import setting_words
 
 ATTACKS = ("knockoff", "copycat", "knockoff-adaptive", "knockoff-sharpen0.5", "knockoff-20ep", "copycat-20ep")
 
@@ -111,3 +116,25 @@ def goal_tables(rows):
                   if any(p["knockoff"]["n"] >= goal.min_n for p in c["pairs"].values())]
         out.append(goal_markdown(checks, goal))
     return "\n".join(out)
+
+
+def answered_label_table(rows):
+    """Markdown: per cell (pair, victim setting, defense and setting, thief, budget), over its
+    seeds, the class answered most often on the thief's queries (the most frequent per-seed top
+    class), the mean share of answers that went to each seed's top class, and the mean number of
+    classes given at least 5 % of the answers (rows of
+    :func:`divqat.results.frontier.answered_label_rows`)."""
+    groups = defaultdict(list)
+    for r in rows:
+        counts = [r[k] for k in sorted((k for k in r if k.startswith("class_")), key=lambda k: int(k[6:]))]
+        groups[(r["pair"], r["victim_setting"], r["defense"], r["setting"], r["attack"], r["budget"])].append(counts)
+    table = []
+    for (pair, vset, defense, setting, attack, budget), hists in sorted(groups.items(), key=lambda g: str(g[0])):
+        tops = [max(range(len(h)), key=h.__getitem__) for h in hists]
+        shares = [max(h) / sum(h) for h in hists]
+        spread = [sum(n >= 0.05 * sum(h) for n in h) for h in hists]
+        table.append([pair, vset, setting_words(defense, setting), attack, f"{budget:,}", len(hists),
+                      max(set(tops), key=tops.count), f"{100 * sum(shares) / len(shares):.1f}",
+                      f"{sum(spread) / len(spread):.1f}"])
+    return markdown_table(["pair", "victims", "defense", "thief", "budget", "n", "top class", "top share %",
+                           "classes ≥ 5 %"], table)

@@ -52,7 +52,7 @@ from divqat.data import load_tensors
 from divqat.detection.registry import MONITORS
 from divqat.models import build_model_for
 from divqat.serving.http_blackbox import HttpBlackBox
-from divqat.serving.keys import open_key_store
+from divqat.serving.key_stores import open_key_store
 from divqat.serving.process import ServerProcess
 from divqat.utils import atomic_write_text
 

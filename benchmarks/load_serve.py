@@ -45,7 +45,7 @@ from divqat.serving import v2
 from divqat.serving.app import Predictor
 from divqat.serving.export_command import defended_model
 from divqat.serving.inputs import decode_body
-from divqat.serving.keys import open_key_store
+from divqat.serving.key_stores import open_key_store
 from divqat.serving.postgres_cluster import TemporaryPostgres
 from divqat.serving.process import ServerProcess
 from divqat.serving.protocol import BINARY, JSON

@@ -58,7 +58,8 @@ from divqat.checks import check_int
 from divqat.serving import v2
 from divqat.serving.errors import ClientError, missing_key, unknown_key
 from divqat.serving.inputs import decode_body, media_type
-from divqat.serving.keys import KeyStore, open_key_store
+from divqat.serving.key_stores import open_key_store
+from divqat.serving.keys import KeyStore
 from divqat.serving.metadata import serving_info
 from divqat.serving.protocol import BINARY, JSON
 

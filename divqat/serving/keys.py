@@ -2,7 +2,7 @@
 with two implementations: SQLite (:mod:`.keys_sqlite`, one file, the embedded default) and
 PostgreSQL (:mod:`.keys_postgres`, one database shared by servers on many machines).
 
-    store = open_key_store("keys.db")                        # or "postgresql://user@host/db"
+    store = open_key_store("keys.db")      # divqat.serving.key_stores; or "postgresql://user@host/db"
     token = store.add("alice", budget=10000, rate=20)
     charge = store.charge(token, rows)                       # counted before answered
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from divqat.checks import check_choice, check_int, check_real
 
-__all__ = ["KeyStore", "Charge", "open_key_store", "check_new_key", "check_action", "hash_token", "new_token", "refill",
+__all__ = ["KeyStore", "Charge", "check_new_key", "check_action", "hash_token", "new_token", "refill",
            "TOKEN_PREFIX", "SYNCHRONOUS", "ACTIONS", "MAX_BUDGET", "POSTGRES_SCHEMES"]
 
 TOKEN_PREFIX = "dqk_"
@@ -146,17 +146,3 @@ class KeyStore(abc.ABC):
 def check_action(action):
     """``action``, or ValueError unless it is one of :data:`ACTIONS` or None."""
     return action if action is None else check_choice("action", action, ACTIONS)
-
-
-def open_key_store(db, create=False, synchronous="FULL"):
-    """The key store at ``db``: a ``postgresql://`` URL, else the path of a SQLite file.
-    ``create=True`` makes the tables (and the SQLite file) if absent; without it a store that
-    does not exist is an error naming ``--db``. ``synchronous``: one of :data:`SYNCHRONOUS`."""
-    synchronous = check_choice("synchronous", synchronous, SYNCHRONOUS)
-    if str(db).startswith(POSTGRES_SCHEMES):
-        from divqat.serving.keys_postgres import PostgresKeyStore
-
-        return PostgresKeyStore(str(db), create=create, synchronous=synchronous)
-    from divqat.serving.keys_sqlite import SqliteKeyStore
-
-    return SqliteKeyStore(db, create=create, synchronous=synchronous)

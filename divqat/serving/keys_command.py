@@ -26,7 +26,8 @@ def add_arguments(parser):
 
 def run(args):
     from divqat.detection.listing import monitor_lines
-    from divqat.serving.keys import check_new_key, open_key_store
+    from divqat.serving.key_stores import open_key_store
+    from divqat.serving.keys import check_new_key
 
     if args.action == "add":
         check_new_key(args.name, args.budget, args.rate)

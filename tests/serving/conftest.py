@@ -11,7 +11,7 @@ import torch
 from serving_helpers import BETA, module_store, new_key_db
 
 from divqat.cli import main
-from divqat.serving.keys import open_key_store
+from divqat.serving.key_stores import open_key_store
 from divqat.serving.postgres_cluster import TemporaryPostgres
 
 

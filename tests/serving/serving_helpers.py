@@ -7,7 +7,7 @@ import threading
 
 import httpx
 
-from divqat.serving.keys import open_key_store
+from divqat.serving.key_stores import open_key_store
 from divqat.serving.process import ServerProcess
 
 MAX_BATCH = 64

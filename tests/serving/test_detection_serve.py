@@ -16,7 +16,7 @@ from divqat.data import load_tensors
 from divqat.detection.calibration import calibrate, load_calibration
 from divqat.detection.confidence import ConfidenceCusum
 from divqat.serving.export import export_defended
-from divqat.serving.keys import open_key_store
+from divqat.serving.key_stores import open_key_store
 from divqat.serving.process import ServerProcess
 from divqat.utils import atomic_write_bytes
 

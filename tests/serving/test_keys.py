@@ -12,7 +12,8 @@ import psycopg
 import pytest
 
 from divqat.cli import main
-from divqat.serving.keys import MAX_BUDGET, TOKEN_PREFIX, hash_token, open_key_store
+from divqat.serving.key_stores import open_key_store
+from divqat.serving.keys import MAX_BUDGET, TOKEN_PREFIX, hash_token
 
 
 def _charge_until_refused(db, token, rows, granted):

@@ -247,7 +247,7 @@ def test_answered_labels_are_collected_per_cell_and_summarised(tmp_path):
     for seed, hist in hists.items():
         record = _record(seed, {"name": "divqat", "objective": "misinform", "alpha": 0.5}, {"name": "none"},
                          copycat, 0.5, 0.99, victim="vfull")
-        record["metrics"]["answered_hist"] = hist
+        record["metrics"]["answered_hist"] = {str(k): n for k, n in enumerate(hist)}  # as cells keep it
         (run / "cells" / f"{seed}.json").write_text(json.dumps(record))
     (run / "cells" / "old.json").write_text(json.dumps(_record(3, {"name": "qat"}, {"name": "none"}, copycat, 0.6, 0.99)))
     rows = answered_label_rows([run])

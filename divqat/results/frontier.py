@@ -164,11 +164,14 @@ def frontier_rows(run_dirs):
 
 def answered_label_rows(run_dirs):
     """One row per attack cell that kept the histogram of the labels its thief was answered
-    (argmax of every answer, on its own queries): :data:`IDENTITY` plus ``class_<k>`` counts."""
+    (argmax of every answer, on its own queries; the cell keeps it as {class: count} over every
+    class, :func:`divqat.attacks.answers.answered_histogram`): :data:`IDENTITY` plus ``class_<k>``
+    counts."""
     rows = {}
     for _, record, row in _cells(run_dirs):
-        hist = record["metrics"].get("answered_hist")
-        if hist is not None:
+        counts = record["metrics"].get("answered_hist")
+        if counts is not None:
+            hist = [counts[k] for k in sorted(counts, key=int)]
             rows[tuple(row[c] for c in IDENTITY)] = {**row, **{f"class_{k}": n for k, n in enumerate(hist)}}
     return _sorted(rows.values())
 

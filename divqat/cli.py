@@ -15,7 +15,7 @@ from divqat import __version__
 COMMANDS = {
     "train": ("divqat.train.command", "train a victim: fp, ptq, qat, divqat, adversarial"),
     "attack": ("divqat.attacks.command", "extract a victim through a query-counted black box"),
-    "evaluate": ("divqat.evaluate", "evaluate a trained victim, optionally under a defense"),
+    "evaluate": ("divqat.evaluate_command", "evaluate a trained victim, optionally under a defense"),
     "defenses": ("divqat.defenses.command", "list the defenses, their parameters, defaults and ranges"),
     "train-misinformation": ("divqat.defenses.misinformation_command",
                              "train adaptive misinformation's model (for --defense am)"),

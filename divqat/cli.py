@@ -21,7 +21,7 @@ COMMANDS = {
                              "train adaptive misinformation's model (for --defense am)"),
     "experiment": ("divqat.experiments.command", "run a TOML-configured grid of experiments"),
     "report": ("divqat.results.report_command", "write the Markdown report and plots of a run"),
-    "bench": ("divqat.bench", "time the fused ops against PyTorch"),
+    "bench": ("divqat.bench_command", "time the fused ops against PyTorch"),
     "demo": ("divqat.experiments.demo", "QAT vs DivQAT against KnockoffNets on MNIST, end to end"),
     "export": ("divqat.serving.export_command", "write a quantized victim and its defense as one ONNX file"),
     "serve": ("divqat.serving.serve_command", "serve a defended model over HTTP with per-key query budgets"),

@@ -1,7 +1,8 @@
 """The `divqat` command: a thin layer over the library's functions.
 
-Each subcommand lives in the module that owns its work and exposes
-``add_arguments(parser)`` and ``run(args) -> int``; it checks its output locations
+Each subcommand lives in a command module (``command.py`` or ``*_command.py``) beside the library
+module that owns its work, and exposes ``add_arguments(parser)`` and ``run(args) -> int``; library
+modules parse no arguments (tests/test_command_modules.py). A command checks its output locations
 (:mod:`divqat.checks`) before any work. Bad arguments, unreadable input files and file-system
 errors end in a one-line error on stderr and exit status 2, never a traceback.
 """

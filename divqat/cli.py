@@ -1,7 +1,8 @@
 """The `divqat` command: a thin layer over the library's functions.
 
-Each subcommand lives in the module that owns its work and exposes
-``add_arguments(parser)`` and ``run(args) -> int``; it checks its output locations
+Each subcommand lives in a command module (``command.py`` or ``*_command.py``) beside the library
+module that owns its work, and exposes ``add_arguments(parser)`` and ``run(args) -> int``; library
+modules parse no arguments (tests/test_command_modules.py). A command checks its output locations
 (:mod:`divqat.checks`) before any work. Bad arguments, unreadable input files and file-system
 errors end in a one-line error on stderr and exit status 2, never a traceback.
 """
@@ -15,14 +16,14 @@ from divqat import __version__
 COMMANDS = {
     "train": ("divqat.train.command", "train a victim: fp, ptq, qat, divqat, adversarial"),
     "attack": ("divqat.attacks.command", "extract a victim through a query-counted black box"),
-    "evaluate": ("divqat.evaluate", "evaluate a trained victim, optionally under a defense"),
+    "evaluate": ("divqat.evaluate_command", "evaluate a trained victim, optionally under a defense"),
     "defenses": ("divqat.defenses.command", "list the defenses, their parameters, defaults and ranges"),
     "train-misinformation": ("divqat.defenses.misinformation_command",
                              "train adaptive misinformation's model (for --defense am)"),
     "experiment": ("divqat.experiments.command", "run a TOML-configured grid of experiments"),
     "report": ("divqat.results.report_command", "write the Markdown report and plots of a run"),
-    "bench": ("divqat.bench", "time the fused ops against PyTorch"),
-    "demo": ("divqat.experiments.demo", "QAT vs DivQAT against KnockoffNets on MNIST, end to end"),
+    "bench": ("divqat.bench_command", "time the fused ops against PyTorch"),
+    "demo": ("divqat.experiments.demo_command", "QAT vs DivQAT against KnockoffNets on MNIST, end to end"),
     "export": ("divqat.serving.export_command", "write a quantized victim and its defense as one ONNX file"),
     "serve": ("divqat.serving.serve_command", "serve a defended model over HTTP with per-key query budgets"),
     "keys": ("divqat.serving.keys_command", "add, list and revoke the API keys of a served model"),

@@ -1,37 +1,17 @@
-"""``divqat evaluate``: a trained victim's test accuracy, and what a defense costs it.
-
-    divqat evaluate --victim runs/divqat
-    divqat evaluate --victim runs/fp --victim-kind float --defense dcp --defense-arg beta=0.5 --out dcp.json
+"""A trained victim's test accuracy, and what a defense costs it (the library of
+``divqat evaluate``, whose options are :mod:`divqat.evaluate_command`'s).
 
 The victim is loaded with :func:`divqat.train.load_victim` and scored on the test split of the
-dataset it was trained on (docs/science.md §6). With ``--defense`` the report adds the
+dataset it was trained on (docs/science.md §6). With a ``defense`` the result adds the
 defense's cost (:func:`divqat.defenses.defense_cost`): accuracy of the returned vectors, mean
 L1 and KL between clean and returned vectors, and latency added per query. The result is
-printed and, with ``--out``, written as JSON (atomically).
+a dict; the command prints it and, with ``--out``, writes it as JSON (atomically).
 """
 import torch.nn.functional as F
 
-from divqat.checks import check_int, check_out
-from divqat.cli_options import add_deprecated_alias, add_victim_kind
-from divqat.defenses import add_defense_arguments, defense_cost, defense_from_args
+from divqat.checks import check_int
+from divqat.defenses import defense_cost
 from divqat.metrics import accuracy, predict_logits
-from divqat.utils import atomic_write_json
-
-
-def add_arguments(parser):
-    a = parser.add_argument
-    a("--victim", required=True, metavar="DIR", help="a `divqat train --out` directory")
-    add_victim_kind(parser)
-    add_deprecated_alias(parser, "--kind", "--victim-kind")
-    add_defense_arguments(parser)
-    a("--test-limit", type=int, default=None, metavar="N", help="evaluate on the first N test examples")
-    add_deprecated_alias(parser, "--limit", "--test-limit")
-    a("--data-root", default=None, help="dataset directory (default: the loaders' search path)")
-    a("--batch-size", type=int, default=256, help="queries per batch (default 256)")
-    a("--repeats", type=int, default=5, help="timed repeats for the defense's latency (default 5)")
-    a("--out", default=None, metavar="FILE.json", help="also write the result as JSON here")
-    a("--overwrite", action="store_true", help="replace an existing --out file (refused otherwise)")
-    a("--no-progress", action="store_true", help="no progress bar")
 
 
 def evaluate_victim(victim_dir, kind="auto", defense=None, limit=None, data_root=None, batch_size=256,
@@ -56,18 +36,3 @@ def evaluate_victim(victim_dir, kind="auto", defense=None, limit=None, data_root
         result["accuracy"] = cost["victim_accuracy_clean"]
         result.update(cost)
     return result
-
-
-def run(args):
-    if args.out is not None:
-        check_out("--out", args.out, "evaluate", inputs={"--victim": args.victim}, overwrite=args.overwrite,
-                  is_file=True)
-    defense = defense_from_args(args)
-    result = evaluate_victim(args.victim, kind=args.victim_kind, defense=defense, limit=args.test_limit,
-                             data_root=args.data_root, batch_size=args.batch_size, repeats=args.repeats,
-                             progress=not args.no_progress)
-    for key, value in result.items():
-        print(f"{key}: {value:.6g}" if isinstance(value, float) else f"{key}: {value}")
-    if args.out is not None:
-        atomic_write_json(result, args.out)
-    return 0

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from divqat import evaluate
+from divqat import evaluate, evaluate_command
 from divqat.data import load_tensors
-from divqat.defenses import DCP, MAD
+from divqat.defenses import DCP, MAD, defense_from_args
 from divqat.models import build_model_for
 from divqat.train.artifacts import write_config, write_run_results
 
@@ -30,8 +30,8 @@ def victim(tmp_path_factory):
 
 def _run(argv):
     parser = argparse.ArgumentParser()
-    evaluate.add_arguments(parser)
-    return evaluate.run(parser.parse_args(argv))
+    evaluate_command.add_arguments(parser)
+    return evaluate_command.run(parser.parse_args(argv))
 
 
 def test_evaluate_without_defense(victim, tmp_path, capsys):
@@ -67,7 +67,7 @@ def test_evaluate_with_defense(victim, tmp_path):
 def test_evaluate_mad_loads_its_surrogate_from_a_run_directory(victim, tmp_path):
     directory, _ = victim
     surrogate = _write_victim(tmp_path / "surrogate", seed=1)
-    result = evaluate.evaluate_victim(directory, defense=evaluate.defense_from_args(argparse.Namespace(
+    result = evaluate.evaluate_victim(directory, defense=defense_from_args(argparse.Namespace(
         defense="mad", defense_arg=[f"surrogate={tmp_path / 'surrogate'}", "epsilon=0.3"])), limit=20, repeats=1,
         progress=False)
     assert result["defense"] == repr(MAD(surrogate, 0.3))

@@ -33,8 +33,8 @@ from divqat.blackbox import OUTPUT_MODES
 from divqat.checks import RESULT_FILES, check_out, check_output_dirs, output_dir_claimed
 from divqat.cli_options import add_victim_kind, arch_help, choices_text, dataset_help, key_values
 from divqat.defenses import add_defense_arguments, defense_from_args
-from divqat.serving.remote import add_arguments as add_remote_arguments
 from divqat.serving.remote import is_url, open_remote_victims, reject_remote_options
+from divqat.serving.remote_command import add_arguments as add_remote_arguments
 from divqat.tensorboard_log import tensorboard_log
 
 __all__ = ["add_arguments", "run"]

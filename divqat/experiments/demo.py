@@ -1,4 +1,5 @@
-"""`divqat demo`: QAT against DivQAT under KnockoffNets on the built-in data, end to end.
+"""The demo: QAT against DivQAT under KnockoffNets on the built-in data, end to end (its command,
+``divqat demo``, is :mod:`divqat.experiments.demo_command`).
 
 A small built-in experiment run by the same runner as ``divqat experiment``: a LeNet-5 MNIST
 victim (LeCun et al. 1998) is trained in full precision, then quantized to int8 twice, by plain
@@ -6,20 +7,12 @@ QAT and by DivQAT at one alpha (arXiv 2512.23948: CE - alpha * KL(f_fp || f_q));
 victims are attacked through a query-counted black box by KnockoffNets (Orekondy et al., CVPR
 2019) with 5000 Fashion-MNIST images as queries (surrogate: 20 epochs of SGD with momentum 0.9,
 one of docs/science.md §5's two settings), and the table compares victim accuracy, the adversary's
-classification error and its agreement with the victim. ``--quick`` shrinks every
-setting for a smoke test. Results (and the cache that makes a re-run instant) go to ``--out``,
-the printed table's rows to ``--out``/demo.csv (per-seed rows behind them: results.csv and
-victims.csv).
+classification error and its agreement with the victim. ``quick`` shrinks every setting for a
+smoke test.
 """
-import time
-
-from divqat.checks import check_output_dir
 from divqat.results.aggregate import collect
-from divqat.results.tables import to_csv
-from divqat.utils import atomic_write_text
 
 from .config import parse_config
-from .runner import run_experiment
 
 FULL = {"train_limit": 10000, "test_limit": 2000, "fp_epochs": 3, "quant_epochs": 1, "budget": 5000,
         "attack_epochs": 20}
@@ -66,25 +59,3 @@ def demo_table(rows):
     lines.append(f"attack: {rows[0]['attack']}, budget {rows[0]['budget']} Fashion-MNIST queries; "
                  "victim: LeNet-5 on MNIST")
     return "\n".join(lines)
-
-
-def add_arguments(parser):
-    parser.add_argument("--quick", action="store_true", help="tiny settings (a smoke test, well under a minute)")
-    parser.add_argument("--out", default="divqat-demo", help="output directory (default ./divqat-demo)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds python, numpy and torch (default 0)")
-    parser.add_argument("--alpha", type=float, default=1.0, help="DivQAT's alpha (default 1)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def run(args):
-    check_output_dir("--out", args.out)
-    config = demo_config(args.quick, args.seed, args.alpha)
-    start = time.perf_counter()
-    counts = run_experiment(config, args.out, progress=not args.no_progress)
-    rows = demo_rows(args.out)
-    atomic_write_text(to_csv(rows), f"{args.out}/demo.csv")
-    print(demo_table(rows))
-    print(f"{time.perf_counter() - start:.0f} s ({counts['victims_trained']} victims trained, "
-          f"{counts['cells_run']} attacks run, {counts['cells_cached']} cached); report: {args.out}/report.md, "
-          f"table rows: {args.out}/demo.csv")
-    return 0

@@ -4,37 +4,21 @@
     python -m divqat.experiments.frontier run CONFIG.toml [CONFIG.toml ...] --out runs/frontier_mnist --seeds 0 1 2
     python -m divqat.experiments.frontier table runs/frontier_mnist runs/frontier_fmnist --out docs/results/data/trained_in
 
-``run`` runs experiment configs into one output directory seed by seed (every config for seed
-0, then every config for seed 1, ...), so an interrupted run leaves whole seeds of every
-config, the configs share their cached victims, and a rerun resumes. ``table`` reads the
-finished attack cells of experiment output directories (one per dataset pair) and writes
-frontier.csv, frontier.md and the plots (:mod:`divqat.results.frontier_files`).
+``run`` runs experiment configs into one output directory seed by seed
+(:func:`divqat.experiments.runner.run_seed_major`: every config for seed 0, then every config for
+seed 1, ...), so an interrupted run leaves whole seeds of every config, the configs share their
+cached victims, and a rerun resumes. ``table`` reads the finished attack cells of experiment
+output directories (one per dataset pair) and writes frontier.csv, frontier.md and the plots
+(:mod:`divqat.results.frontier_files`).
+
+This module is only the command-line entry; the work is the library's.
 """
 import argparse
-import dataclasses
 import sys
-from collections import defaultdict
 
-from divqat.checks import check_output_dir
 from divqat.results.frontier_files import write_frontier
 
-from .config import load_experiment_config
-from .runner import run_experiment
-
-
-def run_seed_major(config_paths, out_dir, seeds, progress=False):
-    """Run every config for each seed in turn into ``out_dir`` (module docstring); returns the
-    summed work counts of :func:`divqat.experiments.runner.run_experiment`."""
-    check_output_dir("--out", out_dir)
-    configs = [load_experiment_config(path) for path in config_paths]  # all validated before any work
-    totals = defaultdict(int)
-    for seed in seeds:
-        for config in configs:
-            counts = run_experiment(dataclasses.replace(config, seeds=[seed]), out_dir, progress=progress, report=False)
-            for key, value in counts.items():
-                totals[key] += value
-            print(f"frontier run: seed {seed} {config.name}: {counts}", flush=True)
-    return dict(totals)
+from .runner import run_seed_major
 
 
 def main(argv=None):

@@ -28,12 +28,15 @@ that need it are skipped, the rest of the grid goes on, and :class:`ExperimentFa
 failed cells at the end (after the tables are written).
 """
 import contextlib
+import dataclasses
 import time
 import uuid
+from collections import defaultdict
 from pathlib import Path
 
 import torch
 
+from divqat.checks import check_output_dir
 from divqat.progress import progress_bar
 from divqat.results.aggregate import write_results
 from divqat.results.report import write_report
@@ -41,6 +44,7 @@ from divqat.utils import atomic_write_json, seed_everything
 
 from .cell_lock import claim
 from .cells import CellCache, attack_cells, attacked_victims, misinformation_name, victim_cells, victim_name
+from .config import load_experiment_config
 from .executors import CACHED, DONE, FAILED, SKIPPED, Job, Outcome, SequentialExecutor
 
 
@@ -312,3 +316,20 @@ def run_experiment(config, out_dir, pipeline=None, progress=True, report=True, e
     if tracker.failures:
         raise ExperimentFailed(tracker.counts, tracker.failures)
     return tracker.counts
+
+
+def run_seed_major(config_paths, out_dir, seeds, progress=False):
+    """Run every config (TOML paths) for each seed in turn into ``out_dir``: every config for seed 0,
+    then every config for seed 1, ..., so an interrupted run leaves whole seeds of every config,
+    the configs share their cached victims, and a rerun resumes. Returns the summed work counts
+    of :func:`run_experiment`."""
+    check_output_dir("--out", out_dir)
+    configs = [load_experiment_config(path) for path in config_paths]  # all validated before any work
+    totals = defaultdict(int)
+    for seed in seeds:
+        for config in configs:
+            counts = run_experiment(dataclasses.replace(config, seeds=[seed]), out_dir, progress=progress, report=False)
+            for key, value in counts.items():
+                totals[key] += value
+            print(f"frontier run: seed {seed} {config.name}: {counts}", flush=True)
+    return dict(totals)

@@ -159,7 +159,7 @@ def _blocked():
 
 def _watch(model, store, detection, threads):
     """``(predictor, watch)``: the model with its logits exposed and the monitors of ``detection``
-    (:func:`divqat.detection.options.detection_config`); ``(None, None)`` without detection."""
+    (:func:`divqat.detection.options_command.detection_config`); ``(None, None)`` without detection."""
     if detection is None:
         return None, None
     from divqat.detection.graph import expose_logits

@@ -1,4 +1,5 @@
-"""``divqat attack --victim http://HOST:PORT``: the options and victims of an attack by URL.
+"""``divqat attack --victim http://HOST:PORT``: the victims of an attack by URL (the options are
+:mod:`divqat.serving.remote_command`'s).
 
     divqat attack --victim http://127.0.0.1:8000 --api-key TOKEN --attack knockoff --queryset D
                   --budget N (--eval-victim DIR | --eval-api-key TOKEN2 --eval-dataset NAME) --out OUT
@@ -19,23 +20,12 @@ import os
 
 from divqat.serving.http_blackbox import HttpBlackBox, is_url
 
-__all__ = ["add_arguments", "is_url", "open_remote_victims", "reject_remote_options", "API_KEY_ENV",
+__all__ = ["is_url", "open_remote_victims", "reject_remote_options", "API_KEY_ENV",
            "EVAL_API_KEY_ENV"]
 
 API_KEY_ENV = "DIVQAT_API_KEY"
 EVAL_API_KEY_ENV = "DIVQAT_EVAL_API_KEY"
 _LOCAL_ONLY = ("victim_kind", "output", "k", "decimals", "cache_dir")
-
-
-def add_arguments(parser):
-    """The options of an attack on a served victim (ignored for a directory victim)."""
-    parser.add_argument("--api-key", metavar="TOKEN",
-                        help=f"with a URL victim: the key to spend (default ${API_KEY_ENV})")
-    parser.add_argument("--eval-victim", metavar="DIR", help="with a URL victim: score the surrogate against a local "
-                        "copy, the run directory the served file was exported from")
-    parser.add_argument("--eval-api-key", metavar="TOKEN", help="with a URL victim: score the surrogate through the "
-                        f"server with this second key (default ${EVAL_API_KEY_ENV}); needs --eval-dataset")
-    parser.add_argument("--eval-dataset", metavar="NAME", help="the test set scored through --eval-api-key")
 
 
 class _ServerAnswers:

@@ -12,7 +12,7 @@ file, or a ``postgresql://`` URL for replicas on several machines. Everything is
 the port bound, before the banner (which names the bound port, also for ``--port 0``). With
 ``--workers N`` uvicorn runs N processes, each rebuilding the model from the same arguments and
 dying with the parent; they share the key store, which keeps the counts exact (see
-:mod:`divqat.serving.keys`). The detection options are :mod:`divqat.detection.options`'s.
+:mod:`divqat.serving.keys`). The detection options are :mod:`divqat.detection.options_command`'s.
 """
 import errno
 import json
@@ -46,7 +46,7 @@ def add_arguments(parser):
     parser.add_argument("--sync", default="full", metavar="full|normal",
                         help="key database durability: full (fsync every count; survives power loss, the "
                              "default) or normal (survives a crash of the server process, not of the machine)")
-    from divqat.detection import options as detection_options
+    from divqat.detection import options_command as detection_options
 
     detection_options.add_arguments(parser)
 
@@ -123,7 +123,7 @@ def run(args):
     config = {"victim": args.victim, "defense": args.defense, "defense_arg": args.defense_arg, "db": db,
               "max_batch": args.max_batch, "threads": args.threads, "sync": args.sync,
               "model_name": args.model_name, "parent_pid": os.getpid()}
-    from divqat.detection.options import detection_config
+    from divqat.detection.options_command import detection_config
 
     config["detection"] = detection_config(args)
     app = _app(config)  # validates the model, defense and key store before listening

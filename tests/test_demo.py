@@ -1,5 +1,6 @@
 """`divqat demo --quick` end to end through the CLI: MNIST victim, Fashion-MNIST queries, QAT
-and DivQAT int8 victims attacked by KnockoffNets, the comparison table printed."""
+and DivQAT int8 victims, undefended and behind DCP, attacked by KnockoffNets and Copycat, the
+comparison table printed."""
 import csv
 import json
 
@@ -12,16 +13,20 @@ def test_demo_quick(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "victim acc" in text and "adv error" in text
     results = json.loads((out / "results.json").read_text())
-    assert sorted(c["victim_label"] for c in results["cells"]) == ["divqat(alpha=2.0)", "qat"]
-    qat = next(c for c in results["cells"] if c["method"] == "qat")
-    assert f"{qat['adversary_error']:.2%}" in next(ln for ln in text.splitlines() if ln.startswith("qat "))
+    # QAT and DivQAT, each undefended and behind DCP beta 1, each against KnockoffNets and Copycat
+    assert sorted((c["victim_label"], c["defense_label"], c["attack"]) for c in results["cells"]) == sorted(
+        (v, d, a) for v in ("divqat(alpha=2.0)", "qat") for d in ("dcp(beta=1.0)", "none") for a in ("copycat", "knockoff"))
     assert all(c["queries_used"] == 256 for c in results["cells"])
-    # the printed table's rows are on disk, equal to the per-seed records behind them
+    qat = next(c for c in results["cells"] if (c["method"], c["defense"], c["attack"]) == ("qat", "none", "knockoff"))
+    # the printed table's rows are on disk, equal to the per-seed records behind them, KnockoffNets and QAT first
+    assert f"{qat['adversary_error']:.2%}" in text.splitlines()[2] and text.splitlines()[2].startswith("knockoff  qat ")
     with open(out / "demo.csv") as f:
-        rows = {r["victim"]: r for r in csv.DictReader(f)}
-    assert float(rows["qat"]["adversary_error"]) == qat["adversary_error"]
+        rows = list(csv.DictReader(f))
+    assert [(r["thief"], r["victim"], r["defense"]) for r in rows[:2]] == [("knockoff", "qat", "none"),
+                                                                          ("knockoff", "qat", "dcp(beta=1.0)")]
+    assert float(rows[0]["adversary_error"]) == qat["adversary_error"]
     qat_victim = next(v for v in results["victims"] if v["method"] == "qat")
-    assert float(rows["qat"]["kl_fp_q"]) == qat_victim["kl_fp_q"]
+    assert float(rows[0]["kl_fp_q"]) == qat_victim["kl_fp_q"]
     # a second run is served from the cache
     assert main(["demo", "--quick", "--no-progress", "--out", str(out), "--alpha", "2"]) == 0
-    assert "0 victims trained, 0 attacks run, 2 cached" in capsys.readouterr().out
+    assert "0 victims trained, 0 attacks run, 8 cached" in capsys.readouterr().out

@@ -1,14 +1,19 @@
-"""The demo: QAT against DivQAT under KnockoffNets on the built-in data, end to end (its command,
-``divqat demo``, is :mod:`divqat.experiments.demo_command`).
+"""The demo: QAT, DivQAT and the best-established output defense against a soft-label and a
+label-only thief on the built-in data, end to end (its command, ``divqat demo``, is
+:mod:`divqat.experiments.demo_command`).
 
 A small built-in experiment run by the same runner as ``divqat experiment``: a LeNet-5 MNIST
 victim (LeCun et al. 1998) is trained in full precision, then quantized to int8 twice, by plain
-QAT and by DivQAT at one alpha (arXiv 2512.23948: CE - alpha * KL(f_fp || f_q)); both int8
-victims are attacked through a query-counted black box by KnockoffNets (Orekondy et al., CVPR
-2019) with 5000 Fashion-MNIST images as queries (surrogate: 20 epochs of SGD with momentum 0.9,
-one of docs/science.md §5's two settings), and the table compares victim accuracy, the adversary's
-classification error and its agreement with the victim. ``quick`` shrinks every setting for a
-smoke test.
+QAT and by DivQAT at one alpha (arXiv 2512.23948: CE - alpha * KL(f_fp || f_q)). Each int8 victim
+answers as it is and through DCP at beta 1 (docs/science.md §4), the defense the ten-seed runs
+established against soft-label thieves (docs/results/output-defenses.md); each is attacked through
+a query-counted black box by KnockoffNets (Orekondy et al., CVPR 2019; trains on the
+probabilities) and by Copycat (Correia-Silva et al., IJCNN 2018; trains on the labels only) with
+5000 Fashion-MNIST images as queries (surrogates: 20 epochs of SGD with momentum 0.9, one of
+docs/science.md §5's two settings). The table compares victim accuracy, the adversary's
+classification error and its agreement with the victim, so it shows both what the defenses do
+to a thief that reads probabilities and that they leave a label-only thief untouched.
+``quick`` shrinks every setting for a smoke test.
 """
 from divqat.results.aggregate import collect
 
@@ -18,6 +23,9 @@ FULL = {"train_limit": 10000, "test_limit": 2000, "fp_epochs": 3, "quant_epochs"
         "attack_epochs": 20}
 QUICK = {"train_limit": 512, "test_limit": 256, "fp_epochs": 1, "quant_epochs": 1, "budget": 256,
          "attack_epochs": 2}
+
+
+THIEVES = ("knockoff", "copycat")  # soft labels, then labels only
 
 
 def demo_config(quick=False, seed=0, alpha=1.0):
@@ -31,19 +39,24 @@ def demo_config(quick=False, seed=0, alpha=1.0):
         "victim": {"arch": "lenet5", "epochs": s["fp_epochs"]},
         "quant": {"epochs": s["quant_epochs"]},
         "methods": [{"name": "qat"}, {"name": "divqat", "alpha": alpha}],
-        "defenses": [{"name": "none"}],
-        "attacks": [{"name": "knockoff", "budget": s["budget"], "epochs": s["attack_epochs"], "momentum": 0.9}],
+        "defenses": [{"name": "none"}, {"name": "dcp", "beta": 1.0}],
+        "attacks": [{"name": name, "budget": s["budget"], "epochs": s["attack_epochs"], "momentum": 0.9}
+                    for name in THIEVES],
     })
 
 
 def demo_rows(out_dir):
-    """The rows of the demo's table (one per int8 victim, QAT first) from a finished demo directory."""
+    """The rows of the demo's table (one per thief, int8 victim and defense: KnockoffNets first,
+    QAT first, undefended first) from a finished demo directory."""
     tables = collect(out_dir)
     victims = {(r["seed"], r["victim_label"]): r for r in tables["victims"]}
     rows = []
-    for cell in sorted(tables["cells"], key=lambda r: (r["method"] != "qat", r["victim_label"])):
+    order = lambda r: (THIEVES.index(r["attack"]), r["method"] != "qat", r["victim_label"],  # noqa: E731
+                       r["defense"] != "none", r["defense_label"])
+    for cell in sorted(tables["cells"], key=order):
         v = victims[(cell["seed"], cell["victim_label"])]
-        rows.append({"victim": cell["victim_label"], "seed": cell["seed"], "victim_accuracy": cell["victim_accuracy"],
+        rows.append({"victim": cell["victim_label"], "defense": cell["defense_label"], "thief": cell["attack"],
+                     "seed": cell["seed"], "victim_accuracy": cell["victim_accuracy"],
                      "kl_fp_q": v["kl_fp_q"], "adversary_error": cell["adversary_error"],
                      "agreement": cell["agreement"], "attack": cell["attack_label"], "budget": cell["budget"]})
     return rows
@@ -51,11 +64,12 @@ def demo_rows(out_dir):
 
 def demo_table(rows):
     """The comparison table (text) of :func:`demo_rows`."""
-    header = f"{'victim (int8)':<22} {'victim acc':>10} {'KL(fp||q)':>10} {'adv error':>10} {'agreement':>10}"
+    header = (f"{'thief':<9} {'victim (int8)':<20} {'defense':<14} {'victim acc':>10} {'KL(fp||q)':>10} "
+              f"{'adv error':>10} {'agreement':>10}")
     lines = [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r['victim']:<22} {r['victim_accuracy']:>10.2%} {r['kl_fp_q']:>10.4f} "
-                     f"{r['adversary_error']:>10.2%} {r['agreement']:>10.2%}")
-    lines.append(f"attack: {rows[0]['attack']}, budget {rows[0]['budget']} Fashion-MNIST queries; "
-                 "victim: LeNet-5 on MNIST")
+        lines.append(f"{r['thief']:<9} {r['victim']:<20} {r['defense']:<14} {r['victim_accuracy']:>10.2%} "
+                     f"{r['kl_fp_q']:>10.4f} {r['adversary_error']:>10.2%} {r['agreement']:>10.2%}")
+    lines.append(f"thieves: knockoff (trains on the probabilities), copycat (on the labels only), "
+                 f"{rows[0]['budget']} Fashion-MNIST queries each; victim: LeNet-5 on MNIST")
     return "\n".join(lines)

@@ -18,11 +18,11 @@ that maps the logits z (N, C) to the answers a client receives:
 with logodds(p) = log(clamp(p / (1 - p), 1e-12, odds_max)), each formula the one of the
 Python class in :mod:`divqat.defenses`, in the same operation order. The softmax and the
 defense run in float64 and the answers are cast to float32: the file's answers equal the Python
-defense applied to the float64 softmax of the same int8 logits (tests: to 1e-6; measured: 0 on
-the digits victim). :class:`~divqat.blackbox.BlackBox` computes the softmax and DCP in float32,
-whose rounding DCP's gate sigmoid(nu * (beta - max p)) amplifies by up to nu/4 = 250 on rows
-with max p near beta: there the two differ by up to ~4e-6 (measured on the digits victim; the
-float64 file is the closer one to the exact value). Top-k keeps the lowest class index among
+defense applied to the float64 softmax of the same int8 logits (the tests hold them to 1e-6).
+:class:`~divqat.blackbox.BlackBox` computes the softmax and DCP in float32, whose rounding DCP's
+gate sigmoid(nu * (beta - max p)) amplifies by up to nu/4 = 250 on rows with max p near beta:
+there the two differ by a few float32 roundings times that factor (the float64 file is the
+closer one to the exact value). Top-k keeps the lowest class index among
 tied probabilities (ONNX TopK's rule; torch.topk leaves the choice unspecified, and int8 logits
 tie often). The defense's parameters are read through its public ``params()``.
 

@@ -165,12 +165,15 @@ def _shape_mask(rng, size):
     return np.asarray(canvas, dtype=np.float32) / 255
 
 
+def _check_set(count, channels, size, seed):
+    """ValueError naming the argument unless (count, channels, size, seed) can name a set."""
+    for key, value, low in (("count", count, 1), ("channels", channels, 1), ("size", size, 8), ("seed", seed, 0)):
+        check_int(key, value, low)
+
+
 def render_glyphs(count, channels=1, size=28, seed=0):
     """``count`` outlier images (module docstring), uint8 array (count, channels, size, size)."""
-    check_int("count", count, 1)
-    check_int("channels", channels, 1)
-    check_int("size", size, 8)
-    check_int("seed", seed, 0)
+    _check_set(count, channels, size, seed)
     rng = np.random.RandomState(seed)
     table = glyph_characters()
     fonts = sorted(name for name, chars in table.items() if chars)
@@ -184,7 +187,7 @@ def render_glyphs(count, channels=1, size=28, seed=0):
     return out
 
 
-def outlier_cache_path(name="glyphs", count=12000, channels=1, size=28, seed=0):
+def outlier_cache_path(name="glyphs", count=DEFAULT_COUNT, channels=1, size=28, seed=0):
     """Where the set is cached: ``<cache root>/outliers/<name>-v<version>-n..-c..-s..-seed...npy``."""
     return cache_root() / "outliers" / f"{name}-v{GENERATOR_VERSION}-n{count}-c{channels}-s{size}-seed{seed}.npy"
 
@@ -208,12 +211,11 @@ def _cached_codes(path, count, channels, size, seed):
     return codes
 
 
-def load_outliers(name="glyphs", count=12000, channels=1, size=28, seed=0):
+def load_outliers(name="glyphs", count=DEFAULT_COUNT, channels=1, size=28, seed=0):
     """The outlier set ``name`` (:data:`OUTLIER_SETS`) as float32 (count, channels, size, size)
     in [0, 1]: generated on first use, then read from its cache file (and kept in memory)."""
     check_choice("outlier set", name, OUTLIER_SETS)
-    for key, value, low in (("count", count, 1), ("channels", channels, 1), ("size", size, 8), ("seed", seed, 0)):
-        check_int(key, value, low)
+    _check_set(count, channels, size, seed)
     return _float_images(name, count, channels, size, seed).clone()
 
 

@@ -16,11 +16,9 @@ queries, as float16 (1,000 28x28 queries: 1.5 MB per key); once full, no query j
 distances are taken to what it holds. D keeps the last ``window`` (5,000) distances, the most
 scipy's W is computed for without a warning.
 
-D pools the classes, as in the paper. On MNIST the distances of the digit 1 (about 2 to 4)
-sit far below the others' (about 7 to 8), so the pooled D of an honest client is a mixture
-whose W drifts with its share of ones (honest streams of MNIST test images dip below 0.95):
-hence the long window and delta's default of 0.90; the evaluation (docs/guide/detection.md)
-measures what it costs in false alarms.
+D pools the classes, as in the paper. Where one class's distances sit far below the others'
+(the digit 1 of MNIST), the pooled D of an honest client is a mixture whose W drifts with that
+class's share: hence the long window and delta's default of 0.90 (docs/guide/detection.md).
 """
 import numpy as np
 from scipy.stats import shapiro

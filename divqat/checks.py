@@ -4,6 +4,7 @@ one line naming the argument, which the CLI prints as ``divqat CMD: error: ...``
 - :func:`check_real`, :func:`check_int`, :func:`check_choice`: values of options.
 - :func:`check_output_dir`, :func:`check_output_file`: where a command will write, checked
   before any work is done, so a bad ``--out`` never costs a trained model or spent queries.
+- :func:`error_line`: an exception as one line of such an error.
 - :func:`check_out`: the one rule of every command's ``--out``: it never replaces an input of
   the command or another command's results, nor its own finished results without
   ``--overwrite``; :func:`claim_output_dir` (:func:`output_dir_claimed`) locks an output
@@ -20,7 +21,13 @@ from pathlib import Path
 
 __all__ = ["bounds_text", "check_real", "check_int", "check_choice", "check_output_dir", "check_output_dirs",
            "check_output_file", "RESULT_FILES", "output_kind", "check_out", "claim_output_dir",
-           "output_dir_claimed"]
+           "output_dir_claimed", "error_line"]
+
+
+def error_line(err):
+    """An exception as one line of an error message: its message's first line, else its type's name."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def bounds_text(low=None, high=None, low_open=False):

@@ -30,7 +30,7 @@ from divqat.attacks.knockoff_adaptive import REWARDS
 from divqat.attacks.registry import CACHED, SPECS, attack_call, attack_spec, scoring_limit
 from divqat.attacks.replay import TRANSFER_NAME, RecordingBlackBox, load_transfer
 from divqat.blackbox import OUTPUT_MODES
-from divqat.checks import RESULT_FILES, check_out, check_output_dirs, output_dir_claimed
+from divqat.checks import RESULT_FILES, check_out, check_output_dirs, error_line, output_dir_claimed
 from divqat.cli_options import add_victim_kind, arch_help, choices_text, dataset_help, key_values
 from divqat.defenses import add_defense_arguments, defense_from_args
 from divqat.serving.remote import is_url, open_remote_victims, reject_remote_options
@@ -188,11 +188,6 @@ def _save_surrogate(surrogate, out):
                  "state_dict": {k: v.cpu() for k, v in surrogate.state_dict().items()}}, out / "surrogate.pt")
 
 
-def _first_line(err):
-    """An exception as one line of an error message: its message's first line, else its type."""
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-
-
 def _run_attack(args, fn, kwargs, recording, key, out):
     """``(surrogate, record)`` of the attack on ``recording``, its transfer set saved whatever
     happens (and, once the surrogate is saved, its record with it): a failure after paid
@@ -206,7 +201,7 @@ def _run_attack(args, fn, kwargs, recording, key, out):
         saved = recording.save(transfer, key) if recording.calls else 0
         if not isinstance(err, Exception) or not saved:
             raise
-        raise ValueError(f"{_first_line(err)}; the {saved} answers paid for are saved in {transfer}: "
+        raise ValueError(f"{error_line(err)}; the {saved} answers paid for are saved in {transfer}: "
                          "rerun the same command to reuse them") from None
     recording.save(transfer, key, record)
     return surrogate, record
@@ -238,7 +233,7 @@ def _score(surrogate, scored, test, device, out):
     try:
         return evaluate_surrogate(surrogate, scored, test, device=device)
     except Exception as err:
-        raise ValueError(f"scoring the surrogate failed ({_first_line(err)}); the transfer set and the surrogate are saved "
+        raise ValueError(f"scoring the surrogate failed ({error_line(err)}); the transfer set and the surrogate are saved "
                          f"in {out / TRANSFER_NAME} and {out / 'surrogate.pt'}: rerun the same command to score "
                          "them without new queries") from None
 

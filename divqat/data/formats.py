@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from divqat.checks import error_line
+
 try:  # NumPy >= 2
     from numpy._core.multiarray import _reconstruct
     from numpy._core.numeric import _frombuffer
@@ -73,7 +75,7 @@ def load_pickle(path: Path):
         raise ValueError(f"dataset file {path}: refused ({err})") from None
     except (EOFError, OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, MemoryError) as err:
         raise ValueError(f"dataset file {path} is not a readable pickle (truncated or corrupt: "
-                         f"{str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+                         f"{error_line(err)})") from None
     if isinstance(obj, dict):
         obj = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
     return obj

@@ -40,6 +40,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from divqat.checks import error_line
 from divqat.defenses import DCP, LabelOnly, ReverseSigmoid, Rounding, TopK, build_defense
 from divqat.defenses.base import ODDS_MAX, ODDS_MIN
 from divqat.defenses.dcp import CAPPED_ODDS_MAX
@@ -197,9 +198,8 @@ def load_victim_onnx(victim_dir):
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as err:  # protobuf's DecodeError, onnx's ValidationError: the file is damaged
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"--victim {victim_dir}: {path} is not a valid ONNX model (damaged or truncated: "
-                         f"{reason})") from None
+                         f"{error_line(err)})") from None
     return model
 
 

@@ -23,6 +23,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
+from divqat.checks import error_line
 from divqat.serving.keys import Charge, KeyStore, check_action, check_new_key, hash_token, new_token
 
 __all__ = ["PostgresKeyStore", "display_url"]
@@ -97,8 +98,7 @@ class PostgresKeyStore(KeyStore):
             with psycopg.connect(url, connect_timeout=10, **options) as conn:
                 self._make_schema(conn, create)
         except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"--db {self.location}: cannot use the PostgreSQL database ({reason})") from None
+            raise ValueError(f"--db {self.location}: cannot use the PostgreSQL database ({error_line(exc)})") from None
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, kwargs=options, open=True,
                                     name="divqat-keys")
 

@@ -23,7 +23,7 @@ COMMANDS = {
     "experiment": ("divqat.experiments.command", "run a TOML-configured grid of experiments"),
     "report": ("divqat.results.report_command", "write the Markdown report and plots of a run"),
     "bench": ("divqat.bench_command", "time the fused ops against PyTorch"),
-    "demo": ("divqat.experiments.demo_command", "QAT vs DivQAT against KnockoffNets on MNIST, end to end"),
+    "demo": ("divqat.experiments.demo_command", "QAT vs DivQAT, bare and behind DCP, against KnockoffNets and Copycat on MNIST, end to end"),
     "export": ("divqat.serving.export_command", "write a quantized victim and its defense as one ONNX file"),
     "serve": ("divqat.serving.serve_command", "serve a defended model over HTTP with per-key query budgets"),
     "keys": ("divqat.serving.keys_command", "add, list and revoke the API keys of a served model"),

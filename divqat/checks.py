@@ -24,10 +24,14 @@ __all__ = ["bounds_text", "check_real", "check_int", "check_choice", "check_outp
            "output_dir_claimed", "error_line"]
 
 
-def error_line(err):
-    """An exception as one line of an error message: its message's first line, else its type's name."""
+def error_line(err, *, with_type=False):
+    """An exception as one line of an error message: its message's first line, else its type's
+    name; ``with_type``: ``"Type: first line"`` (for an exception raised by the user's code)."""
     text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    if not text:
+        return type(err).__name__
+    line = text.splitlines()[0]
+    return f"{type(err).__name__}: {line}" if with_type else line
 
 
 def bounds_text(low=None, high=None, low_open=False):

@@ -28,6 +28,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from divqat.checks import error_line
 from divqat.utils import load_torch_file
 
 from .layers import Normalize
@@ -37,12 +38,6 @@ __all__ = ["is_callable_ref", "import_callable", "CustomClassifier", "build_cust
 
 _REF = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _BUILD_ARGS = ("num_classes", "in_channels", "image_size", "mean", "std")
-
-
-def _reason(exc: BaseException) -> str:
-    """``"Type: first line of the message"``: a user exception as one line of an error."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def is_callable_ref(arch) -> bool:
@@ -63,7 +58,7 @@ def _import_module(ref: str, module_name: str):
         sys.path.append(cwd)  # as `python -m` does: modules of the working directory
         return _import_module(ref, module_name)
     except Exception as exc:  # the user's module may raise anything while it is imported
-        raise ValueError(f"arch {ref!r}: importing {module_name} failed ({_reason(exc)})") from None
+        raise ValueError(f"arch {ref!r}: importing {module_name} failed ({error_line(exc, with_type=True)})") from None
 
 
 def import_callable(ref: str) -> Callable:
@@ -107,7 +102,7 @@ def _check_output(model: nn.Module, meta: dict) -> nn.Module:
         with torch.no_grad():
             out = model(torch.zeros(shape))
     except Exception as exc:  # the user's forward may raise anything; its message names the cause
-        raise ValueError(f"arch {model.arch!r}: the network fails on a {shape} batch ({_reason(exc)})") from None
+        raise ValueError(f"arch {model.arch!r}: the network fails on a {shape} batch ({error_line(exc, with_type=True)})") from None
     finally:
         model.train(was_training)
     if not torch.is_tensor(out) or tuple(out.shape) != (2, meta["num_classes"]):
@@ -134,7 +129,7 @@ def build_custom(ref: str, meta: dict) -> CustomClassifier:
         raise ValueError(f"arch {ref!r}: cannot call it with {names} ({exc}); it may take "
                          f"{', '.join(_BUILD_ARGS)}") from None
     except Exception as exc:  # the user's builder may raise anything; its message names the cause
-        raise ValueError(f"arch {ref!r}: building the network failed ({_reason(exc)})") from None
+        raise ValueError(f"arch {ref!r}: building the network failed ({error_line(exc, with_type=True)})") from None
     if not isinstance(net, nn.Module):
         raise ValueError(f"arch {ref!r}: returned {type(net).__name__}, not an nn.Module")
     return _check_output(CustomClassifier(ref, meta, net), meta)

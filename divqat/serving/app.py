@@ -54,7 +54,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from divqat.checks import check_int
+from divqat.checks import check_int, error_line
 from divqat.serving import v2
 from divqat.serving.errors import ClientError, missing_key, unknown_key
 from divqat.serving.inputs import decode_body, media_type
@@ -85,7 +85,7 @@ class Predictor:
             try:
                 model = onnx.load_from_string(bytes(model))
             except Exception as exc:  # protobuf's DecodeError and friends
-                raise ValueError(f"--victim: not a valid ONNX model ({exc})") from None
+                raise ValueError(f"--victim: not a valid ONNX model ({error_line(exc)})") from None
         self.info = serving_info(model)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads

@@ -1,7 +1,7 @@
 """Argument checks shared by the library and the command line: each raises ``ValueError`` with
 one line naming the argument, which the CLI prints as ``divqat CMD: error: ...`` (exit 2).
 
-- :func:`check_real`, :func:`check_int`, :func:`check_choice`: values of options.
+- :func:`check_real`, :func:`check_int`, :func:`check_choice`, :func:`check_bool`: values of options.
 - :func:`check_output_dir`, :func:`check_output_file`: where a command will write, checked
   before any work is done, so a bad ``--out`` never costs a trained model or spent queries.
 - :func:`error_line`: an exception as one line of such an error.
@@ -19,7 +19,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["bounds_text", "check_real", "check_int", "check_choice", "check_output_dir", "check_output_dirs",
+__all__ = ["bounds_text", "check_real", "check_int", "check_choice", "check_bool", "check_output_dir", "check_output_dirs",
            "check_output_file", "RESULT_FILES", "output_kind", "check_out", "claim_output_dir",
            "output_dir_claimed", "error_line"]
 
@@ -72,6 +72,13 @@ def check_choice(name, value, choices):
     """``value``; ValueError naming ``name`` unless it is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    return value
+
+
+def check_bool(name, value):
+    """``value``; ValueError naming ``name`` unless it is True or False."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
     return value
 
 

@@ -21,7 +21,7 @@ from divqat.attacks.common import queryset_name, setup_attack
 from divqat.attacks.queryset import load_queryset
 from divqat.attacks.surrogate import make_train_config
 from divqat.attacks.transfer import query_in_order
-from divqat.checks import check_int, check_real
+from divqat.checks import check_bool, check_int, check_real
 
 __all__ = ["THIEF_FROM", "mixed", "thief_part"]
 
@@ -49,8 +49,7 @@ def mixed(blackbox, queryset, budget, *, victim_data, in_share=0.1, thief_from=T
     ``(surrogate, record)``."""
     check_real("in_share", in_share, 0, 1)
     check_int("thief_from", thief_from, 1)
-    if not isinstance(soft, bool):
-        raise ValueError(f"soft must be true or false, got {soft!r}")
+    check_bool("soft", soft)
     config = make_train_config(train).resolved(blackbox.meta)
     surrogate = setup_attack(blackbox, budget, arch, seed)
     inside = thief_part(victim_data, thief_from)

@@ -21,7 +21,7 @@ vectors (KnockoffNets style). The record logs the dropped class (or None) and th
 import torch
 
 from divqat.attacks.knockoff import random_transfer_attack
-from divqat.checks import check_choice, check_real
+from divqat.checks import check_bool, check_choice, check_real
 
 __all__ = ["MODES", "sink_aware", "inverse_frequency_weights", "drop_dominant"]
 
@@ -54,8 +54,7 @@ def sink_aware(blackbox, queryset, budget, *, mode="reweight", max_share=0.5, so
     :func:`divqat.attacks.knockoff.knockoff`."""
     check_choice("mode", mode, MODES)
     check_real("max_share", max_share, 0, 1, low_open=True)
-    if not isinstance(soft, bool):
-        raise ValueError(f"soft must be true or false, got {soft!r}")
+    check_bool("soft", soft)
 
     def rebalance(labels, num_classes):
         if mode == "reweight":

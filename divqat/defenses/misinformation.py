@@ -55,9 +55,12 @@ class AdaptiveMisinformation(Defense):
 
 
 def misinformation_loss(logits, target):
-    """Mean over the batch of -log(1 - softmax(logits)_target), computed from logsumexps (stable)."""
-    others = logits.masked_fill(F.one_hot(target, logits.shape[1]).bool(), float("-inf"))
-    return (torch.logsumexp(logits, dim=1) - torch.logsumexp(others, dim=1)).mean()
+    """Mean over the batch of -log(1 - softmax(logits)_target), computed from logsumexps (stable):
+    :func:`divqat.train.misinformation_objective.away_loss`, which the ``misinform`` objective
+    trains with too."""
+    from divqat.train.misinformation_objective import away_loss
+
+    return away_loss(logits, target).mean()
 
 
 def train_misinformation_model(model, train_set, epochs=5, batch_size=128, lr=1e-3, optimizer="adam",

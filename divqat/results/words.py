@@ -17,7 +17,7 @@ OFFSETS = ((5, 4), (5, -10), (-12, 4), (-12, -10))  # label offsets (points) tak
 
 
 def victim_words(victim_setting):
-    """``trained on all training images`` / ``trained on 10,000 training images``."""
+    """``trained on all its training images`` / ``trained on 10,000 training images``."""
     if victim_setting == "full":
         return "trained on all its training images"
     return f"trained on {int(victim_setting.removeprefix('train')):,} training images"

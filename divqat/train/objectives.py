@@ -195,7 +195,8 @@ OBJECTIVES = tuple(STEPS)
 
 
 def own_options(name):
-    """The options (VictimConfig fields) that only the objective ``name`` reads."""
+    """The options (VictimConfig fields) marked ``objectives=(..., name, ...)``: those the objective
+    ``name`` reads that not every objective does (``kl_cap`` is shared by three)."""
     return tuple(f for f, spec in FIELDS.items() if name in (spec.metadata["objectives"] or ()))
 
 

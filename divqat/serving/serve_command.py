@@ -111,13 +111,13 @@ def run(args):
 
     from divqat.checks import check_choice, check_int
     from divqat.serving.app import MAX_BATCH_CEILING, check_model_name
-    from divqat.serving.keys import POSTGRES_SCHEMES
+    from divqat.serving.keys import POSTGRES_SCHEMES, SYNCHRONOUS
 
     check_int("--port", args.port, 0, 65535)
     check_int("--max-batch", args.max_batch, 1, MAX_BATCH_CEILING)
     for option in ("threads", "workers"):
         check_int(f"--{option}", getattr(args, option), 1)
-    check_choice("--sync", args.sync, ("full", "normal"))
+    check_choice("--sync", args.sync, tuple(level.lower() for level in SYNCHRONOUS))
     check_model_name(args.model_name)
     db = args.db if args.db.startswith(POSTGRES_SCHEMES) else str(Path(args.db).resolve())
     config = {"victim": args.victim, "defense": args.defense, "defense_arg": args.defense_arg, "db": db,

@@ -7,6 +7,7 @@
 Actions on an alarm (``--on-alarm``): ``log`` records it; ``labels`` also answers the key with
 labels only from then on; ``block`` refuses the key's requests with 403 from then on.
 """
+import inspect
 import math
 
 from divqat.detection.calibration import load_calibration
@@ -20,9 +21,12 @@ MONITORS = ("prada", "ood", "classes")
 CALIBRATED = ("ood", "classes")
 ACTIONS = ("log", "labels", "block")
 
-#: option -> default threshold (see each monitor's module for what it means)
-DEFAULTS = {"prada_delta": 0.90, "prada_stored": 1000, "prada_window": 5000, "ood_ratio": 4.0,
-            "ood_threshold": 12.0, "classes_kl": 0.2, "classes_min_count": 200}
+#: option -> (monitor class, its parameter): the thresholds a deployment sets
+_OPTIONS = {"prada_delta": (Prada, "delta"), "prada_stored": (Prada, "max_stored"), "prada_window": (Prada, "window"),
+            "ood_ratio": (ConfidenceCusum, "ratio"), "ood_threshold": (ConfidenceCusum, "threshold"),
+            "classes_kl": (ClassHistogram, "threshold"), "classes_min_count": (ClassHistogram, "min_count")}
+#: option -> default threshold: the monitor's own default (see its module for what it means)
+DEFAULTS = {option: inspect.signature(cls).parameters[name].default for option, (cls, name) in _OPTIONS.items()}
 
 
 def parse_monitors(text):

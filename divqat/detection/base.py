@@ -22,7 +22,7 @@ class Alarm:
 
 
 class Monitor:
-    """Base class: ``name``, ``new_state()`` and ``observe(state, row, x, probs)``; :meth:`update`
+    """Base class: ``name``, ``new_state()`` and ``observe(state, x, probs)``; :meth:`update`
     feeds a batch. ``state["n"]`` counts the key's queries and ``state["alarmed"]`` is set at the
     first alarm, after which the statistic is no longer computed."""
 

@@ -24,7 +24,7 @@ from divqat.results.frontier import (
 )
 from divqat.results.frontier_files import rewrite_frontier, write_frontier
 from divqat.results.frontier_plots import frontier_point
-from divqat.results.frontier_tables import answered_label_table
+from divqat.results.frontier_tables import answered_label_table, summary_tables
 from divqat.results.stats import Paired, paired
 from divqat.results.words import attack_words, title
 
@@ -257,3 +257,19 @@ def test_answered_labels_are_collected_per_cell_and_summarised(tmp_path):
     table = answered_label_table(rows).splitlines()
     # top classes 0, 1, 0 -> 0; top shares 70, 85, 60 -> 71.7; classes >= 5 %: 3, 3, 3 -> 3.0
     assert table[2] == "| mnist<-fashion-mnist | full | misinform (α=0.5) | copycat-20ep | 100 | 3 | 0 | 71.7 | 3.0 |"
+
+
+def test_summary_has_a_column_for_every_thief_after_the_usual_ones():
+    """Thieves outside the summary's usual list get columns of their own, after the usual ones,
+    with the paired difference against QAT computed by hand."""
+    rows = [{"pair": "mnist<-fashion-mnist", "victim_setting": "full", "defense": defense, "setting": setting,
+             "attack": attack, "budget": 5000, "seed": seed, "victim_accuracy": 0.99, "agreement": agreement,
+             "adversary_error": 0.0}
+            for seed in (0, 1)
+            for attack, base in (("copycat-20ep", 0.5), ("smoothing(aggregate=vote,k=4)-20ep", 0.3))
+            for defense, setting, agreement in (("qat", "", base), ("misinform", "alpha=0.5", base - 0.1 - 0.1 * seed))]
+    table = summary_tables(rows)
+    assert "| Δ agr. copycat-20ep | Δ agr. smoothing(aggregate=vote,k=4)-20ep |" in table
+    # differences -10 and -20 points: mean -15, both seeds lower
+    misinform = next(line for line in table.splitlines() if line.startswith("| misinform"))
+    assert misinform.count("-15.00") == 2 and misinform.count("2/2") == 2

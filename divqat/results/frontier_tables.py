@@ -23,6 +23,7 @@ from .goal import Goal, check_goal, goal_markdown
 from .tables import markdown_table, points
 from .words import setting_words
 
+# the summary's first columns, in this order; any other thief of the rows follows, sorted
 ATTACKS = ("knockoff", "copycat", "knockoff-adaptive", "knockoff-sharpen0.5", "knockoff-20ep", "copycat-20ep")
 
 
@@ -87,7 +88,8 @@ def summary_tables(rows, budget=5000):
     groups = by_cell(rows)
     out = []
     for pair, vset in sorted({(r["pair"], r["victim_setting"]) for r in rows}):
-        attacks = [a for a in ATTACKS if any(k[:4] == (pair, vset, a, budget) for k in groups)]
+        present = {k[2] for k in groups if k[:2] == (pair, vset) and k[3] == budget}
+        attacks = [a for a in ATTACKS if a in present] + sorted(present - set(ATTACKS))
         settings = sorted({k[4:] for k in groups if k[:2] == (pair, vset) and k[3] == budget},
                           key=lambda ds: (ds != BASELINE, ds))
         if not settings:

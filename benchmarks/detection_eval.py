@@ -294,6 +294,52 @@ def table(path):
     return "\n".join(out)
 
 
+def plot(path, png):
+    """Detection delays of a detection CSV as a figure at ``png``: per pair, the median delay of
+    each monitor against each attack (top) and against the adaptive thief over its in-distribution
+    share (bottom); a monitor that flagged fewer than half the seeds is drawn hollow at the budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from divqat.results.words import DATASETS
+    from divqat.utils import atomic_write
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    pairs = list(dict.fromkeys(r["pair"] for r in rows))
+    fig, axes = plt.subplots(2, len(pairs), figsize=(6 * len(pairs), 8), squeeze=False)
+    for col, pair in enumerate(pairs):
+        victim, queries = (DATASETS.get(d, d) for d in pair.split("<-"))
+        for row_i, (kind, x_of) in enumerate((("attack", lambda r: r["client"]), ("mixed", lambda r: float(r["share"])))):
+            ax = axes[row_i][col]
+            xs = list(dict.fromkeys(x_of(r) for r in rows if r["pair"] == pair and r["kind"] == kind))
+            for i, monitor in enumerate(MONITORS):
+                g = [r for r in rows if (r["pair"], r["kind"], r["monitor"]) == (pair, kind, monitor)]
+                for j, x in enumerate(xs):
+                    seeds = [r for r in g if x_of(r) == x]
+                    delays = [int(r["alarm_query"]) for r in seeds if r["alarm_query"]]
+                    flagged = len(delays) * 2 >= len(seeds) > 0
+                    y = statistics.median(delays) if flagged else int(seeds[0]["queries"])
+                    pos = j + (i - 1) * 0.2 if kind == "attack" else x + (i - 1) * 0.015  # side by side
+                    ax.plot(pos, y, "o", color=f"C{i}", mfc=f"C{i}" if flagged else "none",
+                            label=monitor if j == 0 else None)
+            if kind == "attack":
+                ax.set_xticks(range(len(xs)), xs, rotation=30)
+                ax.set_title(f"{victim} victim queried with {queries} images: each attack")
+            else:
+                ax.set_xlabel("share of the thief's queries that are the victim's own test images")
+                ax.set_title(f"{victim} victim: a thief mixing in in-distribution images")
+            ax.set_yscale("log")
+            ax.set_ylabel("queries until the alarm (median over seeds)")
+            ax.legend(title="monitor (hollow: not flagged)", fontsize=8)
+    fig.suptitle("Per-key monitors of divqat serve: how soon each flags a thief (lower is better for the defender)")
+    fig.tight_layout()
+    atomic_write(png, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)
+
+
 def main_cli(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, help="where the victims are built (reused)")
@@ -304,9 +350,13 @@ def main_cli(argv=None):
     parser.add_argument("--shares", default="0,0.5,0.75,0.9")
     parser.add_argument("--surrogate-epochs", type=int, default=3)
     parser.add_argument("--table", type=Path, metavar="CSV", help="print the Markdown tables of a CSV and exit")
+    parser.add_argument("--plot", type=Path, nargs=2, metavar=("CSV", "PNG"), help="draw the delays of a CSV and exit")
     args = parser.parse_args(argv)
     if args.table:
         print(table(args.table))
+        return 0
+    if args.plot:
+        plot(*args.plot)
         return 0
     if args.work is None or args.out is None or not args.out.name.startswith("detection"):
         parser.error("--work and --out (a detection*.csv) are required")

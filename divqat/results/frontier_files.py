@@ -34,11 +34,11 @@ def write_frontier(run_dirs, out_dir, plots=True):
     rows = frontier_rows(run_dirs)
     if not rows:
         raise ValueError(f"no finished attack cells in {', '.join(map(str, run_dirs))}")
+    write_frontier_files(rows, out_dir, plots)  # makes out_dir
     labels = answered_label_rows(run_dirs)
     if labels:  # the thieves' answered labels, where their cells kept them
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
         atomic_write_text(to_csv(labels), Path(out_dir) / "answered_labels.csv")
-    return write_frontier_files(rows, out_dir, plots)
+    return rows
 
 
 def rewrite_frontier(csv_path, plots=True):

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from divqat.attacks.registry import run_attack
 from divqat.attacks.surrogate import TrainConfig, train_surrogate
+from divqat.checks import check_output_file
 from divqat.cli import main
 from divqat.data import load_tensors
 from divqat.detection.registry import MONITORS
@@ -349,6 +350,7 @@ def main_cli(argv=None):
     parser.add_argument("--honest-queries", type=int, default=2000)
     parser.add_argument("--shares", default="0,0.5,0.75,0.9")
     parser.add_argument("--surrogate-epochs", type=int, default=3)
+    parser.add_argument("--overwrite", action="store_true", help="replace an --out CSV that holds results")
     parser.add_argument("--table", type=Path, metavar="CSV", help="print the Markdown tables of a CSV and exit")
     parser.add_argument("--plot", type=Path, nargs=2, metavar=("CSV", "PNG"), help="draw the delays of a CSV and exit")
     args = parser.parse_args(argv)
@@ -360,6 +362,12 @@ def main_cli(argv=None):
         return 0
     if args.work is None or args.out is None or not args.out.name.startswith("detection"):
         parser.error("--work and --out (a detection*.csv) are required")
+    if args.out.exists() and not args.overwrite:  # checked before an hour of work, not after
+        parser.error(f"--out {args.out} holds results; give --overwrite to replace them")
+    try:
+        check_output_file("--out", args.out)
+    except ValueError as exc:
+        parser.error(str(exc))
     args.shares = [float(s) for s in args.shares.split(",") if s]
     torch.set_num_threads(1)
     evaluate(args)

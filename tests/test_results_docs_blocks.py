@@ -49,6 +49,12 @@ def test_a_marker_without_its_closing_one_is_refused(tmp_path):
     assert update_text("<!-- a comment, not a block -->\n", tmp_path) == ("<!-- a comment, not a block -->\n", 0)
 
 
+def test_a_malformed_marker_of_a_known_block_is_refused(tmp_path):
+    # two spaces before the end: the marker once went unmatched and its block stayed empty
+    with pytest.raises(ValueError, match="not a block marker"):
+        update_text("<!-- comparisons data/x.csv defense adversary_error  -->\n<!-- /comparisons -->\n", tmp_path)
+
+
 def test_update_command(tmp_path, capsys):
     _run(tmp_path)
     page = tmp_path / "page.md"

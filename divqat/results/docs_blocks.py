@@ -37,6 +37,7 @@ from .tables import ci_text, markdown_table, read_rows, signed
 from .words import DATASETS, setting_words, victim_words
 
 MARKER = re.compile(r"<!-- (\w+)((?: [^ >]+)*) -->")
+OPENING = re.compile(r"<!-- (\w+)\b[^>]*-->")  # any comment that starts with a word
 PAIRS = {"mnist_fmnist": "MNIST victim", "fmnist_mnist": "Fashion-MNIST victim"}
 HEADLINE = ("§3 adversary error up (KnockoffNets)", "§3 victim accuracy kept", "§4 DCP 1.0 raises adversary error (QAT victim)")  # in this order
 PAGES = {"§3": ("DivQAT vs QAT", "divqat-vs-qat.md"), "§4": ("output defenses", "output-defenses.md"),
@@ -142,6 +143,10 @@ FIGURES = ("frontier_plots", "experiment_plots")
 def update_text(text, doc_dir, figures=True):
     """``text`` with every generated block rewritten (``figures=False``: the figure blocks, which
     draw files, are left as they are); returns (text, number of blocks rewritten)."""
+    for opening in OPENING.finditer(text):
+        if opening.group(1) in GENERATORS and not MARKER.fullmatch(opening.group(0)):
+            raise ValueError(f"{opening.group(0)}: not a block marker (arguments are separated by one space, "
+                             "and the marker ends with ' -->')")
     out, pos, count = [], 0, 0
     for match in MARKER.finditer(text):
         name = match.group(1)

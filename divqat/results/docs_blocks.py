@@ -10,6 +10,8 @@ are paths relative to the file's directory and plain words. The blocks:
   setting, :mod:`divqat.results.goal`, then the label-only goal of each label-aimed setting,
   :mod:`divqat.results.label_goal`) as one table of claim, verdict, Δ with its 95 % interval,
   n and the results page; ``headline``: the headline claims and the goals checked on ten seeds only;
+- ``threats DATA PAGES``: the best defense measured per threat, victim and victim setting, from
+  the trained-in and label-only frontier.csv files (:func:`divqat.results.threats.threat_table`);
 - ``seeds10 RUN PART``: a table of :func:`divqat.results.seeds10.table`;
 - ``comparisons CSV KIND METRIC [PREFIX]``: the paired comparisons of a comparisons CSV of one
   kind (``method``, ``defense``, ``victim``) on one metric, treatments starting with PREFIX, with
@@ -38,6 +40,7 @@ from .goal import GOAL, check_goal
 from .label_goal import LABEL_GOAL, check_label_goal, label_goal_markdown
 from .redraw import redraw
 from .tables import ci_text, markdown_table, read_rows, signed
+from .threats import best_defenses, threat_table
 from .words import DATASETS, setting_words, victim_words
 
 MARKER = re.compile(r"<!-- (\w+)((?: [^ >]+)*) -->")
@@ -132,6 +135,16 @@ def verdicts(doc_dir, data, pages, *flags):
     return markdown_table(["claim", "verdict", "Δ (95 % CI)", "n", "page"], rows)
 
 
+def threats(doc_dir, data, pages):
+    """The best defense per threat (:mod:`divqat.results.threats`) of the trained-in frontier and
+    of the label-only study, each row linked to its study's page."""
+    data, pages = doc_dir / data, doc_dir / pages
+    studies = [(best_defenses(read_frontier_csv(data / study / "frontier.csv")),
+                f"[{PAGES[section][0]}]({os.path.relpath(pages / PAGES[section][1], doc_dir)})")
+               for study, section in (("trained_in", "§8"), ("label_only", "§10"))]
+    return threat_table(studies)
+
+
 def frontier_plots(doc_dir, csv_path):
     """Draw the frontier plots next to ``csv_path``; the Markdown that shows them."""
     csv_path = doc_dir / csv_path
@@ -155,6 +168,7 @@ def comparisons(doc_dir, csv_path, kind, metric, prefix=""):
 GENERATORS = {
     "verdicts": verdicts,
     "comparisons": comparisons,
+    "threats": threats,
     "seeds10": lambda doc_dir, run, part: seeds10.table(doc_dir / run, part),
     "frontier_summary": lambda doc_dir, csv, budget: summary_tables(read_frontier_csv(doc_dir / csv), int(budget)),
     "frontier_goal": lambda doc_dir, csv: goal_tables(read_frontier_csv(doc_dir / csv)),

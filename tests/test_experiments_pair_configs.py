@@ -1,15 +1,19 @@
 """Experiment files with dataset pairs ([[pairs]]): one config per pair, everything else shared,
 each named for its pair; their errors; `divqat experiment --pair` and `frontier run --pair`,
-and each pair into its own directory without it."""
+and each pair into its own directory without it; each pair written as a file of its own
+(`python -m divqat.experiments.pair_files`, what the drivers run with older code)."""
 import json
+import tomllib
+from pathlib import Path
 
 import pytest
 from test_cli_errors import _fails
 
 from divqat.cli import main
-from divqat.experiments import frontier, runner
+from divqat.experiments import frontier, pair_files, runner
 from divqat.experiments.cells import grid_cells
-from divqat.experiments.config import load_experiment_config, parse_config, parse_configs
+from divqat.experiments.config import load_experiment_config, load_experiment_configs, parse_config, parse_configs
+from divqat.experiments.pairs import pair_toml
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -159,3 +163,29 @@ def test_frontier_run_takes_a_pair_or_runs_each_into_its_directory(tiny, tmp_pat
     ran.clear()
     assert frontier.main(["run", str(tiny), "--out", str(out), "--seeds", "0", "--pair", "up"]) == 2
     assert ran == [] and "--pair: unknown pair 'up'" in capsys.readouterr().err
+
+
+def test_a_pair_written_as_a_file_reads_back_as_it_is():
+    for path in sorted(Path(__file__).resolve().parents[1].glob("experiments/*.toml")):
+        for config in load_experiment_configs(path):
+            assert tomllib.loads(pair_toml(config.raw)) == config.raw, (path, config.pair)
+    odd = {"name": "odd", "quoted key": 'say "hi"\n', "flags": [True, False], "eps": [1e-05, 0.5],
+           "table": {"x": 1}, "rows": [{"a": [1, 2]}, {"a": []}]}
+    assert tomllib.loads(pair_toml(odd)) == odd
+    with pytest.raises(ValueError, match=r"^table\.deep: cannot be written"):
+        pair_toml({"table": {"deep": {"x": 1}}})
+
+
+def test_pair_files_writes_each_pair_as_a_file_of_its_own(tiny, tmp_path, capsys):
+    out = tmp_path / "files"
+    assert pair_files.main([str(tiny), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.split() == [str(out / "tiny_left.toml"), str(out / "tiny_right.toml")]
+    for name in ("left", "right"):
+        alone = parse_configs(tomllib.loads((out / f"tiny_{name}.toml").read_text()))
+        config = load_experiment_config(tiny, name)
+        assert [(c.pair, c.name, c.raw) for c in alone] == [(None, config.name, config.raw)]
+        assert [c.config_key for c in grid_cells(alone[0])] == [c.config_key for c in grid_cells(config)]
+    assert pair_files.main([str(tiny), "--out", str(tmp_path / "one"), "--pair", "right"]) == 0
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["tiny_right.toml"]
+    assert pair_files.main([str(tiny), "--out", str(tmp_path / "none"), "--pair", "up"]) == 2
+    assert "--pair: unknown pair 'up'" in capsys.readouterr().err and not (tmp_path / "none").exists()

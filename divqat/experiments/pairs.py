@@ -1,12 +1,16 @@
 """The dataset pairs of an experiment file: ``[[pairs]]`` expanded into one config mapping per
-pair (:func:`expand_pairs`), and the pairs a run takes with their output directories
-(:func:`pair_runs`). The file layout is documented in :mod:`divqat.experiments.config`."""
+pair (:func:`expand_pairs`), the pairs a run takes with their output directories
+(:func:`pair_runs`), and one pair's config as a TOML file of its own (:func:`pair_toml`), which
+code from before pairs reads too. The file layout is documented in
+:mod:`divqat.experiments.config`."""
+import json
 import re
 from pathlib import Path
 
 PAIR_KEYS = {"name", "victim", "queryset"}
 PLACEHOLDER = "{pair}"
 _PAIR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # also a directory name
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _check_pair(table, index, seen):
@@ -79,3 +83,36 @@ def pair_runs(configs, out, pair=None, source="the config"):
     if pair not in names:
         raise ValueError(f"--pair: unknown pair {pair!r} (the pairs of {source}: {', '.join(names)})")
     return [(c, out) for c in configs if c.pair == pair]
+
+
+def _toml_key(key):
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+
+
+def _toml_value(value, where):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # its escapes are TOML's
+    if isinstance(value, list) and not any(isinstance(v, dict) for v in value):
+        return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
+    raise ValueError(f"{where}: cannot be written as a TOML value: {value!r}")
+
+
+def _is_table_array(value):
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def pair_toml(raw):
+    """The TOML text of a config mapping of one pair (a config's ``raw``): its keys, then its
+    tables and arrays of tables in order; :func:`tomllib.loads` gives ``raw`` back."""
+    lines = [f"{_toml_key(k)} = {_toml_value(v, k)}" for k, v in raw.items()
+             if not isinstance(v, dict) and not _is_table_array(v)]
+    for key, value in raw.items():
+        tables = [(f"[{_toml_key(key)}]", value)] if isinstance(value, dict) else (
+            [(f"[[{_toml_key(key)}]]", t) for t in value] if _is_table_array(value) else [])
+        for header, table in tables:
+            lines += ["", header] + [f"{_toml_key(k)} = {_toml_value(v, f'{key}.{k}')}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"

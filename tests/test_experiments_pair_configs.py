@@ -93,6 +93,7 @@ def test_a_pair_has_the_cells_of_a_file_of_its_own():
     ({"data": {"queryset": "digits"}}, r"^data\.queryset: set by each \[\[pairs\]\] entry"),
     ({"data": {"train_limit": 64, "colour": 1}}, r"^pairs a: data: unknown keys \['colour'\]"),
     ({"attacks": [{"name": "knockoff", "budget": 10}]}, "^pairs b: data: missing 'queryset'"),
+    ({"name": 3}, "^name: expected str, got 3$"),
 ])
 def test_pair_errors_are_one_line_naming_the_key(patch, match):
     with pytest.raises(ValueError, match=match) as err:

@@ -53,13 +53,16 @@ def expand_pairs(raw, name):
     for key in ("victim", "queryset"):
         if isinstance(data, dict) and key in data:
             raise ValueError(f"data.{key}: set by each [[pairs]] entry, not in [data], when the config has pairs")
+    base = raw.get("name", name)
+    if not isinstance(base, str):
+        raise ValueError(f"name: expected str, got {base!r}")
     seen, expanded = set(), []
     for index, table in enumerate(tables):
         pair = _check_pair(table, index, seen)
         seen.add(pair)
         own = {k: table[k] for k in ("victim", "queryset") if k in table}
         pair_data = {**own, **data} if isinstance(data, dict) else data
-        pair_raw = {"name": pair_config_name(raw.get("name", name), pair)}
+        pair_raw = {"name": pair_config_name(base, pair)}
         for key, value in raw.items():  # in the file's order, [data] where it is or before [victim]
             if key in ("data", "victim"):
                 pair_raw.setdefault("data", pair_data)

@@ -3,7 +3,7 @@
 Both sides attack the same black box (a ``divqat train`` victim, probabilities, no defense)
 with the same query set, budget and surrogate training (architecture of the victim, SGD lr
 0.01, momentum 0.9, weight decay 5e-4, batch 64, the given epochs; the settings of
-experiments/mnist_fmnist_cpu.toml's knockoff), one row per (implementation, attack, seed),
+experiments/mnist_pairs_cpu.toml's knockoff), one row per (implementation, attack, seed),
 scored by :func:`divqat.metrics.evaluate_surrogate` on the victim's whole test set.
 ART's side: ``KnockoffNets(sampling_strategy="random", use_probability=True)`` (soft labels,
 cross-entropy on probability targets) and ``CopycatCNN`` (hard labels), the victim wrapped by

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The trained-in defense frontier of both dataset pairs (docs/science.md §8 and §9),
 # resumable, from a frozen copy of the code (scripts/freeze_code.sh). Per pair, one
-# one-thread process runs, into runs/frontier_<pair>, in this order:
+# one-thread process runs the pair's configs of experiments/frontier_mnist_pairs_cpu_<part>.toml
+# (each from its file of one pair, scripts/freeze_code.sh), into runs/frontier_<pair>, in this order:
 #   seeds 0-9: core (QAT, DivQAT alpha 1, proxy-KL), output (DCP 0.5 alone and stacked),
 #              adaptive (sharpened KnockoffNets), knockoff_adaptive, proxy_shuffle_blur(_adaptive), epochs20(_dcp),
 #              extended_output (DCP beta grid, reverse sigmoid)
@@ -21,9 +22,9 @@ for pair in mnist_fmnist fmnist_mnist; do
     run() { OMP_NUM_THREADS=1 PYTHONPATH=$(pwd)/$src nice -n 10 "$py" -P -m divqat.experiments.frontier run "$@" \
               --out runs/frontier_$pair; }
     echo "start $(date -u +%FT%TZ) commit $commit; $(uptime)"
-    run experiments/frontier_${pair}_cpu_{core,output,adaptive,knockoff_adaptive,proxy_shuffle_blur,proxy_shuffle_blur_adaptive,epochs20,epochs20_dcp,extended_output}.toml \
+    run $src/experiments/frontier_${pair}_cpu_{core,output,adaptive,knockoff_adaptive,proxy_shuffle_blur,proxy_shuffle_blur_adaptive,epochs20,epochs20_dcp,extended_output}.toml \
       --seeds 0 1 2 3 4 5 6 7 8 9
-    run experiments/frontier_${pair}_cpu_{budget20k,extended_trained,extended_stacked,mad,am}.toml --seeds 0 1 2
+    run $src/experiments/frontier_${pair}_cpu_{budget20k,extended_trained,extended_stacked,mad,am}.toml --seeds 0 1 2
     echo "done $(date -u +%FT%TZ); $(uptime)"
   ) >>"runs/frontier_$pair.log" 2>&1 &
 done

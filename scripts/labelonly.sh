@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The label-only study (docs/science.md §10), resumable, from a frozen copy of the code:
 #   bash scripts/labelonly.sh STAGE [COMMIT] [SEEDS...]
-# runs experiments/labelonly_<pair>_full_<STAGE>.toml for both dataset pairs, one one-thread
-# process per pair at the lowest priority, into runs/labelonly_<pair> (the cell cache, so a
-# rerun resumes), logging to runs/labelonly_<pair>.log. Cells computed by another code with the
-# same configuration are adopted (--reuse-stale), so later stages pair with earlier victims.
+# runs both dataset pairs of experiments/labelonly_mnist_pairs_full_<STAGE>.toml (each from its
+# file of one pair, scripts/freeze_code.sh), one one-thread process per pair at the lowest
+# priority, into runs/labelonly_<pair> (the cell cache, so a rerun resumes), logging to
+# runs/labelonly_<pair>.log. Cells computed by another code with the same configuration are
+# adopted (--reuse-stale), so later stages pair with earlier victims.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stage=${1:?usage: labelonly.sh STAGE [COMMIT] [SEEDS...]}
@@ -18,7 +19,7 @@ for pair in mnist_fmnist fmnist_mnist; do
     echo "start $stage $(date -u +%FT%TZ) commit $commit seeds $seeds; $(uptime)"
     for seed in $seeds; do   # seed by seed, so an interruption leaves whole seeds
       OMP_NUM_THREADS=1 PYTHONPATH=$(pwd)/$src nice -n 19 "$py" -P -m divqat.cli experiment \
-        "experiments/labelonly_${pair}_full_${stage}.toml" --out "runs/labelonly_$pair" --seeds "$seed" \
+        "$src/experiments/labelonly_${pair}_full_${stage}.toml" --out "runs/labelonly_$pair" --seeds "$seed" \
         --reuse-stale --no-report --no-progress
     done
     echo "done $stage $(date -u +%FT%TZ); $(uptime)"

@@ -1,6 +1,7 @@
 """Where the time of one attack cell of the ten-seed reduced grid goes: train the seed-0
-f_fp and QAT victims of mnist_fmnist_cpu.toml once, then profile two KnockoffNets cells (no
-defense and DCP beta 0.5) at 1500 queries, 20 surrogate epochs, one thread.
+f_fp and QAT victims of the mnist_fmnist pair of experiments/mnist_pairs_cpu.toml once, then
+profile two KnockoffNets cells (no defense and DCP beta 0.5) at 1500 queries, 20 surrogate
+epochs, one thread.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/profile_cell.py runs/profile
 """

@@ -7,7 +7,8 @@
 # no defense, KnockoffNets at 5000 queries), stage 1 (the same behind DCP), stage 2 (Copycat at
 # 5000 queries, no defense and DCP), stage 3 (everything at 1000 queries), stage 4 (KnockoffNets
 # at 10000 queries, no defense) and then the rest of
-# the grid.
+# the grid. The stages are the pairs of experiments/mnist_pairs_cpu_seeds10*.toml, each run from
+# its file of one pair (scripts/freeze_code.sh).
 #   bash scripts/seeds10.sh [COMMIT]   # start (or resume) in the background
 # The 30 Nov run used the frozen commit f763217 (merged into main's history as a side parent):
 #   bash scripts/seeds10.sh f763217   resumes it with the same code fingerprint.
@@ -23,7 +24,7 @@ for pair in mnist_fmnist fmnist_mnist; do
       echo "start $(date -u +%FT%TZ) commit $commit seeds $seeds; $(uptime)"
       for stage in ${pair}_cpu_seeds10_none ${pair}_cpu_seeds10_headline ${pair}_cpu_seeds10_copycat ${pair}_cpu_seeds10_budget1k ${pair}_cpu_seeds10_budget10k_none ${pair}_cpu_seeds10; do
         OMP_NUM_THREADS=1 PYTHONPATH=$(pwd)/$src nice -n 10 "$py" -P -m divqat.cli experiment \
-          experiments/$stage.toml --out runs/${pair}_seeds10 --seeds $seeds --no-report --quiet
+          $src/experiments/$stage.toml --out runs/${pair}_seeds10 --seeds $seeds --no-report --quiet
         echo "done $stage $(date -u +%FT%TZ); $(uptime)"
       done
     ) >>"$log" 2>&1 &

@@ -1,7 +1,7 @@
 """Argument parsing lives only in command modules.
 
 A command module is ``cli.py``, ``cli_options.py``, a ``command.py`` or ``*_command.py``, or the
-``python -m divqat.experiments.frontier`` entry; every other module of divqat holds the functions
+``python -m divqat.experiments.frontier`` and ``python -m divqat.experiments.pair_files`` entries; every other module of divqat holds the functions
 a Python user calls: it neither imports argparse nor defines ``add_arguments`` or ``run(args)``
 (a subcommand's options and entry point). Checked on the source with ast, not by importing.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 import divqat
 
 ROOT = Path(divqat.__file__).parent
-ENTRIES = {"experiments/frontier.py"}  # a `python -m` entry: only its argparse main
+ENTRIES = {"experiments/frontier.py", "experiments/pair_files.py"}  # `python -m` entries: only their argparse main
 
 
 def is_command_module(path, root=ROOT):

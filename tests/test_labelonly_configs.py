@@ -10,16 +10,18 @@ from divqat.experiments.config import load_experiment_config
 from divqat.experiments.pipeline import LibraryPipeline
 
 PAIRS = ("mnist_fmnist", "fmnist_mnist")
+STAGE = "experiments/labelonly_mnist_pairs_full_{stage}.toml"  # one file per stage, both pairs
 
-# config_key of the seed-0 victims (fp, qat, proxy-KL divqat) of
-# experiments/labelonly_<pair>_full_baseline.toml, computed at commit 180c777 (they name the
-# folders the baseline run wrote under runs/labelonly_<pair>/victims)
+# config_key of the seed-0 victims (fp, qat, proxy-KL divqat) of each pair of
+# experiments/labelonly_mnist_pairs_full_baseline.toml, computed at commit 180c777 from the
+# per-pair file it was then (they name the folders the baseline run wrote under
+# runs/labelonly_<pair>/victims)
 BASELINE_VICTIMS = {
     "mnist_fmnist": ["834f4f08d8ac0c34", "42fbcdd6ad7babad", "a79ae376dcc758e2"],
     "fmnist_mnist": ["3ed35023bddc29db", "9fa481f744eed14d", "7010b2e4651b7b15"],
 }
 # sha256 (first 16 hex digits) of the newline-joined config_keys of the seed-0 attack cells of
-# experiments/labelonly_<pair>_full_baseline.toml in grid order, computed at commit 180c777
+# each pair of the baseline stage in grid order, computed at commit 180c777
 # (e.g. QAT, no defense, Copycat at 5,000: 2ae35a02c3b3bc4f for mnist_fmnist)
 BASELINE_ATTACKS = {
     "mnist_fmnist": "5fd28899d9c60d2c",
@@ -37,15 +39,15 @@ def _digest(keys):
 
 @pytest.mark.parametrize("pair", PAIRS)
 def test_baseline_cells_keep_their_keys(pair):
-    config = load_experiment_config(f"experiments/labelonly_{pair}_full_baseline.toml")
+    config = load_experiment_config(STAGE.format(stage="baseline"), pair)
     assert [cell.config_key for cell in victim_cells(config, 0)] == BASELINE_VICTIMS[pair]
     assert _digest(_attack_keys(config, 0)) == BASELINE_ATTACKS[pair]
 
 
 @pytest.mark.parametrize("pair", PAIRS)
 def test_thieves_stage_shares_the_baseline_victims(pair):
-    baseline = load_experiment_config(f"experiments/labelonly_{pair}_full_baseline.toml")
-    thieves = load_experiment_config(f"experiments/labelonly_{pair}_full_thieves.toml")
+    baseline = load_experiment_config(STAGE.format(stage="baseline"), pair)
+    thieves = load_experiment_config(STAGE.format(stage="thieves"), pair)
     assert thieves.seeds == baseline.seeds == list(range(10))
     for seed in thieves.seeds:
         assert ([c.config_key for c in victim_cells(thieves, seed)]

@@ -1,13 +1,16 @@
-"""`divqat experiment CONFIG --out DIR [--executor ray [--address ADDRESS]]`: run (or resume) a
-TOML-configured experiment grid, here or on a Ray cluster."""
+"""`divqat experiment CONFIG --out DIR [--pair NAME] [--executor ray [--address ADDRESS]]`: run (or
+resume) a TOML-configured experiment grid, here or on a Ray cluster; a config with dataset pairs
+runs the pair ``--pair`` names into DIR, or each pair into ``DIR/<pair name>``."""
 import sys
+from pathlib import Path
 
 from divqat.checks import check_out
 from divqat.cli_options import add_deprecated_alias
 
 from .cells import CellCache, grid_cells
-from .config import load_experiment_config
+from .config import load_experiment_configs
 from .executors import make_executor
+from .pairs import pair_runs
 from .runner import ExperimentFailed, run_experiment
 
 
@@ -15,6 +18,8 @@ def add_arguments(parser):
     parser.add_argument("config", help="experiment TOML file (see divqat.experiments.config)")
     parser.add_argument("--out", required=True,
                         help="output directory (re-running resumes it); with Ray, on a filesystem every node sees")
+    parser.add_argument("--pair", help="of a config with [[pairs]], run only this pair, into --out (default: "
+                                       "each pair into --out/<pair name>)")
     parser.add_argument("--no-report", action="store_true", help="write the tables, skip report.md and plots")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or lines")
     add_deprecated_alias(parser, "--quiet", "--no-progress")
@@ -51,21 +56,29 @@ def parse_seeds(text, allowed):
 
 def run(args):
     check_out("--out", args.out, "experiment", inputs={"CONFIG": args.config}, resumable=True)
-    config = load_experiment_config(args.config)
-    if args.seeds is not None:
-        config.seeds = parse_seeds(args.seeds, config.seeds)
-    if args.reuse_stale:
-        adopted = CellCache(args.out).adopt_stale(grid_cells(config))
-        print(f"{config.name}: reusing {adopted} stale cells (computed by other code)")
+    runs = pair_runs(load_experiment_configs(args.config), args.out, args.pair, source=args.config)
+    for config, out in runs:
+        if out != Path(args.out):
+            check_out("--out", out, "experiment", inputs={"CONFIG": args.config}, resumable=True)
+        if args.seeds is not None:
+            config.seeds = parse_seeds(args.seeds, config.seeds)
     executor = make_executor(args.executor, address=args.address, cpus=args.cpus_per_cell,
-                             gpus=args.gpus_per_cell, device=config.device)
+                             gpus=args.gpus_per_cell, device=runs[0][0].device)
+    return max(_run_one(config, out, executor, args) for config, out in runs)
+
+
+def _run_one(config, out, executor, args):
+    """Run one config's grid into ``out``; 1 if some cells failed, else 0."""
+    if args.reuse_stale:
+        adopted = CellCache(out).adopt_stale(grid_cells(config))
+        print(f"{config.name}: reusing {adopted} stale cells (computed by other code)")
     status = 0
     try:
-        counts = run_experiment(config, args.out, progress=not args.no_progress, report=not args.no_report,
+        counts = run_experiment(config, out, progress=not args.no_progress, report=not args.no_report,
                                 executor=executor)
     except ExperimentFailed as failed:
         counts, status = failed.counts, 1
         print(f"divqat experiment: {failed}", file=sys.stderr)
     print(f"{config.name}: {counts['victims_trained']} victims trained, {counts['cells_run']} cells run, "
-          f"{counts['cells_cached']} cached; results in {args.out}")
+          f"{counts['cells_cached']} cached; results in {out}")
     return status

@@ -44,6 +44,28 @@ Layout of a config file (every list-valued parameter is swept, scalars are fixed
     eps = [0.0, 0.03, 0.1]
     limit = 500
 
+A file may instead run its grid on several dataset pairs, everything else shared: each
+``[[pairs]]`` entry gives a pair's name and its ``[data]`` victim and query set (which
+``[data]`` then leaves out), and the file expands to one config per pair
+(:func:`load_experiment_configs`; :mod:`divqat.experiments.pairs`), named by ``name`` with
+``{pair}`` replaced by the pair's name (``<name>_<pair>`` without the placeholder)::
+
+    name = "frontier_{pair}_cpu_core"      # frontier_mnist_fmnist_cpu_core, frontier_fmnist_mnist_cpu_core
+
+    [[pairs]]
+    name = "mnist_fmnist"
+    victim = "mnist"
+    queryset = "fashion-mnist"
+
+    [[pairs]]
+    name = "fmnist_mnist"
+    victim = "fashion-mnist"
+    queryset = "mnist"
+
+A pair's config is the one a file with its ``name`` and ``[data]`` would give, so its cells keep
+their keys. ``divqat experiment FILE --pair NAME`` runs one pair; without ``--pair`` each pair
+runs into ``OUT/<pair name>``.
+
 A *method*, *defense* or *attack* entry with list values expands into the Cartesian product of
 its lists (:func:`expand`). Cells of the grid are built in :mod:`divqat.experiments.cells`.
 An unknown key in any table is an error, and every victim's training options are checked
@@ -62,9 +84,11 @@ from divqat.train.artifacts import KINDS
 from divqat.train.options import DEFAULTS, FIELDS, reads
 from divqat.train.victim import METHODS, QUANTIZED_METHODS, VictimConfig, check_config
 
+from .pairs import expand_pairs, pair_runs
+
 TEACHER_METHODS = QUANTIZED_METHODS  # built from the trained full-precision victim
 TOP_KEYS = {"name", "seeds", "device", "data", "victim", "quant", "methods", "defenses",
-            "attacks", "robustness"}
+            "attacks", "robustness", "pairs"}
 DATA_KEYS = {"victim", "queryset", "train_limit", "test_limit"}
 ROBUSTNESS_KEYS = {"attacks", "eps", "limit"}
 # VictimConfig fields the experiment sets itself (from [data], seeds, device and the cell)
@@ -111,6 +135,7 @@ class ExperimentConfig:
     robustness: dict = field(default_factory=dict)
     device: str = "cpu"
     raw: dict = field(default_factory=dict)
+    pair: str | None = None  # the [[pairs]] entry it was expanded from
 
 
 def expand(table, where):
@@ -219,8 +244,25 @@ def _validate_robustness(robustness):
         raise ValueError(f"robustness.eps: expected numbers in [0, 1], got {robustness['eps']!r}")
 
 
+def parse_configs(raw, name=None):
+    """Validate a config mapping (as read from TOML) and expand its pairs and sweeps: one
+    :class:`ExperimentConfig` per ``[[pairs]]`` entry, or one."""
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise ValueError(f"config: unknown top-level keys {sorted(unknown)}")
+    configs = []
+    for pair, pair_raw in expand_pairs(raw, name or "experiment"):
+        try:
+            configs.append(dataclasses.replace(parse_config(pair_raw, name), pair=pair))
+        except ValueError as err:
+            raise ValueError(f"pairs {pair}: {err}" if pair is not None else str(err)) from None
+    return configs
+
+
 def parse_config(raw, name=None):
-    """Validate a config mapping (as read from TOML) and expand its sweeps."""
+    """Validate a config mapping of one dataset pair (as read from TOML) and expand its sweeps."""
+    if "pairs" in raw:
+        raise ValueError("pairs: a config with [[pairs]] gives one config per pair (parse_configs)")
     unknown = set(raw) - TOP_KEYS
     if unknown:
         raise ValueError(f"config: unknown top-level keys {sorted(unknown)}")
@@ -265,8 +307,8 @@ def parse_config(raw, name=None):
     return config
 
 
-def load_experiment_config(path):
-    """Read and validate a TOML experiment config."""
+def load_experiment_configs(path):
+    """Read and validate a TOML experiment config: its configs, one per ``[[pairs]]`` entry, or one."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
@@ -275,4 +317,14 @@ def load_experiment_config(path):
             raw = tomllib.load(f)
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"config {path}: invalid TOML: {err}") from err
-    return parse_config(raw, name=path.stem)
+    return parse_configs(raw, name=path.stem)
+
+
+def load_experiment_config(path, pair=None):
+    """The config of ``pair`` of a TOML experiment file (its only config when it has no pairs);
+    ValueError naming ``--pair`` when the file has pairs and ``pair`` is none of them."""
+    configs = load_experiment_configs(path)
+    if pair is None and configs[0].pair is not None:
+        names = ", ".join(c.pair for c in configs)
+        raise ValueError(f"--pair: {path} holds the pairs {names}: name one")
+    return pair_runs(configs, ".", pair, source=path)[0][0]

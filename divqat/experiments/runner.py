@@ -44,8 +44,9 @@ from divqat.utils import atomic_write_json, seed_everything
 
 from .cell_lock import claim
 from .cells import CellCache, attack_cells, attacked_victims, misinformation_name, victim_cells, victim_name
-from .config import load_experiment_config
+from .config import load_experiment_configs
 from .executors import CACHED, DONE, FAILED, SKIPPED, Job, Outcome, SequentialExecutor
+from .pairs import pair_runs
 
 
 class ExperimentFailed(RuntimeError):
@@ -318,17 +319,20 @@ def run_experiment(config, out_dir, pipeline=None, progress=True, report=True, e
     return tracker.counts
 
 
-def run_seed_major(config_paths, out_dir, seeds, progress=False):
-    """Run every config (TOML paths) for each seed in turn into ``out_dir``: every config for seed 0,
-    then every config for seed 1, ..., so an interrupted run leaves whole seeds of every config,
-    the configs share their cached victims, and a rerun resumes. Returns the summed work counts
-    of :func:`run_experiment`."""
+def run_seed_major(config_paths, out_dir, seeds, progress=False, pair=None):
+    """Run every config (TOML paths) for each seed in turn: every config for seed 0, then every
+    config for seed 1, ..., so an interrupted run leaves whole seeds of every config, the configs
+    share their cached victims, and a rerun resumes. A file with dataset pairs runs ``pair``'s
+    config into ``out_dir``, or without ``pair`` each pair's into ``out_dir/<pair name>``
+    (:func:`divqat.experiments.pairs.pair_runs`). Returns the summed work counts of
+    :func:`run_experiment`."""
     check_output_dir("--out", out_dir)
-    configs = [load_experiment_config(path) for path in config_paths]  # all validated before any work
+    runs = [run for path in config_paths  # all validated before any work
+            for run in pair_runs(load_experiment_configs(path), out_dir, pair, source=path)]
     totals = defaultdict(int)
     for seed in seeds:
-        for config in configs:
-            counts = run_experiment(dataclasses.replace(config, seeds=[seed]), out_dir, progress=progress, report=False)
+        for config, out in runs:
+            counts = run_experiment(dataclasses.replace(config, seeds=[seed]), out, progress=progress, report=False)
             for key, value in counts.items():
                 totals[key] += value
             print(f"frontier run: seed {seed} {config.name}: {counts}", flush=True)

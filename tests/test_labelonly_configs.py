@@ -63,3 +63,24 @@ def test_thieves_stage_shares_the_baseline_victims(pair):
     assert "copycat(arch=lenet_caffe, budget=5000, epochs=20, momentum=0.9)" in attacks
     assert "mixed(budget=5000, epochs=20, in_share=0.1, momentum=0.9)" in attacks
     assert "knockoff(budget=20000, epochs=20, momentum=0.9)" in attacks
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_formulations_thieves_stage_attacks_the_formulations_victims(pair):
+    formulations = load_experiment_config(STAGE.format(stage="formulations"), pair)
+    stage = load_experiment_config(STAGE.format(stage="formulations_thieves"), pair)
+    thieves = load_experiment_config(STAGE.format(stage="thieves"), pair)
+    assert stage.seeds == list(range(10))
+    for seed in (0, 9):
+        assert ([c.config_key for c in victim_cells(stage, seed)]
+                == [c.config_key for c in victim_cells(formulations, seed)])
+    LibraryPipeline(stage, progress=False)
+    cells = {cell.config_key: cell for victim in attacked_victims(stage, 0) for cell in attack_cells(stage, victim)}
+    assert len(cells) == 5 * 11 and {c.defense.label for c in cells.values()} == {"none"}
+    attacks = {c.attack.label for c in cells.values()}
+    assert "knockoff(budget=5000, epochs=20, momentum=0.9, sharpen=0.5)" in attacks
+    assert "knockoff-adaptive(budget=5000, epochs=20, momentum=0.9)" in attacks
+    # the thieves stage's undefended QAT and proxy-KL cells are the same cells
+    shared = {k for victim in attacked_victims(thieves, 0) for cell in attack_cells(thieves, victim)
+              if cell.defense.name == "none" for k in [cell.config_key]}
+    assert len(shared) == 2 * 9 and shared <= set(cells)

@@ -15,6 +15,10 @@ are paths relative to the file's directory and plain words. The blocks:
   their verdicts (:func:`divqat.results.seeds10.comparison_table`);
 - ``frontier_summary CSV BUDGET``, ``frontier_goal CSV``, ``frontier_tables CSV``: the tables of
   :mod:`divqat.results.frontier_tables` from a frontier.csv;
+- ``detection_tables CSV PART``: a table of a detection CSV
+  (:func:`divqat.results.detection_tables.table`: ``attacks``, ``honest`` or ``mixed``);
+- ``detection_verdicts CSV``: one sentence per monitor against the goal set for the monitors
+  (:func:`divqat.results.detection_tables.monitor_verdicts`);
 - ``answered_labels CSV``: :func:`divqat.results.frontier_tables.answered_label_table` of an
   answered_labels.csv;
 - ``frontier_plots CSV``: the frontier's plots drawn next to the CSV, listed as images;
@@ -27,7 +31,7 @@ from pathlib import Path
 
 from divqat.utils import atomic_write_text
 
-from . import seeds10
+from . import detection_tables, seeds10
 from .frontier import read_frontier_csv
 from .frontier_plots import plot_frontier
 from .frontier_tables import answered_label_table, frontier_markdown, goal_tables, summary_tables
@@ -131,6 +135,10 @@ GENERATORS = {
     "frontier_summary": lambda doc_dir, csv, budget: summary_tables(read_frontier_csv(doc_dir / csv), int(budget)),
     "frontier_goal": lambda doc_dir, csv: goal_tables(read_frontier_csv(doc_dir / csv)),
     "frontier_tables": lambda doc_dir, csv: frontier_markdown(read_frontier_csv(doc_dir / csv)),
+    "detection_tables": lambda doc_dir, csv, part: detection_tables.table(
+        detection_tables.read_detection_csv(doc_dir / csv), part),
+    "detection_verdicts": lambda doc_dir, csv: detection_tables.monitor_verdicts(
+        detection_tables.read_detection_csv(doc_dir / csv)),
     "answered_labels": lambda doc_dir, csv: answered_label_table(read_rows(doc_dir / csv)),
     "frontier_plots": frontier_plots,
     "experiment_plots": experiment_plots,

@@ -19,6 +19,11 @@ are paths relative to the file's directory and plain words. The blocks:
   (:func:`divqat.results.detection_tables.table`: ``attacks``, ``honest`` or ``mixed``);
 - ``detection_verdicts CSV``: one sentence per monitor against the goal set for the monitors
   (:func:`divqat.results.detection_tables.monitor_verdicts`);
+- ``frontier_verdicts CSV``, ``frontier_effects CSV BUDGET MIN_N``: the sentences of
+  :mod:`divqat.results.frontier_verdicts` from a frontier.csv (the trained-in settings checked
+  against the goal; the output defenses with at least MIN_N seeds at BUDGET queries);
+- ``frontier_seeds CSV ATTACK BUDGET DEFENSE``: the per-seed agreement differences of a defense
+  (:func:`divqat.results.frontier_verdicts.seed_table`);
 - ``answered_labels CSV``: :func:`divqat.results.frontier_tables.answered_label_table` of an
   answered_labels.csv;
 - ``frontier_plots CSV``: the frontier's plots drawn next to the CSV, listed as images;
@@ -35,10 +40,11 @@ from . import detection_tables, seeds10
 from .frontier import read_frontier_csv
 from .frontier_plots import plot_frontier
 from .frontier_tables import answered_label_table, frontier_markdown, goal_tables, summary_tables
+from .frontier_verdicts import output_effects, seed_table, trained_verdicts
 from .goal import GOAL, check_goal
 from .redraw import redraw
 from .tables import ci_text, markdown_table, read_rows, signed
-from .words import DATASETS, setting_words, victim_words
+from .words import setting_words, victim_words_of
 
 MARKER = re.compile(r"<!-- (\w+)((?: [^ >]+)*) -->")
 OPENING = re.compile(r"<!-- (\w+)\b[^>]*-->")  # any comment that starts with a word
@@ -55,11 +61,6 @@ def _images(doc_dir, names, folder):
 def _page(section, link):
     words, page = PAGES[section]
     return f"[{words}]({link(page)}) ({section})"
-
-
-def victim_words_of(pair, victim_setting):
-    """``MNIST victim (trained on 10,000 training images)`` of a frontier pair and victim setting."""
-    return f"{DATASETS.get(pair.split('<-')[0], pair)} victim ({victim_words(victim_setting)})"
 
 
 def _claim_rows(data, link, headline):
@@ -139,6 +140,11 @@ GENERATORS = {
         detection_tables.read_detection_csv(doc_dir / csv), part),
     "detection_verdicts": lambda doc_dir, csv: detection_tables.monitor_verdicts(
         detection_tables.read_detection_csv(doc_dir / csv)),
+    "frontier_verdicts": lambda doc_dir, csv: trained_verdicts(read_frontier_csv(doc_dir / csv)),
+    "frontier_effects": lambda doc_dir, csv, budget, min_n: output_effects(read_frontier_csv(doc_dir / csv), int(budget),
+                                                                           int(min_n)),
+    "frontier_seeds": lambda doc_dir, csv, attack, budget, defense: seed_table(read_frontier_csv(doc_dir / csv), attack,
+                                                                                int(budget), defense),
     "answered_labels": lambda doc_dir, csv: answered_label_table(read_rows(doc_dir / csv)),
     "frontier_plots": frontier_plots,
     "experiment_plots": experiment_plots,

@@ -70,3 +70,10 @@ def test_seed_table(tmp_path):
     lines = _block(tmp_path, _rows(0.12), "frontier_seeds knockoff 5000 proxy-kl")
     assert lines[0] == "| victim | defense | " + " | ".join(f"seed {s}" for s in SEEDS) + " |"
     assert lines[2:] == [f"| {VICTIM} | proxy-kl (α=0.3) | " + " | ".join(f"-{20 + s}" for s in SEEDS) + " |"]
+
+
+def test_epoch_gains(tmp_path):
+    longer = [dict(zip(COLUMNS, (PAIR, VSET, "qat", "", "knockoff-20ep", 5000, s, 0.90, 0.70 - 0.01 * s, 0.30)))
+              for s in SEEDS]  # 10 - s points above the 10-epoch thief's 60 %
+    assert _block(tmp_path, _rows(0.12) + longer, "frontier_epochs 5000") == [
+        f"- *{VICTIM}*: knockoff-20ep − knockoff {_points([10.0 - s for s in SEEDS])}, 10/10 higher."]

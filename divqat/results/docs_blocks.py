@@ -23,7 +23,8 @@ are paths relative to the file's directory and plain words. The blocks:
   :mod:`divqat.results.frontier_verdicts` from a frontier.csv (the trained-in settings checked
   against the goal; the output defenses with at least MIN_N seeds at BUDGET queries);
 - ``frontier_seeds CSV ATTACK BUDGET DEFENSE``: the per-seed agreement differences of a defense
-  (:func:`divqat.results.frontier_verdicts.seed_table`);
+  (:func:`divqat.results.frontier_verdicts.seed_table`); ``frontier_epochs CSV BUDGET``: plain
+  QAT's agreement against longer-trained thieves (:func:`divqat.results.frontier_verdicts.epoch_gains`);
 - ``answered_labels CSV``: :func:`divqat.results.frontier_tables.answered_label_table` of an
   answered_labels.csv;
 - ``frontier_plots CSV``: the frontier's plots drawn next to the CSV, listed as images;
@@ -40,7 +41,7 @@ from . import detection_tables, seeds10
 from .frontier import read_frontier_csv
 from .frontier_plots import plot_frontier
 from .frontier_tables import answered_label_table, frontier_markdown, goal_tables, summary_tables
-from .frontier_verdicts import output_effects, seed_table, trained_verdicts
+from .frontier_verdicts import epoch_gains, output_effects, seed_table, trained_verdicts
 from .goal import GOAL, check_goal
 from .redraw import redraw
 from .tables import ci_text, markdown_table, read_rows, signed
@@ -145,6 +146,7 @@ GENERATORS = {
                                                                            int(min_n)),
     "frontier_seeds": lambda doc_dir, csv, attack, budget, defense: seed_table(read_frontier_csv(doc_dir / csv), attack,
                                                                                 int(budget), defense),
+    "frontier_epochs": lambda doc_dir, csv, budget: epoch_gains(read_frontier_csv(doc_dir / csv), int(budget)),
     "answered_labels": lambda doc_dir, csv: answered_label_table(read_rows(doc_dir / csv)),
     "frontier_plots": frontier_plots,
     "experiment_plots": experiment_plots,

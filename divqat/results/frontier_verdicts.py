@@ -10,7 +10,8 @@ agreement out of n.
   the reference output defense against that defense alone;
 - :func:`output_effects`: one bullet per output defense on the QAT victim with at least
   ``min_n`` seeds at a budget, and victim: the differences;
-- :func:`seed_table`: the agreement differences of one defense seed by seed.
+- :func:`seed_table`: the agreement differences of one defense seed by seed;
+- :func:`epoch_gains`: what longer surrogate training gives the thief against plain QAT.
 """
 from .frontier import BASELINE, TRAINED, by_cell, paired_difference
 from .frontier_tables import ATTACKS
@@ -103,3 +104,21 @@ def seed_table(rows, attack, budget, defense):
              + [f"{100 * dict(zip(d.seeds, d.diffs))[s]:+.0f}" if s in d.seeds else "" for s in seeds]
              for (pair, vset, setting), d in sorted(cells.items())]
     return markdown_table(["victim", "defense", *(f"seed {s}" for s in seeds)], table)
+
+
+def epoch_gains(rows, budget):
+    """One Markdown bullet per victim: plain QAT's agreement against each thief trained for
+    longer (``<attack>-<E>ep``) minus against the same thief at the frontier's surrogate epochs,
+    paired by seed, at ``budget`` queries."""
+    groups = by_cell(rows)
+    out = []
+    for where in sorted({k[:2] for k in groups}):
+        parts = []
+        for (pair, vset, attack, b, *ds), longer in sorted(groups.items()):
+            base = groups.get((pair, vset, attack.rsplit("-", 1)[0], b) + BASELINE)
+            if (pair, vset, b) == where + (budget,) and tuple(ds) == BASELINE and attack.endswith("ep") and base:
+                d = paired_difference(longer, base, "agreement")
+                parts.append(f"{attack} − {attack.rsplit('-', 1)[0]} {points(d)}, {d.higher}/{d.n} higher")
+        if parts:
+            out.append(f"- *{_victim(*where)}*: " + "; ".join(parts) + ".")
+    return "\n".join(out)

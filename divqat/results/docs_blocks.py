@@ -25,6 +25,9 @@ are paths relative to the file's directory and plain words. The blocks:
 - ``frontier_seeds CSV ATTACK BUDGET DEFENSE``: the per-seed agreement differences of a defense
   (:func:`divqat.results.frontier_verdicts.seed_table`); ``frontier_epochs CSV BUDGET``: plain
   QAT's agreement against longer-trained thieves (:func:`divqat.results.frontier_verdicts.epoch_gains`);
+- ``cell_means CSV METRICS ROWS COLUMN [COL=VALUES ...]``: means over seeds of an experiment's
+  attack cells as a pivot table (:func:`divqat.results.cell_tables.cell_means`; METRICS and ROWS
+  comma-separated, the filters keep the rows whose column has one of the comma-separated values);
 - ``art_crosscheck CSV``: the ART cross-check's table (:func:`divqat.results.art_tables.summary`);
 - ``answered_labels CSV``: :func:`divqat.results.frontier_tables.answered_label_table` of an
   answered_labels.csv;
@@ -38,7 +41,7 @@ from pathlib import Path
 
 from divqat.utils import atomic_write_text
 
-from . import art_tables, detection_tables, seeds10
+from . import art_tables, cell_tables, detection_tables, seeds10
 from .frontier import read_frontier_csv
 from .frontier_plots import plot_frontier
 from .frontier_tables import answered_label_table, frontier_markdown, goal_tables, summary_tables
@@ -149,6 +152,8 @@ GENERATORS = {
                                                                                 int(budget), defense),
     "frontier_epochs": lambda doc_dir, csv, budget: epoch_gains(read_frontier_csv(doc_dir / csv), int(budget)),
     "art_crosscheck": lambda doc_dir, csv: art_tables.summary(read_rows(doc_dir / csv, types={})),
+    "cell_means": lambda doc_dir, csv, *words: cell_tables.cell_means(read_rows(doc_dir / csv),
+                                                                      *cell_tables.parse_arguments(*words)),
     "answered_labels": lambda doc_dir, csv: answered_label_table(read_rows(doc_dir / csv)),
     "frontier_plots": frontier_plots,
     "experiment_plots": experiment_plots,

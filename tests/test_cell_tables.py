@@ -32,3 +32,12 @@ def test_filters_are_checked(tmp_path):
         _block(tmp_path, "adversary_error victim_label budget defense=mad")
     with pytest.raises(ValueError, match="each is column=value"):
         _block(tmp_path, "adversary_error victim_label budget none")
+
+
+def test_seed_ratios(tmp_path):
+    (tmp_path / "results.csv").write_text(to_csv(ROWS))
+    text, _ = update_text("<!-- seed_ratios results.csv adversary_error victim_label budget qat defense=none -->\n"
+                          "<!-- /seed_ratios -->\n", tmp_path)
+    # seeds 0 and 1 at 1000: 0.50 / 0.40, 0.60 / 0.44; divqat has no cell at 200
+    assert text.splitlines()[1:-1] == ["| victim_label | budget 200 | budget 1000 |", "|---|---|---|",
+                                       f"| divqat(alpha=1.0) |  | {0.50 / 0.40:.2f}, {0.60 / 0.44:.2f} |"]

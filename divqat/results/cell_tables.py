@@ -3,6 +3,7 @@ a Markdown pivot table: one row per value of the row columns, one column per val
 column and metric, each cell mean ± sample standard deviation over its seeds, in % or times
 the metric's scale (``metric:scale``; the mean alone for one seed, a dash without a value;
 :func:`divqat.results.tables.fmt`), and n the most seeds of a row's cells. Rows ``fp`` and ``qat`` come first, the rest sorted; columns sorted.
+:func:`seed_ratios` gives, per seed, a metric's ratio to a baseline row's.
 """
 from .stats import mean_sd
 from .tables import fmt, markdown_table
@@ -35,11 +36,29 @@ def cell_means(rows, metrics, row_columns, column, filters):
                                                  for c in columns for m, scale in metrics], body)
 
 
+def parse_filters(words):
+    """{column: allowed values} of a block's ``col=v1,v2`` words."""
+    pairs = [w.split("=", 1) for w in words]
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError(f"filters: {' '.join(words)}: each is column=value[,value]")
+    return {k: v.split(",") for k, v in pairs}
+
+
 def parse_arguments(metrics, rows, column, *filters):
     """(metrics as (name, scale), row columns, column, filters) of a block's words: ``a,b:1e6``
     (scale 100 unless given), ``x,y``, ``z`` and ``col=v1,v2`` filters."""
-    pairs = [f.split("=", 1) for f in filters]
-    if any(len(p) != 2 for p in pairs):
-        raise ValueError(f"filters: {' '.join(filters)}: each is column=value[,value]")
     scaled = [(m.split(":")[0], float(m.split(":")[1]) if ":" in m else 100) for m in metrics.split(",")]
-    return scaled, rows.split(","), column, {k: v.split(",") for k, v in pairs}
+    return scaled, rows.split(","), column, parse_filters(filters)
+
+
+def seed_ratios(rows, metric, row_column, column, baseline, filters):
+    """Markdown: per value of ``row_column`` other than ``baseline`` and per value of ``column``,
+    the ratio of ``metric`` to the baseline's on each seed both have (seed order, two decimals)."""
+    keep = [r for r in rows if all(str(r[k]) in allowed for k, allowed in filters.items())]
+    cells = {(r[row_column], r[column], r["seed"]): r[metric] for r in keep}
+    columns = sorted({c for _, c, _ in cells}, key=_key)
+    body = [[label] + [", ".join(f"{cells[label, c, s] / cells[baseline, c, s]:.2f}"
+                                 for s in sorted({k[2] for k in cells if k[:2] == (label, c)})
+                                 if (baseline, c, s) in cells) for c in columns]
+            for label in sorted({k[0] for k in cells} - {baseline}, key=_key)]
+    return markdown_table([row_column] + [f"{column} {c}" for c in columns], body)

@@ -28,6 +28,8 @@ are paths relative to the file's directory and plain words. The blocks:
 - ``cell_means CSV METRICS ROWS COLUMN [COL=VALUES ...]``: means over seeds of an experiment's
   attack cells as a pivot table (:func:`divqat.results.cell_tables.cell_means`; METRICS and ROWS
   comma-separated, the filters keep the rows whose column has one of the comma-separated values);
+- ``seed_ratios CSV METRIC ROW COLUMN BASELINE [COL=VALUES ...]``: per seed, a metric's ratio to
+  the BASELINE row's (:func:`divqat.results.cell_tables.seed_ratios`);
 - ``art_crosscheck CSV``: the ART cross-check's table (:func:`divqat.results.art_tables.summary`);
 - ``answered_labels CSV``: :func:`divqat.results.frontier_tables.answered_label_table` of an
   answered_labels.csv;
@@ -154,6 +156,8 @@ GENERATORS = {
     "art_crosscheck": lambda doc_dir, csv: art_tables.summary(read_rows(doc_dir / csv, types={})),
     "cell_means": lambda doc_dir, csv, *words: cell_tables.cell_means(read_rows(doc_dir / csv),
                                                                       *cell_tables.parse_arguments(*words)),
+    "seed_ratios": lambda doc_dir, csv, metric, row, column, baseline, *words: cell_tables.seed_ratios(
+        read_rows(doc_dir / csv), metric, row, column, baseline, cell_tables.parse_filters(words)),
     "answered_labels": lambda doc_dir, csv: answered_label_table(read_rows(doc_dir / csv)),
     "frontier_plots": frontier_plots,
     "experiment_plots": experiment_plots,

@@ -41,3 +41,14 @@ def test_seed_ratios(tmp_path):
     # seeds 0 and 1 at 1000: 0.50 / 0.40, 0.60 / 0.44; divqat has no cell at 200
     assert text.splitlines()[1:-1] == ["| victim_label | budget 200 | budget 1000 |", "|---|---|---|",
                                        f"| divqat(alpha=1.0) |  | {0.50 / 0.40:.2f}, {0.60 / 0.44:.2f} |"]
+
+
+def test_queries_to_reach(tmp_path):
+    rows = [{"victim_label": v, "budget": b, "seed": 0, "adversary_accuracy": a}
+            for v, b, a in (("fp", 1000, 0.40), ("fp", 2000, 0.60), ("robust", 1000, 0.30), ("robust", 2000, 0.50),
+                            ("robust", 4000, 0.70))]
+    (tmp_path / "results.csv").write_text(to_csv(rows))
+    text, _ = update_text("<!-- queries_to_reach results.csv adversary_accuracy victim_label fp -->\n"
+                          "<!-- /queries_to_reach -->\n", tmp_path)
+    # 40 % on the robust curve: 1000 + (0.40 - 0.30) / (0.50 - 0.30) * 1000 = 1500; 60 %: 2000 + 0.5 * 2000 = 3000
+    assert text.splitlines()[3:5] == ["| 1,000 | 40.00 | 1,500 (1.50×) |", "| 2,000 | 60.00 | 3,000 (1.50×) |"]

@@ -3,7 +3,8 @@ a Markdown pivot table: one row per value of the row columns, one column per val
 column and metric, each cell mean ± sample standard deviation over its seeds, in % or times
 the metric's scale (``metric:scale``; the mean alone for one seed, a dash without a value;
 :func:`divqat.results.tables.fmt`), and n the most seeds of a row's cells. Rows ``fp`` and ``qat`` come first, the rest sorted; columns sorted.
-:func:`seed_ratios` gives, per seed, a metric's ratio to a baseline row's.
+:func:`seed_ratios` gives, per seed, a metric's ratio to a baseline row's, and
+:func:`queries_to_reach` the budget at which a row's mean curve reaches a baseline row's.
 """
 from .stats import mean_sd
 from .tables import fmt, markdown_table
@@ -62,3 +63,32 @@ def seed_ratios(rows, metric, row_column, column, baseline, filters):
                                  if (baseline, c, s) in cells) for c in columns]
             for label in sorted({k[0] for k in cells} - {baseline}, key=_key)]
     return markdown_table([row_column] + [f"{column} {c}" for c in columns], body)
+
+
+def _crossing(curve, target):
+    """The first x where the piecewise-linear ``curve`` (sorted (x, y)) reaches ``target``, or None."""
+    for (x0, y0), (x1, y1) in zip(curve, curve[1:]):
+        if y0 >= target:
+            return x0
+        if y1 >= target:
+            return x0 + (target - y0) * (x1 - x0) / (y1 - y0)
+    return curve[-1][0] if curve and curve[-1][1] >= target else None
+
+
+def queries_to_reach(rows, metric, row_column, baseline, filters):
+    """Markdown: per budget of the ``baseline`` row, its mean ``metric`` over seeds, and the
+    budget at which each other row's mean curve (linear between budgets) first reaches it (its
+    first budget when it starts above), with its ratio to that budget; ``—`` where it never does."""
+    keep = [r for r in rows if all(str(r[k]) in allowed for k, allowed in filters.items())]
+    groups = {}
+    for r in keep:
+        groups.setdefault(r[row_column], {}).setdefault(r["budget"], []).append(r[metric])
+    curves = {label: sorted((b, sum(v) / len(v)) for b, v in by_budget.items()) for label, by_budget in groups.items()}
+    others = sorted(set(curves) - {baseline}, key=_key)
+    body = []
+    for budget, target in curves[baseline]:
+        cells = [_crossing(curves[label], target) for label in others]
+        body.append([f"{budget:,}", f"{100 * target:.2f}"]
+                    + ["—" if q is None else f"{q:,.0f} ({q / budget:.2f}×)" for q in cells])
+    return markdown_table(["budget", f"{baseline} {metric} %", *(f"{label}: queries to reach it" for label in others)],
+                          body)

@@ -30,6 +30,8 @@ are paths relative to the file's directory and plain words. The blocks:
   comma-separated, the filters keep the rows whose column has one of the comma-separated values);
 - ``seed_ratios CSV METRIC ROW COLUMN BASELINE [COL=VALUES ...]``: per seed, a metric's ratio to
   the BASELINE row's (:func:`divqat.results.cell_tables.seed_ratios`);
+- ``queries_to_reach CSV METRIC ROW BASELINE [COL=VALUES ...]``: the budget at which each row's
+  mean curve reaches the BASELINE row's (:func:`divqat.results.cell_tables.queries_to_reach`);
 - ``art_crosscheck CSV``: the ART cross-check's table (:func:`divqat.results.art_tables.summary`);
 - ``answered_labels CSV``: :func:`divqat.results.frontier_tables.answered_label_table` of an
   answered_labels.csv;
@@ -158,6 +160,8 @@ GENERATORS = {
                                                                       *cell_tables.parse_arguments(*words)),
     "seed_ratios": lambda doc_dir, csv, metric, row, column, baseline, *words: cell_tables.seed_ratios(
         read_rows(doc_dir / csv), metric, row, column, baseline, cell_tables.parse_filters(words)),
+    "queries_to_reach": lambda doc_dir, csv, metric, row, baseline, *words: cell_tables.queries_to_reach(
+        read_rows(doc_dir / csv), metric, row, baseline, cell_tables.parse_filters(words)),
     "answered_labels": lambda doc_dir, csv: answered_label_table(read_rows(doc_dir / csv)),
     "frontier_plots": frontier_plots,
     "experiment_plots": experiment_plots,

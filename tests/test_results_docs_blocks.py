@@ -78,9 +78,10 @@ def test_verdicts_block_links_each_claim_to_its_page(tmp_path):
     other = run.parent / "fmnist_mnist"  # the other pair's run, with no comparison rows
     other.mkdir()
     (other / "comparisons.csv").write_text((run / "comparisons.csv").read_text().splitlines()[0] + "\n")
-    (tmp_path / "data" / "trained_in").mkdir()
-    (tmp_path / "data" / "trained_in" / "frontier.csv").write_text(
-        "pair,victim_setting,defense,setting,attack,budget,seed,victim_accuracy,agreement,adversary_error\n")
+    for study in ("trained_in", "label_only"):
+        (tmp_path / "data" / study).mkdir()
+        (tmp_path / "data" / study / "frontier.csv").write_text(
+            "pair,victim_setting,defense,setting,attack,budget,seed,victim_accuracy,agreement,adversary_error\n")
     (tmp_path / "docs").mkdir()
     text, count = update_text("<!-- verdicts ../data ../pages headline -->\n<!-- /verdicts -->\n", tmp_path / "docs")
     assert count == 1
@@ -97,3 +98,24 @@ def test_comparisons_block_filters_kind_metric_and_treatment(tmp_path):
             "+2.00 to +23.00 | 9 of 10 seeds higher | established (higher) | ") in text
     for other in (block.format("adv-"), block.replace("adversary_error", "agreement").format("divqat")):
         assert update_text(other, tmp_path)[0].count("\n|") == 2  # the header alone
+
+
+def test_verdicts_block_lists_label_goal_rows_and_the_headline_only_ten_seed_ones(tmp_path):
+    run = _run(tmp_path)
+    other = run.parent / "fmnist_mnist"
+    other.mkdir()
+    (other / "comparisons.csv").write_text((run / "comparisons.csv").read_text().splitlines()[0] + "\n")
+    header = "pair,victim_setting,defense,setting,attack,budget,seed,victim_accuracy,agreement,adversary_error\n"
+    (tmp_path / "data" / "trained_in").mkdir()
+    (tmp_path / "data" / "trained_in" / "frontier.csv").write_text(header)
+    (tmp_path / "data" / "label_only").mkdir()
+    rows = [f"mnist<-fashion-mnist,full,{d},,copycat-20ep,5000,{s},0.99,{a},0.5"
+            for s in range(4) for d, a in (("qat", 0.70), ("misinform", (0.30, 0.50, 0.36, 0.40)[s]))]
+    (tmp_path / "data" / "label_only" / "frontier.csv").write_text(header + "\n".join(rows) + "\n")
+    (tmp_path / "docs").mkdir()
+    text, _ = update_text("<!-- verdicts ../data ../pages -->\n<!-- /verdicts -->\n", tmp_path / "docs")
+    # Δ = mean(-0.40, -0.20, -0.34, -0.30) = -0.31; three thieves not run: undecided
+    assert ("| label-only goal: misinform, MNIST victim (trained on all its training images) | undecided (n = 4 of 10) | "
+            "agreement -31.00 points") in text
+    text, _ = update_text("<!-- verdicts ../data ../pages headline -->\n<!-- /verdicts -->\n", tmp_path / "docs")
+    assert "label-only goal" not in text

@@ -7,8 +7,11 @@ are paths relative to the file's directory and plain words. The blocks:
 
 - ``verdicts DATA PAGES [headline]``: every verdict (the DivQAT paper's claims on each pair's
   ten-seed run, :data:`divqat.results.seeds10.CLAIMS`, then the trained-in goal of each checked
-  setting, :mod:`divqat.results.goal`) as one table of claim, verdict, Δ with its 95 % interval,
-  n and the results page; ``headline``: the headline claims only;
+  setting, :mod:`divqat.results.goal`, then the label-only goal of each label-aimed setting,
+  :mod:`divqat.results.label_goal`) as one table of claim, verdict, Δ with its 95 % interval,
+  n and the results page; ``headline``: the headline claims and the goals checked on ten seeds only;
+- ``threats DATA PAGES``: the best defense measured per threat, victim and victim setting, from
+  the trained-in and label-only frontier.csv files (:func:`divqat.results.threats.threat_table`);
 - ``seeds10 RUN PART``: a table of :func:`divqat.results.seeds10.table`;
 - ``comparisons CSV KIND METRIC [PREFIX]``: the paired comparisons of a comparisons CSV of one
   kind (``method``, ``defense``, ``victim``) on one metric, treatments starting with PREFIX, with
@@ -33,6 +36,8 @@ are paths relative to the file's directory and plain words. The blocks:
 - ``queries_to_reach CSV METRIC ROW BASELINE [COL=VALUES ...]``: the budget at which each row's
   mean curve reaches the BASELINE row's (:func:`divqat.results.cell_tables.queries_to_reach`);
 - ``art_crosscheck CSV``: the ART cross-check's table (:func:`divqat.results.art_tables.summary`);
+- ``label_goal CSV``: the label-only goal checked on a frontier.csv
+  (:func:`divqat.results.label_goal.label_goal_markdown`);
 - ``answered_labels CSV``: :func:`divqat.results.frontier_tables.answered_label_table` of an
   answered_labels.csv;
 - ``frontier_plots CSV``: the frontier's plots drawn next to the CSV, listed as images;
@@ -51,8 +56,10 @@ from .frontier_plots import plot_frontier
 from .frontier_tables import answered_label_table, frontier_markdown, goal_tables, summary_tables
 from .frontier_verdicts import epoch_gains, output_effects, seed_table, trained_verdicts
 from .goal import GOAL, check_goal
+from .label_goal import LABEL_GOAL, check_label_goal, label_goal_markdown
 from .redraw import redraw
 from .tables import ci_text, markdown_table, read_rows, signed
+from .threats import best_defenses, threat_table
 from .words import setting_words, victim_words_of
 
 MARKER = re.compile(r"<!-- (\w+)((?: [^ >]+)*) -->")
@@ -60,7 +67,7 @@ OPENING = re.compile(r"<!-- (\w+)\b[^>]*-->")  # any comment that starts with a 
 PAIRS = {"mnist_fmnist": "MNIST victim", "fmnist_mnist": "Fashion-MNIST victim"}
 HEADLINE = ("§3 adversary error up (KnockoffNets)", "§3 victim accuracy kept", "§4 DCP 1.0 raises adversary error (QAT victim)")  # in this order
 PAGES = {"§3": ("DivQAT vs QAT", "divqat-vs-qat.md"), "§4": ("output defenses", "output-defenses.md"),
-         "§8": ("trained-in defenses", "trained-in.md")}
+         "§8": ("trained-in defenses", "trained-in.md"), "§10": ("label-only thieves", "label-only.md")}
 
 
 def _images(doc_dir, names, folder):
@@ -110,12 +117,46 @@ def _goal_rows(frontier_csv, link):
     return rows
 
 
+def _label_goal_rows(frontier_csv, link, ten_seeds_only):
+    """One row per label-aimed setting and pair of the label-only goal: the verdict, and the
+    Copycat agreement against plain QAT; with ``ten_seeds_only``, only the rows whose Copycat cell
+    has the goal's seeds (:data:`LABEL_GOAL` min_n), as the trained-in goal's rows."""
+    rows = []
+    copycat = LABEL_GOAL.thieves[0]
+    for check in check_label_goal(read_frontier_csv(frontier_csv)):
+        for (pair, setting), c in sorted(check["pairs"].items()):
+            thief = c["thieves"][copycat]
+            if thief is None or (ten_seeds_only and thief["n"] < LABEL_GOAL.min_n):
+                continue
+            d = thief["d"]
+            verdict = ("reached on this pair" if c["ok"] else "not reached on this pair" if c["decided"]
+                       else f"undecided (n = {d.n} of {LABEL_GOAL.min_n})")
+            rows.append([f"label-only goal: {setting_words(check['defense'], check['setting'])}, "
+                         f"{victim_words_of(pair, setting)}", verdict,
+                         f"agreement {signed(100 * d.mean_diff)} points ({ci_text(100 * d.ci_low, 100 * d.ci_high)}"
+                         f", Copycat)" if d.ci_low is not None else f"agreement {signed(100 * d.mean_diff)} points",
+                         d.n, _page("§10", link)])
+    return rows
+
+
 def verdicts(doc_dir, data, pages, *flags):
     """The verdicts table (module docstring)."""
     data, pages = doc_dir / data, doc_dir / pages
     link = lambda page: os.path.relpath(pages / page, doc_dir)  # noqa: E731
-    rows = _claim_rows(data, link, "headline" in flags) + _goal_rows(data / "trained_in" / "frontier.csv", link)
+    headline = "headline" in flags
+    rows = (_claim_rows(data, link, headline) + _goal_rows(data / "trained_in" / "frontier.csv", link)
+            + _label_goal_rows(data / "label_only" / "frontier.csv", link, ten_seeds_only=headline))
     return markdown_table(["claim", "verdict", "Δ (95 % CI)", "n", "page"], rows)
+
+
+def threats(doc_dir, data, pages):
+    """The best defense per threat (:mod:`divqat.results.threats`) of the trained-in frontier and
+    of the label-only study, each row linked to its study's page."""
+    data, pages = doc_dir / data, doc_dir / pages
+    studies = [(best_defenses(read_frontier_csv(data / study / "frontier.csv")),
+                f"[{PAGES[section][0]}]({os.path.relpath(pages / PAGES[section][1], doc_dir)})")
+               for study, section in (("trained_in", "§8"), ("label_only", "§10"))]
+    return threat_table(studies)
 
 
 def frontier_plots(doc_dir, csv_path):
@@ -141,9 +182,11 @@ def comparisons(doc_dir, csv_path, kind, metric, prefix=""):
 GENERATORS = {
     "verdicts": verdicts,
     "comparisons": comparisons,
+    "threats": threats,
     "seeds10": lambda doc_dir, run, part: seeds10.table(doc_dir / run, part),
     "frontier_summary": lambda doc_dir, csv, budget: summary_tables(read_frontier_csv(doc_dir / csv), int(budget)),
     "frontier_goal": lambda doc_dir, csv: goal_tables(read_frontier_csv(doc_dir / csv)),
+    "label_goal": lambda doc_dir, csv: label_goal_markdown(check_label_goal(read_frontier_csv(doc_dir / csv))),
     "frontier_tables": lambda doc_dir, csv: frontier_markdown(read_frontier_csv(doc_dir / csv)),
     "detection_tables": lambda doc_dir, csv, part: detection_tables.table(
         detection_tables.read_detection_csv(doc_dir / csv), part),

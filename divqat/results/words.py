@@ -44,6 +44,26 @@ def attack_words(attack):
     return f"{words}, {epochs}-epoch surrogate"
 
 
+SHORT = {"knockoff": "KnockoffNets", "copycat": "Copycat"}
+
+
+def thief_name(attack):
+    """A frontier attack name in a few words: ``KnockoffNets, sharpened (τ = 0.5), 10 ep``,
+    ``sink-aware (max_share=0.3, mode=drop), 20 ep``."""
+    match = _ATTACK_NAME.match(attack)
+    words = [SHORT.get(match["base"], match["base"]) + (f" ({match['options'].replace(',', ', ')})"
+                                                         if match["options"] else "")]
+    epochs = SURROGATE_EPOCHS
+    for part in match["parts"].split("-")[1:]:
+        if part == "adaptive":
+            words.append("adaptive")
+        elif part.startswith("sharpen"):
+            words.append(f"sharpened (τ = {part[len('sharpen'):]})")
+        else:
+            epochs = int(part[:-2])
+    return ", ".join(words + [f"{epochs} ep"])
+
+
 def title(pair, victim_setting, attack, budget):
     """The plot's title in plain words."""
     victim, queries = pair.split("<-")

@@ -52,6 +52,7 @@ from divqat.cli import main
 from divqat.data import load_tensors
 from divqat.detection.registry import MONITORS
 from divqat.models import build_model_for
+from divqat.results import detection_tables
 from divqat.serving.http_blackbox import HttpBlackBox
 from divqat.serving.key_stores import open_key_store
 from divqat.serving.process import ServerProcess
@@ -240,61 +241,6 @@ def evaluate(args):
     log(f"{len(rows)} rows -> {args.out}")
 
 
-def _median(values):
-    return statistics.median(values) if values else None
-
-
-def _fmt(value, digits=2):
-    return "-" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
-
-
-def _delay(values):
-    """Median and max of alarm queries as text ("-" for none; a median between two seeds ends in .5)."""
-    if not values:
-        return "-", "-"
-    return f"{statistics.median(values):g}", str(max(values))
-
-
-def table(path):
-    """The Markdown tables of a detection CSV: attacks, honest clients, the adaptive thief."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    out = ["| pair | attack | monitor | flagged | delay median | delay max | answered before alarm | "
-           "agreement log | block | labels | block kept |", "|" + "---|" * 11]
-    groups = {}
-    for row in rows:
-        groups.setdefault((row["kind"], row["pair"], row["client"], row["share"], row["monitor"]), []).append(row)
-    for (kind, pair, client, _, monitor), g in groups.items():
-        if kind != "attack":
-            continue
-        delays = [int(r["alarm_query"]) for r in g if r["alarm_query"]]
-        med = {k: _median([float(r[k]) for r in g if r[k]]) for k in ("agreement_log", "agreement_block",
-                                                                       "agreement_labels")}
-        share_answered = _median([int(r["answered"]) / int(r["queries"]) for r in g])
-        kept = None if med["agreement_log"] is None or med["agreement_log"] <= 0.1 \
-            or med["agreement_block"] is None else (med["agreement_block"] - 0.1) / (med["agreement_log"] - 0.1)
-        out.append(f"| {pair} | {client} | {monitor} | {len(delays)}/{len(g)} | {' | '.join(_delay(delays))} | "
-                   f"{_fmt(share_answered)} | "
-                   f"{_fmt(med['agreement_log'])} | {_fmt(med['agreement_block'])} | "
-                   f"{_fmt(med['agreement_labels'])} | {_fmt(kept)} |")
-    out += ["", "| monitor | honest client | clients flagged | honest queries | false alarms per 10,000 queries |",
-            "|---|---|---|---|---|"]
-    for monitor in MONITORS:
-        for client in HONEST + ("all",):
-            g = [r for r in rows if r["kind"] == "honest" and r["monitor"] == monitor
-                 and client in (r["client"], "all")]
-            flagged, queries = sum(bool(r["alarm_query"]) for r in g), sum(int(r["queries"]) for r in g)
-            out.append(f"| {monitor} | {client} | {flagged}/{len(g)} | {queries} | "
-                       f"{_fmt(1e4 * flagged / queries if queries else None)} |")
-    out += ["", "| pair | in-distribution share | monitor | flagged | delay median | delay max |", "|---|---|---|---|---|---|"]
-    for (kind, pair, _, share, monitor), g in groups.items():
-        if kind == "mixed":
-            delays = [int(r["alarm_query"]) for r in g if r["alarm_query"]]
-            out.append(f"| {pair} | {float(share):g} | {monitor} | {len(delays)}/{len(g)} | "
-                       f"{' | '.join(_delay(delays))} |")
-    return "\n".join(out)
-
-
 def plot(path, png):
     """Detection delays of a detection CSV as a figure at ``png``: per pair, the median delay of
     each monitor against each attack (top) and against the adaptive thief over its in-distribution
@@ -355,7 +301,8 @@ def main_cli(argv=None):
     parser.add_argument("--plot", type=Path, nargs=2, metavar=("CSV", "PNG"), help="draw the delays of a CSV and exit")
     args = parser.parse_args(argv)
     if args.table:
-        print(table(args.table))
+        rows = detection_tables.read_detection_csv(args.table)
+        print("\n\n".join(detection_tables.table(rows, part) for part in detection_tables.PARTS))
         return 0
     if args.plot:
         plot(*args.plot)

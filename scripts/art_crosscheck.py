@@ -9,7 +9,8 @@ ART's side: ``KnockoffNets(sampling_strategy="random", use_probability=True)`` (
 cross-entropy on probability targets) and ``CopycatCNN`` (hard labels), the victim wrapped by
 :func:`divqat.integrations.art.art_classifier` (queries counted by the BlackBox), the surrogate
 by :func:`~divqat.integrations.art.art_surrogate`. Resumable: rows already in OUT are skipped.
-``--summary`` prints the Markdown table of docs/results/attacks.md from OUT.
+``--summary`` prints the Markdown table of docs/results/attacks.md from OUT
+(:func:`divqat.results.art_tables.summary`).
 
     OMP_NUM_THREADS=1 nice -n 10 python scripts/art_crosscheck.py --victim runs/art_crosscheck/fp \\
         --queryset fashion-mnist --budget 5000 --epochs 20 --seeds 0 1 2 --out docs/results/data/art_crosscheck/art_crosscheck.csv
@@ -22,6 +23,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from divqat.results.art_tables import summary
 
 FIELDS = ["victim", "implementation", "attack", "seed", "budget", "epochs", "queries_used", "victim_accuracy",
           "adversary_accuracy", "agreement", "seconds"]
@@ -69,45 +72,6 @@ def _art(attack, blackbox, queryset, budget, train, seed):
         art_attack = CopycatCNN(victim, **common)
     thief = art_surrogate(blackbox.arch, blackbox.meta, train={k: train[k] for k in ("lr", "momentum", "weight_decay")})
     return art_attack.extract(x, thieved_classifier=thief).model.eval()
-
-
-def _difference(a, b):
-    """``mean(a) - mean(b) [lo, hi]`` in points, with the 95 % Welch interval: the two sides
-    draw their query sets with different generators, so runs of one seed are not paired."""
-    from scipy.stats import ttest_ind
-
-    a, b = [100 * v for v in a], [100 * v for v in b]
-    diff = sum(a) / len(a) - sum(b) / len(b)
-    if min(len(a), len(b)) < 2:
-        return f"{diff:.1f}"
-    ci = ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    return f"{diff:.1f} [{ci.low:.1f}, {ci.high:.1f}]"
-
-
-def summary(rows):
-    """Markdown: per victim and attack, mean and sample std over seeds of each implementation's
-    agreement and accuracy, and the difference of the mean agreements divqat - ART with its
-    95 % Welch interval; seeds that lack either implementation are left out."""
-    lines = ["| victim | attack | seeds | divqat agreement | ART agreement | divqat - ART [95 % CI] | "
-             "divqat accuracy | ART accuracy |", "|---|---|---|---|---|---|---|---|"]
-    groups = sorted({(r["victim"], r["attack"]) for r in rows})
-    for victim, attack in groups:
-        by = {(r["implementation"], r["seed"]): r for r in rows if (r["victim"], r["attack"]) == (victim, attack)}
-        seeds = sorted({s for _, s in by if ("divqat", s) in by and ("art", s) in by}, key=int)
-        if not seeds:
-            continue
-
-        def stat(values):
-            t = torch.tensor(values, dtype=torch.float64) * 100
-            sd = f" ± {t.std().item():.1f}" if len(values) > 1 else ""
-            return f"{t.mean().item():.1f}{sd}"
-
-        cols = {(impl, key): [float(by[impl, s][key]) for s in seeds]
-                for impl in ("divqat", "art") for key in ("agreement", "adversary_accuracy")}
-        lines.append(f"| {victim} | {attack} | {len(seeds)} | {stat(cols['divqat', 'agreement'])} | "
-                     f"{stat(cols['art', 'agreement'])} | {_difference(cols['divqat', 'agreement'], cols['art', 'agreement'])} | "
-                     f"{stat(cols['divqat', 'adversary_accuracy'])} | {stat(cols['art', 'adversary_accuracy'])} |")
-    return "\n".join(lines)
 
 
 def main():

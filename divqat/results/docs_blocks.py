@@ -18,6 +18,24 @@ are paths relative to the file's directory and plain words. The blocks:
   their verdicts (:func:`divqat.results.seeds10.comparison_table`);
 - ``frontier_summary CSV BUDGET``, ``frontier_goal CSV``, ``frontier_tables CSV``: the tables of
   :mod:`divqat.results.frontier_tables` from a frontier.csv;
+- ``detection_tables CSV PART``: a table of a detection CSV
+  (:func:`divqat.results.detection_tables.table`: ``attacks``, ``honest`` or ``mixed``);
+- ``detection_verdicts CSV``: one sentence per monitor against the goal set for the monitors
+  (:func:`divqat.results.detection_tables.monitor_verdicts`);
+- ``frontier_verdicts CSV``, ``frontier_effects CSV BUDGET MIN_N``: the sentences of
+  :mod:`divqat.results.frontier_verdicts` from a frontier.csv (the trained-in settings checked
+  against the goal; the output defenses with at least MIN_N seeds at BUDGET queries);
+- ``frontier_seeds CSV ATTACK BUDGET DEFENSE``: the per-seed agreement differences of a defense
+  (:func:`divqat.results.frontier_verdicts.seed_table`); ``frontier_epochs CSV BUDGET``: plain
+  QAT's agreement against longer-trained thieves (:func:`divqat.results.frontier_verdicts.epoch_gains`);
+- ``cell_means CSV METRICS ROWS COLUMN [COL=VALUES ...]``: means over seeds of an experiment's
+  attack cells as a pivot table (:func:`divqat.results.cell_tables.cell_means`; METRICS and ROWS
+  comma-separated, the filters keep the rows whose column has one of the comma-separated values);
+- ``seed_ratios CSV METRIC ROW COLUMN BASELINE [COL=VALUES ...]``: per seed, a metric's ratio to
+  the BASELINE row's (:func:`divqat.results.cell_tables.seed_ratios`);
+- ``queries_to_reach CSV METRIC ROW BASELINE [COL=VALUES ...]``: the budget at which each row's
+  mean curve reaches the BASELINE row's (:func:`divqat.results.cell_tables.queries_to_reach`);
+- ``art_crosscheck CSV``: the ART cross-check's table (:func:`divqat.results.art_tables.summary`);
 - ``label_goal CSV``: the label-only goal checked on a frontier.csv
   (:func:`divqat.results.label_goal.label_goal_markdown`);
 - ``answered_labels CSV``: :func:`divqat.results.frontier_tables.answered_label_table` of an
@@ -32,16 +50,17 @@ from pathlib import Path
 
 from divqat.utils import atomic_write_text
 
-from . import seeds10
+from . import art_tables, cell_tables, detection_tables, seeds10
 from .frontier import read_frontier_csv
 from .frontier_plots import plot_frontier
 from .frontier_tables import answered_label_table, frontier_markdown, goal_tables, summary_tables
+from .frontier_verdicts import epoch_gains, output_effects, seed_table, trained_verdicts
 from .goal import GOAL, check_goal
 from .label_goal import LABEL_GOAL, check_label_goal, label_goal_markdown
 from .redraw import redraw
 from .tables import ci_text, markdown_table, read_rows, signed
 from .threats import best_defenses, threat_table
-from .words import DATASETS, setting_words, victim_words
+from .words import setting_words, victim_words_of
 
 MARKER = re.compile(r"<!-- (\w+)((?: [^ >]+)*) -->")
 OPENING = re.compile(r"<!-- (\w+)\b[^>]*-->")  # any comment that starts with a word
@@ -58,11 +77,6 @@ def _images(doc_dir, names, folder):
 def _page(section, link):
     words, page = PAGES[section]
     return f"[{words}]({link(page)}) ({section})"
-
-
-def victim_words_of(pair, victim_setting):
-    """``MNIST victim (trained on 10,000 training images)`` of a frontier pair and victim setting."""
-    return f"{DATASETS.get(pair.split('<-')[0], pair)} victim ({victim_words(victim_setting)})"
 
 
 def _claim_rows(data, link, headline):
@@ -174,6 +188,23 @@ GENERATORS = {
     "frontier_goal": lambda doc_dir, csv: goal_tables(read_frontier_csv(doc_dir / csv)),
     "label_goal": lambda doc_dir, csv: label_goal_markdown(check_label_goal(read_frontier_csv(doc_dir / csv))),
     "frontier_tables": lambda doc_dir, csv: frontier_markdown(read_frontier_csv(doc_dir / csv)),
+    "detection_tables": lambda doc_dir, csv, part: detection_tables.table(
+        detection_tables.read_detection_csv(doc_dir / csv), part),
+    "detection_verdicts": lambda doc_dir, csv: detection_tables.monitor_verdicts(
+        detection_tables.read_detection_csv(doc_dir / csv)),
+    "frontier_verdicts": lambda doc_dir, csv: trained_verdicts(read_frontier_csv(doc_dir / csv)),
+    "frontier_effects": lambda doc_dir, csv, budget, min_n: output_effects(read_frontier_csv(doc_dir / csv), int(budget),
+                                                                           int(min_n)),
+    "frontier_seeds": lambda doc_dir, csv, attack, budget, defense: seed_table(read_frontier_csv(doc_dir / csv), attack,
+                                                                                int(budget), defense),
+    "frontier_epochs": lambda doc_dir, csv, budget: epoch_gains(read_frontier_csv(doc_dir / csv), int(budget)),
+    "art_crosscheck": lambda doc_dir, csv: art_tables.summary(read_rows(doc_dir / csv, types={})),
+    "cell_means": lambda doc_dir, csv, *words: cell_tables.cell_means(read_rows(doc_dir / csv),
+                                                                      *cell_tables.parse_arguments(*words)),
+    "seed_ratios": lambda doc_dir, csv, metric, row, column, baseline, *words: cell_tables.seed_ratios(
+        read_rows(doc_dir / csv), metric, row, column, baseline, cell_tables.parse_filters(words)),
+    "queries_to_reach": lambda doc_dir, csv, metric, row, baseline, *words: cell_tables.queries_to_reach(
+        read_rows(doc_dir / csv), metric, row, baseline, cell_tables.parse_filters(words)),
     "answered_labels": lambda doc_dir, csv: answered_label_table(read_rows(doc_dir / csv)),
     "frontier_plots": frontier_plots,
     "experiment_plots": experiment_plots,

@@ -23,6 +23,11 @@ def victim_words(victim_setting):
     return f"trained on {int(victim_setting.removeprefix('train')):,} training images"
 
 
+def victim_words_of(pair, victim_setting):
+    """``MNIST victim (trained on 10,000 training images)`` of a frontier pair and victim setting."""
+    return f"{DATASETS.get(pair.split('<-')[0], pair)} victim ({victim_words(victim_setting)})"
+
+
 def attack_words(attack):
     """A frontier attack name (:func:`divqat.results.frontier.attack_of`) in words."""
     match = _ATTACK_NAME.match(attack)

@@ -119,3 +119,16 @@ def test_verdicts_block_lists_label_goal_rows_and_the_headline_only_ten_seed_one
             "agreement -31.00 points") in text
     text, _ = update_text("<!-- verdicts ../data ../pages headline -->\n<!-- /verdicts -->\n", tmp_path / "docs")
     assert "label-only goal" not in text
+
+
+def test_report_table_quotes_the_table_under_a_heading(tmp_path):
+    (tmp_path / "report.md").write_text(
+        "# Report\n\n## Victims\n\n| victim | acc |\n|---|---|\n| fp | 97.05 |\n| qat | 97.12 |\n\n"
+        "## Robustness (accuracy)\n\n| model | which |\n|---|---|\n| victim | fp |\n| surrogate | x |\n")
+    text, _ = update_text("<!-- report_table report.md Victims -->\n<!-- /report_table -->\n", tmp_path)
+    assert "| victim | acc |\n|---|---|\n| fp | 97.05 |\n| qat | 97.12 |\n<!-- /report_table -->" in text
+    text, _ = update_text("<!-- report_table report.md Robustness_(accuracy) victim -->\n<!-- /report_table -->\n",
+                          tmp_path)
+    assert "| victim | fp |" in text and "surrogate" not in text
+    with pytest.raises(ValueError, match="no heading starting with 'Attacks'"):
+        update_text("<!-- report_table report.md Attacks -->\n<!-- /report_table -->\n", tmp_path)

@@ -12,6 +12,8 @@ are paths relative to the file's directory and plain words. The blocks:
   n and the results page; ``headline``: the headline claims and the goals checked on ten seeds only;
 - ``threats DATA PAGES``: the best defense measured per threat, victim and victim setting, from
   the trained-in and label-only frontier.csv files (:func:`divqat.results.threats.threat_table`);
+- ``report_table REPORT HEADING [ROW_PREFIX]``: a table quoted from a committed ``divqat
+  report`` output (:func:`report_table`), for runs whose raw files were not kept;
 - ``seeds10 RUN PART``: a table of :func:`divqat.results.seeds10.table`;
 - ``comparisons CSV KIND METRIC [PREFIX]``: the paired comparisons of a comparisons CSV of one
   kind (``method``, ``defense``, ``victim``) on one metric, treatments starting with PREFIX, with
@@ -173,6 +175,30 @@ def experiment_plots(doc_dir, results_csv, victims_csv, prefix=""):
     return _images(doc_dir, names, results_csv.parent)
 
 
+def report_table(doc_dir, report, heading, row_prefix=""):
+    """The first Markdown table under the heading of the committed report ``report`` (a
+    ``divqat report`` output) that starts with ``heading`` (``_`` for a space), its rows
+    limited to those whose first cell starts with ``row_prefix``: numbers of runs whose raw files
+    were not kept, quoted from the report those runs wrote."""
+    lines = (doc_dir / report).read_text().splitlines()
+    title = heading.replace("_", " ")
+    start = next((i for i, line in enumerate(lines) if line.startswith("## ") and line[3:].startswith(title)), None)
+    if start is None:
+        raise ValueError(f"report_table: {report} has no heading starting with {title!r}")
+    table = []
+    for line in lines[start + 1:]:
+        if line.startswith("## "):
+            break
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    if not table:
+        raise ValueError(f"report_table: no table under {report}'s heading {title!r}")
+    rows = [r for r in table[2:] if r[1:].strip().startswith(row_prefix)]
+    return "\n".join(table[:2] + rows)
+
+
 def comparisons(doc_dir, csv_path, kind, metric, prefix=""):
     """The comparisons block (module docstring)."""
     rows = [r for r in read_rows(doc_dir / csv_path) if str(r["treatment_label"]).startswith(prefix)]
@@ -182,6 +208,7 @@ def comparisons(doc_dir, csv_path, kind, metric, prefix=""):
 GENERATORS = {
     "verdicts": verdicts,
     "comparisons": comparisons,
+    "report_table": report_table,
     "threats": threats,
     "seeds10": lambda doc_dir, run, part: seeds10.table(doc_dir / run, part),
     "frontier_summary": lambda doc_dir, csv, budget: summary_tables(read_frontier_csv(doc_dir / csv), int(budget)),

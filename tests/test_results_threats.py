@@ -16,7 +16,8 @@ def _rows(defense, setting, thief, agreements, accuracy):
 
 @pytest.mark.parametrize("attack, threat", [
     ("knockoff", "probabilities"), ("knockoff-20ep", "probabilities"), ("knockoff-sharpen0.5", "probabilities"),
-    ("knockoff-adaptive", "probabilities"), ("copycat-20ep", "labels"),
+    ("knockoff-adaptive", "probabilities"), ("knockoff-adaptive-20ep", "probabilities"),
+    ("knockoff-sharpen0.5-20ep", "probabilities"), ("copycat(arch=lenet_caffe)-20ep", "labels"), ("copycat-20ep", "labels"),
     ("sink-aware(max_share=0.3,mode=drop)-20ep", "labels"), ("sink-aware(mode=drop,soft=True)-20ep", "probabilities"),
     ("smoothing(aggregate=vote,k=4)-20ep", "labels"), ("smoothing(k=4)-20ep", "probabilities"),
     ("mixed(in_share=0.1)-20ep", "labels")])

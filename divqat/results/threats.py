@@ -17,24 +17,21 @@ The table names the strongest thief, its agreement against the defense and again
 paired difference with its 95 % Student-t interval (docs/science.md §9) and n, and the threat's
 thieves never run against the defense: a verdict holds only against the thieves it names.
 """
-import re
-
 from .frontier import BASELINE, by_cell, paired_difference, seed_mean
 from .tables import markdown_table, points
-from .words import DATASETS, setting_words, thief_name, victim_words
+from .words import ATTACK_NAME, DATASETS, setting_words, thief_name, victim_words
 
 __all__ = ["reads", "best_defenses", "threat_table"]
 
-_OPTIONS = re.compile(r"\(([^)]*)\)")
 _LABEL_THIEVES = ("copycat", "jbda", "sink-aware", "mixed")  # labels unless soft=True
 _SOFT_THIEVES = ("knockoff", "dfme", "maze", "smoothing")    # probabilities unless aggregate=vote
 
 
 def reads(attack):
     """``"labels"`` or ``"probabilities"``: what a frontier attack name's thief trains on."""
-    options = dict(kv.split("=", 1) for kv in (_OPTIONS.search(attack) or [None, ""])[1].split(",") if kv)
-    base = attack.split("(")[0].split("-sharpen")[0].removesuffix("-adaptive")
-    base = re.sub(r"-\d+ep$", "", base)
+    match = ATTACK_NAME.match(attack)
+    options = dict(kv.split("=", 1) for kv in (match["options"] or "").split(",") if kv)
+    base = match["base"]
     if base in _LABEL_THIEVES:
         return "probabilities" if options.get("soft", "False").lower() in ("true", "1") else "labels"
     if base in _SOFT_THIEVES:

@@ -11,7 +11,7 @@ ATTACKS = {"knockoff": "KnockoffNets thief (sees probabilities)", "copycat": "Co
            "smoothing": "smoothing thief (answers over shifted, noisy copies)",
            "mixed": "mixed thief (some in-distribution images)"}
 # a frontier attack name: base, options in parentheses, then -adaptive, -sharpen<tau>, -<E>ep parts
-_ATTACK_NAME = re.compile(r"(?P<base>[^(]+?)(?:\((?P<options>[^)]*)\))?(?P<parts>(?:-(?:adaptive|sharpen[\d.]+|\d+ep))*)$")
+ATTACK_NAME = re.compile(r"(?P<base>[^(]+?)(?:\((?P<options>[^)]*)\))?(?P<parts>(?:-(?:adaptive|sharpen[\d.]+|\d+ep))*)$")
 GREEK = (("alpha", "α"), ("beta", "β"), ("gamma", "γ"), ("tau", "τ"), ("epsilon", "ε"), ("nu", "ν"))
 OFFSETS = ((5, 4), (5, -10), (-12, 4), (-12, -10))  # label offsets (points) taken in turn
 
@@ -30,7 +30,7 @@ def victim_words_of(pair, victim_setting):
 
 def attack_words(attack):
     """A frontier attack name (:func:`divqat.results.frontier.attack_of`) in words."""
-    match = _ATTACK_NAME.match(attack)
+    match = ATTACK_NAME.match(attack)
     base, options, parts = match["base"], match["options"], match["parts"].split("-")[1:]
     words = ATTACKS.get(base, f"{base} thief") + (f" ({options.replace(',', ', ')})" if options else "")
     epochs = SURROGATE_EPOCHS
@@ -50,7 +50,7 @@ SHORT = {"knockoff": "KnockoffNets", "copycat": "Copycat"}
 def thief_name(attack):
     """A frontier attack name in a few words: ``KnockoffNets, sharpened (τ = 0.5), 10 ep``,
     ``sink-aware (max_share=0.3, mode=drop), 20 ep``."""
-    match = _ATTACK_NAME.match(attack)
+    match = ATTACK_NAME.match(attack)
     words = [SHORT.get(match["base"], match["base"]) + (f" ({match['options'].replace(',', ', ')})"
                                                          if match["options"] else "")]
     epochs = SURROGATE_EPOCHS

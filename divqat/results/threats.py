@@ -40,16 +40,17 @@ def reads(attack):
 
 
 def _candidates(groups, where, thieves, budget, top1_cost, min_seeds):
-    """{(defense, setting): {thief: (by_seed, qat_by_seed)}} of the candidates (module docstring),
-    each with the thieves it was run against on ``min_seeds`` paired seeds."""
+    """{(defense, setting): ({thief: (by_seed, qat_by_seed)}, Δ top-1)} of the candidates (module
+    docstring), each with the thieves it was run against on ``min_seeds`` paired seeds."""
     defenses = {(d, s) for (p, v, a, b, d, s) in groups if (p, v) == where and b == budget and a in thieves}
     out = {}
     for defense in sorted(defenses - {BASELINE}):
         cells = {t: (groups.get(where + (t, budget) + defense, {}), groups[where + (t, budget) + BASELINE])
                  for t in thieves}
         cells = {t: c for t, c in cells.items() if len(set(c[0]) & set(c[1])) >= min_seeds}
-        if cells and paired_difference(*next(iter(cells.values())), "victim_accuracy").mean_diff >= -top1_cost:
-            out[defense] = cells
+        d_top1 = paired_difference(*next(iter(cells.values())), "victim_accuracy") if cells else None
+        if d_top1 is not None and d_top1.mean_diff >= -top1_cost:
+            out[defense] = cells, d_top1
     return out
 
 
@@ -67,17 +68,17 @@ def best_defenses(rows, budget=5000, top1_cost=0.005, min_seeds=3):
             entry = {"pair": where[0], "victim_setting": where[1], "threat": threat, "thieves": thieves,
                      "defense": None}
             scored = []
-            for defense, cells in _candidates(groups, where, thieves, budget, top1_cost, min_seeds).items():
+            for defense, (cells, d_top1) in _candidates(groups, where, thieves, budget, top1_cost, min_seeds).items():
                 thief = max(cells, key=lambda t: seed_mean(cells[t][0], "agreement"))
                 scored.append((len(thieves) - len(cells), seed_mean(cells[thief][0], "agreement"), defense, thief,
-                               cells))
+                               cells, d_top1))
             if scored:
-                *_, defense, thief, cells = min(scored, key=lambda item: item[:2])
+                *_, defense, thief, cells, d_top1 = min(scored, key=lambda item: item[:2])
                 mine, base = cells[thief]
                 entry.update(defense=defense, thief=thief, agreement=seed_mean(mine, "agreement"),
                              qat_agreement=seed_mean(base, "agreement"),
                              d_agreement=paired_difference(mine, base, "agreement"),
-                             d_top1=paired_difference(*next(iter(cells.values())), "victim_accuracy"),
+                             d_top1=d_top1,
                              untried=[t for t in thieves if t not in cells])
             out.append(entry)
     return out

@@ -37,6 +37,10 @@ CANDIDATES = {
                               distill=1.0),
     "proxy-glyphs a1": dict(method="divqat", objective="proxy", proxy_source="glyphs", alpha=1.0, kl_cap=2.0,
                             distill=1.0),
+    **{f"proxy-permute a{a:g}": dict(method="divqat", objective="proxy", proxy_source="glyphs", proxy_target="permute",
+                                     alpha=a, distill=1.0) for a in (0.03, 0.1, 0.3, 1.0)},
+    **{f"proxy-shift a{a:g}": dict(method="divqat", objective="proxy", proxy_source="glyphs", proxy_target="shift",
+                                   alpha=a, distill=1.0) for a in (0.03, 0.1, 0.3, 1.0, 3.0)},
 }
 
 
@@ -58,7 +62,7 @@ def main(out):
     writer.writeheader()
     writer.writerows({k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
     qat = rows[0]["heldout_top1"]
-    for family in ("misinform", "diverse", "proxy-glyphs"):
+    for family in ("misinform", "diverse", "proxy-glyphs", "proxy-permute", "proxy-shift"):
         picked = select_setting([r for r in rows if r["setting"].startswith(family)], qat)
         print(f"{family}: {picked['setting'] if picked else 'none qualifies'}")
 

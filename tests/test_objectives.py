@@ -124,7 +124,8 @@ def test_margin_hinge_protects_top1_where_the_paper_loss_flips_it():
     assert moved.mean() > 3.0
 
 
-@pytest.mark.parametrize("target,distill", [("kl", 0.0), ("kl", 0.5), ("entropy", 0.0), ("shift", 0.5)])
+@pytest.mark.parametrize("target,distill", [("kl", 0.0), ("kl", 0.5), ("entropy", 0.0), ("shift", 0.5),
+                                            ("permute", 0.5)])
 def test_proxy_loss_value_and_gradient_match_float64(target, distill):
     s, t, y = _batch(4)
     ps, pt, _ = _batch(5)
@@ -135,6 +136,9 @@ def test_proxy_loss_value_and_gradient_match_float64(target, distill):
         if target == "shift":
             shifted = (pt.argmax(1) + 1) % C
             return loss - alpha * (F.log_softmax(ps, 1).gather(1, shifted[:, None]).mean())
+        if target == "permute":  # f_fp's probability of class k asked of class (k + 1) mod C
+            renamed = torch.cat([pt[:, -1:], pt[:, :-1]], 1)
+            return loss + alpha * _ref_kl_rows(ps, renamed, temperature, direction).mean()
         if target == "kl":
             spread = _ref_kl_rows(ps, pt, temperature, direction)
         else:
@@ -226,10 +230,10 @@ def _counting_teacher_setup():
 
 
 @pytest.mark.parametrize("target,distill", [("kl", 0.0), ("kl", 0.5), ("entropy", 0.0), ("entropy", 0.5),
-                                            ("shift", 0.0)])
+                                            ("shift", 0.0), ("permute", 0.5)])
 def test_proxy_step_is_proxy_loss_and_runs_the_teacher_only_where_read(target, distill):
     """The proxy training step equals proxy_loss on the same proxies, and the frozen teacher sees
-    the real images only with distill > 0 and the proxies only for kl and shift."""
+    the real images only with distill > 0 and the proxies only for kl, shift and permute."""
     from divqat.train.proxies import synthesize_proxies
 
     model, linear, teacher, seen, x, y = _counting_teacher_setup()

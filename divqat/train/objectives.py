@@ -27,7 +27,10 @@ hence no gradient, as in ``divqat_loss``).
   plus alpha * CE((argmax f_fp(x~) + 1) mod C, f_q(x~)): consistent wrong labels on proxies, a
   fixed cyclic shift of the teacher's (our variant: maximising the divergence moves the answers
   to whatever class is cheapest, a shift teaches a surrogate a mapping that is wrong on the
-  victim's own inputs; no cap). Real images and proxies
+  victim's own inputs; no cap); or, with ``"permute"``, plus alpha * KL_T(roll(t~), s~), t~ = f_fp(x~)
+  with its classes renamed by the same shift (roll(t~)_j = t~_{(j-1) mod C}): the soft form of
+  ``"shift"``, f_fp's whole answer on the proxy moved one class along, so soft labels mislead as
+  the argmax does (our variant; no cap). Real images and proxies
   go through f_q in one batch (so batch-norm and observer statistics see both). With
   ``proxy_source="glyphs"`` the proxies are images of the offline outlier set
   (:mod:`divqat.data.outliers`) instead (:mod:`divqat.train.exposure`).
@@ -57,7 +60,7 @@ from divqat.train.misinformation_objective import misinform_step
 from divqat.train.options import DEFAULTS, FIELDS, LABEL_OBJECTIVES
 from divqat.train.proxies import TRANSFORMS, check_transforms
 
-PROXY_TARGETS = ("kl", "entropy", "shift")
+PROXY_TARGETS = ("kl", "entropy", "shift", "permute")
 MASK_LOGIT = -1e4  # times max(1, T): exp(MASK_LOGIT / T - ...) underflows to exactly 0 in float32
 
 
@@ -106,6 +109,8 @@ def proxy_loss(student_logits, teacher_logits, target, proxy_student, proxy_teac
         loss = loss + distill * div_kl_loss(student_logits, teacher_logits, temperature, "batchmean", direction)
     if proxy_target == "shift":
         return loss + alpha * F.cross_entropy(proxy_student, (proxy_teacher.argmax(-1) + 1) % proxy_student.shape[-1])
+    if proxy_target == "permute":
+        return loss + alpha * div_kl_loss(proxy_student, proxy_teacher.roll(1, -1), temperature, "batchmean", direction)
     if proxy_target == "kl":
         spread = div_kl_loss(proxy_student, proxy_teacher, temperature, "none", direction)
     else:

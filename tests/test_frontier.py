@@ -11,6 +11,7 @@ import pytest
 from divqat.experiments.frontier import main
 from divqat.results.frontier import (
     COLUMNS,
+    TRAINED,
     answered_label_rows,
     attack_of,
     comparisons,
@@ -75,6 +76,7 @@ def test_defense_names():
     assert defense_of({"method": nonlabel, "defense": dcp}) == ("nonlabel+dcp", "alpha=0.3 margin=2; beta=0.5")
     proxy = {"name": "divqat", "objective": "proxy", "proxy_target": "entropy", "alpha": 1.0}
     assert defense_of({"method": proxy, "defense": none}) == ("proxy-entropy", "alpha=1")
+    assert {"proxy-kl", "proxy-entropy", "proxy-shift", "proxy-permute"} <= set(TRAINED)
     shuffled = {"name": "divqat", "objective": "proxy", "alpha": 0.3, "proxy_transforms": "shuffle,blur"}
     assert defense_of({"method": shuffled, "defense": none}) == ("proxy-kl", "alpha=0.3 proxy_transforms=shuffle,blur")
     spelled = {"name": "divqat", "alpha": 1.0, "temperature": 1.0, "direction": "forward"}

@@ -9,8 +9,9 @@ A frontier row is one (pair, victim setting, defense, setting, attack, budget, s
 setting, the full training set) in different rows, so no comparison pairs them.
 
 A defense is named by what the victim was trained with (``qat``; ``divqat`` as published, with
-its alpha, T and direction in the setting; ``nonlabel``, ``proxy-kl``, ``proxy-entropy``, the
-objectives of :mod:`divqat.train.objectives`) and the output defense it answers through
+its alpha, T and direction in the setting; ``nonlabel``, ``proxy-<target>`` (``proxy-kl``,
+``proxy-entropy``, ``proxy-shift``, ``proxy-permute``), ``misinform``, ``diverse``, the objectives of
+:mod:`divqat.train.objectives`) and the output defense it answers through
 (``dcp``, ``reverse_sigmoid``, ``mad``, ...): an output defense on a QAT victim is named by the
 output defense alone, a trained-in defense behind one by both (``nonlabel+dcp``).
 """
@@ -19,6 +20,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from divqat.train.objectives import PROXY_TARGETS
 from divqat.train.victim import VictimConfig
 
 from .stats import Paired, paired
@@ -30,7 +32,7 @@ IDENTITY = COLUMNS[:7]
 METRICS = COLUMNS[7:]
 BASELINE = ("qat", "")
 SURROGATE_EPOCHS = 10  # the frontier configs' surrogate training; other lengths are named in the attack
-TRAINED = ("divqat", "nonlabel", "proxy-kl", "proxy-entropy", "misinform", "diverse")
+TRAINED = ("divqat", "nonlabel", *(f"proxy-{target}" for target in PROXY_TARGETS), "misinform", "diverse")
 _TRAIN_KEYS = ("alpha", "temperature", "direction", "kl_cap", "margin", "margin_weight", "distill", "proxy_transforms",
                "proxy_source", "heads")
 # the attack options every frontier attack is named by elsewhere (budget column, -sharpen, -<E>ep) or not at all

@@ -1,13 +1,20 @@
-"""One-seed screen of the label-aimed objectives on the MNIST victim, quick setting (the first
-10,000 training images, LeNet-5, seed 0), and the settings the rule of docs/guide/label-only.md
-picks. No attack and no attacker query set: held-out top-1 on training images 55,000-59,999
-(never trained on in this setting) and the answers on a held-out outlier split.
+"""One-seed screen of the label-aimed objectives (LeNet-5, seed 0), and the settings the rule of
+docs/guide/label-only.md picks. No attack and no attacker query set: held-out top-1 on training
+images 55,000-59,999 (never trained on in either setting) and the answers on a held-out outlier
+split.
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python scripts/label_only_screen.py OUT_DIR
+- ``--setting quick`` (default): the MNIST victim on the first 10,000 training images, every
+  label-aimed objective (docs/results/data/label_only/screen.csv);
+- ``--setting full``: the victim as deployed, on the first 55,000 training images (the deployed
+  victim trains on all 60,000; the last 5,000 are held out here only), the relabelling targets of
+  the proxy objective; ``--dataset`` mnist or fashion-mnist, one screen per victim
+  (docs/results/data/label_only/screen_full_<dataset>.csv).
 
-Writes OUT_DIR/<setting>/ (the runs) and prints the table as CSV (docs/results/data/label_only/
-screen.csv), then the selection.
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python scripts/label_only_screen.py OUT_DIR [--setting full --dataset D]
+
+Writes OUT_DIR/<setting>/ (the runs) and prints the table as CSV, then the selection.
 """
+import argparse
 import csv
 import dataclasses
 import sys
@@ -17,55 +24,65 @@ from divqat.data import load_tensors
 from divqat.train.label_selection import screen_metrics, select_setting
 from divqat.train.victim import VictimConfig, train_victim
 
-QUICK = dict(dataset="mnist", arch="lenet5", limit=10000, seed=0, device="cpu", no_progress=True)
-CANDIDATES = {
+HELDOUT_FROM = 55000
+LIMITS = {"quick": 10000, "full": HELDOUT_FROM}
+
+
+def _proxy(target, alphas, **extra):
+    return {f"proxy-{target} a{a:g}": dict(method="divqat", objective="proxy", proxy_source="glyphs",
+                                           proxy_target=target, alpha=a, distill=1.0, **extra) for a in alphas}
+
+
+QUICK_CANDIDATES = {
     "qat": dict(method="qat"),
-    "misinform a0.1": dict(method="divqat", objective="misinform", alpha=0.1, distill=1.0),
-    "misinform a0.25": dict(method="divqat", objective="misinform", alpha=0.25, distill=1.0),
-    "misinform a0.5": dict(method="divqat", objective="misinform", alpha=0.5, distill=1.0),
-    "misinform a1": dict(method="divqat", objective="misinform", alpha=1.0, distill=1.0),
-    "misinform a3": dict(method="divqat", objective="misinform", alpha=3.0, distill=1.0),
-    "diverse a0.1": dict(method="divqat", objective="diverse", heads=3, alpha=0.1, distill=1.0),
-    "diverse a0.3": dict(method="divqat", objective="diverse", heads=3, alpha=0.3, distill=1.0),
-    "diverse a0.5": dict(method="divqat", objective="diverse", heads=3, alpha=0.5, distill=1.0),
-    "diverse a1": dict(method="divqat", objective="diverse", heads=3, alpha=1.0, distill=1.0),
-    "proxy-glyphs a0.03": dict(method="divqat", objective="proxy", proxy_source="glyphs", alpha=0.03, kl_cap=2.0,
-                               distill=1.0),
-    "proxy-glyphs a0.1": dict(method="divqat", objective="proxy", proxy_source="glyphs", alpha=0.1, kl_cap=2.0,
-                              distill=1.0),
-    "proxy-glyphs a0.3": dict(method="divqat", objective="proxy", proxy_source="glyphs", alpha=0.3, kl_cap=2.0,
-                              distill=1.0),
-    "proxy-glyphs a1": dict(method="divqat", objective="proxy", proxy_source="glyphs", alpha=1.0, kl_cap=2.0,
-                            distill=1.0),
-    **{f"proxy-permute a{a:g}": dict(method="divqat", objective="proxy", proxy_source="glyphs", proxy_target="permute",
-                                     alpha=a, distill=1.0) for a in (0.03, 0.1, 0.3, 1.0)},
-    **{f"proxy-shift a{a:g}": dict(method="divqat", objective="proxy", proxy_source="glyphs", proxy_target="shift",
-                                   alpha=a, distill=1.0) for a in (0.03, 0.1, 0.3, 1.0, 3.0)},
+    **{f"misinform a{a:g}": dict(method="divqat", objective="misinform", alpha=a, distill=1.0)
+       for a in (0.1, 0.25, 0.5, 1.0, 3.0)},
+    **{f"diverse a{a:g}": dict(method="divqat", objective="diverse", heads=3, alpha=a, distill=1.0)
+       for a in (0.1, 0.3, 0.5, 1.0)},
+    **{name.replace("proxy-kl", "proxy-glyphs"): options
+       for name, options in _proxy("kl", (0.03, 0.1, 0.3, 1.0), kl_cap=2.0).items()},
+    **_proxy("permute", (0.03, 0.1, 0.3, 1.0)),
+    **_proxy("shift", (0.03, 0.1, 0.3, 1.0, 3.0)),
 }
+FULL_CANDIDATES = {"qat": dict(method="qat"), **_proxy("shift", (0.1, 0.3, 1.0, 3.0)),
+                   **_proxy("permute", (0.1, 0.3, 1.0, 3.0))}
+CANDIDATES = {"quick": QUICK_CANDIDATES, "full": FULL_CANDIDATES}
+FAMILIES = ("misinform", "diverse", "proxy-glyphs", "proxy-permute", "proxy-shift")
 
 
-def main(out):
-    out = Path(out)
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out")
+    parser.add_argument("--setting", choices=sorted(LIMITS), default="quick")
+    parser.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
+    args = parser.parse_args(argv)
+    if args.setting == "quick" and args.dataset != "mnist":
+        parser.error("--dataset: the quick screen is of the MNIST victim only")
+    out = Path(args.out)
+    base = dict(dataset=args.dataset, arch="lenet5", limit=LIMITS[args.setting], seed=0, device="cpu",
+                no_progress=True)
     teacher = out / "fp"
     if not (teacher / "metrics.json").is_file():
-        train_victim(VictimConfig(**QUICK, method="fp", out=str(teacher)))
-    images, labels = load_tensors("mnist", "train")
-    images, labels = images[55000:], labels[55000:]
+        train_victim(VictimConfig(**base, method="fp", out=str(teacher)))
+    images, labels = load_tensors(args.dataset, "train")
+    images, labels = images[HELDOUT_FROM:], labels[HELDOUT_FROM:]
     rows = []
-    for name, options in CANDIDATES.items():
+    for name, options in CANDIDATES[args.setting].items():
         run = out / name.replace(" ", "_")
         if not (run / "metrics.json").is_file():
-            train_victim(dataclasses.replace(VictimConfig(**QUICK, out=str(run), teacher=str(teacher)), **options))
+            train_victim(dataclasses.replace(VictimConfig(**base, out=str(run), teacher=str(teacher)), **options))
         rows.append({"setting": name, **screen_metrics(run, teacher, images, labels)})
         print(rows[-1], flush=True)
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
     qat = rows[0]["heldout_top1"]
-    for family in ("misinform", "diverse", "proxy-glyphs", "proxy-permute", "proxy-shift"):
-        picked = select_setting([r for r in rows if r["setting"].startswith(family)], qat)
-        print(f"{family}: {picked['setting'] if picked else 'none qualifies'}")
+    for family in FAMILIES:
+        candidates = [r for r in rows if r["setting"].startswith(family)]
+        if candidates:
+            picked = select_setting(candidates, qat)
+            print(f"{family}: {picked['setting'] if picked else 'none qualifies'}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()

@@ -81,6 +81,22 @@ def test_a_pair_has_the_cells_of_a_file_of_its_own():
     assert {c.config_key for c in grid_cells(a)}.isdisjoint(c.config_key for c in grid_cells(b))
 
 
+def test_a_pair_with_its_own_methods_trains_those_alone():
+    own = [{"name": "qat"}, {"name": "divqat", "alpha": 0.5}]
+    raw = {**RAW, "pairs": [{**PAIRS[0], "methods": own}, PAIRS[1]]}
+    a, b = parse_configs(raw)
+    assert [m.name for m in a.methods] == ["qat", "divqat"] and a.methods[1].kwargs == {"alpha": 0.5}
+    assert [m.name for m in b.methods] == ["fp"]
+    assert a.raw["methods"] == own and list(a.raw) == list(parse_configs(RAW)[0].raw)  # in the file's place
+    alone = parse_config(a.raw)
+    assert [c.config_key for c in grid_cells(a)] == [c.config_key for c in grid_cells(alone)]
+    assert tomllib.loads(pair_toml(a.raw)) == a.raw
+    without = {k: v for k, v in raw.items() if k != "methods"}  # only the pair that has them gets methods
+    assert [m.name for m in parse_configs({**without, "pairs": [raw["pairs"][0]]})[0].methods] == ["qat", "divqat"]
+    with pytest.raises(ValueError, match="^pairs b: "):
+        parse_configs(without)
+
+
 @pytest.mark.parametrize("patch, match", [
     ({"pairs": [{"name": "a", "victim": "digits", "query": "digits"}]}, r"^pairs a: unknown keys \['query'\]"),
     ({"pairs": [PAIRS[0], {**PAIRS[1], "name": "a"}]}, "^pairs: duplicate name 'a'$"),

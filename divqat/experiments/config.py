@@ -62,8 +62,10 @@ A file may instead run its grid on several dataset pairs, everything else shared
     victim = "fashion-mnist"
     queryset = "mnist"
 
-A pair's config is the one a file with its ``name`` and ``[data]`` would give, so its cells keep
-their keys. ``divqat experiment FILE --pair NAME`` runs one pair; without ``--pair`` each pair
+A pair may train its own victims: its ``[[pairs.methods]]`` (after that pair's entry) replace
+the file's ``[[methods]]`` for that pair alone, e.g. a hyperparameter chosen per victim data set.
+A pair's config is the one a file with its ``name``, ``[data]`` and methods would give, so its
+cells keep their keys. ``divqat experiment FILE --pair NAME`` runs one pair; without ``--pair`` each pair
 runs into ``OUT/<pair name>``.
 
 A *method*, *defense* or *attack* entry with list values expands into the Cartesian product of

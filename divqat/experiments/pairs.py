@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-PAIR_KEYS = {"name", "victim", "queryset"}
+PAIR_KEYS = {"name", "victim", "queryset", "methods"}
 PLACEHOLDER = "{pair}"
 _PAIR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # also a directory name
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -40,8 +40,9 @@ def pair_config_name(name, pair):
 
 def expand_pairs(raw, name):
     """``[(pair name, config mapping)]`` of a config mapping: one per ``[[pairs]]`` entry, each
-    with that pair's ``[data]`` victim and query set and its own name (:func:`pair_config_name`
-    of ``raw``'s name, else of ``name``), everything else shared; ``[(None, raw)]`` without pairs."""
+    with that pair's ``[data]`` victim and query set, its own name (:func:`pair_config_name`
+    of ``raw``'s name, else of ``name``) and, when the entry has ``[[pairs.methods]]``, those
+    methods instead of the file's; everything else shared; ``[(None, raw)]`` without pairs."""
     if "pairs" not in raw:
         if PLACEHOLDER in str(raw.get("name", "")):
             raise ValueError(f"name: {raw['name']!r} has the {PLACEHOLDER} placeholder but the config has no [[pairs]]")
@@ -67,8 +68,10 @@ def expand_pairs(raw, name):
             if key in ("data", "victim"):
                 pair_raw.setdefault("data", pair_data)
             if key not in ("name", "pairs", "data"):
-                pair_raw[key] = value
+                pair_raw[key] = table.get(key, value) if key == "methods" else value
         pair_raw.setdefault("data", pair_data)
+        if "methods" in table:  # the pair's own [[pairs.methods]] replace the file's [[methods]]
+            pair_raw.setdefault("methods", table["methods"])
         expanded.append((pair, pair_raw))
     return expanded
 

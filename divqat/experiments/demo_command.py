@@ -1,4 +1,4 @@
-"""`divqat demo`: QAT and DivQAT, bare and behind DCP, against KnockoffNets and Copycat on the built-in data, end to end.
+"""`divqat demo`: QAT, DivQAT and the relabelling victim, bare and behind DCP, against KnockoffNets and Copycat on the built-in data, end to end.
 
 The experiment and its table are :mod:`divqat.experiments.demo`'s; ``--quick`` shrinks every
 setting for a smoke test. Results (and the cache that makes a re-run instant) go to ``--out``,

@@ -17,6 +17,7 @@ Writes OUT_DIR/<setting>/ (the runs) and prints the table as CSV, then the selec
 import argparse
 import csv
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -28,8 +29,8 @@ HELDOUT_FROM = 55000
 LIMITS = {"quick": 10000, "full": HELDOUT_FROM}
 
 
-def _proxy(target, alphas, **extra):
-    return {f"proxy-{target} a{a:g}": dict(method="divqat", objective="proxy", proxy_source="glyphs",
+def _proxy(target, alphas, label=None, **extra):
+    return {f"{label or 'proxy-' + target} a{a:g}": dict(method="divqat", objective="proxy", proxy_source="glyphs",
                                            proxy_target=target, alpha=a, distill=1.0, **extra) for a in alphas}
 
 
@@ -39,8 +40,7 @@ QUICK_CANDIDATES = {
        for a in (0.1, 0.25, 0.5, 1.0, 3.0)},
     **{f"diverse a{a:g}": dict(method="divqat", objective="diverse", heads=3, alpha=a, distill=1.0)
        for a in (0.1, 0.3, 0.5, 1.0)},
-    **{name.replace("proxy-kl", "proxy-glyphs"): options
-       for name, options in _proxy("kl", (0.03, 0.1, 0.3, 1.0), kl_cap=2.0).items()},
+    **_proxy("kl", (0.03, 0.1, 0.3, 1.0), label="proxy-glyphs", kl_cap=2.0),
     **_proxy("permute", (0.03, 0.1, 0.3, 1.0)),
     **_proxy("shift", (0.03, 0.1, 0.3, 1.0, 3.0)),
 }
@@ -59,6 +59,12 @@ def main(argv=None):
     if args.setting == "quick" and args.dataset != "mnist":
         parser.error("--dataset: the quick screen is of the MNIST victim only")
     out = Path(args.out)
+    # the runs are cached by candidate name alone, so one OUT holds the screen of one setting and data set
+    stamp, screen = out / "screen.json", {"setting": args.setting, "dataset": args.dataset}
+    if stamp.is_file() and json.loads(stamp.read_text()) != screen:
+        parser.error(f"out: {out} holds the screen of {json.loads(stamp.read_text())}, not of {screen}")
+    out.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(screen))
     base = dict(dataset=args.dataset, arch="lenet5", limit=LIMITS[args.setting], seed=0, device="cpu",
                 no_progress=True)
     teacher = out / "fp"

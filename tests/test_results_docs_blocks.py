@@ -100,25 +100,44 @@ def test_comparisons_block_filters_kind_metric_and_treatment(tmp_path):
         assert update_text(other, tmp_path)[0].count("\n|") == 2  # the header alone
 
 
-def test_verdicts_block_lists_label_goal_rows_and_the_headline_only_ten_seed_ones(tmp_path):
+LABEL_ONLY_HEADER = "pair,victim_setting,defense,setting,attack,budget,seed,victim_accuracy,agreement,adversary_error\n"
+
+
+def _label_only_data(tmp_path, rows):
+    """The data of a verdicts block: the claim run of :func:`_run` (and the other pair's, empty),
+    an empty trained-in frontier and a label-only frontier of ``rows`` (CSV lines)."""
     run = _run(tmp_path)
     other = run.parent / "fmnist_mnist"
     other.mkdir()
     (other / "comparisons.csv").write_text((run / "comparisons.csv").read_text().splitlines()[0] + "\n")
-    header = "pair,victim_setting,defense,setting,attack,budget,seed,victim_accuracy,agreement,adversary_error\n"
-    (tmp_path / "data" / "trained_in").mkdir()
-    (tmp_path / "data" / "trained_in" / "frontier.csv").write_text(header)
-    (tmp_path / "data" / "label_only").mkdir()
-    rows = [f"mnist<-fashion-mnist,full,{d},,copycat-20ep,5000,{s},0.99,{a},0.5"
-            for s in range(4) for d, a in (("qat", 0.70), ("misinform", (0.30, 0.50, 0.36, 0.40)[s]))]
-    (tmp_path / "data" / "label_only" / "frontier.csv").write_text(header + "\n".join(rows) + "\n")
+    for study, lines in (("trained_in", []), ("label_only", rows)):
+        (tmp_path / "data" / study).mkdir()
+        (tmp_path / "data" / study / "frontier.csv").write_text(LABEL_ONLY_HEADER + "".join(f"{r}\n" for r in lines))
     (tmp_path / "docs").mkdir()
+
+
+def test_verdicts_block_lists_label_goal_rows_and_the_headline_only_ten_seed_ones(tmp_path):
+    _label_only_data(tmp_path, [f"mnist<-fashion-mnist,full,{d},,copycat-20ep,5000,{s},0.99,{a},0.5"
+                                for s in range(4) for d, a in (("qat", 0.70), ("misinform", (0.30, 0.50, 0.36, 0.40)[s]))])
     text, _ = update_text("<!-- verdicts ../data ../pages -->\n<!-- /verdicts -->\n", tmp_path / "docs")
     # Δ = mean(-0.40, -0.20, -0.34, -0.30) = -0.31; three thieves not run: undecided
     assert ("| label-only goal: misinform, MNIST victim (trained on all its training images) | undecided (n = 4 of 10) | "
             "agreement -31.00 points") in text
     text, _ = update_text("<!-- verdicts ../data ../pages headline -->\n<!-- /verdicts -->\n", tmp_path / "docs")
     assert "label-only goal" not in text
+
+
+def test_verdicts_headline_summarises_each_goal_per_victim_by_its_best_setting(tmp_path):
+    # ten seeds of Copycat only (so neither setting reaches the goal): misinform steals least but
+    # costs a point of top-1, diverse keeps top-1; the best setting is the one that keeps it
+    victims = (("qat", 0.99, 0.70), ("misinform", 0.98, 0.30), ("diverse", 0.99, 0.50))
+    _label_only_data(tmp_path, [f"mnist<-fashion-mnist,full,{d},,copycat-20ep,5000,{s},{acc},{a},0.5"
+                                for s in range(10) for d, acc, a in victims])
+    text, _ = update_text("<!-- verdicts ../data ../pages headline -->\n<!-- /verdicts -->\n", tmp_path / "docs")
+    goal_lines = [line for line in text.splitlines() if "goal" in line]
+    assert goal_lines == ["| label-only goal, MNIST victim (trained on all its training images), best setting: diverse "
+                          "| not reached by any of 2 settings | agreement -20.00 points (-20.00 to -20.00, Copycat) | 10 | "
+                          "[label-only thieves](../pages/label-only.md) (§10) |"]
 
 
 def test_report_table_quotes_the_table_under_a_heading(tmp_path):

@@ -9,7 +9,8 @@ are paths relative to the file's directory and plain words. The blocks:
   ten-seed run, :data:`divqat.results.seeds10.CLAIMS`, then the trained-in goal of each checked
   setting, :mod:`divqat.results.goal`, then the label-only goal of each label-aimed setting,
   :mod:`divqat.results.label_goal`) as one table of claim, verdict, Δ with its 95 % interval,
-  n and the results page; ``headline``: the headline claims and the goals checked on ten seeds only;
+  n and the results page; ``headline``: the headline claims, then per goal and victim how many of
+  the settings checked on ten seeds reach it, and the best of them;
 - ``threats DATA PAGES``: the best defense measured per threat, victim and victim setting, from
   the trained-in and label-only frontier.csv files (:func:`divqat.results.threats.threat_table`);
 - ``report_table REPORT HEADING [ROW_PREFIX]``: a table quoted from a committed ``divqat
@@ -102,42 +103,63 @@ def _claim_rows(data, link, headline):
     return rows
 
 
-def _goal_rows(frontier_csv, link):
-    rows = []
+def _goal_verdicts(frontier_csv):
+    """The trained-in goal (:mod:`divqat.results.goal`) per setting and pair checked on the goal's
+    seeds: ``(setting words, victim words, ok, decided, top-1 kept, KnockoffNets difference)``."""
+    out = []
     for check in check_goal(read_frontier_csv(frontier_csv)):
         for where, c in sorted(check["pairs"].items()):
             if c["knockoff"]["n"] < GOAL.min_n:
                 continue
-            d = c["knockoff"]["d"]
             pair, setting = where.split(", ")
-            rows.append([f"trained-in goal: {setting_words(check['defense'], check['setting'])}, "
-                         f"{victim_words_of(pair, setting)}",
-                         "reached on this pair" if c["ok"] else "not reached on this pair",
-                         f"agreement {signed(100 * d.mean_diff)} points "
-                         f"({ci_text(100 * d.ci_low, 100 * d.ci_high)}, KnockoffNets)",
-                         d.n, _page("§8", link)])
-    return rows
+            out.append((setting_words(check["defense"], check["setting"]), victim_words_of(pair, setting),
+                        c["ok"], True, c["top1"]["ok"], c["knockoff"]["d"]))
+    return out
 
 
-def _label_goal_rows(frontier_csv, link, ten_seeds_only):
-    """One row per label-aimed setting and pair of the label-only goal: the verdict, and the
-    Copycat agreement against plain QAT; with ``ten_seeds_only``, only the rows whose Copycat cell
-    has the goal's seeds (:data:`LABEL_GOAL` min_n), as the trained-in goal's rows."""
-    rows = []
+def _label_goal_verdicts(frontier_csv, ten_seeds_only):
+    """The label-only goal (:mod:`divqat.results.label_goal`) per label-aimed setting and pair, as
+    :func:`_goal_verdicts` with the Copycat difference; with ``ten_seeds_only``, only those whose
+    Copycat cell has the goal's seeds (:data:`LABEL_GOAL` min_n)."""
+    out = []
     copycat = LABEL_GOAL.thieves[0]
     for check in check_label_goal(read_frontier_csv(frontier_csv)):
         for (pair, setting), c in sorted(check["pairs"].items()):
             thief = c["thieves"][copycat]
             if thief is None or (ten_seeds_only and thief["n"] < LABEL_GOAL.min_n):
                 continue
-            d = thief["d"]
-            verdict = ("reached on this pair" if c["ok"] else "not reached on this pair" if c["decided"]
-                       else f"undecided (n = {d.n} of {LABEL_GOAL.min_n})")
-            rows.append([f"label-only goal: {setting_words(check['defense'], check['setting'])}, "
-                         f"{victim_words_of(pair, setting)}", verdict,
-                         f"agreement {signed(100 * d.mean_diff)} points ({ci_text(100 * d.ci_low, 100 * d.ci_high)}"
-                         f", Copycat)" if d.ci_low is not None else f"agreement {signed(100 * d.mean_diff)} points",
-                         d.n, _page("§10", link)])
+            kept = c["top1"] is not None and c["top1"].mean_diff >= -LABEL_GOAL.top1_cost
+            out.append((setting_words(check["defense"], check["setting"]), victim_words_of(pair, setting),
+                        c["ok"], c["decided"], kept, thief["d"]))
+    return out
+
+
+def _agreement(d, thief):
+    ci = f" ({ci_text(100 * d.ci_low, 100 * d.ci_high)}, {thief})" if d.ci_low is not None else f" ({thief})"
+    return f"agreement {signed(100 * d.mean_diff)} points{ci}"
+
+
+def _verdict_rows(goal, verdicts, thief, page):
+    """One row per setting and pair: the goal's verdict, and the agreement against plain QAT."""
+    rows = []
+    for setting, victim, ok, decided, _, d in verdicts:
+        verdict = ("reached on this pair" if ok else "not reached on this pair" if decided
+                   else f"undecided (n = {d.n} of {LABEL_GOAL.min_n})")
+        rows.append([f"{goal}: {setting}, {victim}", verdict, _agreement(d, thief), d.n, page])
+    return rows
+
+
+def _summary_rows(goal, verdicts, thief, page):
+    """One row per victim: how many of the settings checked there reach the goal, and the best
+    of them: one that reaches it, else one within the top-1 budget, then the lowest agreement."""
+    rows = []
+    for victim in sorted({v[1] for v in verdicts}):
+        mine = [v for v in verdicts if v[1] == victim]
+        reached = sum(v[2] for v in mine)
+        setting, _, _, _, _, d = min(mine, key=lambda v: (not v[2], not v[4], v[5].mean_diff))
+        verdict = (f"reached by {reached} of {len(mine)} settings" if reached
+                   else f"not reached by any of {len(mine)} settings")
+        rows.append([f"{goal}, {victim}, best setting: {setting}", verdict, _agreement(d, thief), d.n, page])
     return rows
 
 
@@ -146,8 +168,12 @@ def verdicts(doc_dir, data, pages, *flags):
     data, pages = doc_dir / data, doc_dir / pages
     link = lambda page: os.path.relpath(pages / page, doc_dir)  # noqa: E731
     headline = "headline" in flags
-    rows = (_claim_rows(data, link, headline) + _goal_rows(data / "trained_in" / "frontier.csv", link)
-            + _label_goal_rows(data / "label_only" / "frontier.csv", link, ten_seeds_only=headline))
+    goal_rows = _summary_rows if headline else _verdict_rows
+    rows = (_claim_rows(data, link, headline)
+            + goal_rows("trained-in goal", _goal_verdicts(data / "trained_in" / "frontier.csv"), "KnockoffNets",
+                        _page("§8", link))
+            + goal_rows("label-only goal", _label_goal_verdicts(data / "label_only" / "frontier.csv", headline),
+                        "Copycat", _page("§10", link)))
     return markdown_table(["claim", "verdict", "Δ (95 % CI)", "n", "page"], rows)
 
 

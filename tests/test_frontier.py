@@ -25,7 +25,7 @@ from divqat.results.frontier import (
 )
 from divqat.results.frontier_files import rewrite_frontier, write_frontier
 from divqat.results.frontier_plots import frontier_point
-from divqat.results.frontier_tables import answered_label_table, summary_tables
+from divqat.results.frontier_tables import answered_label_shares, answered_label_table, summary_tables
 from divqat.results.stats import Paired, paired
 from divqat.results.words import attack_words, title
 
@@ -259,6 +259,24 @@ def test_answered_labels_are_collected_per_cell_and_summarised(tmp_path):
     table = answered_label_table(rows).splitlines()
     # top classes 0, 1, 0 -> 0; top shares 70, 85, 60 -> 71.7; classes >= 5 %: 3, 3, 3 -> 3.0
     assert table[2] == "| mnist<-fashion-mnist | full | misinform (α=0.5) | copycat-20ep | 100 | 3 | 0 | 71.7 | 3.0 |"
+
+
+def test_answered_label_shares_average_each_seeds_histogram_per_victim_and_defense():
+    """One thief's answers per class: each seed's histogram made shares, then averaged over
+    seeds (not pooled counts), plain QAT's row first; other thieves and budgets left out."""
+    def row(defense, setting, attack, budget, seed, counts):
+        return {"pair": "mnist<-fashion-mnist", "victim_setting": "full", "defense": defense, "setting": setting,
+                "attack": attack, "budget": budget, "seed": seed, **{f"class_{k}": n for k, n in enumerate(counts)}}
+    rows = [row("proxy-permute", "alpha=3", "copycat-20ep", 5000, 0, [10, 30, 60]),
+            row("proxy-permute", "alpha=3", "copycat-20ep", 5000, 1, [0, 900, 100]),  # pooled would give 3/83/14
+            row("qat", None, "copycat-20ep", 5000, 0, [50, 50, 0]),  # read_rows gives None for an empty setting
+            row("qat", "", "smoothing-20ep", 5000, 0, [0, 0, 100]),
+            row("qat", "", "copycat-20ep", 20000, 0, [0, 0, 100])]
+    table = answered_label_shares(rows, "copycat-20ep", 5000).splitlines()
+    assert table[0] == "| victim | defense | n | class 0 | class 1 | class 2 |"
+    victim = "MNIST victim (trained on all its training images)"
+    assert table[2:] == [f"| {victim} | qat | 1 | 50 | 50 | 0 |",
+                         f"| {victim} | proxy-permute (α=3) | 2 | 5 | 60 | 35 |"]
 
 
 def test_summary_has_a_column_for_every_thief_after_the_usual_ones():

@@ -42,7 +42,8 @@ are paths relative to the file's directory and plain words. The blocks:
 - ``label_goal CSV``: the label-only goal checked on a frontier.csv
   (:func:`divqat.results.label_goal.label_goal_markdown`);
 - ``answered_labels CSV``: :func:`divqat.results.frontier_tables.answered_label_table` of an
-  answered_labels.csv;
+  answered_labels.csv; ``answered_shares CSV ATTACK BUDGET``: the whole histogram of one thief's
+  answers per victim and defense (:func:`divqat.results.frontier_tables.answered_label_shares`);
 - ``frontier_plots CSV``: the frontier's plots drawn next to the CSV, listed as images;
 - ``experiment_plots RESULTS VICTIMS PREFIX``: the experiment plots redrawn next to RESULTS
   (:mod:`divqat.results.redraw`), listed as images.
@@ -56,7 +57,7 @@ from divqat.utils import atomic_write_text
 from . import art_tables, cell_tables, detection_tables, seeds10
 from .frontier import read_frontier_csv
 from .frontier_plots import plot_frontier
-from .frontier_tables import answered_label_table, frontier_markdown, goal_tables, summary_tables
+from .frontier_tables import answered_label_shares, answered_label_table, frontier_markdown, goal_tables, summary_tables
 from .frontier_verdicts import epoch_gains, output_effects, seed_table, trained_verdicts
 from .goal import GOAL, check_goal
 from .label_goal import LABEL_GOAL, check_label_goal, label_goal_markdown
@@ -259,6 +260,8 @@ GENERATORS = {
     "queries_to_reach": lambda doc_dir, csv, metric, row, baseline, *words: cell_tables.queries_to_reach(
         read_rows(doc_dir / csv), metric, row, baseline, cell_tables.parse_filters(words)),
     "answered_labels": lambda doc_dir, csv: answered_label_table(read_rows(doc_dir / csv)),
+    "answered_shares": lambda doc_dir, csv, attack, budget: answered_label_shares(read_rows(doc_dir / csv), attack,
+                                                                                  int(budget)),
     "frontier_plots": frontier_plots,
     "experiment_plots": experiment_plots,
 }

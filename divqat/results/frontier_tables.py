@@ -12,7 +12,8 @@
 - :func:`goal_tables`: the goal check against the frontier's 10-epoch surrogates and against
   20-epoch ones, for the settings with enough seeds for a verdict;
 - :func:`answered_label_table`: where the thieves' answers went (the labels a victim gave on the
-  thief's queries), per cell over its seeds.
+  thief's queries), per cell over its seeds; :func:`answered_label_shares`: the whole histogram
+  of one thief's answers, per victim and defense.
 
 Differences are in points: mean [95 % CI], then the seeds with lower agreement.
 """
@@ -21,7 +22,7 @@ from collections import defaultdict
 from .frontier import BASELINE, by_cell, comparisons, paired_difference, seed_mean, summarize
 from .goal import Goal, check_goal, goal_markdown
 from .tables import markdown_table, points
-from .words import setting_words
+from .words import setting_words, victim_words_of
 
 # the summary's first columns, in this order; any other thief of the rows follows, sorted
 ATTACKS = ("knockoff", "copycat", "knockoff-adaptive", "knockoff-sharpen0.5", "knockoff-20ep", "copycat-20ep")
@@ -128,8 +129,8 @@ def answered_label_table(rows):
     :func:`divqat.results.frontier.answered_label_rows`)."""
     groups = defaultdict(list)
     for r in rows:
-        counts = [r[k] for k in sorted((k for k in r if k.startswith("class_")), key=lambda k: int(k[6:]))]
-        groups[(r["pair"], r["victim_setting"], r["defense"], r["setting"], r["attack"], r["budget"])].append(counts)
+        groups[(r["pair"], r["victim_setting"], r["defense"], r["setting"], r["attack"], r["budget"])].append(
+            _class_counts(r))
     table = []
     for (pair, vset, defense, setting, attack, budget), hists in sorted(groups.items(), key=lambda g: str(g[0])):
         tops = [max(range(len(h)), key=h.__getitem__) for h in hists]
@@ -140,3 +141,28 @@ def answered_label_table(rows):
                       f"{sum(spread) / len(spread):.1f}"])
     return markdown_table(["pair", "victims", "defense", "thief", "budget", "n", "top class", "top share %",
                            "classes ≥ 5 %"], table)
+
+
+def _class_counts(row):
+    """The answered-label histogram of an answered_labels.csv row, class 0 first."""
+    return [row[k] for k in sorted((k for k in row if k.startswith("class_")), key=lambda k: int(k[6:]))]
+
+
+def answered_label_shares(rows, attack, budget):
+    """Markdown: per pair, victim setting, defense and setting, the share of ``attack``'s answers
+    (at ``budget`` queries) that went to each class, in %, the mean over seeds of each seed's
+    shares; plain QAT first on each pair."""
+    groups = defaultdict(list)
+    for r in rows:
+        if r["attack"] == attack and r["budget"] == budget:
+            counts = _class_counts(r)
+            groups[(r["pair"], r["victim_setting"], r["defense"], r["setting"])].append(
+                [n / sum(counts) for n in counts])
+    classes = max((len(h[0]) for h in groups.values()), default=0)
+    table = []
+    for (pair, vset, defense, setting), shares in sorted(groups.items(),
+                                                         key=lambda g: (g[0][:2], (g[0][2], g[0][3] or "") != BASELINE, str(g[0][2:]))):
+        means = [100 * sum(s[k] for s in shares) / len(shares) for k in range(classes)]
+        table.append([victim_words_of(pair, vset), setting_words(defense, setting), len(shares),
+                      *(f"{m:.0f}" for m in means)])
+    return markdown_table(["victim", "defense", "n", *(f"class {k}" for k in range(classes))], table)

@@ -8,9 +8,13 @@ split.
 - ``--setting full``: the victim as deployed, on the first 55,000 training images (the deployed
   victim trains on all 60,000; the last 5,000 are held out here only), the relabelling targets of
   the proxy objective; ``--dataset`` mnist or fashion-mnist, one screen per victim
-  (docs/results/data/label_only/screen_full_<dataset>.csv).
+  (docs/results/data/label_only/screen_full_<dataset>.csv);
+- ``--round 2`` (with ``--setting full``): the second round, two ways to pay less top-1 for a
+  larger alpha of the ``permute`` target, each a family the rule picks from on its own: a
+  heavier distillation weight (distill 3) and twice the epochs (6)
+  (docs/results/data/label_only/screen_full_<dataset>_round2.csv).
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python scripts/label_only_screen.py OUT_DIR [--setting full --dataset D]
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python scripts/label_only_screen.py OUT_DIR [--setting full --dataset D [--round 2]]
 
 Writes OUT_DIR/<setting>/ (the runs) and prints the table as CSV, then the selection.
 """
@@ -31,7 +35,8 @@ LIMITS = {"quick": 10000, "full": HELDOUT_FROM}
 
 def _proxy(target, alphas, label=None, **extra):
     return {f"{label or 'proxy-' + target} a{a:g}": dict(method="divqat", objective="proxy", proxy_source="glyphs",
-                                           proxy_target=target, alpha=a, distill=1.0, **extra) for a in alphas}
+                                           proxy_target=target, alpha=a, **{"distill": 1.0, **extra})
+            for a in alphas}
 
 
 QUICK_CANDIDATES = {
@@ -46,8 +51,17 @@ QUICK_CANDIDATES = {
 }
 FULL_CANDIDATES = {"qat": dict(method="qat"), **_proxy("shift", (0.1, 0.3, 1.0, 3.0)),
                    **_proxy("permute", (0.1, 0.3, 1.0, 3.0))}
-CANDIDATES = {"quick": QUICK_CANDIDATES, "full": FULL_CANDIDATES}
-FAMILIES = ("misinform", "diverse", "proxy-glyphs", "proxy-permute", "proxy-shift")
+SECOND_ROUND = {"qat": dict(method="qat"),
+                **_proxy("permute", (1.0, 3.0), label="proxy-permute-distill3", distill=3.0),
+                **_proxy("permute", (1.0, 3.0), label="proxy-permute-epochs6", epochs=6)}
+CANDIDATES = {("quick", 1): QUICK_CANDIDATES, ("full", 1): FULL_CANDIDATES, ("full", 2): SECOND_ROUND}
+FAMILIES = ("misinform", "diverse", "proxy-glyphs", "proxy-permute", "proxy-shift", "proxy-permute-distill3",
+            "proxy-permute-epochs6")
+
+
+def family(setting):
+    """The family of a candidate: its name without the alpha (``proxy-permute a0.3`` -> ``proxy-permute``)."""
+    return setting.rsplit(" a", 1)[0]
 
 
 def main(argv=None):
@@ -55,9 +69,12 @@ def main(argv=None):
     parser.add_argument("out")
     parser.add_argument("--setting", choices=sorted(LIMITS), default="quick")
     parser.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
+    parser.add_argument("--round", type=int, choices=(1, 2), default=1)
     args = parser.parse_args(argv)
     if args.setting == "quick" and args.dataset != "mnist":
         parser.error("--dataset: the quick screen is of the MNIST victim only")
+    if (args.setting, args.round) not in CANDIDATES:
+        parser.error("--round: the second round is of the victims as deployed (--setting full) only")
     out = Path(args.out)
     # the runs are cached by candidate name alone, so one OUT holds the screen of one setting and data set
     stamp, screen = out / "screen.json", {"setting": args.setting, "dataset": args.dataset}
@@ -73,7 +90,7 @@ def main(argv=None):
     images, labels = load_tensors(args.dataset, "train")
     images, labels = images[HELDOUT_FROM:], labels[HELDOUT_FROM:]
     rows = []
-    for name, options in CANDIDATES[args.setting].items():
+    for name, options in CANDIDATES[args.setting, args.round].items():
         run = out / name.replace(" ", "_")
         if not (run / "metrics.json").is_file():
             train_victim(dataclasses.replace(VictimConfig(**base, out=str(run), teacher=str(teacher)), **options))
@@ -83,11 +100,11 @@ def main(argv=None):
     writer.writeheader()
     writer.writerows({k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
     qat = rows[0]["heldout_top1"]
-    for family in FAMILIES:
-        candidates = [r for r in rows if r["setting"].startswith(family)]
+    for name in FAMILIES:
+        candidates = [r for r in rows if family(r["setting"]) == name]
         if candidates:
             picked = select_setting(candidates, qat)
-            print(f"{family}: {picked['setting'] if picked else 'none qualifies'}")
+            print(f"{name}: {picked['setting'] if picked else 'none qualifies'}")
 
 
 if __name__ == "__main__":

@@ -237,6 +237,9 @@ def test_label_only_thieves_and_objectives_are_named_apart():
     assert trained_defense({**glyphs, "proxy_source": None}) == ("proxy-kl", "alpha=0.03")
     assert trained_defense({"name": "divqat", "objective": "diverse", "alpha": 0.3, "heads": 3}) == \
         ("diverse", "alpha=0.3 heads=3")
+    # a method that trains longer than [quant] says is another victim, and named so
+    assert trained_defense({"name": "divqat", "objective": "proxy", "proxy_target": "permute", "alpha": 1.0,
+                            "epochs": 6}) == ("proxy-permute", "alpha=1 epochs=6")
 
 
 def test_answered_labels_are_collected_per_cell_and_summarised(tmp_path):

@@ -34,7 +34,7 @@ BASELINE = ("qat", "")
 SURROGATE_EPOCHS = 10  # the frontier configs' surrogate training; other lengths are named in the attack
 TRAINED = ("divqat", "nonlabel", *(f"proxy-{target}" for target in PROXY_TARGETS), "misinform", "diverse")
 _TRAIN_KEYS = ("alpha", "temperature", "direction", "kl_cap", "margin", "margin_weight", "distill", "proxy_transforms",
-               "proxy_source", "heads")
+               "proxy_source", "heads", "epochs")  # epochs: a method's own, overriding [quant]
 # the attack options every frontier attack is named by elsewhere (budget column, -sharpen, -<E>ep) or not at all
 _ATTACK_NAMED = ("name", "budget", "epochs", "momentum", "sharpen")
 # the published DivQAT's temperature and direction (the trainer's defaults) go unnamed

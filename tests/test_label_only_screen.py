@@ -1,21 +1,15 @@
 """scripts/label_only_screen.py: every candidate falls in the family it is named for (so the rule
 picks per family, and the permute target's second-round families are not mixed into the first
 round's), and a setting without a second round is refused before any training."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "label_only_screen.py"
+from repo_scripts import SCRIPTS, load_script
 
 
 @pytest.fixture(scope="module")
 def screen():
-    spec = importlib.util.spec_from_file_location("label_only_screen", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("label_only_screen")
 
 
 def test_each_candidate_belongs_to_its_own_family(screen):
@@ -45,8 +39,8 @@ def test_an_out_that_holds_another_screen_is_refused(screen, tmp_path, capsys):
     assert exit_info.value.code == 2 and "holds the screen of" in capsys.readouterr().err
 
 
-GUIDE = SCRIPT.parent.parent / "docs" / "guide" / "label-only.md"
-SCREENS = sorted((SCRIPT.parent.parent / "docs" / "results" / "data" / "label_only").glob("screen*.csv"))
+GUIDE = SCRIPTS.parent / "docs" / "guide" / "label-only.md"
+SCREENS = sorted((SCRIPTS.parent / "docs" / "results" / "data" / "label_only").glob("screen*.csv"))
 
 
 @pytest.mark.parametrize("csv_path", SCREENS, ids=lambda p: p.name)

@@ -83,3 +83,19 @@ def test_every_pair_must_reach_it():
     check, = check_label_goal(rows, GOAL)
     assert check["pairs"][(PAIR, "full")]["ok"] and not check["pairs"][(other, "full")]["ok"]
     assert check["decided"] and not check["ok"]
+
+
+def test_a_setting_run_on_one_pair_only_says_where_it_reached_the_goal_and_where_it_was_not_run():
+    other = "fashion-mnist<-mnist"
+    rows = (_rows("qat", "", QAT, 0.99) + _rows("misinform", "", [0.3] * 10, 0.99)
+            + _rows("qat", "", QAT, 0.90, pair=other))
+    check, = check_label_goal(rows, GOAL)
+    assert not check["decided"] and not check["ok"]
+    row = next(line for line in label_goal_markdown([check], GOAL).splitlines() if line.startswith("| misinform"))
+    # the first row is the pair it was not run on
+    assert row.endswith(f"| not run | no | not run | reached on {PAIR}, full; not run on {other}, full |")
+    # a setting not run on one pair and undecided on the other names no pair as reached
+    rows = _rows("qat", "", QAT, 0.99) + _rows("misinform", "", [0.3] * 4, 0.99) + _rows("qat", "", QAT, 0.90, pair=other)
+    check, = check_label_goal(rows, GOAL)
+    row = next(line for line in label_goal_markdown([check], GOAL).splitlines() if line.startswith("| misinform"))
+    assert row.endswith(f"| not run | not run on {other}, full |")

@@ -133,6 +133,20 @@ def _verdict(check_or_pair):
     return "**not reached**" if check_or_pair["decided"] else "undecided"
 
 
+def _not_run(pair_check):
+    return not any(pair_check["thieves"].values())
+
+
+def _overall(check):
+    """The goal column: the verdict, or, for a setting not run on some pair (a setting chosen per
+    victim), where it was reached and where it was not run."""
+    not_run = [", ".join(w) for w, c in sorted(check["pairs"].items()) if _not_run(c)]
+    if check["ok"] or check["decided"] or not not_run:
+        return _verdict(check)
+    reached = [", ".join(w) for w, c in sorted(check["pairs"].items()) if c["ok"]]
+    return "; ".join(([f"reached on {' and '.join(reached)}"] if reached else []) + [f"not run on {' and '.join(not_run)}"])
+
+
 def label_goal_markdown(checks, goal=LABEL_GOAL):
     """The goal checks as Markdown: the rule, then one row per trained-in setting and pair."""
     rule = (f"Budget {goal.budget:,}; per thief: seeds where the defense at least halves the agreement above "
@@ -148,5 +162,6 @@ def label_goal_markdown(checks, goal=LABEL_GOAL):
             rows.append([setting_words(check["defense"], check["setting"]) if i == 0 else "", ", ".join(where),
                          points(c["top1"]) if c["top1"] else "not run"]
                         + [_thief_text(c["thieves"][t], goal) for t in goal.thieves]
-                        + [", ".join(c["dominated"]) or "no", _verdict(c), _verdict(check) if i == 0 else ""])
+                        + [", ".join(c["dominated"]) or "no", "not run" if _not_run(c) else _verdict(c),
+                           _overall(check) if i == 0 else ""])
     return rule + "\n\n" + markdown_table(header, rows)

@@ -3,7 +3,14 @@ worked out by hand: halving above chance seed by seed, nine of ten seeds, the to
 reference defenses' dominance, and goals decided before all seeds are in."""
 import pytest
 
-from divqat.results.label_goal import LabelGoal, allowed_misses, check_label_goal, halved, label_goal_markdown
+from divqat.results.label_goal import (
+    LabelGoal,
+    allowed_misses,
+    check_label_goal,
+    halved,
+    halving_bars,
+    label_goal_markdown,
+)
 
 PAIR = "mnist<-fashion-mnist"
 THIEVES = ("copycat-20ep", "knockoff-20ep")
@@ -99,3 +106,13 @@ def test_a_setting_run_on_one_pair_only_says_where_it_reached_the_goal_and_where
     check, = check_label_goal(rows, GOAL)
     row = next(line for line in label_goal_markdown([check], GOAL).splitlines() if line.startswith("| misinform"))
     assert row.endswith(f"| not run | not run on {other}, full |")
+
+
+def test_halving_bars_give_qats_agreement_and_the_most_a_defense_may_allow_per_seed():
+    rows = (_rows("qat", "", [0.70, 0.30], 0.99) + _rows("misinform", "", [0.2, 0.2], 0.99)
+            + _rows("qat", "", [0.50], 0.99, thieves=("smoothing-20ep",)))  # not a goal thief
+    table = halving_bars(rows, GOAL).splitlines()
+    victim = "MNIST victim (trained on all its training images)"
+    # 0.70 -> 0.1 + 0.6 / 2 = 0.40; 0.30 -> 0.1 + 0.2 / 2 = 0.20; in the goal's order of thieves
+    assert table[2:] == [f"| {victim} | copycat-20ep | 70.0 (≤ 40.0) | 30.0 (≤ 20.0) |",
+                         f"| {victim} | knockoff-20ep | 70.0 (≤ 40.0) | 30.0 (≤ 20.0) |"]

@@ -40,7 +40,9 @@ are paths relative to the file's directory and plain words. The blocks:
   mean curve reaches the BASELINE row's (:func:`divqat.results.cell_tables.queries_to_reach`);
 - ``art_crosscheck CSV``: the ART cross-check's table (:func:`divqat.results.art_tables.summary`);
 - ``label_goal CSV``: the label-only goal checked on a frontier.csv
-  (:func:`divqat.results.label_goal.label_goal_markdown`);
+  (:func:`divqat.results.label_goal.label_goal_markdown`); ``halving_bars CSV``: plain QAT's
+  agreement per seed against each goal thief and what halving it asks of a defense
+  (:func:`divqat.results.label_goal.halving_bars`);
 - ``answered_labels CSV``: :func:`divqat.results.frontier_tables.answered_label_table` of an
   answered_labels.csv; ``answered_shares CSV ATTACK BUDGET``: the whole histogram of one thief's
   answers per victim and defense (:func:`divqat.results.frontier_tables.answered_label_shares`);
@@ -60,7 +62,7 @@ from .frontier_plots import plot_frontier
 from .frontier_tables import answered_label_shares, answered_label_table, frontier_markdown, goal_tables, summary_tables
 from .frontier_verdicts import epoch_gains, output_effects, seed_table, trained_verdicts
 from .goal import GOAL, check_goal
-from .label_goal import LABEL_GOAL, check_label_goal, label_goal_markdown
+from .label_goal import LABEL_GOAL, check_label_goal, halving_bars, label_goal_markdown
 from .redraw import redraw
 from .tables import ci_text, markdown_table, read_rows, signed
 from .threats import best_defenses, threat_table
@@ -241,6 +243,7 @@ GENERATORS = {
     "frontier_summary": lambda doc_dir, csv, budget: summary_tables(read_frontier_csv(doc_dir / csv), int(budget)),
     "frontier_goal": lambda doc_dir, csv: goal_tables(read_frontier_csv(doc_dir / csv)),
     "label_goal": lambda doc_dir, csv: label_goal_markdown(check_label_goal(read_frontier_csv(doc_dir / csv))),
+    "halving_bars": lambda doc_dir, csv: halving_bars(read_frontier_csv(doc_dir / csv)),
     "frontier_tables": lambda doc_dir, csv: frontier_markdown(read_frontier_csv(doc_dir / csv)),
     "detection_tables": lambda doc_dir, csv, part: detection_tables.table(
         detection_tables.read_detection_csv(doc_dir / csv), part),

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 from .frontier import BASELINE, TRAINED, by_cell, dominates, paired_difference, seed_mean
 from .tables import markdown_table, points
-from .words import setting_words
+from .words import setting_words, victim_words_of
 
-__all__ = ["LabelGoal", "LABEL_GOAL", "allowed_misses", "check_label_goal", "label_goal_markdown", "halved"]
+__all__ = ["LabelGoal", "LABEL_GOAL", "allowed_misses", "check_label_goal", "halving_bars", "label_goal_markdown",
+           "halved"]
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,23 @@ def check_label_goal(rows, goal=LABEL_GOAL):
                         c["decided"] and not c["ok"] for c in checks.values()),
                     "ok": all(c["ok"] for c in checks.values())})
     return out
+
+
+def halving_bars(rows, goal=LABEL_GOAL):
+    """Markdown: per victim setting and goal thief, plain QAT's agreement on each seed and, in
+    parentheses, the most a defense may let the thief reach there to halve what it steals above
+    chance, chance + (agreement_QAT - chance) / 2, in %."""
+    groups = by_cell(rows)
+    cells = {k[:3]: seeds for k, seeds in groups.items()
+             if k[2] in goal.thieves and k[3] == goal.budget and k[4:] == BASELINE}
+    seeds = sorted({s for by_seed in cells.values() for s in by_seed})
+    table = []
+    for (pair, vset, thief), by_seed in sorted(cells.items(), key=lambda c: (c[0][:2], goal.thieves.index(c[0][2]))):
+        agreement = {s: row["agreement"] for s, row in by_seed.items()}
+        table.append([victim_words_of(pair, vset), thief] + [
+            f"{100 * agreement[s]:.1f} (≤ {100 * (goal.chance + (agreement[s] - goal.chance) / 2):.1f})"
+            if s in agreement else "" for s in seeds])
+    return markdown_table(["victim", "thief", *(f"seed {s}" for s in seeds)], table)
 
 
 def _thief_text(c, goal):

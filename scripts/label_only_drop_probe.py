@@ -55,7 +55,6 @@ def main(argv=None):
     for pattern, found in zip(args.victims, folders):
         if len(found) != 1:
             parser.error(f"VICTIM_GLOB: {pattern!r} matches {len(found)} victim folders under {args.run}, not one")
-    torch.manual_seed(args.seed)
     images, _ = load_tensors(args.victim, "test")
     for [folder] in folders:
         record, agreement, shares, per_class = probe(folder, args.queryset, images, args.seed)

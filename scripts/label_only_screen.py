@@ -55,13 +55,19 @@ SECOND_ROUND = {"qat": dict(method="qat"),
                 **_proxy("permute", (1.0, 3.0), label="proxy-permute-distill3", distill=3.0),
                 **_proxy("permute", (1.0, 3.0), label="proxy-permute-epochs6", epochs=6)}
 CANDIDATES = {("quick", 1): QUICK_CANDIDATES, ("full", 1): FULL_CANDIDATES, ("full", 2): SECOND_ROUND}
-FAMILIES = ("misinform", "diverse", "proxy-glyphs", "proxy-permute", "proxy-shift", "proxy-permute-distill3",
-            "proxy-permute-epochs6")
 
 
 def family(setting):
     """The family of a candidate: its name without the alpha (``proxy-permute a0.3`` -> ``proxy-permute``)."""
     return setting.rsplit(" a", 1)[0]
+
+
+def picks(rows):
+    """{family: the row the rule picks in it, or None}, in the rows' order, from the screen's rows
+    (``setting``, ``heldout_top1``, ``outlier_change``), the first of them plain QAT's."""
+    qat = rows[0]["heldout_top1"]
+    families = dict.fromkeys(family(r["setting"]) for r in rows[1:])
+    return {name: select_setting([r for r in rows if family(r["setting"]) == name], qat) for name in families}
 
 
 def main(argv=None):
@@ -99,12 +105,8 @@ def main(argv=None):
     writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
-    qat = rows[0]["heldout_top1"]
-    for name in FAMILIES:
-        candidates = [r for r in rows if family(r["setting"]) == name]
-        if candidates:
-            picked = select_setting(candidates, qat)
-            print(f"{name}: {picked['setting'] if picked else 'none qualifies'}")
+    for name, picked in picks(rows).items():
+        print(f"{name}: {picked['setting'] if picked else 'none qualifies'}")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,8 @@ def test_each_candidate_belongs_to_its_own_family(screen):
     assert screen.family("proxy-permute a0.3") == "proxy-permute"
     assert screen.family("proxy-permute-distill3 a1") == "proxy-permute-distill3"
     assert screen.family("misinform a0.25") == "misinform"
-    for candidates in screen.CANDIDATES.values():
-        names = [n for n in candidates if n != "qat"]
-        assert names and all(screen.family(n) in screen.FAMILIES for n in names)
+    assert [screen.family(n) for n in screen.CANDIDATES["full", 2]] == [
+        "qat", "proxy-permute-distill3", "proxy-permute-distill3", "proxy-permute-epochs6", "proxy-permute-epochs6"]
     second = screen.CANDIDATES["full", 2]
     assert second["proxy-permute-distill3 a3"] == dict(method="divqat", objective="proxy", proxy_source="glyphs",
                                                        proxy_target="permute", alpha=3.0, distill=3.0)
@@ -47,15 +46,13 @@ SCREENS = sorted((SCRIPTS.parent / "docs" / "results" / "data" / "label_only").g
 def test_the_guides_screen_tables_are_the_committed_screens_with_the_rules_picks_in_bold(screen, csv_path):
     """Every row of a committed screen is a row of the guide's table of it (held-out top-1, its
     difference from QAT's, the outlier shares), in bold exactly when the rule
-    (divqat.train.label_selection.select_setting) picks it in its family."""
+    (divqat.train.label_selection.select_setting, per family: the script's picks) picks it."""
     import csv
 
-    from divqat.train.label_selection import select_setting
-
     rows = [{k: (v if k == "setting" else float(v)) for k, v in r.items()} for r in csv.DictReader(csv_path.open())]
-    qat = next(r for r in rows if r["setting"] == "qat")["heldout_top1"]
-    families = [[r for r in rows if screen.family(r["setting"]) == name] for name in screen.FAMILIES]
-    picked = {pick["setting"] for pick in (select_setting(f, qat) for f in families if f) if pick}
+    assert rows[0]["setting"] == "qat"
+    qat = rows[0]["heldout_top1"]
+    picked = {pick["setting"] for pick in screen.picks(rows).values() if pick}
     guide = " ".join(GUIDE.read_text().split())  # an empty cell may hold one space or two
     assert len(rows) > 1
     for r in rows:

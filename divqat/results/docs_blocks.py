@@ -52,6 +52,7 @@ are paths relative to the file's directory and plain words. The blocks:
 """
 import os
 import re
+from collections import namedtuple
 from pathlib import Path
 
 from divqat.utils import atomic_write_text
@@ -106,17 +107,22 @@ def _claim_rows(data, link, headline):
     return rows
 
 
+# one setting's goal on one victim: words, verdict, whether its top-1 is within the goal's budget,
+# and its paired agreement difference against plain QAT under the thief a row reports
+GoalVerdict = namedtuple("GoalVerdict", "setting victim ok decided top1_kept d")
+
+
 def _goal_verdicts(frontier_csv):
     """The trained-in goal (:mod:`divqat.results.goal`) per setting and pair checked on the goal's
-    seeds: ``(setting words, victim words, ok, decided, top-1 kept, KnockoffNets difference)``."""
+    seeds, as :class:`GoalVerdict` with the KnockoffNets difference."""
     out = []
     for check in check_goal(read_frontier_csv(frontier_csv)):
         for where, c in sorted(check["pairs"].items()):
             if c["knockoff"]["n"] < GOAL.min_n:
                 continue
             pair, setting = where.split(", ")
-            out.append((setting_words(check["defense"], check["setting"]), victim_words_of(pair, setting),
-                        c["ok"], True, c["top1"]["ok"], c["knockoff"]["d"]))
+            out.append(GoalVerdict(setting_words(check["defense"], check["setting"]), victim_words_of(pair, setting),
+                                   c["ok"], True, c["top1"]["ok"], c["knockoff"]["d"]))
     return out
 
 
@@ -132,8 +138,8 @@ def _label_goal_verdicts(frontier_csv, ten_seeds_only):
             if thief is None or (ten_seeds_only and thief["n"] < LABEL_GOAL.min_n):
                 continue
             kept = c["top1"] is not None and c["top1"].mean_diff >= -LABEL_GOAL.top1_cost
-            out.append((setting_words(check["defense"], check["setting"]), victim_words_of(pair, setting),
-                        c["ok"], c["decided"], kept, thief["d"]))
+            out.append(GoalVerdict(setting_words(check["defense"], check["setting"]), victim_words_of(pair, setting),
+                                   c["ok"], c["decided"], kept, thief["d"]))
     return out
 
 
@@ -145,10 +151,10 @@ def _agreement(d, thief):
 def _verdict_rows(goal, verdicts, thief, page):
     """One row per setting and pair: the goal's verdict, and the agreement against plain QAT."""
     rows = []
-    for setting, victim, ok, decided, _, d in verdicts:
-        verdict = ("reached on this pair" if ok else "not reached on this pair" if decided
-                   else f"undecided (n = {d.n} of {LABEL_GOAL.min_n})")
-        rows.append([f"{goal}: {setting}, {victim}", verdict, _agreement(d, thief), d.n, page])
+    for v in verdicts:
+        verdict = ("reached on this pair" if v.ok else "not reached on this pair" if v.decided
+                   else f"undecided (n = {v.d.n} of {LABEL_GOAL.min_n})")
+        rows.append([f"{goal}: {v.setting}, {v.victim}", verdict, _agreement(v.d, thief), v.d.n, page])
     return rows
 
 
@@ -156,13 +162,14 @@ def _summary_rows(goal, verdicts, thief, page):
     """One row per victim: how many of the settings checked there reach the goal, and the best
     of them: one that reaches it, else one within the top-1 budget, then the lowest agreement."""
     rows = []
-    for victim in sorted({v[1] for v in verdicts}):
-        mine = [v for v in verdicts if v[1] == victim]
-        reached = sum(v[2] for v in mine)
-        setting, _, _, _, _, d = min(mine, key=lambda v: (not v[2], not v[4], v[5].mean_diff))
+    for victim in sorted({v.victim for v in verdicts}):
+        mine = [v for v in verdicts if v.victim == victim]
+        reached = sum(v.ok for v in mine)
+        best = min(mine, key=lambda v: (not v.ok, not v.top1_kept, v.d.mean_diff))
         verdict = (f"reached by {reached} of {len(mine)} settings" if reached
                    else f"not reached by any of {len(mine)} settings")
-        rows.append([f"{goal}, {victim}, best setting: {setting}", verdict, _agreement(d, thief), d.n, page])
+        rows.append([f"{goal}, {victim}, best setting: {best.setting}", verdict, _agreement(best.d, thief),
+                     best.d.n, page])
     return rows
 
 

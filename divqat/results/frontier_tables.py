@@ -148,6 +148,13 @@ def _class_counts(row):
     return [row[k] for k in sorted((k for k in row if k.startswith("class_")), key=lambda k: int(k[6:]))]
 
 
+def _qat_first(key):
+    """Sort key of (pair, victim setting, defense, setting): per victim, plain QAT first (a CSV's
+    empty setting reads as None), then the rest by name."""
+    pair, vset, defense, setting = key
+    return pair, vset, (defense, setting or "") != BASELINE, defense, str(setting)
+
+
 def answered_label_shares(rows, attack, budget):
     """Markdown: per pair, victim setting, defense and setting, the share of ``attack``'s answers
     (at ``budget`` queries) that went to each class, in %, the mean over seeds of each seed's
@@ -160,8 +167,7 @@ def answered_label_shares(rows, attack, budget):
                 [n / sum(counts) for n in counts])
     classes = max((len(h[0]) for h in groups.values()), default=0)
     table = []
-    for (pair, vset, defense, setting), shares in sorted(groups.items(),
-                                                         key=lambda g: (g[0][:2], (g[0][2], g[0][3] or "") != BASELINE, str(g[0][2:]))):
+    for (pair, vset, defense, setting), shares in sorted(groups.items(), key=lambda g: _qat_first(g[0])):
         means = [100 * sum(s[k] for s in shares) / len(shares) for k in range(classes)]
         table.append([victim_words_of(pair, vset), setting_words(defense, setting), len(shares),
                       *(f"{m:.0f}" for m in means)])

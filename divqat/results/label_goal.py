@@ -27,8 +27,8 @@ from .frontier import BASELINE, TRAINED, by_cell, dominates, paired_difference, 
 from .tables import markdown_table, points
 from .words import setting_words, victim_words_of
 
-__all__ = ["LabelGoal", "LABEL_GOAL", "allowed_misses", "check_label_goal", "halving_bars", "label_goal_markdown",
-           "halved"]
+__all__ = ["LabelGoal", "LABEL_GOAL", "allowed_misses", "check_label_goal", "halving_bar", "halving_bars",
+           "label_goal_markdown", "halved"]
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,16 @@ class LabelGoal:
 LABEL_GOAL = LabelGoal()
 
 
+def halving_bar(base, chance):
+    """The most agreement a defense may let a thief reach to halve what it steals above chance
+    from the baseline: chance + (``base`` - chance) / 2."""
+    return chance + (base - chance) / 2
+
+
 def halved(mine, base, chance):
-    """Whether ``mine`` - chance <= (``base`` - chance) / 2: the defense lets the thief steal at
-    most half of what it steals above chance from the baseline (to 1e-9, so that a tie in
-    decimal is a tie in binary floating point)."""
-    return mine - chance <= (base - chance) / 2 + 1e-9
+    """Whether ``mine`` <= :func:`halving_bar` (to 1e-9, so that a tie in decimal is a tie in
+    binary floating point)."""
+    return mine <= halving_bar(base, chance) + 1e-9
 
 
 def _thief_check(mine, base, goal):
@@ -125,7 +130,7 @@ def check_label_goal(rows, goal=LABEL_GOAL):
 def halving_bars(rows, goal=LABEL_GOAL):
     """Markdown: per victim setting and goal thief, plain QAT's agreement on each seed and, in
     parentheses, the most a defense may let the thief reach there to halve what it steals above
-    chance, chance + (agreement_QAT - chance) / 2, in %."""
+    chance (:func:`halving_bar`), in %."""
     groups = by_cell(rows)
     cells = {k[:3]: seeds for k, seeds in groups.items()
              if k[2] in goal.thieves and k[3] == goal.budget and k[4:] == BASELINE}
@@ -134,7 +139,7 @@ def halving_bars(rows, goal=LABEL_GOAL):
     for (pair, vset, thief), by_seed in sorted(cells.items(), key=lambda c: (c[0][:2], goal.thieves.index(c[0][2]))):
         agreement = {s: row["agreement"] for s, row in by_seed.items()}
         table.append([victim_words_of(pair, vset), thief] + [
-            f"{100 * agreement[s]:.1f} (≤ {100 * (goal.chance + (agreement[s] - goal.chance) / 2):.1f})"
+            f"{100 * agreement[s]:.1f} (≤ {100 * halving_bar(agreement[s], goal.chance):.1f})"
             if s in agreement else "" for s in seeds])
     return markdown_table(["victim", "thief", *(f"seed {s}" for s in seeds)], table)
 

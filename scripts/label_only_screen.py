@@ -12,9 +12,12 @@ split.
 - ``--round 2`` (with ``--setting full``): the second round, two ways to pay less top-1 for a
   larger alpha of the ``permute`` target, each a family the rule picks from on its own: a
   heavier distillation weight (distill 3) and twice the epochs (6)
-  (docs/results/data/label_only/screen_full_<dataset>_round2.csv).
+  (docs/results/data/label_only/screen_full_<dataset>_round2.csv);
+- ``--round 3`` (with ``--setting full``): the third round, the ``swap`` target (f_fp's runner-up
+  class), which splits a sink class instead of moving it whole, at the first round's alphas
+  (docs/results/data/label_only/screen_full_<dataset>_round3.csv).
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python scripts/label_only_screen.py OUT_DIR [--setting full --dataset D [--round 2]]
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python scripts/label_only_screen.py OUT_DIR [--setting full --dataset D [--round 2|3]]
 
 Writes OUT_DIR/<setting>/ (the runs) and prints the table as CSV, then the selection.
 """
@@ -54,7 +57,9 @@ FULL_CANDIDATES = {"qat": dict(method="qat"), **_proxy("shift", (0.1, 0.3, 1.0, 
 SECOND_ROUND = {"qat": dict(method="qat"),
                 **_proxy("permute", (1.0, 3.0), label="proxy-permute-distill3", distill=3.0),
                 **_proxy("permute", (1.0, 3.0), label="proxy-permute-epochs6", epochs=6)}
-CANDIDATES = {("quick", 1): QUICK_CANDIDATES, ("full", 1): FULL_CANDIDATES, ("full", 2): SECOND_ROUND}
+THIRD_ROUND = {"qat": dict(method="qat"), **_proxy("swap", (0.1, 0.3, 1.0, 3.0))}
+CANDIDATES = {("quick", 1): QUICK_CANDIDATES, ("full", 1): FULL_CANDIDATES, ("full", 2): SECOND_ROUND,
+              ("full", 3): THIRD_ROUND}
 
 
 def family(setting):
@@ -75,12 +80,12 @@ def main(argv=None):
     parser.add_argument("out")
     parser.add_argument("--setting", choices=sorted(LIMITS), default="quick")
     parser.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
-    parser.add_argument("--round", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--round", type=int, choices=(1, 2, 3), default=1)
     args = parser.parse_args(argv)
     if args.setting == "quick" and args.dataset != "mnist":
         parser.error("--dataset: the quick screen is of the MNIST victim only")
     if (args.setting, args.round) not in CANDIDATES:
-        parser.error("--round: the second round is of the victims as deployed (--setting full) only")
+        parser.error("--round: the later rounds are of the victims as deployed (--setting full) only")
     out = Path(args.out)
     # the runs are cached by candidate name alone, so one OUT holds the screen of one setting and data set
     stamp, screen = out / "screen.json", {"setting": args.setting, "dataset": args.dataset}

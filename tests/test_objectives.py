@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from divqat.attacks.answers import sharpen_answers
 from divqat.ops import divqat_loss
-from divqat.train.objectives import Objective, entropy, label_margin, mask_label, nonlabel_loss, proxy_loss
+from divqat.train.objectives import Objective, entropy, label_margin, mask_label, nonlabel_loss, proxy_loss, swap_top2
 
 N, C = 12, 10
 
@@ -125,7 +125,7 @@ def test_margin_hinge_protects_top1_where_the_paper_loss_flips_it():
 
 
 @pytest.mark.parametrize("target,distill", [("kl", 0.0), ("kl", 0.5), ("entropy", 0.0), ("shift", 0.5),
-                                            ("permute", 0.5)])
+                                            ("permute", 0.5), ("swap", 0.5)])
 def test_proxy_loss_value_and_gradient_match_float64(target, distill):
     s, t, y = _batch(4)
     ps, pt, _ = _batch(5)
@@ -139,6 +139,12 @@ def test_proxy_loss_value_and_gradient_match_float64(target, distill):
         if target == "permute":  # f_fp's probability of class k asked of class (k + 1) mod C
             renamed = torch.cat([pt[:, -1:], pt[:, :-1]], 1)
             return loss + alpha * _ref_kl_rows(ps, renamed, temperature, direction).mean()
+        if target == "swap":  # f_fp's two largest logits exchanged, row by row
+            swapped = pt.clone()
+            for row, logits in zip(swapped, pt.tolist()):
+                first, second = sorted(range(C), key=lambda k: -logits[k])[:2]
+                row[first], row[second] = logits[second], logits[first]
+            return loss + alpha * _ref_kl_rows(ps, swapped, temperature, direction).mean()
         if target == "kl":
             spread = _ref_kl_rows(ps, pt, temperature, direction)
         else:
@@ -230,10 +236,10 @@ def _counting_teacher_setup():
 
 
 @pytest.mark.parametrize("target,distill", [("kl", 0.0), ("kl", 0.5), ("entropy", 0.0), ("entropy", 0.5),
-                                            ("shift", 0.0), ("permute", 0.5)])
+                                            ("shift", 0.0), ("permute", 0.5), ("swap", 0.0)])
 def test_proxy_step_is_proxy_loss_and_runs_the_teacher_only_where_read(target, distill):
     """The proxy training step equals proxy_loss on the same proxies, and the frozen teacher sees
-    the real images only with distill > 0 and the proxies only for kl, shift and permute."""
+    the real images only with distill > 0 and the proxies only for kl, shift, permute and swap."""
     from divqat.train.proxies import synthesize_proxies
 
     model, linear, teacher, seen, x, y = _counting_teacher_setup()
@@ -261,3 +267,11 @@ def test_the_papers_objective_steps_as_divqat_step():
     seen.clear()
     Objective().make_step(teacher, 0.0)(model, x, y, 1.0)
     assert seen == []
+
+
+def test_swap_top2_exchanges_the_two_largest_logits_only():
+    logits = torch.tensor([[0.1, 3.0, -1.0, 2.5], [5.0, 4.0, 6.0, -2.0]], dtype=torch.float64)
+    expected = torch.tensor([[0.1, 2.5, -1.0, 3.0], [6.0, 4.0, 5.0, -2.0]], dtype=torch.float64)
+    torch.testing.assert_close(swap_top2(logits), expected, atol=0, rtol=0)
+    assert swap_top2(logits).argmax(-1).tolist() == [3, 0]  # the runner-up class is now the answer
+    assert torch.equal(logits[1], torch.tensor([5.0, 4.0, 6.0, -2.0], dtype=torch.float64))  # out of place

@@ -30,7 +30,11 @@ hence no gradient, as in ``divqat_loss``).
   victim's own inputs; no cap); or, with ``"permute"``, plus alpha * KL_T(roll(t~), s~), t~ = f_fp(x~)
   with its classes renamed by the same shift (roll(t~)_j = t~_{(j-1) mod C}): the soft form of
   ``"shift"``, f_fp's whole answer on the proxy moved one class along, so soft labels mislead as
-  the argmax does (our variant; no cap). Real images and proxies
+  the argmax does (our variant; no cap); or, with ``"swap"``, plus alpha * KL_T(swap(t~), s~),
+  swap(t~) = t~ with its largest and second-largest logits exchanged: the answer on a proxy is
+  f_fp's runner-up class, an input-dependent relabelling that splits a sink class over the
+  classes f_fp ranks second (a permutation of classes only moves the sink; our variant; no cap).
+  Real images and proxies
   go through f_q in one batch (so batch-norm and observer statistics see both). With
   ``proxy_source="glyphs"`` the proxies are images of the offline outlier set
   (:mod:`divqat.data.outliers`) instead (:mod:`divqat.train.exposure`).
@@ -60,7 +64,7 @@ from divqat.train.misinformation_objective import misinform_step
 from divqat.train.options import DEFAULTS, FIELDS, LABEL_OBJECTIVES
 from divqat.train.proxies import TRANSFORMS, check_transforms
 
-PROXY_TARGETS = ("kl", "entropy", "shift", "permute")
+PROXY_TARGETS = ("kl", "entropy", "shift", "permute", "swap")
 MASK_LOGIT = -1e4  # times max(1, T): exp(MASK_LOGIT / T - ...) underflows to exactly 0 in float32
 
 
@@ -99,6 +103,12 @@ def entropy(logits):
     return math.log(logits.shape[-1]) - div_kl_loss(logits, torch.zeros_like(logits), 1.0, "none", "reverse")
 
 
+def swap_top2(logits):
+    """``logits`` with, per row, the largest and the second-largest entries exchanged (out of place)."""
+    top2 = logits.topk(2, dim=-1).indices
+    return logits.scatter(-1, top2, logits.gather(-1, top2.flip(-1)))
+
+
 def proxy_loss(student_logits, teacher_logits, target, proxy_student, proxy_teacher, alpha, temperature=1.0,
                direction="forward", kl_cap=None, proxy_target="kl", distill=0.0):
     """The ``proxy`` objective (module docstring) from the logits of the real batch and of its
@@ -111,6 +121,8 @@ def proxy_loss(student_logits, teacher_logits, target, proxy_student, proxy_teac
         return loss + alpha * F.cross_entropy(proxy_student, (proxy_teacher.argmax(-1) + 1) % proxy_student.shape[-1])
     if proxy_target == "permute":
         return loss + alpha * div_kl_loss(proxy_student, proxy_teacher.roll(1, -1), temperature, "batchmean", direction)
+    if proxy_target == "swap":
+        return loss + alpha * div_kl_loss(proxy_student, swap_top2(proxy_teacher), temperature, "batchmean", direction)
     if proxy_target == "kl":
         spread = div_kl_loss(proxy_student, proxy_teacher, temperature, "none", direction)
     else:

@@ -1,6 +1,7 @@
 """scripts/label_only_screen.py: every candidate falls in the family it is named for (so the rule
 picks per family, and the permute target's second-round families are not mixed into the first
-round's), and a setting without a second round is refused before any training."""
+round's, nor the third round's swap target into either), and a setting without a second round is
+refused before any training."""
 import json
 
 import pytest
@@ -22,6 +23,10 @@ def test_each_candidate_belongs_to_its_own_family(screen):
     assert second["proxy-permute-distill3 a3"] == dict(method="divqat", objective="proxy", proxy_source="glyphs",
                                                        proxy_target="permute", alpha=3.0, distill=3.0)
     assert second["proxy-permute-epochs6 a1"]["epochs"] == 6 and second["proxy-permute-epochs6 a1"]["distill"] == 1.0
+    third = screen.CANDIDATES["full", 3]
+    assert [screen.family(n) for n in third] == ["qat"] + ["proxy-swap"] * 4
+    assert third["proxy-swap a0.3"] == dict(method="divqat", objective="proxy", proxy_source="glyphs",
+                                            proxy_target="swap", alpha=0.3, distill=1.0)
 
 
 def test_a_second_round_of_the_quick_setting_is_refused_before_any_work(screen, tmp_path, capsys):

@@ -15,9 +15,13 @@ split.
   (docs/results/data/label_only/screen_full_<dataset>_round2.csv);
 - ``--round 3`` (with ``--setting full``): the third round, the ``swap`` target (f_fp's runner-up
   class), which splits a sink class instead of moving it whole, at the first round's alphas
-  (docs/results/data/label_only/screen_full_<dataset>_round3.csv).
+  (docs/results/data/label_only/screen_full_<dataset>_round3.csv);
+- ``--round 4`` (with ``--setting full``): the fourth round, the ``keep_sink`` target (``permute``
+  with f_fp's sink class on the outlier set kept), at the first round's alphas and, as a family
+  of its own, alpha 1 and 3 with 6 epochs
+  (docs/results/data/label_only/screen_full_<dataset>_round4.csv).
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python scripts/label_only_screen.py OUT_DIR [--setting full --dataset D [--round 2|3]]
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python scripts/label_only_screen.py OUT_DIR [--setting full --dataset D [--round 2|3|4]]
 
 Writes OUT_DIR/<setting>/ (the runs) and prints the table as CSV, then the selection.
 """
@@ -29,7 +33,9 @@ import sys
 from pathlib import Path
 
 from divqat.data import load_tensors
+from divqat.train.artifacts import load_victim
 from divqat.train.label_selection import screen_metrics, select_setting
+from divqat.train.objectives import outlier_sink
 from divqat.train.victim import VictimConfig, train_victim
 
 HELDOUT_FROM = 55000
@@ -58,8 +64,10 @@ SECOND_ROUND = {"qat": dict(method="qat"),
                 **_proxy("permute", (1.0, 3.0), label="proxy-permute-distill3", distill=3.0),
                 **_proxy("permute", (1.0, 3.0), label="proxy-permute-epochs6", epochs=6)}
 THIRD_ROUND = {"qat": dict(method="qat"), **_proxy("swap", (0.1, 0.3, 1.0, 3.0))}
+FOURTH_ROUND = {"qat": dict(method="qat"), **_proxy("keep_sink", (0.1, 0.3, 1.0, 3.0)),
+                **_proxy("keep_sink", (1.0, 3.0), label="proxy-keep_sink-epochs6", epochs=6)}
 CANDIDATES = {("quick", 1): QUICK_CANDIDATES, ("full", 1): FULL_CANDIDATES, ("full", 2): SECOND_ROUND,
-              ("full", 3): THIRD_ROUND}
+              ("full", 3): THIRD_ROUND, ("full", 4): FOURTH_ROUND}
 
 
 def family(setting):
@@ -80,7 +88,7 @@ def main(argv=None):
     parser.add_argument("out")
     parser.add_argument("--setting", choices=sorted(LIMITS), default="quick")
     parser.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
-    parser.add_argument("--round", type=int, choices=(1, 2, 3), default=1)
+    parser.add_argument("--round", type=int, choices=(1, 2, 3, 4), default=1)
     args = parser.parse_args(argv)
     if args.setting == "quick" and args.dataset != "mnist":
         parser.error("--dataset: the quick screen is of the MNIST victim only")
@@ -100,6 +108,8 @@ def main(argv=None):
         train_victim(VictimConfig(**base, method="fp", out=str(teacher)))
     images, labels = load_tensors(args.dataset, "train")
     images, labels = images[HELDOUT_FROM:], labels[HELDOUT_FROM:]
+    if any(options.get("proxy_target") == "keep_sink" for options in CANDIDATES[args.setting, args.round].values()):
+        print(f"keep_sink's sink class: {outlier_sink(load_victim(teacher, 'float'), images[:1], 'glyphs')}")
     rows = []
     for name, options in CANDIDATES[args.setting, args.round].items():
         run = out / name.replace(" ", "_")

@@ -16,7 +16,7 @@ from divqat.serving.export import export_defended
 from divqat.train import label_selection, load_config, load_victim
 from divqat.train.label_selection import HELDOUT_OUTLIER_SEED, screen_metrics, select_setting
 from divqat.train.misinformation_objective import away_loss, misinformation_loss
-from divqat.train.objectives import Objective
+from divqat.train.objectives import Objective, outlier_sink, proxy_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 N, C = 12, 10
@@ -91,6 +91,8 @@ def test_options_are_checked_and_recorded():
         "objective": "diverse", "distill": 1.0, "heads": 5, "proxy_source": "glyphs"}
     assert Objective("proxy").signature() == {"objective": "proxy", "proxy_target": "kl", "distill": 0.0}
     assert Objective("proxy", proxy_source="glyphs").signature()["proxy_source"] == "glyphs"
+    with pytest.raises(ValueError, match="proxy_target keep_sink .* proxy_source"):
+        Objective("proxy", proxy_target="keep_sink")  # synthesised proxies: no outlier set to name the sink on
 
 
 def _teacher():
@@ -120,6 +122,31 @@ def test_steps_train_on_outliers_and_reach_every_parameter(name, small_outlier_s
             logits, extra_logits = before(torch.cat([x, extra])).split([16, 16])
             expected = misinformation_loss(logits, teacher(x), y, extra_logits, teacher(extra), 1.0, distill=1.0)
         torch.testing.assert_close(out["loss"].detach(), expected)
+
+
+def test_keep_sink_steps_with_the_teachers_most_frequent_class_on_the_outlier_set(small_outlier_set):
+    """keep_sink's step is proxy_loss on the outliers the generator draws, with k* the class f_fp
+    gives most often on the outlier set (96 images here, all of them under SINK_SAMPLE)."""
+    from divqat import quant
+
+    teacher = _teacher()
+    with torch.no_grad():
+        counts = torch.bincount(teacher(outliers.load_outliers("glyphs", 96, 1, 8)).argmax(-1), minlength=C)
+    expected_sink = int(counts.argmax())
+    assert counts[expected_sink] == counts.max() and outlier_sink(teacher, torch.rand(2, 1, 8, 8), "glyphs") == expected_sink
+    objective = Objective("proxy", proxy_target="keep_sink", distill=1.0, proxy_source="glyphs")
+    student = quant.prepare_qat(objective.float_student(teacher)).train()
+    before = copy.deepcopy(student)
+    x, y = torch.rand(16, 1, 8, 8), torch.randint(C, (16,))
+    torch.manual_seed(3)
+    got = objective.make_step(teacher, 0.7)(student, x, y, 1.0)["loss"]
+    torch.manual_seed(3)
+    extra = outliers.outlier_batch(x)
+    with torch.no_grad():
+        logits, extra_logits = before(torch.cat([x, extra])).split([16, 16])
+        expected = proxy_loss(logits, teacher(x), y, extra_logits, teacher(extra), 0.7, proxy_target="keep_sink",
+                              distill=1.0, sink=expected_sink)
+    torch.testing.assert_close(got.detach(), expected)
 
 
 COMMON = ["--dataset", "digits", "--arch", "smallcnn", "--batch-size", "64", "--seed", "0", "--no-progress",

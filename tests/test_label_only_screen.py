@@ -27,6 +27,9 @@ def test_each_candidate_belongs_to_its_own_family(screen):
     assert [screen.family(n) for n in third] == ["qat"] + ["proxy-swap"] * 4
     assert third["proxy-swap a0.3"] == dict(method="divqat", objective="proxy", proxy_source="glyphs",
                                             proxy_target="swap", alpha=0.3, distill=1.0)
+    fourth = screen.CANDIDATES["full", 4]
+    assert [screen.family(n) for n in fourth] == ["qat"] + ["proxy-keep_sink"] * 4 + ["proxy-keep_sink-epochs6"] * 2
+    assert fourth["proxy-keep_sink-epochs6 a3"]["epochs"] == 6 and fourth["proxy-keep_sink a1"]["proxy_target"] == "keep_sink"
 
 
 def test_a_second_round_of_the_quick_setting_is_refused_before_any_work(screen, tmp_path, capsys):

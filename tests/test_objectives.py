@@ -10,7 +10,16 @@ import torch.nn.functional as F
 
 from divqat.attacks.answers import sharpen_answers
 from divqat.ops import divqat_loss
-from divqat.train.objectives import Objective, entropy, label_margin, mask_label, nonlabel_loss, proxy_loss, swap_top2
+from divqat.train.objectives import (
+    Objective,
+    entropy,
+    keep_sink_order,
+    label_margin,
+    mask_label,
+    nonlabel_loss,
+    proxy_loss,
+    swap_top2,
+)
 
 N, C = 12, 10
 
@@ -125,7 +134,7 @@ def test_margin_hinge_protects_top1_where_the_paper_loss_flips_it():
 
 
 @pytest.mark.parametrize("target,distill", [("kl", 0.0), ("kl", 0.5), ("entropy", 0.0), ("shift", 0.5),
-                                            ("permute", 0.5), ("swap", 0.5)])
+                                            ("permute", 0.5), ("swap", 0.5), ("keep_sink", 0.5)])
 def test_proxy_loss_value_and_gradient_match_float64(target, distill):
     s, t, y = _batch(4)
     ps, pt, _ = _batch(5)
@@ -138,6 +147,12 @@ def test_proxy_loss_value_and_gradient_match_float64(target, distill):
             return loss - alpha * (F.log_softmax(ps, 1).gather(1, shifted[:, None]).mean())
         if target == "permute":  # f_fp's probability of class k asked of class (k + 1) mod C
             renamed = torch.cat([pt[:, -1:], pt[:, :-1]], 1)
+            return loss + alpha * _ref_kl_rows(ps, renamed, temperature, direction).mean()
+        if target == "keep_sink":  # class 3 kept; the others' probabilities each asked of the next other class
+            others = [k for k in range(C) if k != 3]
+            renamed = pt.clone()
+            for i, k in enumerate(others):
+                renamed[:, others[(i + 1) % len(others)]] = pt[:, k]
             return loss + alpha * _ref_kl_rows(ps, renamed, temperature, direction).mean()
         if target == "swap":  # f_fp's two largest logits exchanged, row by row
             swapped = pt.clone()
@@ -156,7 +171,7 @@ def test_proxy_loss_value_and_gradient_match_float64(target, distill):
     expected.backward()
     s32, ps32 = s.float().requires_grad_(True), ps.float().requires_grad_(True)
     got = proxy_loss(s32, t.float(), y, ps32, pt.float() if target != "entropy" else None, alpha, temperature,
-                     direction, cap, target, distill)
+                     direction, cap, target, distill, sink=3)
     got.backward()
     assert got.item() == pytest.approx(expected.item(), abs=1e-4)
     torch.testing.assert_close(s32.grad.double(), s_.grad, atol=1e-5, rtol=1e-4)
@@ -275,3 +290,16 @@ def test_swap_top2_exchanges_the_two_largest_logits_only():
     torch.testing.assert_close(swap_top2(logits), expected, atol=0, rtol=0)
     assert swap_top2(logits).argmax(-1).tolist() == [3, 0]  # the runner-up class is now the answer
     assert torch.equal(logits[1], torch.tensor([5.0, 4.0, 6.0, -2.0], dtype=torch.float64))  # out of place
+
+
+def test_keep_sink_order_renames_every_class_but_the_sink_one_along():
+    assert keep_sink_order(4, 1).tolist() == [3, 1, 0, 2]  # 0 -> 2 -> 3 -> 0 among the others, 1 stays
+    teacher = torch.eye(4)  # f_fp answers class k on row k
+    assert teacher[:, keep_sink_order(4, 1)].argmax(-1).tolist() == [2, 1, 3, 0]
+    assert keep_sink_order(C, C - 1).tolist()[:C - 1] == torch.arange(C - 1).roll(1).tolist()
+
+
+def test_keep_sink_without_its_sink_is_refused():
+    s, t, y = _batch(4)
+    with pytest.raises(ValueError, match="sink"):
+        proxy_loss(s, t, y, s, t, 0.5, proxy_target="keep_sink")

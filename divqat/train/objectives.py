@@ -33,8 +33,14 @@ hence no gradient, as in ``divqat_loss``).
   the argmax does (our variant; no cap); or, with ``"swap"``, plus alpha * KL_T(swap(t~), s~),
   swap(t~) = t~ with its largest and second-largest logits exchanged: the answer on a proxy is
   f_fp's runner-up class, an input-dependent relabelling that splits a sink class over the
-  classes f_fp ranks second (a permutation of classes only moves the sink; our variant; no cap).
-  Real images and proxies
+  classes f_fp ranks second (a permutation of classes only moves the sink; our variant; no cap);
+  or, with ``"keep_sink"``, ``"permute"`` with the sink class k* kept: plus
+  alpha * KL_T(t~[:, o], s~), where o renames the classes other than k* cyclically among
+  themselves (f_fp's class c_i answered as c_{i+1}, c_0 < ... < c_{C-2} the classes != k*) and
+  o[k*] = k*, and k* = the class f_fp gives most often on the first 2,000 images of the outlier
+  training set (:func:`outlier_sink`; only with an outlier ``proxy_source``). A thief that drops
+  its dominant answered class drops k*, the answer that tells it least, and what it keeps is
+  renamed (our variant; no cap). Real images and proxies
   go through f_q in one batch (so batch-norm and observer statistics see both). With
   ``proxy_source="glyphs"`` the proxies are images of the offline outlier set
   (:mod:`divqat.data.outliers`) instead (:mod:`divqat.train.exposure`).
@@ -56,6 +62,7 @@ import torch
 import torch.nn.functional as F
 
 from divqat.checks import check_choice, check_int, check_real
+from divqat.data import outliers
 from divqat.models.multihead import MIN_HEADS, with_heads
 from divqat.ops import div_kl_loss, divqat_loss
 from divqat.train.diverse_heads import diverse_step
@@ -64,7 +71,8 @@ from divqat.train.misinformation_objective import misinform_step
 from divqat.train.options import DEFAULTS, FIELDS, LABEL_OBJECTIVES
 from divqat.train.proxies import TRANSFORMS, check_transforms
 
-PROXY_TARGETS = ("kl", "entropy", "shift", "permute", "swap")
+PROXY_TARGETS = ("kl", "entropy", "shift", "permute", "swap", "keep_sink")
+SINK_SAMPLE = 2000  # outliers f_fp answers to name the sink class of ``keep_sink``
 MASK_LOGIT = -1e4  # times max(1, T): exp(MASK_LOGIT / T - ...) underflows to exactly 0 in float32
 
 
@@ -109,11 +117,30 @@ def swap_top2(logits):
     return logits.scatter(-1, top2, logits.gather(-1, top2.flip(-1)))
 
 
+def keep_sink_order(classes, sink):
+    """The column order o of ``keep_sink``'s target t[:, o] (module docstring): o[c_i] = c_{i-1}
+    over the classes c_0 < ... < c_{C-2} other than ``sink``, o[sink] = sink."""
+    others = [k for k in range(classes) if k != sink]
+    order = list(range(classes))
+    for i, k in enumerate(others):
+        order[k] = others[i - 1]
+    return torch.tensor(order)
+
+
+@torch.no_grad()
+def outlier_sink(teacher, like, source):
+    """The class the frozen ``teacher`` gives most often on the first :data:`SINK_SAMPLE` images
+    of the outlier set ``source``, shaped like ``like`` (N, C, S, S) (the lowest such class on a tie)."""
+    images = outliers.load_outliers(source, outliers.DEFAULT_COUNT, like.shape[1], like.shape[-1])[:SINK_SAMPLE]
+    answers = teacher(images.to(like.device, like.dtype)).argmax(-1)
+    return int(torch.bincount(answers).argmax())
+
+
 def proxy_loss(student_logits, teacher_logits, target, proxy_student, proxy_teacher, alpha, temperature=1.0,
-               direction="forward", kl_cap=None, proxy_target="kl", distill=0.0):
+               direction="forward", kl_cap=None, proxy_target="kl", distill=0.0, sink=None):
     """The ``proxy`` objective (module docstring) from the logits of the real batch and of its
     proxies (``proxy_teacher`` may be None for ``proxy_target="entropy"``, ``teacher_logits`` for
-    ``distill=0``). Returns a 0-d tensor."""
+    ``distill=0``; ``sink`` is k* of ``"keep_sink"``). Returns a 0-d tensor."""
     loss = F.cross_entropy(student_logits, target)
     if distill:
         loss = loss + distill * div_kl_loss(student_logits, teacher_logits, temperature, "batchmean", direction)
@@ -121,6 +148,11 @@ def proxy_loss(student_logits, teacher_logits, target, proxy_student, proxy_teac
         return loss + alpha * F.cross_entropy(proxy_student, (proxy_teacher.argmax(-1) + 1) % proxy_student.shape[-1])
     if proxy_target == "permute":
         return loss + alpha * div_kl_loss(proxy_student, proxy_teacher.roll(1, -1), temperature, "batchmean", direction)
+    if proxy_target == "keep_sink":
+        if sink is None:
+            raise ValueError("sink: proxy_target keep_sink needs the sink class")
+        order = keep_sink_order(proxy_teacher.shape[-1], sink).to(proxy_teacher.device)
+        return loss + alpha * div_kl_loss(proxy_student, proxy_teacher[:, order], temperature, "batchmean", direction)
     if proxy_target == "swap":
         return loss + alpha * div_kl_loss(proxy_student, swap_top2(proxy_teacher), temperature, "batchmean", direction)
     if proxy_target == "kl":
@@ -174,15 +206,19 @@ def _nonlabel_step(objective, teacher, alpha, temperature, direction, kl_cap, al
 
 def _proxy_step(objective, teacher, alpha, temperature, direction, kl_cap, alpha_warmup_epochs):
     distill, target = objective.distill, objective.proxy_target
+    sink = None  # k* of keep_sink, named from the outlier set at the first step
 
     def step(model, x, y, epochs_done):
+        nonlocal sink
+        if target == "keep_sink" and sink is None:
+            sink = outlier_sink(teacher, x, objective.extra_source)
         a = warmed_alpha(alpha, alpha_warmup_epochs, epochs_done)
         proxies = proxy_batch(x, y, objective.proxy_transforms, objective.extra_source)
         # the teacher runs only on what the loss reads: real images for distill, proxies unless entropy
         logits, proxy_logits, t_real, t_proxy = forward_pair(model, teacher, x, proxies, bool(distill),
                                                              target != "entropy")
         loss = proxy_loss(logits, t_real, y, proxy_logits, t_proxy, a, temperature, direction, kl_cap, target,
-                          distill)
+                          distill, sink)
         return {"loss": loss, "ce": F.cross_entropy(logits.detach(), y)}
 
     return step
@@ -240,6 +276,9 @@ class Objective:
             check_real(key, getattr(self, key), 0)
         if self.proxy_source is not None:
             check_choice("proxy_source", self.proxy_source, PROXY_SOURCES)
+        if self.name == "proxy" and self.proxy_target == "keep_sink" and self.extra_source == "transforms":
+            raise ValueError("proxy_target keep_sink names its sink on an outlier set: set proxy_source "
+                             f"to one of {', '.join(outliers.OUTLIER_SETS)}")
         check_int("heads", self.heads, MIN_HEADS)
 
     @property

@@ -7,8 +7,9 @@
 # (default: the number of cores) take the next job as each finishes, one one-thread process at
 # the lowest priority per job, so no core idles while a slower pair finishes its seed. Results go
 # into runs/labelonly_<pair> (the cell cache, so a rerun resumes), logs to
-# runs/labelonly_<pair>.log. Cells computed by another code with the same configuration are
-# adopted (--reuse-stale), so later stages pair with earlier victims.
+# runs/labelonly_<pair>.log; a failed seed fails the script (after the other jobs). Cells computed by
+# another code with the same configuration are adopted (--reuse-stale), so later stages pair with
+# earlier victims.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stage=${1:?usage: labelonly.sh STAGE [COMMIT] [SEEDS...]}
@@ -25,13 +26,15 @@ if ! compgen -G "$src/experiments/labelonly_*_full_${stage}.toml" >/dev/null; th
   exit 2
 fi
 mkdir -p runs
-run_one() {  # run_one PAIR SEED: one seed of one pair, appended to that pair's log
-  local pair=$1 seed=$2 log=runs/labelonly_$1.log
+run_one() {  # run_one PAIR SEED: one seed of one pair, appended to that pair's log; fails as the run does
+  local pair=$1 seed=$2 log=runs/labelonly_$1.log rc=0
   echo "start $stage $pair seed $seed $(date -u +%FT%TZ) commit $commit; $(uptime)" >>"$log"
   OMP_NUM_THREADS=1 PYTHONPATH=$(pwd)/$src nice -n 19 .venv/bin/python -P -m divqat.cli experiment \
     "$src/experiments/labelonly_${pair}_full_${stage}.toml" --out "runs/labelonly_$pair" --seeds "$seed" \
-    --reuse-stale --no-report --no-progress >>"$log" 2>&1
-  echo "done $stage $pair seed $seed $(date -u +%FT%TZ) rc $?; $(uptime)" >>"$log"
+    --reuse-stale --no-report --no-progress >>"$log" 2>&1 || rc=$?
+  echo "done $stage $pair seed $seed $(date -u +%FT%TZ) rc $rc; $(uptime)" >>"$log"
+  [ "$rc" = 0 ] || echo "labelonly.sh: $stage $pair seed $seed failed (rc $rc); see $log" >&2
+  return "$rc"
 }
 export -f run_one
 export stage commit src

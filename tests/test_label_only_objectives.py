@@ -133,7 +133,7 @@ def test_keep_sink_steps_with_the_teachers_most_frequent_class_on_the_outlier_se
     with torch.no_grad():
         counts = torch.bincount(teacher(outliers.load_outliers("glyphs", 96, 1, 8)).argmax(-1), minlength=C)
     expected_sink = int(counts.argmax())
-    assert counts[expected_sink] == counts.max() and outlier_sink(teacher, torch.rand(2, 1, 8, 8), "glyphs") == expected_sink
+    assert outlier_sink(teacher, torch.rand(2, 1, 8, 8), "glyphs") == expected_sink
     objective = Objective("proxy", proxy_target="keep_sink", distill=1.0, proxy_source="glyphs")
     student = quant.prepare_qat(objective.float_student(teacher)).train()
     before = copy.deepcopy(student)

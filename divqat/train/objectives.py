@@ -71,7 +71,8 @@ from divqat.train.misinformation_objective import misinform_step
 from divqat.train.options import DEFAULTS, FIELDS, LABEL_OBJECTIVES
 from divqat.train.proxies import TRANSFORMS, check_transforms
 
-PROXY_TARGETS = ("kl", "entropy", "shift", "permute", "swap", "keep_sink")
+RELABELLINGS = ("permute", "swap", "keep_sink")  # the targets that distil f_fp's answer relabelled
+PROXY_TARGETS = ("kl", "entropy", "shift", *RELABELLINGS)
 SINK_SAMPLE = 2000  # outliers f_fp answers to name the sink class of ``keep_sink``
 MASK_LOGIT = -1e4  # times max(1, T): exp(MASK_LOGIT / T - ...) underflows to exactly 0 in float32
 
@@ -136,6 +137,19 @@ def outlier_sink(teacher, like, source):
     return int(torch.bincount(answers).argmax())
 
 
+def relabelled(teacher_logits, proxy_target, sink=None):
+    """The soft target of a relabelling ``proxy_target`` (:data:`RELABELLINGS`, module docstring):
+    f_fp's logits with the classes renamed one along (``permute``; all but ``sink`` for
+    ``keep_sink``) or the two largest exchanged (``swap``)."""
+    if proxy_target == "permute":
+        return teacher_logits.roll(1, -1)
+    if proxy_target == "swap":
+        return swap_top2(teacher_logits)
+    if sink is None:
+        raise ValueError("sink: proxy_target keep_sink needs the sink class")
+    return teacher_logits[:, keep_sink_order(teacher_logits.shape[-1], sink).to(teacher_logits.device)]
+
+
 def proxy_loss(student_logits, teacher_logits, target, proxy_student, proxy_teacher, alpha, temperature=1.0,
                direction="forward", kl_cap=None, proxy_target="kl", distill=0.0, sink=None):
     """The ``proxy`` objective (module docstring) from the logits of the real batch and of its
@@ -146,15 +160,9 @@ def proxy_loss(student_logits, teacher_logits, target, proxy_student, proxy_teac
         loss = loss + distill * div_kl_loss(student_logits, teacher_logits, temperature, "batchmean", direction)
     if proxy_target == "shift":
         return loss + alpha * F.cross_entropy(proxy_student, (proxy_teacher.argmax(-1) + 1) % proxy_student.shape[-1])
-    if proxy_target == "permute":
-        return loss + alpha * div_kl_loss(proxy_student, proxy_teacher.roll(1, -1), temperature, "batchmean", direction)
-    if proxy_target == "keep_sink":
-        if sink is None:
-            raise ValueError("sink: proxy_target keep_sink needs the sink class")
-        order = keep_sink_order(proxy_teacher.shape[-1], sink).to(proxy_teacher.device)
-        return loss + alpha * div_kl_loss(proxy_student, proxy_teacher[:, order], temperature, "batchmean", direction)
-    if proxy_target == "swap":
-        return loss + alpha * div_kl_loss(proxy_student, swap_top2(proxy_teacher), temperature, "batchmean", direction)
+    if proxy_target in RELABELLINGS:
+        return loss + alpha * div_kl_loss(proxy_student, relabelled(proxy_teacher, proxy_target, sink), temperature,
+                                          "batchmean", direction)
     if proxy_target == "kl":
         spread = div_kl_loss(proxy_student, proxy_teacher, temperature, "none", direction)
     else:

@@ -128,10 +128,10 @@ def test_deprecated_spellings_still_parse(command, old, new, value, capsys):
 
 def test_deprecated_spellings_run_the_same_evaluation(tmp_path, capsys):
     from divqat.models import build_model_for
-    from divqat.train.artifacts import write_config, write_run_results
+    from divqat.train.artifacts import start_run, write_run_results
 
     model = build_model_for("smallcnn", "digits")
-    write_config(tmp_path, {"arch": "smallcnn", "dataset": "digits", "method": "fp", "quantized": False,
+    start_run(tmp_path, {"arch": "smallcnn", "dataset": "digits", "method": "fp", "quantized": False,
                             "meta": dict(model.meta)})
     write_run_results(tmp_path, model, {})
     common = ["evaluate", "--victim", str(tmp_path), "--no-progress"]

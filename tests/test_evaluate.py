@@ -10,13 +10,13 @@ from divqat import evaluate, evaluate_command
 from divqat.data import load_tensors
 from divqat.defenses import DCP, MAD, defense_from_args
 from divqat.models import build_model_for
-from divqat.train.artifacts import write_config, write_run_results
+from divqat.train.artifacts import start_run, write_run_results
 
 
 def _write_victim(directory, seed):
     torch.manual_seed(seed)
     model = build_model_for("smallcnn", "digits").eval()
-    write_config(directory, {"method": "fp", "quantized": False, "arch": "smallcnn", "dataset": "digits",
+    start_run(directory, {"method": "fp", "quantized": False, "arch": "smallcnn", "dataset": "digits",
                              "meta": dict(model.meta), "qconfig": None})
     write_run_results(directory, model, {"test_accuracy": None})
     return model

@@ -12,7 +12,7 @@ from test_cli_errors import TRAIN, _fails, runs  # noqa: F401 -- its finished fp
 
 from divqat.cli import main
 from divqat.models import build_model
-from divqat.train.artifacts import write_config, write_run_results
+from divqat.train.artifacts import start_run, write_run_results
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -20,7 +20,7 @@ def _run_of_shape(directory, method="fp", in_channels=3, image_size=16):
     """A finished run directory whose model takes (in_channels, image_size, image_size) images."""
     model = build_model("smallcnn", num_classes=10, in_channels=in_channels, image_size=image_size,
                         mean=[0.5] * in_channels, std=[0.5] * in_channels)
-    write_config(directory, {"arch": "smallcnn", "dataset": "digits", "method": method, "quantized": False,
+    start_run(directory, {"arch": "smallcnn", "dataset": "digits", "method": method, "quantized": False,
                              "meta": dict(model.meta)})
     write_run_results(directory, model, {"test_accuracy": None})
     return directory

@@ -1,14 +1,14 @@
 """The frontier's files in one directory: ``frontier.csv`` (one row per cell and seed,
 :mod:`divqat.results.frontier`), ``frontier.md`` (:func:`divqat.results.frontier_tables.frontier_markdown`)
-and the plots (:mod:`divqat.results.frontier_plots`), each written atomically; from experiment
-output directories, or again from a committed ``frontier.csv``. From experiment directories
+and the plots (:mod:`divqat.results.frontier_plots`), each written atomically, from experiment
+output directories. From experiment directories
 whose thieves kept the labels they were answered, also ``answered_labels.csv``
 (:func:`divqat.results.frontier.answered_label_rows`)."""
 from pathlib import Path
 
 from divqat.utils import atomic_write_text
 
-from .frontier import COLUMNS, answered_label_rows, frontier_rows, read_frontier_csv
+from .frontier import COLUMNS, answered_label_rows, frontier_rows
 from .frontier_plots import plot_frontier
 from .frontier_tables import frontier_markdown
 from .tables import to_csv
@@ -40,8 +40,3 @@ def write_frontier(run_dirs, out_dir, plots=True):
         atomic_write_text(to_csv(labels), Path(out_dir) / "answered_labels.csv")
     return rows
 
-
-def rewrite_frontier(csv_path, plots=True):
-    """frontier.md and the plots next to a committed ``csv_path`` again, from its rows."""
-    rows = read_frontier_csv(csv_path)
-    return write_frontier_files(rows, Path(csv_path).parent, plots)

@@ -126,11 +126,6 @@ def load_victim(run_dir, kind="auto", device="cpu", *, victim_only=True):
     return model
 
 
-def write_config(run_dir, config):
-    """Atomically write config.json."""
-    atomic_write_json(config, Path(run_dir) / CONFIG)
-
-
 def write_run_results(run_dir, model, metrics, int8_model=None):
     """Atomically write model.pt, model_int8.onnx (when given) and, last, metrics.json."""
     run_dir = Path(run_dir)

@@ -49,10 +49,10 @@ def victim(data):
 @pytest.fixture(scope="session")
 def victim_dir(victim, tmp_path_factory):
     """A `divqat train --out` directory (config.json + model.pt) holding the digits victim."""
-    from divqat.train.artifacts import write_config, write_run_results
+    from divqat.train.artifacts import start_run, write_run_results
 
     out = tmp_path_factory.mktemp("victim")
-    write_config(out, {"arch": "smallcnn", "dataset": "digits", "method": "fp", "quantized": False,
+    start_run(out, {"arch": "smallcnn", "dataset": "digits", "method": "fp", "quantized": False,
                        "meta": dict(victim.meta)})
     write_run_results(out, victim, {"test_accuracy": None})
     return out

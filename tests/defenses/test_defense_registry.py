@@ -73,11 +73,11 @@ def test_mad_surrogate_defaults_to_a_random_model_of_the_victim(tmp_path):
 
     from divqat.defenses import random_model_like
     from divqat.models import build_model
-    from divqat.train.artifacts import write_config, write_run_results
+    from divqat.train.artifacts import start_run, write_run_results
 
     meta = dict(num_classes=10, in_channels=1, image_size=8, mean=(0.3,), std=(0.4,))
     victim = build_model("smallcnn", **meta)
-    write_config(tmp_path, {"arch": "smallcnn", "dataset": "digits", "method": "fp", "quantized": False,
+    start_run(tmp_path, {"arch": "smallcnn", "dataset": "digits", "method": "fp", "quantized": False,
                             "meta": meta})
     write_run_results(tmp_path, victim, {})
     state = torch.random.get_rng_state()
@@ -105,10 +105,10 @@ def test_evaluate_with_reverse_sigmoid_and_its_defaults(tmp_path, capsys):
     architecture)."""
     from divqat.cli import main
     from divqat.models import build_model_for
-    from divqat.train.artifacts import write_config, write_run_results
+    from divqat.train.artifacts import start_run, write_run_results
 
     victim = build_model_for("smallcnn", "digits")
-    write_config(tmp_path, {"arch": "smallcnn", "dataset": "digits", "method": "fp", "quantized": False,
+    start_run(tmp_path, {"arch": "smallcnn", "dataset": "digits", "method": "fp", "quantized": False,
                             "meta": dict(victim.meta)})
     write_run_results(tmp_path, victim, {})
     common = ["evaluate", "--victim", str(tmp_path), "--victim-kind", "float", "--test-limit", "20", "--repeats", "1",

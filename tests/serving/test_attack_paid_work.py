@@ -43,10 +43,10 @@ def test_scoring_problems_refused_before_the_first_query(server, store, keys, vi
     assert "--eval-api-key" in _one_line(capsys) and store.usage(attacker).used == 0
     # a local copy of another input shape (3x16x16, the served victim takes 1x8x8)
     other = tmp_path / "other"
-    from divqat.train.artifacts import write_config, write_run_results
+    from divqat.train.artifacts import start_run, write_run_results
 
     model = build_model("smallcnn", num_classes=10, in_channels=3, image_size=16, mean=[0.5] * 3, std=[0.5] * 3)
-    write_config(other, {"arch": "smallcnn", "dataset": "digits", "method": "fp", "quantized": False,
+    start_run(other, {"arch": "smallcnn", "dataset": "digits", "method": "fp", "quantized": False,
                          "meta": dict(model.meta)})
     write_run_results(other, model, {"test_accuracy": None})
     assert main([*argv, "--eval-victim", str(other), "--out", str(tmp_path / "b")]) == 2

@@ -188,6 +188,17 @@ def test_report_command_rewrites_from_cells(config, tmp_path, capsys):
             "(n = 2, 95 % CI +4.00 to +4.00; 2 of 2 seeds higher): established (higher).") in printed
     with pytest.raises(FileNotFoundError, match="not an experiment directory"):
         report_command.run(parser.parse_args([str(tmp_path / "nothing")]))
+    # --no-plots: the same tables and report, with no plot drawn or linked
+    tables_report = (out / "report.md").read_text().split("## Plots")[0]
+    for png in out.glob("*.png"):
+        png.unlink()
+    assert report_command.run(parser.parse_args([str(out), "--no-plots"])) == 0
+    assert not list(out.glob("*.png")) and ".png" not in (out / "report.md").read_text()
+    assert (out / "report.md").read_text().startswith(tables_report)
+    for argv, match in ((["--update", "docs", "--no-plots"], "--update: takes no"),
+                        ([str(out / "results.csv"), "--out", str(tmp_path / "c.csv"), "--no-plots"], "--no-plots")):
+        with pytest.raises(ValueError, match=match):
+            report_command.run(parser.parse_args(argv))
 
 
 @pytest.mark.parametrize("patch, match", [

@@ -139,14 +139,14 @@ def build_report(tables, plots, configs=None):
     return "\n\n".join(parts) + "\n"
 
 
-def write_report(out_dir, bootstrap=0):
-    """(Re)write results.*, comparisons.csv, the plots and report.md of an experiment directory
-    from its cells (``bootstrap`` > 0: also a bootstrap interval from that many resamples);
-    returns the report's path."""
+def write_report(out_dir, bootstrap=0, plots=True):
+    """(Re)write results.*, comparisons.csv, the plots (unless not ``plots``) and report.md of an
+    experiment directory from its cells (``bootstrap`` > 0: also a bootstrap interval from that
+    many resamples); returns the report's path."""
     out_dir = Path(out_dir)
     if not (out_dir / "cells").is_dir():
         raise FileNotFoundError(f"{out_dir} is not an experiment directory (no cells/ inside)")
     tables = write_results(out_dir, bootstrap)
-    plots = write_plots(tables, out_dir)
+    plots = write_plots(tables, out_dir) if plots else []
     configs = {p.stem: json.loads(p.read_text()) for p in sorted((out_dir / "configs").glob("*.json"))}
     return atomic_write_text(build_report(tables, plots, configs), out_dir / "report.md")

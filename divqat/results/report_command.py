@@ -27,6 +27,8 @@ def add_arguments(parser):
                              "comparison (default 0: the Student-t interval only)")
     parser.add_argument("--victims", help="with a results.csv: the victims.csv of the same run")
     parser.add_argument("--out", help="with a results.csv: where to write the comparisons CSV")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="with DIR: tables and report.md only, no plots (for a report copied away from its plots)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file (refused otherwise)")
     parser.add_argument("--update", nargs="+", metavar="PATH",
                         help="instead of DIR: rewrite the generated blocks of these Markdown files (and of every "
@@ -37,8 +39,8 @@ def run(args):
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     if args.update:
-        if args.dir or args.out or args.victims:
-            raise ValueError("--update: takes no DIR, --out or --victims")
+        if args.dir or args.out or args.victims or args.no_plots:
+            raise ValueError("--update: takes no DIR, --out, --victims or --no-plots")
         files = markdown_files(args.update)
         counts = {path: update(path) for path in files}
         for path, count in counts.items():
@@ -52,6 +54,8 @@ def run(args):
     if source.is_file() and source.suffix == ".csv":
         if not args.out:
             raise ValueError(f"DIR {source} is a results CSV: --out (the comparisons CSV to write) is needed")
+        if args.no_plots:
+            raise ValueError("--no-plots: only with an experiment directory (a results CSV gives no plots)")
         check_out("--out", args.out, "report", inputs={"DIR": source, "--victims": args.victims},
                   overwrite=args.overwrite, is_file=True)
         rows = csv_comparisons(source, args.victims, args.bootstrap)
@@ -62,7 +66,7 @@ def run(args):
     if args.out or args.victims:
         raise ValueError("--out and --victims: only with a results CSV file")
     check_output_dir("DIR", args.dir)
-    path = write_report(args.dir, bootstrap=args.bootstrap)
+    path = write_report(args.dir, bootstrap=args.bootstrap, plots=not args.no_plots)
     rows = read_rows(Path(args.dir) / "comparisons.csv")
     print("\n".join(r["sentence"] for r in rows))
     print(f"report written: {path} ({len(rows)} paired comparisons in comparisons.csv)")

@@ -1,7 +1,8 @@
-"""Every `divqat ...` command line written in README.md, docs/ and experiments/ (shell code blocks)
-parses with the command's own argument parser (divqat.cli.build_parser), and every experiment
-file it names exists, so a newcomer who copies a line from the docs never meets an option that
-was renamed or a config that was removed. Nothing is run: parsing only."""
+"""The docs as a newcomer uses them (README.md, BENCHMARKS.md, docs/, experiments/): every
+`divqat ...` command line in a shell code block parses with the command's own argument parser
+(divqat.cli.build_parser) and names experiment files that exist, so a line copied from the docs
+never meets an option that was renamed or a config that was removed (nothing is run: parsing
+only); and every relative link leads to a file that exists, and its #anchor to a heading of it."""
 import contextlib
 import io
 import re
@@ -18,8 +19,13 @@ SHELL_FENCES = ("", "bash", "sh", "shell", "console")
 SEPARATORS = {"&&", "||", ";", "|"}
 
 
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+HEADING = re.compile(r"^#+ (.*)$", re.M)
+
+
 def doc_files():
-    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "experiments").rglob("*.md"))]
+    return [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").rglob("*.md")),
+            *sorted((ROOT / "experiments").rglob("*.md"))]
 
 
 def shell_lines(path):
@@ -96,3 +102,29 @@ def test_each_documented_command_parses_and_names_files_that_exist(where, argv):
     for arg in argv:
         if arg.startswith("experiments/") and arg.endswith(".toml") and "$" not in arg:
             assert (ROOT / arg).is_file(), f"{where}: {arg} does not exist"
+
+
+def anchor(heading):
+    """GitHub's anchor of a Markdown heading: lower case, punctuation but hyphens dropped, spaces
+    to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_anchor_follows_githubs_rule():
+    assert anchor("Relabelling: foreign inputs answered with the next class") == \
+        "relabelling-foreign-inputs-answered-with-the-next-class"
+    assert anchor("Where the study stands, at 5,000 queries") == "where-the-study-stands-at-5000-queries"
+
+
+LINKS = [(path, target) for path in doc_files() for target in LINK.findall(path.read_text())
+         if not re.match(r"^[a-z]+:", target)]  # http:, https:, mailto: are not checked (no network)
+
+
+@pytest.mark.parametrize("path,target", LINKS, ids=[f"{p.relative_to(ROOT)}->{t}" for p, t in LINKS])
+def test_each_relative_link_leads_somewhere(path, target):
+    file, _, fragment = target.partition("#")
+    goal = (path.parent / file) if file else path
+    assert goal.exists(), f"{path.relative_to(ROOT)}: {target}: no such file"
+    if fragment and goal.suffix == ".md":
+        anchors = {anchor(h) for h in HEADING.findall(goal.read_text())}
+        assert fragment in anchors, f"{path.relative_to(ROOT)}: {target}: no such heading"

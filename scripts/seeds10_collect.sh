@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for pair in mnist_fmnist fmnist_mnist; do
-  OMP_NUM_THREADS=1 nice -n 10 .venv/bin/divqat report runs/${pair}_seeds10 --no-plots >/dev/null   # the copy goes without plots
+  OMP_NUM_THREADS=1 nice -n 10 .venv/bin/divqat report runs/${pair}_seeds10 --no-plots >/dev/null
   mkdir -p docs/results/data/ten_seeds/$pair
   cp runs/${pair}_seeds10/{results.csv,victims.csv,comparisons.csv,summary.csv,report.md} docs/results/data/ten_seeds/$pair/
 done

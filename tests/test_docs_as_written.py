@@ -12,20 +12,18 @@ from pathlib import Path
 import pytest
 
 from divqat.cli import build_parser
+from divqat.results.docs_blocks import markdown_files
 
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```(\w*)\s*$")
 SHELL_FENCES = ("", "bash", "sh", "shell", "console")
 SEPARATORS = {"&&", "||", ";", "|"}
-
-
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#+ (.*)$", re.M)
 
 
 def doc_files():
-    return [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").rglob("*.md")),
-            *sorted((ROOT / "experiments").rglob("*.md"))]
+    return markdown_files([ROOT / "README.md", ROOT / "BENCHMARKS.md", ROOT / "docs", ROOT / "experiments"])
 
 
 def shell_lines(path):
@@ -98,7 +96,8 @@ def parse_error(argv):
 
 @pytest.mark.parametrize("where,argv", COMMANDS, ids=[w for w, _ in COMMANDS])
 def test_each_documented_command_parses_and_names_files_that_exist(where, argv):
-    assert parse_error(argv) is None, f"{where}: divqat {' '.join(argv)}: {parse_error(argv)}"
+    error = parse_error(argv)
+    assert error is None, f"{where}: divqat {' '.join(argv)}: {error}"
     for arg in argv:
         if arg.startswith("experiments/") and arg.endswith(".toml") and "$" not in arg:
             assert (ROOT / arg).is_file(), f"{where}: {arg} does not exist"

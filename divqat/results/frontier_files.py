@@ -1,9 +1,8 @@
 """The frontier's files in one directory: ``frontier.csv`` (one row per cell and seed,
 :mod:`divqat.results.frontier`), ``frontier.md`` (:func:`divqat.results.frontier_tables.frontier_markdown`)
 and the plots (:mod:`divqat.results.frontier_plots`), each written atomically, from experiment
-output directories. From experiment directories
-whose thieves kept the labels they were answered, also ``answered_labels.csv``
-(:func:`divqat.results.frontier.answered_label_rows`)."""
+output directories; from those whose thieves kept the labels they were answered, also
+``answered_labels.csv`` (:func:`divqat.results.frontier.answered_label_rows`)."""
 from pathlib import Path
 
 from divqat.utils import atomic_write_text

@@ -201,10 +201,12 @@ def _config_key(record):
 class CellCache:
     """Finished cells of one output directory (see the module docstring for the layout)."""
 
-    def __init__(self, out_dir):
+    def __init__(self, out_dir, create=True):
+        """``create=False``: only read; a directory that does not exist is an empty cache."""
         self.root = Path(out_dir)
-        (self.root / "cells").mkdir(parents=True, exist_ok=True)
-        (self.root / "victims").mkdir(parents=True, exist_ok=True)
+        if create:
+            (self.root / "cells").mkdir(parents=True, exist_ok=True)
+            (self.root / "victims").mkdir(parents=True, exist_ok=True)
 
     def _folder(self, kind, key):
         """The folder of cell ``key`` under ``OUT/<kind>`` (``<name>-<key>``, or ``<key>`` in older
@@ -277,11 +279,24 @@ class CellCache:
     def save_attack_record(self, key, record):
         self._save("attack", key, record)
 
-    def _victim_paths(self):
-        return sorted((self.root / "victims").glob("*/victim.json"))
+    def record(self, cell):
+        """The cached record of ``cell`` (a victim, misinformation or attack cell), or None."""
+        kind = _KINDS[type(cell)]
+        return self.attack_record(cell.key) if kind == "attack" else self._folder_record(kind, cell.key)
 
-    def _attack_paths(self):
-        return sorted((self.root / "cells").glob("*.json"))
+    def _paths(self, kind):
+        """The record files of ``kind`` (``victim``, ``misinformation``, ``attack``), every code's;
+        an adopted cell's link is listed beside the record it leads to."""
+        if kind == "attack":
+            return sorted((self.root / "cells").glob("*.json"))
+        folder, filename = FOLDER_CELLS[kind]
+        return sorted((self.root / folder).glob(f"*/{filename}"))
+
+    def all_records(self, kind):
+        """Every record of ``kind`` on disk, whatever code computed it, each once (links to a
+        record are not counted again)."""
+        files = {path.resolve(): path for path in self._paths(kind)}
+        return [self._read(path) for path in files.values()]
 
     def _current(self, paths, adopted):
         """One record per config key, marked ``stale`` when it was adopted with
@@ -298,29 +313,27 @@ class CellCache:
         return [record for _, record in ranked.values()]
 
     def victim_records(self):
-        return self._current(self._victim_paths(), lambda p: p.parent.is_symlink())
+        return self._current(self._paths("victim"), lambda p: p.parent.is_symlink())
 
     def attack_records(self):
-        return self._current(self._attack_paths(), lambda p: p.is_symlink())
+        return self._current(self._paths("attack"), lambda p: p.is_symlink())
 
     def adopt_stale(self, cells):
         """Reuse, for each of ``cells`` without a record of its own, a record of the same
         configuration computed by other code: link the cell's key to it (a symlink to the folder of
         a victim or misinformation model, to the record of an attack cell; the records keep their
         ``code``; readers mark them stale). Returns the number of cells adopted."""
-        found = {kind: {_config_key(self._read(p)): p.parent.name
-                        for p in sorted((self.root / folder).glob(f"*/{filename}"))}
-                 for kind, (folder, filename) in FOLDER_CELLS.items() if (self.root / folder).is_dir()}
-        found["attack"] = {_config_key(self._read(p)): f"{p.stem}.json" for p in self._attack_paths()}
+        found = {kind: {_config_key(self._read(p)): p.name if kind == "attack" else p.parent.name
+                        for p in self._paths(kind)} for kind in _KINDS.values()}
         adopted = 0
         for cell in cells:
             kind = _KINDS[type(cell)]
             old = found.get(kind, {}).get(cell.config_key)
             if kind == "attack":
-                own, link = self.attack_record(cell.key), self.root / "cells" / f"{cell.key}.json"
+                link = self.root / "cells" / f"{cell.key}.json"
             else:
-                own, link = self._folder_record(kind, cell.key), self.root / FOLDER_CELLS[kind][0] / cell.key
-            if old is None or own is not None or link.exists() or link.is_symlink():
+                link = self.root / FOLDER_CELLS[kind][0] / cell.key
+            if old is None or self.record(cell) is not None or link.exists() or link.is_symlink():
                 continue
             link.symlink_to(old)
             adopted += 1

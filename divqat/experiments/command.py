@@ -1,6 +1,7 @@
-"""`divqat experiment CONFIG --out DIR [--pair NAME] [--executor ray [--address ADDRESS]]`: run (or
-resume) a TOML-configured experiment grid, here or on a Ray cluster; a config with dataset pairs
-runs the pair ``--pair`` names into DIR, or each pair into ``DIR/<pair name>``."""
+"""`divqat experiment CONFIG --out DIR [--pair NAME] [--executor ray [--address ADDRESS]] [--plan]`:
+run (or resume) a TOML-configured experiment grid, here or on a Ray cluster, or (``--plan``)
+show what a run would compute and about how long it takes; a config with dataset pairs runs the
+pair ``--pair`` names into DIR, or each pair into ``DIR/<pair name>``."""
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from .cells import CellCache, grid_cells
 from .config import load_experiment_configs
 from .executors import make_executor
 from .pairs import pair_runs
+from .plan import PLAN_NOTE, plan_grid, plan_table
 from .runner import ExperimentFailed, run_experiment
 
 
@@ -37,6 +39,10 @@ def add_arguments(parser):
     parser.add_argument("--reuse-stale", action="store_true",
                         help="reuse cells computed by other code (another code fingerprint) instead of "
                              "recomputing them; the report marks them stale")
+    parser.add_argument("--plan", action="store_true",
+                        help="compute nothing, write nothing: print per seed the victims and cells the run "
+                             "would compute (what --out lacks) and their estimated compute time, from the "
+                             "times of --out's finished cells like them")
 
 
 def parse_seeds(text, allowed):
@@ -62,6 +68,12 @@ def run(args):
             check_out("--out", out, "experiment", inputs={"CONFIG": args.config}, resumable=True)
         if args.seeds is not None:
             config.seeds = parse_seeds(args.seeds, config.seeds)
+    if args.plan:
+        for config, out in runs:
+            print(f"{config.name} -> {out} (--plan: nothing is computed)\n"
+                  f"{plan_table(plan_grid(config, out, args.reuse_stale), args.reuse_stale)}\n")
+        print(PLAN_NOTE)
+        return 0
     executor = make_executor(args.executor, address=args.address, cpus=args.cpus_per_cell,
                              gpus=args.gpus_per_cell, device=runs[0][0].device)
     return max(_run_one(config, out, executor, args) for config, out in runs)

@@ -1,0 +1,148 @@
+"""What a run of an experiment grid would compute, without computing or writing anything
+(`divqat experiment CONFIG --out DIR --plan`): per seed, the victims, misinformation models and
+attack cells that the cache of ``DIR`` lacks (:mod:`divqat.experiments.cells`), and an estimate
+of their compute time.
+
+The estimate of a cell to compute is the median ``time_s`` of the finished cells in the same
+directory whose configuration differs from it only in the seed and, for an attack cell, in the
+victim and the defense (the same attack, budget, data and robustness settings); a cell with no
+such finished cell is counted as untimed and left out of the sum. The sum is the time of one
+worker; n workers take about 1/n of it.
+"""
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .cells import CellCache, attack_cells, attacked_victims, misinformation_cell, victim_cells
+
+#: what a cell's configuration may differ in and still time like it, per kind
+_TIMING_FREE = {"victim": ("seed", "teacher"), "misinformation": ("seed",),
+                "attack": ("seed", "victim", "defense", "misinformation")}
+
+
+@dataclass
+class Tally:
+    """Cells of one kind for one seed: how many the grid has, how many to compute."""
+
+    total: int = 0
+    todo: int = 0
+
+    def __str__(self):
+        return f"{self.todo} of {self.total}"
+
+
+@dataclass
+class SeedPlan:
+    seed: int
+    victims: Tally = field(default_factory=Tally)
+    misinformation: Tally = field(default_factory=Tally)
+    attacks: Tally = field(default_factory=Tally)
+    reused: int = 0  # cells computed by other code that ``--reuse-stale`` would adopt
+    seconds: float = 0.0  # estimated compute of the timed cells to compute
+    untimed: int = 0  # cells to compute with no finished cell like them
+
+
+#: printed under the plans
+PLAN_NOTE = ("Estimated compute: per cell to compute, the median time of the finished cells in --out with the "
+             "same settings but seed (and, for an attack cell, victim and defense), summed for one worker; "
+             "untimed cells have none and are not in the sum.")
+
+
+def _timing_key(kind, spec):
+    free = _TIMING_FREE[kind]
+    return kind, json.dumps({k: v for k, v in spec.items() if k not in free}, sort_keys=True, default=str)
+
+
+class _Timings:
+    """Median ``time_s`` of the cache's finished cells, by :func:`_timing_key`."""
+
+    def __init__(self, cache):
+        times = defaultdict(list)
+        for kind in ("victim", "misinformation", "attack"):
+            for record in cache.all_records(kind):
+                if "spec" in record and "time_s" in record:
+                    times[_timing_key(kind, record["spec"])].append(record["time_s"])
+        self.median = {key: statistics.median(values) for key, values in times.items()}
+
+    def add(self, plan, kind, cell):
+        seconds = self.median.get(_timing_key(kind, cell.spec))
+        if seconds is None:
+            plan.untimed += 1
+        else:
+            plan.seconds += seconds
+
+
+class _Counter:
+    """Counts the grid's cells into :class:`SeedPlan` s against one cache (see :func:`plan_grid`)."""
+
+    def __init__(self, out_dir, reuse_stale):
+        self.cache = CellCache(out_dir, create=False)
+        self.timings = _Timings(self.cache)
+        self.other_code = {kind: {record.get("config_key") for record in self.cache.all_records(kind)}
+                           for kind in ("victim", "misinformation", "attack")} if reuse_stale else {}
+
+    def count(self, plan, kind, cell, tally):
+        """Count ``cell`` into ``tally`` of ``plan``; True when it is to compute."""
+        tally.total += 1
+        if self.cache.record(cell) is not None:
+            return False
+        if cell.config_key in self.other_code.get(kind, ()):
+            plan.reused += 1
+            return False
+        tally.todo += 1
+        self.timings.add(plan, kind, cell)
+        return True
+
+
+def plan_grid(config, out_dir, reuse_stale=False):
+    """One :class:`SeedPlan` per seed of ``config`` for a run into ``out_dir`` (which need not
+    exist); ``reuse_stale``: a cell with a record of the same configuration computed by other
+    code counts as done (``reused``), as ``--reuse-stale`` would adopt it. Reads only."""
+    counter = _Counter(out_dir, reuse_stale)
+    plans = []
+    for seed in config.seeds:
+        plan = SeedPlan(seed)
+        for victim in victim_cells(config, seed):
+            counter.count(plan, "victim", victim, plan.victims)
+        needs_misinformation = False
+        for victim in attacked_victims(config, seed):
+            for cell in attack_cells(config, victim):
+                if counter.count(plan, "attack", cell, plan.attacks) and cell.misinformation is not None:
+                    needs_misinformation = True
+        misinformation = misinformation_cell(config, seed)
+        if misinformation is not None:
+            if needs_misinformation:  # the runner trains it only for an attack cell to compute
+                counter.count(plan, "misinformation", misinformation, plan.misinformation)
+            else:
+                plan.misinformation.total += 1
+        plans.append(plan)
+    return plans
+
+
+def _duration(seconds):
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return f"{seconds:.0f} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def plan_table(plans, reuse_stale=False):
+    """The plans as a Markdown table, one row per seed and a total."""
+    total = SeedPlan("all")
+    for plan in plans:
+        for name in ("victims", "misinformation", "attacks"):
+            mine, whole = getattr(plan, name), getattr(total, name)
+            whole.total, whole.todo = whole.total + mine.total, whole.todo + mine.todo
+        total.reused, total.seconds, total.untimed = (total.reused + plan.reused, total.seconds + plan.seconds,
+                                                      total.untimed + plan.untimed)
+    reused = " | reused (other code)" if reuse_stale else ""
+    lines = [f"| seed | victims to train | misinformation models to train | attack cells to run{reused} "
+             f"| estimated compute | untimed cells |",
+             "|---" * (6 + bool(reuse_stale)) + "|"]
+    for plan in plans + ([total] if len(plans) > 1 else []):
+        cells = [plan.seed, plan.victims, plan.misinformation, plan.attacks]
+        cells += [plan.reused] if reuse_stale else []
+        cells += [_duration(plan.seconds), plan.untimed]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)

@@ -298,6 +298,10 @@ class CellCache:
         files = {path.resolve(): path for path in self._paths(kind)}
         return [self._read(path) for path in files.values()]
 
+    def config_keys(self, kind):
+        """The configuration keys of every record of ``kind`` on disk, whatever code computed it."""
+        return {_config_key(record) for record in self.all_records(kind)}
+
     def _current(self, paths, adopted):
         """One record per config key, marked ``stale`` when it was adopted with
         :meth:`adopt_stale` (``adopted(path)``: reached through a link). Among several records

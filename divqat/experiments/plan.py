@@ -79,7 +79,7 @@ class _Counter:
     def __init__(self, out_dir, reuse_stale):
         self.cache = CellCache(out_dir, create=False)
         self.timings = _Timings(self.cache)
-        self.other_code = {kind: {record.get("config_key") for record in self.cache.all_records(kind)}
+        self.other_code = {kind: self.cache.config_keys(kind)
                            for kind in ("victim", "misinformation", "attack")} if reuse_stale else {}
 
     def count(self, plan, kind, cell, tally):

@@ -281,7 +281,7 @@ class CellCache:
 
     def record(self, cell):
         """The cached record of ``cell`` (a victim, misinformation or attack cell), or None."""
-        kind = _KINDS[type(cell)]
+        kind = cell_kind(cell)
         return self.attack_record(cell.key) if kind == "attack" else self._folder_record(kind, cell.key)
 
     def _paths(self, kind):
@@ -331,7 +331,7 @@ class CellCache:
                         for p in self._paths(kind)} for kind in _KINDS.values()}
         adopted = 0
         for cell in cells:
-            kind = _KINDS[type(cell)]
+            kind = cell_kind(cell)
             old = found.get(kind, {}).get(cell.config_key)
             if kind == "attack":
                 link = self.root / "cells" / f"{cell.key}.json"
@@ -345,3 +345,8 @@ class CellCache:
 
 
 _KINDS = {VictimCell: "victim", MisinformationCell: "misinformation", AttackCell: "attack"}
+
+
+def cell_kind(cell):
+    """``"victim"``, ``"misinformation"`` or ``"attack"``: the kind of a grid cell (as its job's)."""
+    return _KINDS[type(cell)]

@@ -14,11 +14,14 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .cells import CellCache, attack_cells, attacked_victims, misinformation_cell, victim_cells
+from .cells import CellCache, cell_kind, grid_cells
+from .runner import grid_jobs
 
 #: what a cell's configuration may differ in and still time like it, per kind
 _TIMING_FREE = {"victim": ("seed", "teacher"), "misinformation": ("seed",),
                 "attack": ("seed", "victim", "defense", "misinformation")}
+#: the :class:`SeedPlan` tally of each kind of cell
+_TALLIES = {"victim": "victims", "misinformation": "misinformation", "attack": "attacks"}
 
 
 @dataclass
@@ -59,7 +62,7 @@ class _Timings:
 
     def __init__(self, cache):
         times = defaultdict(list)
-        for kind in ("victim", "misinformation", "attack"):
+        for kind in _TALLIES:
             for record in cache.all_records(kind):
                 if "spec" in record and "time_s" in record:
                     times[_timing_key(kind, record["spec"])].append(record["time_s"])
@@ -73,51 +76,28 @@ class _Timings:
             plan.seconds += seconds
 
 
-class _Counter:
-    """Counts the grid's cells into :class:`SeedPlan` s against one cache (see :func:`plan_grid`)."""
-
-    def __init__(self, out_dir, reuse_stale):
-        self.cache = CellCache(out_dir, create=False)
-        self.timings = _Timings(self.cache)
-        self.other_code = {kind: self.cache.config_keys(kind)
-                           for kind in ("victim", "misinformation", "attack")} if reuse_stale else {}
-
-    def count(self, plan, kind, cell, tally):
-        """Count ``cell`` into ``tally`` of ``plan``; True when it is to compute."""
-        tally.total += 1
-        if self.cache.record(cell) is not None:
-            return False
-        if cell.config_key in self.other_code.get(kind, ()):
-            plan.reused += 1
-            return False
-        tally.todo += 1
-        self.timings.add(plan, kind, cell)
-        return True
-
-
 def plan_grid(config, out_dir, reuse_stale=False):
     """One :class:`SeedPlan` per seed of ``config`` for a run into ``out_dir`` (which need not
-    exist); ``reuse_stale``: a cell with a record of the same configuration computed by other
-    code counts as done (``reused``), as ``--reuse-stale`` would adopt it. Reads only."""
-    counter = _Counter(out_dir, reuse_stale)
-    plans = []
-    for seed in config.seeds:
-        plan = SeedPlan(seed)
-        for victim in victim_cells(config, seed):
-            counter.count(plan, "victim", victim, plan.victims)
-        needs_misinformation = False
-        for victim in attacked_victims(config, seed):
-            for cell in attack_cells(config, victim):
-                if counter.count(plan, "attack", cell, plan.attacks) and cell.misinformation is not None:
-                    needs_misinformation = True
-        misinformation = misinformation_cell(config, seed)
-        if misinformation is not None:
-            if needs_misinformation:  # the runner trains it only for an attack cell to compute
-                counter.count(plan, "misinformation", misinformation, plan.misinformation)
-            else:
-                plan.misinformation.total += 1
-        plans.append(plan)
-    return plans
+    exist): the grid's cells, and of the jobs the runner would make of them
+    (:func:`divqat.experiments.runner.grid_jobs`) those whose cell the cache lacks;
+    ``reuse_stale``: one with a record of the same configuration computed by other code counts
+    as done (``reused``), as ``--reuse-stale`` would adopt it. Reads only."""
+    cache = CellCache(out_dir, create=False)
+    timings = _Timings(cache)
+    other_code = {kind: cache.config_keys(kind) for kind in _TALLIES} if reuse_stale else {}
+    plans = {seed: SeedPlan(seed) for seed in config.seeds}
+    for cell in grid_cells(config):
+        getattr(plans[cell.spec["seed"]], _TALLIES[cell_kind(cell)]).total += 1
+    for job in grid_jobs(config, cache)[0]:  # a run's worker skips the jobs whose cell is cached
+        plan = plans[job.cell.spec["seed"]]
+        if cache.record(job.cell) is not None:
+            continue
+        if job.cell.config_key in other_code.get(job.kind, ()):
+            plan.reused += 1
+            continue
+        getattr(plan, _TALLIES[job.kind]).todo += 1
+        timings.add(plan, job.kind, job.cell)
+    return list(plans.values())
 
 
 def _duration(seconds):
